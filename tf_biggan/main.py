@@ -1,0 +1,81 @@
+"""The absl app: `tf-biggan --mode=... --hparams=hparams/X.yaml [--hparams_overrides k=v,...]`.
+
+Each mode lives in the module named for it; this file only parses flags, loads the validated
+hyper-parameters and dispatches. A `UserError` (bad flag, missing file, bad YAML key) is printed
+as one line naming the flag or file, with exit status 2, not as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+MODES = ("summary", "train", "inspect_data", "eval", "sweep", "export", "synthesize")
+
+flags.DEFINE_enum("mode", "train", MODES, "What to run.")
+flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hparams/digits.yaml); "
+                    "a bare name such as biggan_128 is looked up in hparams/.")
+flags.DEFINE_string("hparams_overrides", "", "Comma-separated section.key=value overrides, "
+                    "e.g. model.ch=64,train.disc_steps=1.")
+flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and reports.")
+flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.")
+flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy.")
+flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
+
+
+# mode -> (module, function); the function takes (hp, FLAGS). Each module is named for its feature.
+_MODE_TABLE = {
+    "summary": ("tf_biggan.summary", "run_summary"),
+    "train": ("tf_biggan.train", "run_train"),
+    "inspect_data": ("tf_biggan.data.inspect", "run_inspect_data"),
+    "eval": ("tf_biggan.evaluate", "run_eval"),
+    "sweep": ("tf_biggan.evaluate", "run_sweep"),
+    "export": ("tf_biggan.export", "run_export"),
+    "synthesize": ("tf_biggan.synthesize", "run_synthesize"),
+}
+
+
+def _dispatch(mode: str):
+    import importlib
+
+    from tf_biggan.errors import UserError
+
+    module_name, function_name = _MODE_TABLE[mode]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise UserError(f"--mode={mode} is not available in this version of tf_biggan") from None
+        raise
+    return getattr(module, function_name)
+
+
+def main(argv) -> int:
+    del argv
+    from tf_biggan.config import load_hparams
+    from tf_biggan.errors import UserError
+
+    try:
+        overrides = FLAGS.hparams_overrides
+        if FLAGS.train_steps is not None:
+            overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
+        hp = load_hparams(FLAGS.hparams, overrides)
+        _dispatch(FLAGS.mode)(hp, FLAGS)
+    except UserError as exc:
+        print(f"tf-biggan: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point (`tf-biggan`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

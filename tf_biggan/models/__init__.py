@@ -1,0 +1,1 @@
+"""Generators and discriminators of BigGAN (Appendix B, Figure 15) and BigGAN-deep (Figure 16)."""
