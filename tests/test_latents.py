@@ -1,0 +1,143 @@
+"""The truncation trick (Section 3.1) and Appendix E latents (tf_biggan.latents)."""
+
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+
+from tf_biggan import latents
+from tf_biggan.errors import UserError
+
+THRESHOLDS = [0.04, 0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_truncated_z_never_exceeds_threshold(threshold):
+    z = latents.truncated_z([256, 128], threshold, seed=11).numpy()
+    assert z.shape == (256, 128)
+    assert np.abs(z).max() <= threshold
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("method", ["resample", "inverse_cdf"])
+def test_truncated_z_keeps_the_normal_shape_inside(threshold, method):
+    # Resampling outside values leaves N(0, 1) conditioned on |z| <= t, i.e. truncnorm(-t, t).
+    z = latents.truncated_z([20_000], threshold, seed=3, method=method).numpy().astype(np.float64)
+    p = scipy.stats.kstest(z, scipy.stats.truncnorm(-threshold, threshold).cdf).pvalue
+    assert p > 0.01
+
+
+def test_truncated_z_np_twin_has_the_same_distribution():
+    z = latents.truncated_z_np([20_000], 0.8, seed=5)
+    assert np.abs(z).max() <= 0.8
+    assert scipy.stats.kstest(z, scipy.stats.truncnorm(-0.8, 0.8).cdf).pvalue > 0.01
+    np.testing.assert_array_equal(z, latents.truncated_z_np([20_000], 0.8, seed=5))
+
+
+@pytest.mark.parametrize("threshold", [None, 0, 0.0, -1.0])
+def test_no_threshold_means_untruncated_normal(threshold):
+    z = latents.truncated_z([20_000], threshold, seed=4).numpy()
+    assert np.abs(z).max() > 3.0
+    assert scipy.stats.kstest(z, "norm").pvalue > 0.01
+    np.testing.assert_array_equal(z, latents.normal([20_000], seed=4).numpy())
+
+
+def test_truncated_z_deterministic_per_seed_eager_and_in_tf_function():
+    a = latents.truncated_z([64, 20], 0.5, seed=7).numpy()
+    b = latents.truncated_z([64, 20], 0.5, seed=7).numpy()
+    c = latents.truncated_z([64, 20], 0.5, seed=8).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+    @tf.function
+    def sample(threshold, seed):
+        return latents.truncated_z([64, 20], threshold, seed)
+
+    d = sample(tf.constant(0.5), tf.constant([7, 0], tf.int64)).numpy()
+    np.testing.assert_array_equal(a, d)
+    # A tensor threshold <= 0 inside the graph is untruncated too.
+    e = sample(tf.constant(0.0), tf.constant([7, 0], tf.int64)).numpy()
+    np.testing.assert_array_equal(e, latents.normal([64, 20], seed=7).numpy())
+
+
+def test_hub_notebook_variant_scales_a_fixed_truncnorm():
+    t = 0.5
+    z = latents.hub_notebook_truncated_z([4000, 8], t, seed=0)
+    # Support is [-2t, 2t], not [-t, t]: this is not the paper's truncation.
+    assert np.abs(z).max() <= 2 * t
+    assert np.abs(z).max() > t
+    assert scipy.stats.kstest(z.ravel() / t, scipy.stats.truncnorm(-2, 2).cdf).pvalue > 0.01
+    np.testing.assert_array_equal(z, latents.hub_notebook_truncated_z([4000, 8], t, seed=0))
+
+
+EXTRA = {
+    "variance_annealed": dict(step=0, anneal_steps=100),
+    "variable_variance": dict(sigma_low=0.5, sigma_high=1.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(latents.LATENT_DISTRIBUTIONS))
+def test_every_latent_is_deterministic_per_seed(name):
+    kw = EXTRA.get(name, {})
+    a = latents.sample_latents(name, [32, 16], 1, **kw).numpy()
+    b = latents.sample_latents(name, [32, 16], 1, **kw).numpy()
+    c = latents.sample_latents(name, [32, 16], 2, **kw).numpy()
+    assert a.shape == (32, 16) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    d = tf.function(lambda s: latents.sample_latents(name, [32, 16], s, **kw))(
+        tf.constant([1, 0], tf.int64)).numpy()
+    np.testing.assert_array_equal(a, d)
+
+
+def _draw(name, **kw):
+    return latents.sample_latents(name, [2000, 64], 123, **kw).numpy().astype(np.float64)
+
+
+def test_appendix_e_supports_and_moments():
+    z = _draw("uniform")
+    assert z.min() >= -1 and z.max() <= 1 and abs(z.mean()) < 0.01
+
+    z = _draw("bernoulli")
+    assert set(np.unique(z)) == {0.0, 1.0} and abs(z.mean() - 0.5) < 0.01
+
+    z = _draw("censored_normal")
+    assert z.min() == 0.0 and abs((z == 0).mean() - 0.5) < 0.01
+    assert scipy.stats.kstest(z[z > 0][:20_000], scipy.stats.halfnorm.cdf).pvalue > 0.01
+
+    z = _draw("bernoulli_symmetric")
+    assert set(np.unique(z)) == {-1.0, 1.0} and abs(z.mean()) < 0.02
+
+    z = _draw("categorical")
+    assert set(np.unique(z)) == {-1.0, 0.0, 1.0}
+    for v in (-1, 0, 1):
+        assert abs((z == v).mean() - 1 / 3) < 0.01
+
+    z = _draw("normal_times_bernoulli")
+    assert abs((z == 0).mean() - 0.5) < 0.01
+    assert scipy.stats.kstest(z[z != 0][:20_000], "norm").pvalue > 0.01
+
+    z = _draw("normal_bernoulli_concat")
+    assert set(np.unique(z[:, 32:])) == {0.0, 1.0}
+    assert scipy.stats.kstest(z[:, :32].ravel()[:20_000], "norm").pvalue > 0.01
+
+
+def test_variance_annealing_and_variable_variance():
+    start = _draw("variance_annealed", step=0, anneal_steps=100)
+    end = _draw("variance_annealed", step=100, anneal_steps=100)
+    later = _draw("variance_annealed", step=1000, anneal_steps=100)
+    assert start.var() == pytest.approx(2.0, rel=0.03)  # N(0, σI) with σ = 2: a variance
+    assert end.var() == pytest.approx(1.0, rel=0.03)
+    np.testing.assert_array_equal(end, later)
+
+    z = latents.sample_latents("variable_variance", [400, 4000], 9, sigma_low=0.5, sigma_high=1.5).numpy()
+    per_sample = z.var(axis=1)
+    assert per_sample.min() > 0.5 * 0.9 and per_sample.max() < 1.5 * 1.1
+    assert per_sample.std() > 0.2  # the variance really differs between samples
+
+
+def test_sample_latents_errors_are_user_errors():
+    with pytest.raises(UserError, match="bernoulli"):
+        latents.sample_latents("bernouli", [2, 2], 0)
+    with pytest.raises(UserError, match="sigma_low"):
+        latents.sample_latents("variable_variance", [2, 2], 0)
