@@ -1,0 +1,150 @@
+"""Cross-replica (conditional) batch norm with standing statistics.
+
+Paper Section 3 and Appendix C: G uses class-conditional BatchNorm (Dumoulin et al.; de Vries et al.)
+whose per-sample gains and biases are linear projections of the conditioning vector (shared class
+embedding, plus the z chunk with skip-z): gain = 1 + W_g c (centred at 1), bias = W_b c (centred at
+0) (Appendix B). Moments are aggregated across ALL replicas ("cross-replica BatchNorm", Appendix C),
+with epsilon = 1e-4.
+
+Moments are computed in two all-reduces (mean first, then the centred second moment), always in
+float32, rather than as E[x^2] - E[x]^2 in one: the one-pass form loses precision and can go negative
+in low precision, the failure TF 2.2's SyncBatchNormalization showed (tensorflow#41980).
+
+Three ways to normalise:
+- training=True: batch moments over the global batch; moving averages updated (decay
+  `moving_decay`);
+- training=False: the stored statistics (`moving_mean`, `moving_var`), which standing statistics
+  overwrite (Appendix C.1);
+- accumulate=True: batch moments are used AND added to accumulators, without touching the stored
+  statistics; `finalize_standing_stats` then stores the pooled moments of all passes. Pooling keeps
+  the between-pass spread: var = mean_p(var_p) + mean_p(mean_p^2) - mean_p(mean_p)^2, the variance
+  of all samples of all passes (per-pass batch variances alone would miss the spread of the means).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_biggan.layers.spectral_norm import SNDense
+
+
+def cross_replica_moments(x, axes):
+    """Mean and (biased) variance of `x` over `axes` and over all replicas in sync, float32."""
+    x = tf.cast(x, tf.float32)
+    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    local_sum = tf.reduce_sum(x, axis=axes)
+    if replicas > 1:
+        total, n = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [local_sum, count])
+    else:
+        total, n = local_sum, count
+    mean = total / n
+    local_sq = tf.reduce_sum(tf.square(x - mean), axis=axes)
+    sq = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_sq) if replicas > 1 else local_sq
+    return mean, sq / n
+
+
+class CrossReplicaBatchNorm(keras.layers.Layer):
+    """BatchNorm with cross-replica moments and standing statistics; learned gamma/beta.
+
+    Used unconditionally before G's output convolution (Table 4: "BN, ReLU, 3x3 Conv ch -> 3").
+    Subclasses replace the gain and bias by conditional projections.
+    """
+
+    def __init__(self, epsilon: float = 1e-4, moving_decay: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.moving_decay = moving_decay
+
+    def _build_stats(self, channels: int) -> None:
+        stat = dict(trainable=False, autocast=False, aggregation="only_first_replica")
+        self.moving_mean = self.add_weight(name="moving_mean", shape=(channels,), initializer="zeros", **stat)
+        self.moving_var = self.add_weight(name="moving_var", shape=(channels,), initializer="ones", **stat)
+        # Standing-statistics accumulators (Appendix C.1).
+        self.accum_mean = self.add_weight(name="accum_mean", shape=(channels,), initializer="zeros", **stat)
+        self.accum_mean_sq = self.add_weight(name="accum_mean_sq", shape=(channels,), initializer="zeros", **stat)
+        self.accum_var = self.add_weight(name="accum_var", shape=(channels,), initializer="zeros", **stat)
+        self.accum_count = self.add_weight(name="accum_count", shape=(), initializer="zeros", **stat)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        self._build_stats(channels)
+
+    def _normalize(self, x, training, accumulate):
+        """x normalised to zero mean / unit variance per channel, in float32."""
+        axes = list(range(len(x.shape) - 1))
+        if training or accumulate:
+            mean, var = cross_replica_moments(x, axes)
+            if training:
+                d = self.moving_decay
+                self.moving_mean.assign(d * self.moving_mean + (1.0 - d) * mean)
+                self.moving_var.assign(d * self.moving_var + (1.0 - d) * var)
+            if accumulate:
+                self.accum_mean.assign_add(mean)
+                self.accum_mean_sq.assign_add(tf.square(mean))
+                self.accum_var.assign_add(var)
+                self.accum_count.assign_add(1.0)
+        else:
+            mean = tf.convert_to_tensor(self.moving_mean)
+            var = tf.convert_to_tensor(self.moving_var)
+        return (tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(var + self.epsilon)
+
+    def call(self, x, training=False, accumulate=False):
+        x_hat = self._normalize(x, training, accumulate)
+        out = x_hat * tf.cast(self.gamma, tf.float32) + tf.cast(self.beta, tf.float32)
+        return tf.cast(out, self.compute_dtype)
+
+    def reset_standing_stats(self) -> None:
+        for v in (self.accum_mean, self.accum_mean_sq, self.accum_var):
+            v.assign(tf.zeros_like(v))
+        self.accum_count.assign(0.0)
+
+    def finalize_standing_stats(self) -> None:
+        """Stores the pooled moments of the accumulated passes as the inference statistics."""
+        n = tf.maximum(self.accum_count, 1.0)
+        mean = self.accum_mean / n
+        var = self.accum_var / n + tf.maximum(self.accum_mean_sq / n - tf.square(mean), 0.0)
+        self.moving_mean.assign(mean)
+        self.moving_var.assign(var)
+
+
+class ConditionalBatchNorm(CrossReplicaBatchNorm):
+    """Class-conditional BN: x_hat * (1 + W_g c) + W_b c, with W_g, W_b spectrally normalised.
+
+    Called as layer((x, c)). The projections have no bias (the `1 +` and the zero centre play that
+    role; this is also what makes G's parameter count 70.4M, Table 1). They are orthogonally
+    initialised and spectrally normalised like every G weight (Section 3, Appendix C), so the layer
+    is the identity on x_hat exactly where the conditioning is at its centre, c = 0.
+    """
+
+    def __init__(self, sn_epsilon: float = 1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, input_shape):
+        x_shape, _ = input_shape
+        channels = int(x_shape[-1])
+        self.gain = SNDense(channels, use_bias=False, sn_epsilon=self.sn_epsilon, name="gain", dtype=self.dtype_policy)
+        self.bias = SNDense(channels, use_bias=False, sn_epsilon=self.sn_epsilon, name="bias", dtype=self.dtype_policy)
+        self._build_stats(channels)
+
+    def call(self, inputs, training=False, accumulate=False):
+        x, cond = inputs
+        x_hat = self._normalize(x, training, accumulate)
+        gain = 1.0 + tf.cast(self.gain(cond, training=training), tf.float32)
+        bias = tf.cast(self.bias(cond, training=training), tf.float32)
+        # (batch, C) -> (batch, 1, 1, C) for feature maps
+        for _ in range(len(x.shape) - 2):
+            gain = gain[:, None]
+            bias = bias[:, None]
+        return tf.cast(x_hat * gain + bias, self.compute_dtype)
+
+
+def batch_norm_layers(model) -> list:
+    """Every cross-replica BN layer of `model` (for standing statistics)."""
+    return [layer for layer in model._flatten_layers(include_self=True, recursive=True)
+            if isinstance(layer, CrossReplicaBatchNorm)]

@@ -1,0 +1,170 @@
+"""Spectrally normalised dense, conv and embedding layers (Miyato et al. 2018; paper Section 3, Appendix C).
+
+Each layer keeps its raw kernel W (trainable, orthogonally initialised, Appendix C) and a
+non-trainable vector `u` for the power iteration. A training call does ONE power iteration,
+stores the new `u` and uses W / sigma with sigma = v^T W u, gradients not flowing through u, v
+(as in SN-GAN, SA-GAN and BigGAN). An inference call reuses the stored `u` and does not change
+state. epsilon = 1e-4 in the vector normalisation (Appendix C raises it from 1e-8).
+
+`top_singular_values(kernel, k=3)` reads sigma_0..sigma_2 of the raw kernel (Section 4, Appendix F
+monitor them before normalisation) by subspace iteration on the small Gram matrix W^T W, started
+from the layer's own `u`, so it costs a few matmuls, not an SVD of the whole kernel.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _l2_normalize(x, eps):
+    return x / tf.maximum(tf.norm(x, axis=-1, keepdims=True), eps)
+
+
+def kernel_matrix(kernel) -> tf.Tensor:
+    """The kernel as a (fan_in, fan_out) matrix in float32: conv (kh, kw, in, out) -> (kh*kw*in, out)."""
+    kernel = tf.convert_to_tensor(kernel)
+    return tf.reshape(tf.cast(kernel, tf.float32), (-1, kernel.shape[-1]))
+
+
+def top_singular_values(kernel, k: int = 3, iterations: int = 30, init=None) -> tf.Tensor:
+    """The k largest singular values of a kernel (as a (fan_in, fan_out) matrix), float32.
+
+    Subspace (block power) iteration on the Gram matrix G = W^T W (fan_out x fan_out), then the
+    eigenvalues of Q^T G Q. `init` (1, fan_out) is used as the first basis vector when given
+    (the layer's SN `u`, which already points at sigma_0).
+    """
+    w = kernel_matrix(kernel)
+    n = w.shape[1]
+    k = min(k, n, w.shape[0])
+    gram = tf.matmul(w, w, transpose_a=True)
+    width = min(n, k + 4)  # a few extra columns speed convergence of the k-th value
+    basis = tf.random.stateless_normal((n, width), seed=(17, 29), dtype=tf.float32)
+    if init is not None:
+        first = tf.reshape(tf.cast(init, tf.float32), (n, 1))
+        basis = tf.concat([first, basis[:, 1:]], axis=1)
+    q, _ = tf.linalg.qr(basis)
+    for _ in range(iterations):
+        q, _ = tf.linalg.qr(tf.matmul(gram, q))
+    small = tf.matmul(q, tf.matmul(gram, q), transpose_a=True)
+    eig = tf.linalg.eigvalsh(0.5 * (small + tf.transpose(small)))
+    eig = tf.sort(eig, direction="DESCENDING")[:k]
+    return tf.sqrt(tf.maximum(eig, 0.0))
+
+
+class _SpectralNormLayer(keras.layers.Layer):
+    """Base: owns `kernel` (+ optional `bias`) and the power-iteration vector `u`."""
+
+    def __init__(self, use_sn: bool = True, use_bias: bool = True, sn_epsilon: float = 1e-4,
+                 kernel_initializer="orthogonal", **kwargs):
+        super().__init__(**kwargs)
+        self.use_sn = use_sn
+        self.use_bias = use_bias
+        self.sn_epsilon = sn_epsilon
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def _build_kernel(self, shape) -> None:
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
+        out = shape[-1]
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(out,), initializer="zeros")
+        if self.use_sn:
+            # Identical on every replica (same W, same u): keep the first replica's write.
+            self.u = self.add_weight(name="sn_u", shape=(1, out), initializer=keras.initializers.RandomNormal(),
+                                     trainable=False, autocast=False, aggregation="only_first_replica")
+
+    def normalized_kernel(self, training=False) -> tf.Tensor:
+        """W / sigma in float32 (one power iteration and a `u` update when training)."""
+        w = tf.cast(tf.convert_to_tensor(self.kernel), tf.float32)
+        if not self.use_sn:
+            return w
+        w_mat = tf.reshape(w, (-1, w.shape[-1]))
+        u = tf.convert_to_tensor(self.u)
+        if training:
+            v = _l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon)
+            u = tf.stop_gradient(_l2_normalize(tf.matmul(v, w_mat), self.sn_epsilon))
+            self.u.assign(u)
+        v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon))
+        sigma = tf.reduce_sum(tf.matmul(v, w_mat) * u)
+        return w / sigma
+
+    def sigma(self) -> tf.Tensor:
+        """The current SN estimate of sigma_0 (from the stored `u`; no state change)."""
+        w_mat = kernel_matrix(self.kernel)
+        u = tf.convert_to_tensor(self.u)
+        v = _l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon)
+        return tf.reduce_sum(tf.matmul(v, w_mat) * u)
+
+    def singular_values(self, k: int = 3, iterations: int = 30) -> tf.Tensor:
+        """sigma_0..sigma_{k-1} of the raw (unnormalised) kernel, for Appendix F monitoring."""
+        return top_singular_values(self.kernel, k, iterations, init=self.u if self.use_sn else None)
+
+    def _kernel_for_call(self, training):
+        return tf.cast(self.normalized_kernel(training), self.compute_dtype)
+
+    def _add_bias(self, y):
+        if self.use_bias:
+            y = y + tf.cast(self.bias, self.compute_dtype)
+        return y
+
+
+class SNDense(_SpectralNormLayer):
+    """Dense layer x W / sigma (+ b)."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self._build_kernel((int(input_shape[-1]), self.units))
+
+    def call(self, x, training=False):
+        return self._add_bias(tf.matmul(x, self._kernel_for_call(training)))
+
+
+class SNConv2D(_SpectralNormLayer):
+    """2-D convolution (NHWC, stride 1, SAME padding) with a spectrally normalised kernel.
+
+    SN treats the kernel as a (kh*kw*in, out) matrix, as Miyato et al. and SA-GAN do.
+    """
+
+    def __init__(self, filters: int, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+
+    def build(self, input_shape):
+        self._build_kernel((self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters))
+
+    def call(self, x, training=False):
+        y = tf.nn.conv2d(x, self._kernel_for_call(training), strides=1, padding="SAME")
+        return self._add_bias(y)
+
+
+class SNEmbedding(_SpectralNormLayer):
+    """Class embedding as a linear map of one-hot (or mixed) class vectors: y @ E / sigma.
+
+    Taking y as a [batch, num_classes] float vector rather than an index lets G and D accept class
+    mixtures (Figure 9 interpolations; the TF-Hub `y` input); for one-hot y it equals a lookup.
+    Integer labels [batch] are one-hot encoded here.
+    """
+
+    def __init__(self, num_classes: int, dim: int, **kwargs):
+        kwargs.setdefault("use_bias", False)
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.dim = dim
+
+    def build(self, input_shape):
+        self._build_kernel((self.num_classes, self.dim))
+
+    def call(self, y, training=False):
+        if y.dtype.is_integer:
+            y = tf.one_hot(y, self.num_classes, dtype=self.compute_dtype)
+        return tf.matmul(tf.cast(y, self.compute_dtype), self._kernel_for_call(training))
+
+
+def spectral_norm_layers(model) -> list:
+    """Every spectrally normalised layer inside `model`, in a stable order (for Appendix F logs)."""
+    return [layer for layer in model._flatten_layers(include_self=True, recursive=True)
+            if isinstance(layer, _SpectralNormLayer) and layer.use_sn]

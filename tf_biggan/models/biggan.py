@@ -1,0 +1,90 @@
+"""BigGAN residual blocks, paper Figure 15 (b) and (c).
+
+ResBlock up (G): BN(c) -> ReLU -> upsample -> 3x3 conv -> BN(c) -> ReLU -> 3x3 conv, plus a shortcut
+of upsample + 1x1 conv. ResBlock down (D): ReLU -> 3x3 conv -> ReLU -> 3x3 conv -> average pool, plus
+a shortcut of 1x1 conv + average pool. The first D block reads the image and has no leading ReLU
+(as in SN-GAN, SA-GAN and BigGAN-PyTorch: a ReLU on the image would discard its negative half).
+In the shortcuts the 1x1 conv is applied at the lower resolution: nearest upsampling and average
+pooling commute exactly with a 1x1 conv (both are linear and per-pixel), so this is the same function
+at a quarter of the cost.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_biggan.layers.batch_norm import ConditionalBatchNorm
+from tf_biggan.layers.spectral_norm import SNConv2D
+
+
+def upsample(x):
+    """Nearest-neighbour 2x upsampling (exact, TPU-friendly)."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def downsample(x):
+    """2x2 average pooling."""
+    return tf.nn.avg_pool2d(x, 2, 2, "VALID")
+
+
+class GBlock(keras.layers.Layer):
+    """BigGAN ResBlock up (Figure 15b). Called as block((x, cond))."""
+
+    def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4,
+                 bn_moving_decay=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels, self.upsample = in_channels, out_channels, upsample
+        common = dict(dtype=self.dtype_policy)
+        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay, **common)
+        conv = dict(sn_epsilon=sn_epsilon, **common)
+        self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
+        self.conv1 = SNConv2D(out_channels, 3, name="conv1", **conv)
+        self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
+        self.conv2 = SNConv2D(out_channels, 3, name="conv2", **conv)
+        self.learnable_shortcut = in_channels != out_channels or upsample
+        if self.learnable_shortcut:
+            self.conv_sc = SNConv2D(out_channels, 1, name="conv_sc", **conv)
+
+    def call(self, inputs, training=False, accumulate=False):
+        x, cond = inputs
+        h = tf.nn.relu(self.bn1((x, cond), training=training, accumulate=accumulate))
+        if self.upsample:
+            h = upsample(h)
+        h = self.conv1(h, training=training)
+        h = tf.nn.relu(self.bn2((h, cond), training=training, accumulate=accumulate))
+        h = self.conv2(h, training=training)
+        shortcut = x
+        if self.learnable_shortcut:
+            shortcut = self.conv_sc(shortcut, training=training)
+        if self.upsample:
+            shortcut = upsample(shortcut)
+        return h + shortcut
+
+
+class DBlock(keras.layers.Layer):
+    """BigGAN ResBlock down (Figure 15c)."""
+
+    def __init__(self, in_channels, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.downsample, self.preactivation = downsample, preactivation
+        conv = dict(sn_epsilon=sn_epsilon, dtype=self.dtype_policy)
+        self.conv1 = SNConv2D(out_channels, 3, name="conv1", **conv)
+        self.conv2 = SNConv2D(out_channels, 3, name="conv2", **conv)
+        self.learnable_shortcut = in_channels != out_channels or downsample
+        if self.learnable_shortcut:
+            self.conv_sc = SNConv2D(out_channels, 1, name="conv_sc", **conv)
+
+    def call(self, x, training=False):
+        h = tf.nn.relu(x) if self.preactivation else x
+        h = self.conv1(h, training=training)
+        h = self.conv2(tf.nn.relu(h), training=training)
+        shortcut = x
+        if self.downsample:
+            h = downsample(h)
+            shortcut = downsample(shortcut)
+        if self.learnable_shortcut:
+            shortcut = self.conv_sc(shortcut, training=training)
+        return h + shortcut

@@ -1,0 +1,93 @@
+"""The projection discriminator D of BigGAN (Tables 4-6, Figure 15c) and BigGAN-deep (Tables 7-9).
+
+ResBlocks down to 4x4, a non-local block where the table puts it, then ReLU, global SUM pooling
+and the projection output of Miyato & Koyama (2018): D(x, y) = linear(h) + Embed(y) . h, with the
+linear layer, the class embedding and every conv spectrally normalised. BigGAN-deep first maps the
+image to ch channels with a 3x3 conv (Table 7).
+
+D is called as D((x, y)), x [batch, H, W, 3] in [-1, 1], y int labels [batch] or class vectors
+[batch, num_classes]; it returns logits [batch], float32.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_biggan.layers.attention import SelfAttention
+from tf_biggan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding
+from tf_biggan.models.arch import RGB, build_arch
+from tf_biggan.models.biggan import DBlock
+from tf_biggan.models.biggan_deep import DeepDBlock
+from tf_biggan.models.generator import class_vectors
+
+
+class Discriminator(keras.Model):
+    def __init__(self, cfg, num_classes: int, **kwargs):
+        kwargs.setdefault("name", "discriminator")
+        kwargs.setdefault("dtype", cfg.dtype)
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.arch = build_arch(cfg.family, cfg.resolution, cfg.g_attention_resolution, cfg.d_attention_resolution)
+        self.deep = cfg.family == "biggan_deep"
+        ch = cfg.ch
+        sn = dict(sn_epsilon=cfg.sn_epsilon, dtype=self.dtype_policy)
+        self.in_conv = SNConv2D(ch, 3, name="in_conv", **sn) if self.deep else None
+        self.stages = []
+        attention_done = False
+        index = 0
+        for stage in self.arch.d_stages:
+            blocks = []
+            for spec in stage.blocks:
+                in_channels = 3 if spec.in_mult == RGB else spec.in_mult * ch
+                if self.deep:
+                    block = DeepDBlock(in_channels, spec.out_mult * ch, downsample=spec.resample,
+                                       name=f"block{index}", **sn)
+                else:
+                    block = DBlock(in_channels, spec.out_mult * ch, downsample=spec.resample,
+                                   preactivation=spec.in_mult != RGB, name=f"block{index}", **sn)
+                blocks.append(block)
+                index += 1
+            attention = None
+            if not attention_done and stage.resolution == self.arch.d_attention:
+                attention = SelfAttention(name=f"attention{stage.resolution}", **sn)
+                attention_done = True
+            self.stages.append((stage.resolution, blocks, attention))
+        self.blocks = [b for _, blocks, _ in self.stages for b in blocks]
+        self.attentions = [a for _, _, a in self.stages if a is not None]
+        last = self.arch.d_blocks[-1].out_mult * ch
+        self.linear = SNDense(1, name="linear", **sn)
+        self.embed = SNEmbedding(num_classes, last, name="embed", **sn)
+
+    def call(self, inputs, training=False):
+        return self.forward(inputs, training=training)
+
+    def forward(self, inputs, training=False, trace=None):
+        x, y = inputs
+        h = tf.cast(x, self.compute_dtype)
+        if self.in_conv is not None:
+            h = self.in_conv(h, training=training)
+            if trace is not None:
+                trace.append(("in_conv", h.shape, self.in_conv))
+        for _, blocks, attention in self.stages:
+            for block in blocks:
+                h = block(h, training=training)
+                if trace is not None:
+                    trace.append((block.name, h.shape, block))
+            if attention is not None:
+                h = attention(h, training=training)
+                if trace is not None:
+                    trace.append((attention.name, h.shape, attention))
+        h = tf.reduce_sum(tf.nn.relu(h), axis=[1, 2])  # global sum pooling
+        h = tf.cast(h, tf.float32)
+        y = class_vectors(y, self.num_classes, self.compute_dtype)
+        projection = tf.reduce_sum(tf.cast(self.embed(y, training=training), tf.float32) * h, axis=-1)
+        out = tf.cast(self.linear(tf.cast(h, self.compute_dtype), training=training), tf.float32)[:, 0] + projection
+        if trace is not None:
+            trace.append(("relu+sum_pool+linear+projection", out.shape, [self.linear, self.embed]))
+        return out
+
+    def build_for_input(self, batch: int = 1) -> None:
+        res = self.cfg.resolution
+        self((tf.zeros((batch, res, res, 3)), tf.zeros((batch,), tf.int32)), training=False)
