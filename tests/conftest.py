@@ -1,0 +1,45 @@
+"""Test setup: 4 logical CPU devices (for MirroredStrategy tests), quiet TF, determinism.
+
+The logical-device split must happen before TensorFlow initialises its devices, hence here.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+NUM_LOGICAL_CPUS = 4
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(NUM_LOGICAL_CPUS)])
+except RuntimeError:  # already initialised (e.g. a plugin imported TF first); tests needing 4 will skip
+    pass
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+def logical_cpus():
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def mirrored_strategy(num_replicas: int):
+    """MirroredStrategy over the first `num_replicas` logical CPUs.
+
+    Reduction through one device rather than collectives: several strategies of different sizes in
+    one test process would otherwise clash on collective group keys.
+    """
+    devices = logical_cpus()
+    if len(devices) < num_replicas:
+        pytest.skip(f"needs {num_replicas} logical CPU devices (configured in conftest)")
+    return tf.distribute.MirroredStrategy(devices[:num_replicas],
+                                          cross_device_ops=tf.distribute.ReductionToOneDevice())

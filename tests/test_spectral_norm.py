@@ -1,0 +1,92 @@
+"""Spectral norm against numpy SVD (Miyato et al.; paper Appendix C: one power iteration per call)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_biggan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding, top_singular_values
+
+
+def _matrix(layer):
+    return layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
+
+
+@pytest.mark.parametrize("make,x", [
+    (lambda: SNDense(12), np.random.RandomState(0).randn(4, 20).astype(np.float32)),
+    (lambda: SNConv2D(8, 3), np.random.RandomState(1).randn(2, 6, 6, 5).astype(np.float32)),
+    (lambda: SNEmbedding(10, 16), np.array([1, 3, 9], np.int32)),
+])
+def test_sigma_converges_to_largest_singular_value(make, x):
+    layer = make()
+    layer(x, training=False)
+    # A non-orthogonal kernel with distinct singular values (orthogonal ones are all 1).
+    rng = np.random.RandomState(2)
+    layer.kernel.assign(rng.randn(*layer.kernel.shape).astype(np.float32) * 0.3)
+    svd = np.linalg.svd(_matrix(layer), compute_uv=False)
+    for _ in range(200):
+        layer(x, training=True)
+    assert abs(float(layer.sigma()) - svd[0]) / svd[0] < 1e-3
+    # and the kernel the layer uses has spectral norm 1
+    normalized = layer.normalized_kernel(training=False).numpy().reshape(-1, layer.kernel.shape[-1])
+    assert np.linalg.svd(normalized, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)
+
+
+def test_one_power_iteration_per_training_call_and_none_at_inference():
+    layer = SNDense(6)
+    x = tf.random.normal((3, 9))
+    layer(x)
+    w = _matrix(layer)
+    u0 = layer.u.numpy()
+    layer(x, training=False)
+    np.testing.assert_array_equal(layer.u.numpy(), u0)
+    layer(x, training=True)
+    # numpy reference of one power-iteration step, eps = 1e-4 in the normalisation
+    v = u0 @ w.T
+    v /= max(np.linalg.norm(v), 1e-4)
+    u1 = v @ w
+    u1 /= max(np.linalg.norm(u1), 1e-4)
+    np.testing.assert_allclose(layer.u.numpy(), u1, rtol=1e-5, atol=1e-6)
+    sigma = ((u1 @ w.T / np.linalg.norm(u1 @ w.T)) @ w @ u1.T).item()
+    np.testing.assert_allclose(layer(x, training=False).numpy(), x.numpy() @ (w / sigma) + layer.bias.numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_u_is_state_not_a_parameter():
+    layer = SNConv2D(4, 3)
+    layer(tf.zeros((1, 4, 4, 2)))
+    assert [w.name for w in layer.trainable_weights] == ["kernel", "bias"]
+    assert [w.name for w in layer.non_trainable_weights] == ["sn_u"]
+
+
+def test_gradient_treats_u_and_v_as_constants():
+    """d/dW of sum(x W / sigma) with sigma = v^T W u and u, v held fixed (SN-GAN's gradient)."""
+    layer = SNDense(5, use_bias=False)
+    x = tf.random.normal((2, 7))
+    layer(x)
+    layer(x, training=True)  # settle u
+    w = _matrix(layer)
+    u = layer.u.numpy()  # (1, 5)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, training=False))
+    grad = tape.gradient(loss, layer.kernel).numpy()
+    v = u @ w.T
+    v /= np.linalg.norm(v)
+    sigma = (v @ w @ u.T).item()
+    a = x.numpy().sum(axis=0)[:, None]  # (7, 1)
+    expected = a @ np.ones((1, 5)) / sigma - (a.T @ w @ np.ones((5, 1))).item() / sigma ** 2 * (v.T @ u)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_top_three_singular_values_match_svd():
+    rng = np.random.RandomState(3)
+    # conv kernel with a known spectrum: W = U diag(s) V^T reshaped to (3, 3, 16, 24)
+    u, _ = np.linalg.qr(rng.randn(144, 24))
+    v, _ = np.linalg.qr(rng.randn(24, 24))
+    s = np.linspace(5.0, 0.5, 24)
+    kernel = (u @ np.diag(s) @ v.T).reshape(3, 3, 16, 24).astype(np.float32)
+    got = top_singular_values(tf.constant(kernel), k=3).numpy()
+    np.testing.assert_allclose(got, s[:3], rtol=1e-4)
+    layer = SNConv2D(24, 3)
+    layer(tf.zeros((1, 5, 5, 16)))
+    layer.kernel.assign(kernel)
+    np.testing.assert_allclose(layer.singular_values().numpy(), s[:3], rtol=1e-4)
