@@ -48,6 +48,8 @@ def test_classifier_outputs_and_any_input_size(classifier, digits):
     # Batches from an iterable (a tf.data pipeline of (image, label)) give the same numbers.
     ds = tf.data.Dataset.from_tensor_slices((x_test[:50], y_test[:50])).batch(16)
     np.testing.assert_allclose(classifier.activations(ds), acts, rtol=1e-5, atol=1e-6)
+    ds = tf.data.Dataset.from_tensor_slices({"image": x_test[:50], "label": y_test[:50]}).batch(32)
+    np.testing.assert_allclose(classifier.activations(ds), acts, rtol=1e-5, atol=1e-6)
 
 
 def test_classifier_fid_and_is_behave(classifier, digits):
@@ -175,6 +177,7 @@ def test_keras_inception_v3_weights_file(tmp_path):
     # Keras InceptionV3 takes [-1, 1] directly (preprocess_input 'tf' mode): no rescaling.
     ref = model(tf.image.resize(imgs, [299, 299], method="bilinear"), training=False)
     np.testing.assert_allclose(logits, ref.numpy(), rtol=1e-4, atol=1e-6)
+    os.remove(path)  # ~96 MB: do not leave it in pytest's kept temporary directories
 
 
 # ---------------------------------------------------------------------------------------------

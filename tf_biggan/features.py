@@ -91,6 +91,8 @@ class FeatureExtractor:
             for batch in images:
                 if isinstance(batch, (tuple, list)):  # (images, labels) datasets: take the images
                     batch = batch[0]
+                elif isinstance(batch, Mapping):  # {"image": ..., "label": ...} datasets
+                    batch = batch["image"]
                 yield batch
 
     def activations_and_logits(self, images: Images, batch_size: Optional[int] = None
