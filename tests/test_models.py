@@ -151,9 +151,14 @@ def test_ortho_reg_covers_every_g_kernel_but_the_shared_embedding():
     assert g.shared.kernel.path not in {k.path for k in kernels}
 
 
-def test_mixed_bfloat16_runs_and_tracks_float32():
-    hp32 = load_hparams("biggan_deep_128", "model.ch=8,model.resolution=32,data.num_classes=4")
-    hp16 = load_hparams("biggan_deep_128", "model.ch=8,model.resolution=32,data.num_classes=4,model.dtype=mixed_bfloat16")
+@pytest.mark.parametrize("name,overrides", [
+    ("biggan_deep_128", "model.resolution=32"),
+    ("biggan_128", "model.resolution=64,model.dim_z=100"),  # attention at 32x32 in G and D
+])
+def test_mixed_bfloat16_runs_and_tracks_float32(name, overrides):
+    base = f"model.ch=8,data.num_classes=4,{overrides}"
+    hp32 = load_hparams(name, base)
+    hp16 = load_hparams(name, base + ",model.dtype=mixed_bfloat16")
     g32, d32 = build_models(hp32)
     g16, d16 = build_models(hp16)
     for a, b in ((g32, g16), (d32, d16)):
@@ -161,8 +166,9 @@ def test_mixed_bfloat16_runs_and_tracks_float32():
         b.build_for_input(2)
         b.set_weights(a.get_weights())
         assert all(w.dtype == "float32" for w in b.weights)  # variables stay float32
-    z = tf.random.normal((4, 128), seed=6)
+    z = tf.random.normal((4, hp32.model.dim_z), seed=6)
     y = tf.constant([0, 1, 2, 3])
+    assert (g16.attentions and d16.attentions) or name == "biggan_deep_128"
     with tf.GradientTape() as tape:
         img16 = g16((z, y), training=True)
         loss = tf.reduce_mean(d16((img16, y), training=True))
