@@ -102,10 +102,20 @@ class TrainConfig:
     sv_every: int = 1000  # σ0-σ2 of every weight (Appendix F)
     sample_every: int = 1000
     seed: int = 0
+    # Checkpoints kept by the CheckpointManager (older ones are deleted).
+    keep_checkpoints: int = 5
+    # The input position is part of the checkpoint through the step: the input stream is a seeded,
+    # deterministic function of its position (step x disc_steps batches per pipeline), so a resumed
+    # run fast-forwards it and replays the same batches. tf.distribute's DistributedIterator itself
+    # cannot be checkpointed. Fast-forwarding reads the skipped data, cheap for the embedded digits;
+    # for ImageNet-size runs set false: resume then starts a fresh pass reseeded by the step.
+    replay_input: bool = True
+    # Columns of the PNG grid of EMA-G samples (rows are classes, at most 10).
+    sample_columns: int = 8
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",
-                    "log_every", "sv_every", "sample_every"):
+                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns"):
             value = getattr(self, key)
             _require(value >= 1, where, f"train.{key}", f"must be >= 1, got {value}")
         _require(self.g_lr > 0 and self.d_lr > 0, where, "train.g_lr/d_lr", "learning rates must be > 0")
@@ -147,8 +157,13 @@ class EvalConfig:
     num_samples: int = 50000
     truncations: typing.Tuple[float, ...] = (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0, 0.0)  # 0 = untruncated
     batch_size: int = 256
+    # Truncation thresholds whose standing statistics an exported module stores (plus untruncated);
+    # the module interpolates between them (tf_biggan/export.py).
+    export_truncations: typing.Tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
 
     def validate(self, where: str) -> None:
+        _require(bool(self.export_truncations) and all(t > 0 for t in self.export_truncations), where,
+                 "eval.export_truncations", "must be a non-empty list of thresholds > 0")
         _require(self.standing_stats_passes >= 1, where, "eval.standing_stats_passes", "must be >= 1")
         _require(self.standing_stats_batch >= 1, where, "eval.standing_stats_batch", "must be >= 1")
         _require(self.num_samples >= 1, where, "eval.num_samples", "must be >= 1")

@@ -1,0 +1,97 @@
+"""The tf.distribute strategy a run uses, chosen from flags (paper Section 3: "trained on 128 to 512
+cores of a Google TPU v3 Pod", with G's BatchNorm statistics computed across all devices).
+
+Order of precedence:
+  --tpu=NAME            TPUClusterResolver + TPUStrategy (a single host or a pod slice)
+  TF_CONFIG set         MultiWorkerMirroredStrategy (several hosts, CPU/GPU workers)
+  --cpu_replicas=N > 0  the CPU split into N logical devices + MirroredStrategy, so anyone can run the
+                        distributed code path (cross-replica BN, gradient all-reduce) on a laptop
+  local GPUs            MirroredStrategy over them (one GPU: OneDeviceStrategy)
+  otherwise             the default strategy (one device)
+
+Why a function of flags and not a config key: the same hparams file must train on a TPU pod and on a
+laptop; where it runs is a property of the launch, not of the experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from tf_biggan.errors import UserError
+
+
+def _split_cpu(num_replicas: int) -> list:
+    cpus = tf.config.list_physical_devices("CPU")
+    logical = tf.config.list_logical_devices("CPU")
+    if len(logical) < num_replicas:
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)])
+        except RuntimeError:
+            raise UserError(
+                f"--cpu_replicas={num_replicas}: TensorFlow's devices were already initialised with "
+                f"{len(logical)} CPU device(s); pass --cpu_replicas before anything runs TensorFlow "
+                f"(it must be the first thing the process does)") from None
+        logical = tf.config.list_logical_devices("CPU")
+    return [d.name for d in logical[:num_replicas]]
+
+
+def make_strategy(tpu: Optional[str] = None, cpu_replicas: int = 0) -> tf.distribute.Strategy:
+    """The strategy for `--tpu` / `TF_CONFIG` / `--cpu_replicas` / local GPUs (module docstring)."""
+    if tpu:
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, tf.errors.OpError) as exc:
+            raise UserError(f"--tpu={tpu}: cannot reach the TPU ({exc}); check the name/zone/project, "
+                            f"or drop --tpu to train on CPU/GPU") from None
+        return tf.distribute.TPUStrategy(resolver)
+    if os.environ.get("TF_CONFIG"):
+        try:
+            config = json.loads(os.environ["TF_CONFIG"])
+        except ValueError:
+            raise UserError("TF_CONFIG is not valid JSON; it must be {\"cluster\": {\"worker\": [...]}, "
+                            "\"task\": {\"type\": \"worker\", \"index\": i}}") from None
+        if "cluster" not in config or "task" not in config:
+            raise UserError("TF_CONFIG needs both 'cluster' and 'task' entries for multi-worker training")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if cpu_replicas < 0:
+        raise UserError(f"--cpu_replicas={cpu_replicas}: must be >= 0")
+    if cpu_replicas > 0:
+        devices = _split_cpu(cpu_replicas)
+        if cpu_replicas == 1:
+            return tf.distribute.OneDeviceStrategy(devices[0])
+        # One host: reduce through one device (NCCL/collectives buy nothing between CPU slices).
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    if len(gpus) == 1:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    return tf.distribute.get_strategy()
+
+
+def strategy_from_flags(flags) -> tf.distribute.Strategy:
+    return make_strategy(getattr(flags, "tpu", None), int(getattr(flags, "cpu_replicas", 0) or 0))
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one worker that writes summaries, reports and the real checkpoints."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0
+                                                         and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_id(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
+        return int(resolver.task_id or 0)
+    return 0
