@@ -57,6 +57,9 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.moving_decay = moving_decay
+        # (mean, var) tensors used at inference instead of the stored statistics, set only while
+        # tracing a function that selects statistics by truncation (see `stats_from`).
+        self.stats_override = None
 
     def _build_stats(self, channels: int) -> None:
         stat = dict(trainable=False, autocast=False, aggregation="only_first_replica")
@@ -88,6 +91,8 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
                 self.accum_mean_sq.assign_add(tf.square(mean))
                 self.accum_var.assign_add(var)
                 self.accum_count.assign_add(1.0)
+        elif self.stats_override is not None:
+            mean, var = self.stats_override
         else:
             mean = tf.convert_to_tensor(self.moving_mean)
             var = tf.convert_to_tensor(self.moving_var)
@@ -148,3 +153,25 @@ def batch_norm_layers(model) -> list:
     """Every cross-replica BN layer of `model` (for standing statistics)."""
     return [layer for layer in model._flatten_layers(include_self=True, recursive=True)
             if isinstance(layer, CrossReplicaBatchNorm)]
+
+
+class stats_from:
+    """Context manager: inference BN statistics come from `stats`, {moving_mean path: (mean, var)}.
+
+    Used while tracing an exported function whose statistics are computed from an input (the
+    truncation), so the traced graph reads them instead of the layers' variables.
+    """
+
+    def __init__(self, model, stats):
+        self.layers = batch_norm_layers(model)
+        self.stats = stats
+
+    def __enter__(self):
+        for layer in self.layers:
+            layer.stats_override = self.stats[layer.moving_mean.path]
+        return self
+
+    def __exit__(self, *exc):
+        for layer in self.layers:
+            layer.stats_override = None
+        return False

@@ -28,10 +28,10 @@ from tf_biggan.models.biggan_deep import DeepGBlock
 
 
 def class_vectors(y, num_classes: int, dtype=tf.float32):
-    """int labels [batch] -> one-hot [batch, num_classes]; class vectors pass through."""
+    """Labels [batch] (any dtype) -> one-hot [batch, num_classes]; class vectors pass through."""
     y = tf.convert_to_tensor(y)
-    if y.dtype.is_integer:
-        return tf.one_hot(y, num_classes, dtype=dtype)
+    if y.shape.rank == 1:
+        return tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=dtype)
     return tf.cast(y, dtype)
 
 

@@ -1,0 +1,122 @@
+"""TF-Hub export: the official modules' contract, truncation-indexed standing statistics (Appendix C.1)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_biggan.config import load_hparams
+from tf_biggan.export import export_generator, standing_stats_grid
+from tf_biggan.models import Generator
+from tf_biggan.standing_stats import set_bn_stats
+
+GRID = [0.5, 1.0, 2.0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    hp = load_hparams("digits", "model.ch=4")
+    g = Generator(hp.model, 10)
+    g.build_for_input()
+    for seed in range(3):  # move the weights' BN state away from the initial values
+        g((tf.random.normal((16, 60), seed=seed), tf.range(16) % 10), training=True)
+    path = str(tmp_path_factory.mktemp("export") / "module")
+    export_generator(g, path, GRID, num_passes=3, batch_size=32, metadata={"step": 123}, seed=5)
+    tables = standing_stats_grid(g, GRID, num_passes=3, batch_size=32, seed=5)
+    return g, path, tables
+
+
+def _inputs():
+    rng = np.random.RandomState(0)
+    z = rng.randn(4, 60).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[[0, 3, 7, 9]]
+    y[3] = 0.5 * y[3] + 0.5 * np.eye(10, dtype=np.float32)[1]  # a class mixture
+    return z, y
+
+
+def _reference(g, tables, weights_fn):
+    """G with BN statistics set by hand: row weights over the grid (+ untruncated last row)."""
+    stats = {}
+    for mean_path, (means, variances) in tables.items():
+        stats[mean_path] = weights_fn(means)
+        stats[mean_path.replace("moving_mean", "moving_var")] = weights_fn(variances)
+    set_bn_stats(g, stats)
+    z, y = _inputs()
+    return g((z, y), training=False).numpy()
+
+
+def test_hub_load_in_a_fresh_process_matches_the_in_memory_generator(exported, tmp_path):
+    g, path, tables = exported
+    z, y = _inputs()
+    np.save(tmp_path / "z.npy", z)
+    np.save(tmp_path / "y.npy", y)
+    script = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf, tensorflow_hub as hub
+        m = hub.load({path!r})
+        z = tf.constant(np.load({str(tmp_path / 'z.npy')!r})); y = tf.constant(np.load({str(tmp_path / 'y.npy')!r}))
+        outs = [m.signatures['default'](z=z, y=y, truncation=tf.constant(t))['default'].numpy() for t in (1.0, 0.75, 0.0)]
+        np.save({str(tmp_path / 'out.npy')!r}, np.stack(outs))
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=str(tmp_path))
+    got = np.load(tmp_path / "out.npy")
+    on_grid = _reference(g, tables, lambda rows: rows[1])  # truncation 1.0 is grid row 1
+    between = _reference(g, tables, lambda rows: 0.5 * rows[0] + 0.5 * rows[1])  # 0.75: halfway 0.5 -> 1.0
+    untruncated = _reference(g, tables, lambda rows: rows[-1])
+    np.testing.assert_allclose(got[0], on_grid, atol=1e-5)
+    np.testing.assert_allclose(got[1], between, atol=1e-5)
+    np.testing.assert_allclose(got[2], untruncated, atol=1e-5)
+    assert np.abs(got[0] - got[2]).max() > 1e-4  # the statistics really differ by truncation
+
+
+def test_signature_names_shapes_dtypes_and_metadata(exported):
+    _, path, _ = exported
+    m = tf.saved_model.load(path)
+    fn = m.signatures["default"]
+    _, kwargs = fn.structured_input_signature
+    assert {k: (v.shape.as_list(), v.dtype) for k, v in kwargs.items()} == {
+        "z": ([None, 60], tf.float32), "y": ([None, 10], tf.float32), "truncation": ([], tf.float32)}
+    outputs = fn.structured_outputs
+    assert list(outputs) == ["default"] and outputs["default"].shape.as_list() == [None, 16, 16, 3]
+    images = fn(z=tf.zeros((2, 60)), y=tf.one_hot([1, 2], 10), truncation=tf.constant(0.4))["default"]
+    assert images.dtype == tf.float32 and float(tf.reduce_max(tf.abs(images))) <= 1.0
+    with open(os.path.join(path, "assets", "metadata.json")) as f:
+        meta = json.load(f)
+    assert (meta["resolution"], meta["dim_z"], meta["num_classes"], meta["step"]) == (16, 60, 10, 123)
+    assert meta["truncation_grid"] == GRID and meta["latent_convention"] == "paper_resample"
+    z = m.signatures["sample_latents"](batch_size=tf.constant(500), seed=tf.constant(3, tf.int64),
+                                       truncation=tf.constant(0.5))["z"]
+    assert z.shape == (500, 60) and float(tf.reduce_max(tf.abs(z))) <= 0.5
+    again = m.signatures["sample_latents"](batch_size=tf.constant(500), seed=tf.constant(3, tf.int64),
+                                           truncation=tf.constant(0.5))["z"]
+    np.testing.assert_array_equal(z.numpy(), again.numpy())
+
+
+def test_loads_as_hub_keras_layer_in_a_tf_keras_model(exported):
+    import tensorflow_hub as hub
+    import tf_keras
+
+    _, path, _ = exported
+    z, y = _inputs()
+    layer = hub.KerasLayer(path, signature="default", output_key="default",
+                           arguments=dict(truncation=tf.constant(0.5)))
+    zi, yi = tf_keras.Input((60,), name="z"), tf_keras.Input((10,), name="y")
+    model = tf_keras.Model([zi, yi], layer(dict(z=zi, y=yi)))
+    direct = hub.load(path).signatures["default"](z=tf.constant(z), y=tf.constant(y),
+                                                   truncation=tf.constant(0.5))["default"].numpy()
+    np.testing.assert_allclose(model.predict([z, y], verbose=0), direct, atol=1e-6)
+
+
+def test_export_replaces_atomically(exported, tmp_path):
+    g, _, _ = exported
+    target = tmp_path / "m"
+    for step in (1, 2):
+        export_generator(g, str(target), [1.0], num_passes=1, batch_size=8, metadata={"step": step})
+    with open(target / "assets" / "metadata.json") as f:
+        assert json.load(f)["step"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["m"]

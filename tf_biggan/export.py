@@ -1,0 +1,182 @@
+"""TF-Hub export of the EMA generator, a drop-in for the official `deepmind/biggan-*` modules.
+
+Contract of the official modules, kept here: `module.signatures['default'](z=..., y=..., truncation=...)`
+with z [batch, dim_z] float32, y [batch, num_classes] float32 (one-hot or a class mixture) and
+`truncation` a scalar float32, returns {'default': images [batch, H, W, 3] float32 in [-1, 1]}.
+Loading needs TensorFlow (and tensorflow_hub for `hub.load` / `hub.KerasLayer`), no code of ours.
+
+Why `truncation` is an input (Appendix C.1): G's BN statistics depend on the latent distribution,
+so standing statistics computed on N(0, I) are wrong for truncated z. The official BigGAN-deep
+modules keep 51 truncation-indexed sets; BigGAN-PyTorch leaves this to the user. We compute standing
+statistics for a grid of truncation thresholds (`eval.export_truncations`) plus one set for
+untruncated z, and the module picks the set for its `truncation` input, interpolating mean and
+variance linearly between neighbouring grid points (clamped at the ends). `truncation <= 0` means
+untruncated (the project-wide convention of `tf_biggan.latents`).
+
+The statistics for threshold t are computed with the paper's truncation (Section 3.1: entries of
+z beyond t are resampled), which is what the exported `sample_latents(batch_size, seed, truncation)`
+draws. The TF-Hub notebook's `truncation * truncnorm(-2, 2)` latents (tensorflow/hub#214) lie in
+[-2t, 2t] instead; the metadata names the convention (`latent_convention: paper_resample`).
+
+Assets: `metadata.json` (resolution, dim_z, num_classes, family, training step, truncation grid,
+the resolved hparams). The export is written to a temporary directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_biggan.errors import UserError
+from tf_biggan.latents import truncated_z
+from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
+from tf_biggan.standing_stats import accumulate_standing_stats, get_bn_stats, set_bn_stats
+
+LATENT_CONVENTION = "paper_resample"
+
+
+def standing_stats_grid(generator, truncations: Sequence[float], num_passes: int, batch_size: int,
+                        seed: int = 0):
+    """Standing statistics per truncation threshold, then for untruncated z (the last entry).
+
+    Returns {moving_mean path: (means [T+1, C], vars [T+1, C])}. The generator's own statistics
+    are left as they were.
+    """
+    saved = get_bn_stats(generator)
+    per_truncation = []
+    for index, threshold in enumerate(list(truncations) + [0.0]):
+        def latents(step, threshold=threshold, index=index):
+            key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index * 1_000_003, tf.int64) + tf.cast(step, tf.int64)])
+            z = truncated_z((batch_size, generator.dim_z), threshold, key)
+            y = tf.random.stateless_uniform((batch_size,), seed=key + 7, maxval=generator.num_classes, dtype=tf.int32)
+            return z, y
+        accumulate_standing_stats(generator, num_passes=num_passes, batch_size=batch_size, latents=latents)
+        per_truncation.append(get_bn_stats(generator))
+    set_bn_stats(generator, saved)
+    tables = {}
+    for layer in batch_norm_layers(generator):
+        mean_key, var_key = layer.moving_mean.path, layer.moving_var.path
+        tables[mean_key] = (np.stack([s[mean_key] for s in per_truncation]),
+                            np.stack([s[var_key] for s in per_truncation]))
+    return tables
+
+
+def interpolate_stats(grid, means, variances, truncation):
+    """Statistics for `truncation`: linear in t between grid points; the last row (untruncated) for t <= 0."""
+    grid = tf.convert_to_tensor(grid, tf.float32)
+    t = tf.cast(truncation, tf.float32)
+    n = tf.shape(grid)[0]
+    clamped = tf.clip_by_value(t, grid[0], grid[-1])
+    upper = tf.clip_by_value(tf.searchsorted(grid, tf.reshape(clamped, [1]), side="left")[0], 1, tf.maximum(n - 1, 1))
+    lower = upper - 1
+    span = grid[upper] - grid[lower]
+    w = tf.where(span > 0, (clamped - grid[lower]) / tf.where(span > 0, span, 1.0), 0.0)
+    mean = (1.0 - w) * means[lower] + w * means[upper]
+    var = (1.0 - w) * variances[lower] + w * variances[upper]
+    untruncated = t <= 0
+    return tf.where(untruncated, means[-1], mean), tf.where(untruncated, variances[-1], var)
+
+
+class GeneratorModule(tf.Module):
+    """What the SavedModel holds: the generator, the statistics tables and the metadata asset."""
+
+    def __init__(self, generator, truncations, tables, metadata_path: str):
+        super().__init__(name="biggan")
+        self.generator = generator
+        self.truncation_grid = tf.constant(np.asarray(truncations, np.float32))
+        self.stats_means = {}
+        self.stats_vars = {}
+        self._stats_keys = []
+        for i, (path, (means, variances)) in enumerate(sorted(tables.items())):
+            self.stats_means[f"bn{i}"] = tf.Variable(means.astype(np.float32), trainable=False, name=f"bn{i}_means")
+            self.stats_vars[f"bn{i}"] = tf.Variable(variances.astype(np.float32), trainable=False, name=f"bn{i}_vars")
+            self._stats_keys.append((path, f"bn{i}"))
+        self.metadata = tf.saved_model.Asset(metadata_path)
+        dim_z, num_classes = generator.dim_z, generator.num_classes
+        self.default = tf.function(self._default, input_signature=[
+            tf.TensorSpec([None, dim_z], tf.float32, name="z"),
+            tf.TensorSpec([None, num_classes], tf.float32, name="y"),
+            tf.TensorSpec([], tf.float32, name="truncation")])
+        self.sample_latents = tf.function(self._sample_latents, input_signature=[
+            tf.TensorSpec([], tf.int32, name="batch_size"),
+            tf.TensorSpec([], tf.int64, name="seed"),
+            tf.TensorSpec([], tf.float32, name="truncation")])
+
+    def _default(self, z, y, truncation):
+        stats = {}
+        for path, key in self._stats_keys:
+            stats[path] = interpolate_stats(self.truncation_grid, self.stats_means[key], self.stats_vars[key], truncation)
+        with stats_from(self.generator, stats):
+            images = self.generator((z, y), training=False)
+        return {"default": images}
+
+    def _sample_latents(self, batch_size, seed, truncation):
+        z = truncated_z(tf.stack([batch_size, self.generator.dim_z]), truncation, tf.stack([seed, tf.constant(0, tf.int64)]))
+        return {"z": z}
+
+
+def export_generator(generator, export_dir: str, truncations: Sequence[float], num_passes: int,
+                     batch_size: int, metadata: dict, seed: int = 0) -> str:
+    """Computes the statistics grid and writes the module to `export_dir` (atomically, locally)."""
+    truncations = sorted(float(t) for t in truncations if t > 0)
+    if not truncations:
+        raise UserError("eval.export_truncations must hold at least one threshold > 0 (e.g. [0.5, 1.0, 2.0])")
+    tables = standing_stats_grid(generator, truncations, num_passes, batch_size, seed)
+    export_dir = os.path.abspath(export_dir)
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        metadata = dict(metadata, truncation_grid=truncations, latent_convention=LATENT_CONVENTION,
+                        dim_z=generator.dim_z, num_classes=generator.num_classes,
+                        resolution=generator.cfg.resolution, family=generator.cfg.family,
+                        output_key="default", signature="default")
+        os.makedirs(os.path.join(tmp, "meta"))
+        meta_src = os.path.join(tmp, "meta", "metadata.json")
+        with open(meta_src, "w") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+        module = GeneratorModule(generator, truncations, tables, meta_src)
+        target = os.path.join(tmp, "module")
+        tf.saved_model.save(module, target, signatures={
+            "default": module.default.get_concrete_function(),
+            "sample_latents": module.sample_latents.get_concrete_function(),
+        })
+        old = None
+        if os.path.exists(export_dir):
+            old = export_dir + ".old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(export_dir, old)
+        os.replace(target, export_dir)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return export_dir
+
+
+def in_memory_images(generator, tables, truncations, z, y, truncation) -> tf.Tensor:
+    """What the module computes, in memory: the generator with the grid's statistics for `truncation`."""
+    grid = sorted(float(t) for t in truncations if t > 0)
+    stats = {path: interpolate_stats(grid, tf.constant(m), tf.constant(v), truncation) for path, (m, v) in tables.items()}
+    with stats_from(generator, stats):
+        return generator((z, y), training=False)
+
+
+def run_export(hp, flags) -> None:
+    """`--mode=export --model_dir=... --export_dir=...`: the EMA generator of the latest checkpoint."""
+    from tf_biggan.checkpoints import load_ema_generator
+
+    if not flags.model_dir:
+        raise UserError("--mode=export needs --model_dir (the training run to export)")
+    export_dir: Optional[str] = getattr(flags, "export_dir", None) or os.path.join(flags.model_dir, "export")
+    generator, hp, step = load_ema_generator(flags.model_dir)
+    metadata = {"hparams": hp.to_dict(), "step": int(step), "source": os.path.abspath(flags.model_dir)}
+    path = export_generator(generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,
+                            hp.eval.standing_stats_batch, metadata, seed=hp.train.seed)
+    print(f"exported the EMA generator of step {step} to {path}")
