@@ -14,7 +14,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
-MODES = ("summary", "train", "inspect_data", "eval", "sweep", "export", "synthesize")
+MODES = ("summary", "train", "inspect_data", "eval", "sweep", "interpolate", "neighbors", "memorization",
+         "export", "synthesize")
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hparams/digits.yaml); "
@@ -25,6 +26,22 @@ flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and repo
 flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy.")
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
+# Evaluation, export and synthesis.
+flags.DEFINE_string("checkpoint", None, "A checkpoint path of the run (default: the latest in --model_dir).")
+flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated). "
+                   "eval/synthesize; default: untruncated.")
+flags.DEFINE_integer("seed", 0, "Seed of the latents (eval, synthesize, qualitative modes).")
+flags.DEFINE_string("inception_path", None, "LOCAL Inception (TF-Hub/SavedModel dir or Keras InceptionV3 file) "
+                    "for FID/IS; without it the project's classifier trained on the real data is used.")
+flags.DEFINE_string("export_dir", None, "Where --mode=export writes the TF-Hub module (default: MODEL_DIR/export).")
+flags.DEFINE_string("output_dir", None, "Where --mode=synthesize writes TFRecord shards and manifest.json.")
+flags.DEFINE_string("module", None, "--mode=synthesize from an exported TF-Hub module instead of a checkpoint.")
+flags.DEFINE_integer("images_per_class", None, "Synthetic images per class (default: the real training set's counts).")
+flags.DEFINE_integer("num_shards", 1024, "Number of TFRecord shards (the ImageNet converter writes 1024).")
+flags.DEFINE_enum("shard_prefix", "train", ["train", "validation"], "Shard names: train-%05d-of-%05d or validation-*.")
+flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of synthetic images.")
+flags.DEFINE_string("synsets_file", None, "Text file of class synsets (one per line, class order) for image/class/synset.")
+flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and labels as .npz (for other FID toolkits).")
 
 
 # mode -> (module, function); the function takes (hp, FLAGS). Each module is named for its feature.
@@ -34,6 +51,9 @@ _MODE_TABLE = {
     "inspect_data": ("tf_biggan.data.inspect", "run_inspect_data"),
     "eval": ("tf_biggan.evaluate", "run_eval"),
     "sweep": ("tf_biggan.evaluate", "run_sweep"),
+    "interpolate": ("tf_biggan.qualitative", "run_interpolate"),
+    "neighbors": ("tf_biggan.qualitative", "run_neighbors"),
+    "memorization": ("tf_biggan.qualitative", "run_memorization"),
     "export": ("tf_biggan.export", "run_export"),
     "synthesize": ("tf_biggan.synthesize", "run_synthesize"),
 }
