@@ -120,3 +120,32 @@ def test_export_replaces_atomically(exported, tmp_path):
     with open(target / "assets" / "metadata.json") as f:
         assert json.load(f)["step"] == 2
     assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_export_mode_from_a_training_run(tmp_path):
+    import types
+
+    from tf_biggan.checkpoints import load_ema_generator
+    from tf_biggan.errors import UserError
+    from tf_biggan.export import run_export
+    from tf_biggan.train import GANTrainer, prepare_model_dir
+
+    hp = load_hparams("digits", "model.ch=4,train.batch_size=8,train.train_steps=2,train.steps_per_loop=1,"
+                      "train.save_every=2,eval.export_truncations=[0.5,1.0],eval.standing_stats_passes=2,"
+                      "eval.standing_stats_batch=16")
+    run = str(tmp_path / "run")
+    with pytest.raises(UserError, match="has no hparams.yaml"):
+        run_export(hp, types.SimpleNamespace(model_dir=run, export_dir=None))
+    prepare_model_dir(hp, run)
+    GANTrainer(hp, model_dir=run, verbose=False).fit()
+    run_export(hp, types.SimpleNamespace(model_dir=run, export_dir=str(tmp_path / "hub")))
+    module = tf.saved_model.load(str(tmp_path / "hub"))
+    g, _, step = load_ema_generator(run)
+    tables = standing_stats_grid(g, [0.5, 1.0], num_passes=2, batch_size=16, seed=hp.train.seed)
+    expected = _reference(g, tables, lambda rows: rows[0])
+    z, y = _inputs()
+    got = module.signatures["default"](z=tf.constant(z), y=tf.constant(y), truncation=tf.constant(0.5))["default"]
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    with open(tmp_path / "hub" / "assets" / "metadata.json") as f:
+        meta = json.load(f)
+    assert meta["step"] == step == 2 and meta["hparams"]["model"]["ch"] == 4
