@@ -117,6 +117,23 @@ def default_dataset_fn(hp, seed: Optional[int] = None) -> Callable:
     return dataset_fn
 
 
+def _variables_checkpoint(model) -> tf.train.Checkpoint:
+    """Every variable of a Keras model (trainable, BN statistics, SN `u`) by its path in the model.
+
+    Keras 3 models are not fully tracked by tf.train.Checkpoint (layers kept in nested lists and
+    sub-layers built in `build` are missed, so BN statistics and SN vectors were silently not
+    restored); naming each variable explicitly checkpoints all of them.
+    """
+    prefix = model.name + "/"
+    named = {}
+    for v in model.variables:
+        path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
+        named[path.replace("/", ".")] = v.value if hasattr(v, "value") else v
+    if len(named) != len(model.variables):
+        raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
+    return tf.train.Checkpoint(**named)
+
+
 class Summaries:
     """Scalars to TensorBoard (if installed) and always to `scalars.jsonl`, images to TensorBoard.
 
@@ -219,7 +236,8 @@ class GANTrainer:
         self._dataset_fn = dataset_fn
         self._iterator = None
 
-        objects = dict(generator=self.g, discriminator=self.d, ema_generator=self.ema_g,
+        objects = dict(generator=_variables_checkpoint(self.g), discriminator=_variables_checkpoint(self.d),
+                       ema_generator=_variables_checkpoint(self.ema_g),
                        g_optimizer=self.g_opt, d_optimizer=self.d_opt, step=self.step)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = None
@@ -320,7 +338,11 @@ class GANTrainer:
         """sigma_0..sigma_2 of the raw kernel of every spectrally normalised G and D layer (Appendix F)."""
         layers = [("G", l) for l in spectral_norm_layers(self.g)] + [("D", l) for l in spectral_norm_layers(self.d)]
         if self._sv_fn is None:
-            self._sv_fn = tf.function(lambda: [l.singular_values(3) for _, l in layers])
+            def all_singular_values():
+                return [layer.singular_values(3) for _, layer in layers]
+            # No AutoGraph: plain Python loops over layers, and conversion of the bound methods
+            # failed under MultiWorkerMirroredStrategy.
+            self._sv_fn = tf.function(all_singular_values, autograph=False)
         values = self._sv_fn()
         return {f"{net}/{l.kernel.path}": v.numpy() for (net, l), v in zip(layers, values)}
 
@@ -351,7 +373,7 @@ class GANTrainer:
         if latest:
             if self._iterator is not None:
                 raise RuntimeError("restore() must come before the first training step")
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.checkpoint.restore(latest).assert_consumed()
         return latest
 
     def save(self) -> Optional[str]:

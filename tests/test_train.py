@@ -1,0 +1,176 @@
+"""The trainer's invariants (paper Section 3 / Appendix C): distribution does not change the step,
+the EMA follows its formula, a killed run resumes on the same trajectory, multi-worker runs.
+
+Everything is tiny (ch=4, 16 px, batch 8, a few steps) so the file runs in well under 2 minutes on
+2 CPU cores.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import mirrored_strategy
+from tf_biggan.config import load_hparams
+from tf_biggan.ema import EMA
+from tf_biggan.errors import UserError
+from tf_biggan.models import Generator
+from tf_biggan.train import GANTrainer, NonFiniteLossError, prepare_model_dir, train_from_flags
+
+TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,train.save_every=2,"
+        "train.sv_every=2,train.sample_every=100,train.sample_columns=2,eval.standing_stats_passes=2,"
+        "eval.standing_stats_batch=20")
+
+
+def tiny_hp(extra: str = ""):
+    return load_hparams(None, ",".join(x for x in (TINY, extra) if x))
+
+
+def all_weights(trainer):
+    out = {}
+    for name, model in (("g", trainer.g), ("d", trainer.d), ("ema", trainer.ema_g)):
+        for i, v in enumerate(model.weights):
+            out[f"{name}{i}:{v.path}"] = np.asarray(v.numpy())
+    for name, opt in (("gopt", trainer.g_opt), ("dopt", trainer.d_opt)):
+        for i, v in enumerate(opt.variables):
+            out[f"{name}{i}"] = np.asarray(v.numpy())
+    return out
+
+
+def assert_weights_close(a, b, rtol=1e-4, atol=1e-5):
+    assert len(a) == len(b)
+    for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+        np.testing.assert_allclose(va, vb, rtol=rtol, atol=atol, err_msg=f"{ka} vs {kb}")
+
+
+def test_mirrored_step_equals_single_device():
+    """Global-batch loss scaling + cross-replica BN + sliced global latents: 2 replicas == 1 device."""
+    # Adam divides a gradient by its own size: a weight whose gradient is mathematically zero (a conv
+    # bias right before BatchNorm) gets +-lr steps of pure float noise that differ with the reduction
+    # order. A larger epsilon keeps the comparison about real gradients.
+    hp = tiny_hp("train.disc_steps=2,train.adam_epsilon=1.0e-3")
+    single = GANTrainer(hp, tf.distribute.get_strategy(), verbose=False)
+    mirrored = GANTrainer(hp, mirrored_strategy(2), verbose=False)
+    before = all_weights(single)
+    assert_weights_close(before, all_weights(mirrored), rtol=0, atol=0)  # same init on both
+    m1 = single.train_steps(1)
+    m2 = mirrored.train_steps(1)
+    after = all_weights(single)
+    assert_weights_close(after, all_weights(mirrored))
+    for k in m1:
+        assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-5), k
+    # The step changed G and D (the comparison is not vacuous).
+    assert any(not np.allclose(before[k], after[k]) for k in before if k.startswith("g"))
+    assert any(not np.allclose(before[k], after[k]) for k in before if k.startswith("d"))
+
+
+def test_ema_matches_formula():
+    hp = tiny_hp()
+    g = Generator(hp.model, 10, name="g")
+    e = Generator(hp.model, 10, name="e")
+    g.build_for_input(2)
+    e.build_for_input(2)
+    ema = EMA(g, e, decay=0.9, start_step=3)
+    ema.update(tf.constant(1))  # before start: a copy
+    for a, b in zip(g.weights, e.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    old_e = [v.numpy().copy() for v in e.weights]
+    trainable = {id(v) for v in g.trainable_weights}
+    rng = np.random.default_rng(0)
+    for v in g.weights:
+        v.assign(v.numpy() + rng.normal(size=v.shape).astype(np.float32))
+    ema.update(tf.constant(3))  # from start on: decay * ema + (1 - decay) * g
+    for gv, ev, old in zip(g.weights, e.weights, old_e):
+        expected = 0.9 * old + 0.1 * gv.numpy() if id(gv) in trainable else gv.numpy()
+        np.testing.assert_allclose(ev.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_kill_and_resume_matches_uninterrupted(tmp_path):
+    """A run checkpointed at step 2 and killed later resumes to the same weights at step 4."""
+    tf.config.experimental.enable_op_determinism()
+    try:
+        hp = tiny_hp("train.train_steps=4")
+        flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None)
+        prepare_model_dir(hp, flags.model_dir)
+        # Uninterrupted: fit to step 2 (saves ckpt-2), then 2 more steps that are never saved:
+        # the process "dies" after step 4 with only ckpt-2 on disk.
+        straight = GANTrainer(hp, model_dir=flags.model_dir, verbose=False)
+        straight.fit(2)
+        straight.train_steps(2)
+        straight.sample_grid()  # as fit() does at its end: standing stats for EMA-G's BN
+        assert tf.train.latest_checkpoint(flags.model_dir).endswith("ckpt-2")
+        resumed, report = train_from_flags(hp, flags)  # restores ckpt-2, trains to 4
+        assert int(resumed.step.numpy()) == 4 and report["step"] == 4
+        assert_weights_close(all_weights(straight), all_weights(resumed), rtol=0, atol=0)
+        with open(os.path.join(flags.model_dir, "train_report.json")) as f:
+            on_disk = json.load(f)
+        assert on_disk["step"] == 4 and on_disk["checkpoint"].endswith("ckpt-4")
+        for key in ("images_per_sec", "g_loss", "d_loss"):
+            assert np.isfinite(on_disk[key])
+        assert os.path.exists(os.path.join(flags.model_dir, "samples", "step_00000004.png"))
+        with open(os.path.join(flags.model_dir, "train", "scalars.jsonl")) as f:
+            tags = {json.loads(line)["tag"] for line in f}
+        assert {"losses/d_loss", "losses/g_loss", "d_output/d_real", "lr/g", "perf/images_per_sec"} <= tags
+        assert any(t.startswith("sv/G/") and t.endswith("sigma2") for t in tags)
+        assert any(t.startswith("sv/D/") and t.endswith("sigma0") for t in tags)
+        # Resuming with different hparams is a clear error naming the key.
+        with pytest.raises(UserError, match="train.g_lr"):
+            prepare_model_dir(tiny_hp("train.g_lr=1.0e-3"), flags.model_dir)
+    finally:
+        disable = getattr(tf.config.experimental, "disable_op_determinism", None)
+        if disable:
+            disable()
+
+
+def test_non_finite_loss_stops_with_step_and_checkpoint(tmp_path):
+    hp = tiny_hp("train.disc_steps=1")
+
+    def nan_data(ctx):
+        images = tf.fill((4, 16, 16, 3), float("nan"))
+        return tf.data.Dataset.from_tensors((images, tf.zeros((4,), tf.int32))).repeat()
+
+    trainer = GANTrainer(hp, model_dir=str(tmp_path), dataset_fn=nan_data, verbose=False)
+    with pytest.raises(NonFiniteLossError, match=r"step 2 .*last good checkpoint: none"):
+        trainer.fit(4)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_multi_worker_two_processes(tmp_path):
+    """2 local processes with TF_CONFIG -> MultiWorkerMirroredStrategy completes steps."""
+    ports = [_free_port(), _free_port()]
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    model_dir = str(tmp_path / "mw")
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+                   TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
+        cmd = [sys.executable, "-m", "tf_biggan.main", "--mode=train", f"--model_dir={model_dir}",
+               f"--hparams_overrides={TINY},train.disc_steps=1", "--train_steps=2"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=150)
+            outputs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    with open(os.path.join(model_dir, "train_report.json")) as f:
+        report = json.load(f)
+    assert report["step"] == 2 and report["replicas"] == 2
+    assert report["strategy"] == "MultiWorkerMirroredStrategy"
+    assert not any(name.startswith(".worker") for name in os.listdir(model_dir))
