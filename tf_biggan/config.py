@@ -160,8 +160,48 @@ class EvalConfig:
     # Truncation thresholds whose standing statistics an exported module stores (plus untruncated);
     # the module interpolates between them (tf_biggan/export.py).
     export_truncations: typing.Tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
+    # Splits of the Inception Score (Salimans et al.; the paper's Table 2 numbers use 10).
+    is_splits: int = 10
+    # Real data FID is measured against: "train" (the run's training data, as BigGAN-PyTorch and
+    # compare_gan do for ImageNet) or "validation" (the held-out data below).
+    fid_reference: Literal["train", "validation"] = "train"
+    # Held-out real data: its IS picks Table 2's middle column ("IS of validation data") and D's
+    # memorisation test (Section 4.2) compares against it. "" = "test" for digits, "validation"
+    # for tfds; TFRecord runs name the files with validation_pattern (ImageNet: validation-*).
+    validation_split: str = ""
+    validation_pattern: str = ""
+    # At most this many real images enter the cached real statistics (the paper's 50k).
+    real_max_examples: int = 50000
+    # The project's classifier (used when no --inception_path is given) is trained once per run on
+    # at most this many real training images, for this many epochs, and cached in MODEL_DIR.
+    classifier_max_examples: int = 20000
+    classifier_epochs: int = 15
+    # Where real statistics are cached ("" = MODEL_DIR/eval_cache). Point several runs at one
+    # directory to share Inception statistics; keys name the dataset and the extractor.
+    stats_cache_dir: str = ""
+    # Periodic FID during training (tf_biggan.evaluate.BestFidKeeper): every best_fid_every steps
+    # (0 = off) the EMA-G is scored with best_fid_samples samples (0 = num_samples) and the best
+    # checkpoint is kept in MODEL_DIR/best_fid (the paper stops early, before collapse).
+    best_fid_every: int = 0
+    best_fid_samples: int = 0
+    # Qualitative modes (Appendix A): interpolation steps per row (Figures 8-9), rows per grid,
+    # nearest neighbours per sample (Figures 10-14), real images per split D sees (Section 4.2;
+    # 0 = all).
+    interpolation_steps: int = 8
+    qualitative_rows: int = 6
+    neighbors_k: int = 5
+    memorization_max_examples: int = 10000
 
     def validate(self, where: str) -> None:
+        for key in ("is_splits", "real_max_examples", "classifier_max_examples", "classifier_epochs",
+                    "interpolation_steps", "qualitative_rows", "neighbors_k"):
+            value = getattr(self, key)
+            _require(value >= 1, where, f"eval.{key}", f"must be >= 1, got {value}")
+        _require(self.interpolation_steps >= 2, where, "eval.interpolation_steps",
+                 f"must be >= 2 (the two end points), got {self.interpolation_steps}")
+        for key in ("best_fid_every", "best_fid_samples", "memorization_max_examples"):
+            value = getattr(self, key)
+            _require(value >= 0, where, f"eval.{key}", f"must be >= 0, got {value}")
         _require(bool(self.export_truncations) and all(t > 0 for t in self.export_truncations), where,
                  "eval.export_truncations", "must be a non-empty list of thresholds > 0")
         _require(self.standing_stats_passes >= 1, where, "eval.standing_stats_passes", "must be >= 1")
