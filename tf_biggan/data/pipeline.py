@@ -15,7 +15,7 @@ Shape of the pipeline (record sources):
     files of this host (InputContext: host i of n reads files i, i+n, ...; shuffled per epoch)
       -> interleave: read up to 16 files in parallel, records tagged (file, record index)
       -> parallel map: parse, check, decode, crop, area-resize, uint8
-      -> bad-record check (data.on_corrupt) -> [cache: data.cache] -> shuffle -> repeat
+      -> bad-record check (data.on_corrupt) -> [data.cache: in memory, per host] -> shuffle -> repeat
       -> map: random flip (data.random_flip), pick one label of a multi-label record, [-1, 1]
       -> batch (per-replica size under an InputContext) -> prefetch
 
@@ -88,7 +88,10 @@ def data_errors():
 
 
 class ReadStats:
-    """Counters the reader updates under data.on_corrupt=skip (tf.Variables, int64)."""
+    """Counters the reader updates under data.on_corrupt=skip (tf.Variables, int64).
+
+    Create it outside any `strategy.scope()` (it is host-side bookkeeping, not a model variable).
+    """
 
     def __init__(self):
         with tf.init_scope(), tf.device("/cpu:0"):
