@@ -41,7 +41,6 @@ element's position in the stream, so they do not depend on thread scheduling.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import re
@@ -126,11 +125,6 @@ class RecordSource:
     image_kind: str = "a JPEG image"  # what is_image accepts, for messages
 
 
-def _stat_sizes(paths: Sequence[str]) -> List[int]:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, max(1, len(paths)))) as pool:
-        return list(pool.map(lambda p: int(tf.io.gfile.stat(p).length), paths))
-
-
 def _looks_like_image(encoded):
     head = tf.strings.substr(encoded, 0, 4)
     return (tf.io.is_jpeg(encoded) | tf.equal(head, b"\x89PNG") | tf.equal(head, b"GIF8")
@@ -138,9 +132,8 @@ def _looks_like_image(encoded):
 
 
 def tfrecord_source(pattern: str) -> RecordSource:
-    paths = tfrecord.list_files(pattern)
     return RecordSource(
-        files=[FileEntry(p, size=s) for p, s in zip(paths, _stat_sizes(paths))],
+        files=[FileEntry(p, size=s) for p, s in tfrecord.list_files_with_sizes(pattern)],
         parse=tfrecord.parse_record, decode=preprocess.decode_jpeg_crop_and_resize,
         is_image=tf.io.is_jpeg, label_offset=tfrecord.LABEL_OFFSET,
         description=f"data.pattern={pattern!r}")
