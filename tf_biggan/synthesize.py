@@ -1,0 +1,648 @@
+"""Synthetic training sets as ImageNet-layout TFRecord shards, for Classification Accuracy Score.
+
+CAS (Ravuri & Vinyals, 2019) trains a classifier *only* on generated images and tests it on real
+ones; its Appendix B feeds the synthetic data to the standard Cloud TPU ResNet-50 code unchanged
+(`TRAIN_DIR=gs://<BUCKET-NAME>/<synthetic data>`: "TFRecords of your synthetic data"). So the
+output here is exactly what the ImageNet converter writes: shards `train-%05d-of-%05d` (or
+`validation-...`), one `tf.train.Example` per image with `image/encoded` (JPEG), `image/format`,
+`image/class/label` (1-BASED, like the real shards: the ResNet pipeline subtracts 1),
+`image/class/synset` (from --synsets_file), `image/height`, `image/width`, `image/channels`,
+`image/colorspace` and `image/filename`; records are built by `tf_biggan.data.tfrecord`.
+
+What is sampled (BigGAN paper, Brock et al. 2019):
+  * the EMA generator of a checkpoint (Section 3: "moving averages of G's weights"), with standing
+    statistics (Appendix C.1) accumulated AT the requested truncation, because BN statistics depend
+    on the latent distribution (this is why the official modules take `truncation` as an input);
+    or an exported TF-Hub module (`--module`), which picks its statistics from `truncation` itself;
+  * z from the truncation trick of Section 3.1: N(0, I) with entries beyond the threshold resampled
+    (`latent_convention: paper_resample`, `tf_biggan.latents.truncated_z`). CAS's footnote 5 states
+    its sweep (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0, Appendix A.1) with the TF-Hub notebook's
+    convention, values in [-2τ, 2τ]: `latent_convention: hub_notebook` draws τ · TruncNormal(-2, 2)
+    (tensorflow/hub#214), for reproducing CAS numbers with the official modules;
+  * class-balanced labels: by default as many images per class as the real training set has
+    (CAS replaces the real training set one for one), or `--images_per_class` each.
+
+Layout of the work, chosen so any shard can be regenerated alone and bit-identically:
+  * the labels of all N images are ordered by a fixed stratified interleave (class c's j-th image
+    sits at position (j + 1/2) / n_c of the sequence; ties by class id) and cut into `num_shards`
+    contiguous runs, so every shard, and every subset of shards, is class-balanced up to one image
+    per class; no random generator is involved;
+  * shard i's latents are one draw for the whole shard from the stateless seed (seed, i), so they
+    depend neither on the batch size nor on which host writes the shard; shard 0's z is what an
+    exported module's `sample_latents(n, seed, truncation)` returns;
+  * the standing statistics come from their own stateless stream (seed, 2**40 + pass);
+  * shard i belongs to worker i % num_workers (TF_CONFIG's chief + workers, or flags).
+
+Crash safety: a shard is written to a hidden temporary name and renamed when complete
+(`tfrecord.write_shard`), then a hidden `.NAME.done` marker records its record count and size. A
+rerun skips every shard whose marker matches the file, removes stale temporaries of its own shards
+and writes only the missing ones. A hidden plan file (`.synthesize_plan.json`) pins what the
+directory holds (source, counts, shards, truncation, seed, JPEG quality, ...): a rerun with
+different settings is refused rather than mixing two syntheses. `manifest.json` is written
+atomically once every shard of every worker is present (by whichever worker finishes last).
+
+`--also_write_npz` adds `npz/NAME.npz` per shard (images uint8 [n, R, R, 3], labels int64 0-based):
+outside the shard directory's `train-*` glob, so the TFRecord reader never picks them up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import time
+import uuid
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_biggan.data import tfrecord
+from tf_biggan.errors import UserError
+from tf_biggan.latents import truncated_z
+
+MANIFEST = "manifest.json"
+PLAN = ".synthesize_plan.json"
+NPZ_DIR = "npz"
+LATENT_CONVENTIONS = ("paper_resample", "hub_notebook")
+# Standing-statistics passes draw from (seed, STATS_STREAM + pass): disjoint from the shard streams
+# (seed, shard index) for any realistic number of shards.
+STATS_STREAM = 2 ** 40
+# Within a long shard, a progress line at most this often (seconds).
+LOG_EVERY_SECONDS = 30.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Latents and labels.
+
+
+def draw_latents(shape, truncation: float, seed, convention: str = "paper_resample") -> tf.Tensor:
+    """z for a stateless `seed` pair, in one of the two truncation conventions (module docstring).
+
+    paper_resample: Section 3.1 of the BigGAN paper, entries beyond `truncation` resampled
+    (`truncation <= 0` = untruncated N(0, I)). hub_notebook: `truncation` · TruncNormal(-2, 2), the
+    TF-Hub notebook's sampler that CAS's footnote 5 describes (needs truncation > 0).
+    """
+    if convention == "paper_resample":
+        return truncated_z(shape, truncation, seed)
+    if convention == "hub_notebook":
+        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+        base = tf.random.stateless_parameterized_truncated_normal(
+            shape, seed=seed, means=0.0, stddevs=1.0, minvals=-2.0, maxvals=2.0)
+        return tf.cast(truncation, tf.float32) * tf.cast(base, tf.float32)
+    raise UserError(f"latent_convention={convention!r}: use one of {', '.join(LATENT_CONVENTIONS)}")
+
+
+def shard_latents(index: int, size: int, dim_z: int, truncation: float, seed: int,
+                  convention: str = "paper_resample") -> tf.Tensor:
+    """Shard `index`'s z [size, dim_z]: one draw from the stateless seed (seed, index)."""
+    return draw_latents((size, dim_z), truncation, tf.constant([seed, index], tf.int64), convention)
+
+
+def interleaved_labels(counts: Sequence[int]) -> np.ndarray:
+    """All N labels (0-based, int64) in the stratified order the shards are cut from.
+
+    Class c's j-th image gets the key (j + 1/2) / n_c; a stable sort over keys listed in class
+    order breaks ties by class id. Any contiguous run of the result holds each class in proportion
+    to its count, up to one image, so every shard is class-balanced without a random generator.
+    """
+    counts = [int(n) for n in counts]
+    keys = np.concatenate([(np.arange(n, dtype=np.float64) + 0.5) / n for n in counts if n > 0] or [np.zeros(0)])
+    labels = np.concatenate([np.full(n, c, np.int64) for c, n in enumerate(counts) if n > 0] or [np.zeros(0, np.int64)])
+    return labels[np.argsort(keys, kind="stable")]
+
+
+def shard_bounds(total: int, num_shards: int) -> List[Tuple[int, int]]:
+    """[start, end) of each shard: contiguous, sizes differing by at most one."""
+    return [(i * total // num_shards, (i + 1) * total // num_shards) for i in range(num_shards)]
+
+
+def standing_stats_latents(dim_z: int, counts: Sequence[int], batch_size: int, truncation: float, seed: int,
+                           convention: str = "paper_resample") -> Callable:
+    """`latents(step) -> (z, y)` for Appendix C.1's standing statistics, drawn like the samples.
+
+    z as the shards draw it (same truncation and convention), classes in the proportions of
+    `counts`, from the stateless stream (seed, STATS_STREAM + step): deterministic, so every host
+    and every rerun computes the same statistics and writes the same bytes.
+    """
+    counts = np.asarray(counts, np.float64)
+    logits = tf.constant(np.where(counts > 0, np.log(np.maximum(counts, 1e-300)), -np.inf)[None], tf.float32)
+
+    def latents(step):
+        key = tf.stack([tf.constant(seed, tf.int64), STATS_STREAM + tf.cast(step, tf.int64)])
+        z = draw_latents((batch_size, dim_z), truncation, key, convention)
+        y = tf.random.stateless_categorical(logits, batch_size, seed=tf.random.experimental.stateless_fold_in(key, 1),
+                                            dtype=tf.int32)[0]
+        return z, y
+    return latents
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources: something that maps (z, labels) to images in [-1, 1].
+
+
+class GeneratorSource:
+    """An in-memory generator G((z, y)) used as is (its BN statistics are the caller's business)."""
+
+    def __init__(self, generator, description: dict, batch_size: int = 64):
+        self.generator = generator
+        self.dim_z = int(generator.dim_z)
+        self.num_classes = int(generator.num_classes)
+        self.resolution = int(generator.cfg.resolution)
+        self.batch_size = int(batch_size)
+        self.description = dict(description)
+        self.standing_stats = None  # set by CheckpointSource
+        self._fn = tf.function(lambda z, y: generator((z, y), training=False), input_signature=[
+            tf.TensorSpec([None, self.dim_z], tf.float32), tf.TensorSpec([None], tf.int32)])
+
+    def prepare(self) -> None:
+        """Work needed before the first image (none here); skipped when every shard exists."""
+
+    def generate(self, z, labels) -> tf.Tensor:
+        return self._fn(tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(labels, tf.int32))
+
+
+class CheckpointSource(GeneratorSource):
+    """The EMA generator of a training run with standing statistics at the synthesis truncation.
+
+    Appendix C.1: statistics from `passes` forward passes of `batch` latents drawn as the samples
+    are (same truncation, same class proportions). Computed lazily, so a rerun that finds every
+    shard complete costs a checkpoint restore only.
+    """
+
+    def __init__(self, model_dir: str, checkpoint: Optional[str] = None):
+        from tf_biggan.checkpoints import latest_checkpoint, load_ema_generator
+
+        path = latest_checkpoint(model_dir, checkpoint)
+        generator, hp, step = load_ema_generator(model_dir, path)
+        self.hp = hp
+        super().__init__(generator, {"kind": "checkpoint", "model_dir": os.path.abspath(model_dir),
+                                     "checkpoint": os.path.abspath(path), "step": int(step)},
+                         batch_size=hp.eval.batch_size)
+        self._stats_args = None
+        self.standing_stats = {"passes": int(hp.eval.standing_stats_passes),
+                               "batch_size": int(hp.eval.standing_stats_batch)}
+
+    def configure(self, counts, truncation: float, seed: int, convention: str) -> None:
+        self._stats_args = (list(counts), float(truncation), int(seed), convention)
+        self.standing_stats.update(truncation=float(truncation), latent_convention=convention)
+
+    def prepare(self) -> None:
+        from tf_biggan.standing_stats import accumulate_standing_stats
+
+        counts, truncation, seed, convention = self._stats_args
+        passes, batch = self.standing_stats["passes"], self.standing_stats["batch_size"]
+        latents = standing_stats_latents(self.dim_z, counts, batch, truncation, seed, convention)
+        accumulate_standing_stats(self.generator, num_passes=passes, batch_size=batch, latents=latents)
+
+
+class ModuleSource:
+    """An exported TF-Hub module (ours or one with the official `default` signature).
+
+    Calls `signatures['default'](z=, y=one-hot, truncation=)['default']`. dim_z, num_classes and the
+    resolution come from `assets/metadata.json` when present (our exports), else from the signature.
+    """
+
+    def __init__(self, path: str, truncation: float):
+        if not tf.io.gfile.isdir(path):
+            raise UserError(f"--module={path}: no such directory; pass the directory --mode=export wrote "
+                            f"(a SavedModel / TF-Hub module)")
+        try:
+            module = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as exc:
+            raise UserError(f"--module={path}: cannot load it as a SavedModel ({exc}); pass the directory "
+                            f"--mode=export wrote") from None
+        if "default" not in getattr(module, "signatures", {}):
+            raise UserError(f"--module={path}: has no 'default' signature (z, y, truncation -> default); "
+                            f"export it with --mode=export")
+        self.module = module
+        self.signature = module.signatures["default"]
+        meta_path = os.path.join(path, "assets", "metadata.json")
+        self.metadata = {}
+        if tf.io.gfile.exists(meta_path):
+            with tf.io.gfile.GFile(meta_path) as f:
+                self.metadata = json.load(f)
+        _, inputs = self.signature.structured_input_signature
+        if not {"z", "y", "truncation"} <= set(inputs):
+            raise UserError(f"--module={path}: its 'default' signature takes {sorted(inputs)}, expected z, y "
+                            f"and truncation (the official BigGAN modules' contract)")
+        self.dim_z = int(self.metadata.get("dim_z") or inputs["z"].shape[-1])
+        self.num_classes = int(self.metadata.get("num_classes") or inputs["y"].shape[-1])
+        resolution = self.metadata.get("resolution")
+        if not resolution:
+            out = self.signature.structured_outputs["default"].shape
+            resolution = out[1] if out.rank == 4 and out[1] is not None else None
+        if not resolution:
+            resolution = int(self.generate(tf.zeros((1, self.dim_z)), tf.zeros((1,), tf.int32),
+                                           truncation=truncation or 1.0).shape[1])
+        self.resolution = int(resolution)
+        self.truncation = float(truncation)
+        hparams = self.metadata.get("hparams") or {}
+        self.batch_size = int((hparams.get("eval") or {}).get("batch_size") or 64)
+        self.description = {"kind": "module", "module": os.path.abspath(path)}
+        if "step" in self.metadata:
+            self.description["step"] = int(self.metadata["step"])
+        self.standing_stats = None  # the module's own, chosen by its truncation input
+
+    def prepare(self) -> None:
+        pass
+
+    def generate(self, z, labels, truncation: Optional[float] = None) -> tf.Tensor:
+        y = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes, dtype=tf.float32)
+        t = self.truncation if truncation is None else truncation
+        return self.signature(z=tf.convert_to_tensor(z, tf.float32), y=y,
+                              truncation=tf.constant(t, tf.float32))["default"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-class counts, synsets, workers.
+
+
+def default_counts(kind: str, split: str = "train", flag: str = "--images_per_class") -> List[int]:
+    """The real training set's per-class counts, where they are cheap to know (the embedded digits).
+
+    For ImageNet-size TFRecord or TFDS data counting means reading every label (1.28M records), so
+    the caller must say how many images per class it wants.
+    """
+    if kind == "digits":
+        from tf_biggan.data.digits import NUM_CLASSES, load_digits_split
+
+        _, labels = load_digits_split(split or "train")
+        return [int(n) for n in np.bincount(labels, minlength=NUM_CLASSES)]
+    raise UserError(
+        f"{flag} is required for data.kind={kind}: the real training set's per-class counts are not "
+        f"known without reading all of it. Pass e.g. {flag}=1300 (ImageNet's train split has 732-1300 images "
+        f"per class, 1,281,167 in all)")
+
+
+def read_synsets(path: str, num_classes: int) -> Tuple[List[str], List[str]]:
+    """(synsets, texts) from a file with one class per line, in class-id order.
+
+    A line is a WordNet id, optionally followed by whitespace and a human-readable name (the layouts
+    of `imagenet_lsvrc_2015_synsets.txt` and `imagenet_metadata.txt`).
+    """
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"--synsets_file={path}: no such file; give a text file with one synset per line "
+                        f"in class order (e.g. imagenet_lsvrc_2015_synsets.txt)")
+    with tf.io.gfile.GFile(path) as f:
+        lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    if len(lines) != num_classes:
+        raise UserError(f"--synsets_file={path}: {len(lines)} non-empty lines, but the generator has "
+                        f"{num_classes} classes; give exactly one synset per class, in class order")
+    synsets, texts = [], []
+    for line in lines:
+        parts = line.split(None, 1)
+        synsets.append(parts[0])
+        texts.append(parts[1] if len(parts) > 1 else "")
+    return synsets, texts
+
+
+def worker_split(flags=None) -> Tuple[int, int]:
+    """(this worker's index, number of workers): flags `worker_index`/`num_workers`, else TF_CONFIG.
+
+    TF_CONFIG counts the chief (if any) as worker 0 and `worker` tasks after it; other task types
+    (ps, evaluator) write nothing.
+    """
+    num = getattr(flags, "num_workers", None) if flags is not None else None
+    index = getattr(flags, "worker_index", None) if flags is not None else None
+    if num:
+        index = int(index or 0)
+        if not 0 <= index < int(num):
+            raise UserError(f"--worker_index={index} must be in [0, --num_workers={num})")
+        return index, int(num)
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0, 1
+    try:
+        config = json.loads(raw)
+        cluster, task = config["cluster"], config["task"]
+        chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+        kind, task_index = task["type"], int(task.get("index", 0))
+    except (ValueError, KeyError, TypeError):
+        raise UserError("TF_CONFIG must be JSON like {\"cluster\": {\"worker\": [...]}, \"task\": "
+                        "{\"type\": \"worker\", \"index\": i}}") from None
+    if kind == "chief":
+        return 0, chiefs + workers
+    if kind == "worker":
+        if not 0 <= task_index < workers:
+            raise UserError(f"TF_CONFIG task index {task_index} is outside the {workers} workers of its cluster")
+        return chiefs + task_index, chiefs + workers
+    raise UserError(f"TF_CONFIG task type {kind!r} does not synthesize; run --mode=synthesize on the chief "
+                    f"and worker tasks")
+
+
+# ------------------------------------------------------------------------------------------------
+# Files.
+
+
+def _write_bytes_atomic(path: str, data: bytes) -> None:
+    """Hidden temporary beside `path`, renamed over it (the same pattern as tfrecord.write_shard)."""
+    directory = os.path.dirname(path) or "."
+    tf.io.gfile.makedirs(directory)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    try:
+        with tf.io.gfile.GFile(tmp, "wb") as f:
+            f.write(data)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+        raise
+
+
+def _json_bytes(payload: dict) -> bytes:
+    # Sorted keys and no timestamps: two runs of the same synthesis write identical files.
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _read_json(path: str) -> Optional[dict]:
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    except ValueError:
+        return None
+
+
+def _marker_path(output_dir: str, name: str) -> str:
+    return os.path.join(output_dir, f".{name}.done")
+
+
+def _npz_path(output_dir: str, name: str) -> str:
+    return os.path.join(output_dir, NPZ_DIR, f"{name}.npz")
+
+
+def _remove_stale_temporaries(output_dir: str, names: Sequence[str]) -> int:
+    """Deletes leftovers of killed writes of these shards (write_shard's `.NAME.tmp-*`)."""
+    removed = 0
+    for directory in (output_dir, os.path.join(output_dir, NPZ_DIR)):
+        if not tf.io.gfile.isdir(directory):
+            continue
+        # Temporaries are "." + the final basename + ".tmp-<uuid>": shard, npz and marker files.
+        owned = {f".{final}" for name in names for final in (name, f"{name}.npz", f".{name}.done")}
+        for entry in tf.io.gfile.listdir(directory):
+            entry = entry.rstrip("/")
+            head, sep, _ = entry.partition(".tmp-")
+            if sep and head in owned:
+                tf.io.gfile.remove(os.path.join(directory, entry))
+                removed += 1
+    return removed
+
+
+def _to_uint8(images) -> np.ndarray:
+    """[-1, 1] -> uint8 [0, 255], rounded (the inverse of the input pipeline's x / 127.5 - 1)."""
+    x = tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)
+    return tf.cast(tf.round(x), tf.uint8).numpy()
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ------------------------------------------------------------------------------------------------
+# The synthesis.
+
+
+@dataclasses.dataclass
+class Timer:
+    """Seconds spent generating vs JPEG-encoding + serialising, and images done, for the progress lines."""
+
+    images: int = 0
+    generate: float = 0.0
+    encode: float = 0.0
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def rates(self) -> str:
+        wall = max(time.perf_counter() - self.start, 1e-9)
+        gen = self.images / self.generate if self.generate > 0 else float("nan")
+        enc = self.images / self.encode if self.encode > 0 else float("nan")
+        return f"{self.images / wall:.1f} images/s (generate {gen:.1f}/s, JPEG {enc:.1f}/s)"
+
+
+def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: int, truncation: float = 0.0,
+               seed: int = 0, prefix: str = "train", jpeg_quality: int = 95,
+               synsets: Optional[Tuple[List[str], List[str]]] = None, synsets_file: Optional[str] = None,
+               also_write_npz: bool = False, worker_index: int = 0, num_workers: int = 1,
+               latent_convention: str = "paper_resample", batch_size: Optional[int] = None,
+               log: Optional[Callable[[str], None]] = None) -> dict:
+    """Writes this worker's missing shards of the synthesis; the manifest once all shards exist.
+
+    `source` has dim_z, num_classes, resolution, description, standing_stats, prepare() and
+    generate(z, labels) -> images in [-1, 1] (GeneratorSource, CheckpointSource, ModuleSource).
+    `counts[c]` images of 0-based class c. Returns {"written", "skipped", "manifest" (dict or None),
+    "images", "seconds", "generate_seconds", "encode_seconds"}.
+    """
+    log = log or (lambda message: print(f"[synthesize] {message}", flush=True))
+    counts = [int(n) for n in counts]
+    total = sum(counts)
+    if len(counts) != source.num_classes:
+        raise UserError(f"{len(counts)} per-class counts for a generator of {source.num_classes} classes")
+    if total < 1:
+        raise UserError("--images_per_class: nothing to synthesize (0 images in all)")
+    if num_shards < 1 or num_shards > total:
+        raise UserError(f"--num_shards={num_shards}: must be between 1 and the number of images ({total}), so "
+                        f"that no shard is empty; pass --num_shards={min(max(total // 1250, 1), total)} or raise "
+                        f"--images_per_class")
+    if not 1 <= jpeg_quality <= 100:
+        raise UserError(f"--jpeg_quality={jpeg_quality}: must be in 1..100 (the ImageNet converter's JPEGs are "
+                        f"about 90-95)")
+    if truncation < 0:
+        raise UserError(f"--truncation={truncation}: must be >= 0 (0 = untruncated N(0, I))")
+    if latent_convention not in LATENT_CONVENTIONS:
+        raise UserError(f"latent_convention={latent_convention!r}: use one of {', '.join(LATENT_CONVENTIONS)}")
+    if latent_convention == "hub_notebook" and truncation <= 0:
+        raise UserError("--truncation must be > 0 with latent_convention=hub_notebook (z = truncation · "
+                        "TruncNormal(-2, 2))")
+    if prefix not in ("train", "validation"):
+        raise UserError(f"--shard_prefix={prefix}: use train or validation")
+    batch_size = int(batch_size or source.batch_size)
+    if isinstance(source, CheckpointSource):
+        source.configure(counts, truncation, seed, latent_convention)
+
+    names = [os.path.basename(tfrecord.shard_path(prefix, i, num_shards)) for i in range(num_shards)]
+    bounds = shard_bounds(total, num_shards)
+    plan = {
+        "format": "imagenet_tfrecord",
+        "label_offset": tfrecord.LABEL_OFFSET,
+        "count_per_class": {str(c): n for c, n in enumerate(counts)},
+        "num_images": total,
+        "num_classes": source.num_classes,
+        "resolution": source.resolution,
+        "truncation": float(truncation),
+        "latent_convention": latent_convention,
+        "seed": int(seed),
+        "source": source.description,
+        "standing_stats": source.standing_stats,
+        "jpeg_quality": int(jpeg_quality),
+        "shard_prefix": prefix,
+        "num_shards": num_shards,
+        "synsets_file": os.path.abspath(synsets_file) if synsets_file else None,
+        "synsets": synsets[0] if synsets else None,
+    }
+    tf.io.gfile.makedirs(output_dir)
+    plan_path = os.path.join(output_dir, PLAN)
+    existing = _read_json(plan_path)
+    if existing is not None and existing != json.loads(_json_bytes(plan)):
+        diffs = [f"{k}: {existing.get(k)!r} there, {plan.get(k)!r} now" for k in sorted(set(existing) | set(plan))
+                 if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
+        raise UserError(f"--output_dir={output_dir} holds shards of a different synthesis ({'; '.join(diffs)[:600]}). "
+                        f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or pass a new "
+                        f"--output_dir")
+    if existing is None:
+        _write_bytes_atomic(plan_path, _json_bytes(plan))
+
+    def complete(i: int) -> bool:
+        path = os.path.join(output_dir, names[i])
+        marker = _read_json(_marker_path(output_dir, names[i]))
+        if marker is None or not tf.io.gfile.exists(path):
+            return False
+        ok = (marker.get("records") == bounds[i][1] - bounds[i][0]
+              and marker.get("bytes") == tf.io.gfile.stat(path).length)
+        return ok and (not also_write_npz or tf.io.gfile.exists(_npz_path(output_dir, names[i])))
+
+    mine = [i for i in range(num_shards) if i % num_workers == worker_index]
+    removed = _remove_stale_temporaries(output_dir, [names[i] for i in mine])
+    todo = [i for i in mine if not complete(i)]
+    skipped = [names[i] for i in mine if i not in todo]
+    todo_images = sum(bounds[i][1] - bounds[i][0] for i in todo)
+    lo, hi = min(counts), max(counts)
+    log(f"{total} images ({source.num_classes} classes, {lo if lo == hi else f'{lo}-{hi}'} per class) at "
+        f"truncation {truncation:g} ({latent_convention}), seed {seed}, into {num_shards} shards "
+        f"{prefix}-*-of-{num_shards:05d} in {output_dir}; worker {worker_index}/{num_workers} owns {len(mine)} "
+        f"shard(s): {len(skipped)} complete, {len(todo)} to write ({todo_images} images)"
+        + (f"; removed {removed} stale temporary file(s)" if removed else ""))
+
+    timer = Timer()
+    written = []
+    if todo:
+        t0 = time.perf_counter()
+        source.prepare()
+        if source.standing_stats:
+            log(f"standing statistics at truncation {truncation:g}: {source.standing_stats['passes']} passes of "
+                f"{source.standing_stats['batch_size']} ({time.perf_counter() - t0:.1f}s)")
+        all_labels = interleaved_labels(counts)
+        timer = Timer()
+        last_log = time.perf_counter()
+        for done, i in enumerate(todo):
+            start, end = bounds[i]
+            labels = all_labels[start:end]
+            z = shard_latents(i, end - start, source.dim_z, truncation, seed, latent_convention)
+            kept = [] if also_write_npz else None
+
+            def examples(i=i, start=start, labels=labels, z=z, kept=kept):
+                nonlocal last_log
+                for b in range(0, len(labels), batch_size):
+                    t = time.perf_counter()
+                    batch_labels = labels[b:b + batch_size]
+                    images = _to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
+                    timer.generate += time.perf_counter() - t
+                    t = time.perf_counter()
+                    if kept is not None:
+                        kept.append(images)
+                    for k, (image, label) in enumerate(zip(images, batch_labels)):
+                        jpeg = tf.io.encode_jpeg(image, format="rgb", quality=jpeg_quality).numpy()
+                        synset = synsets[0][label] if synsets else ""
+                        text = synsets[1][label] if synsets else ""
+                        filename = f"{synset or f'class{int(label):04d}'}_synthetic_{start + b + k:08d}.JPEG"
+                        # deterministic=True: an Example's features are a protobuf map, which
+                        # otherwise serialises in a per-process order (reruns would differ in bytes).
+                        yield tfrecord.make_example(jpeg, int(label), height=source.resolution,
+                                                    width=source.resolution, synset=synset, text=text,
+                                                    filename=filename).SerializeToString(deterministic=True)
+                    timer.encode += time.perf_counter() - t
+                    timer.images += len(batch_labels)
+                    if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
+                        last_log = time.perf_counter()
+                        left = todo_images - timer.images
+                        log(f"  {names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
+                            f"ETA {_format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+
+            path = os.path.join(output_dir, names[i])
+            records = tfrecord.write_shard(path, examples())
+            if kept is not None:
+                buf = io.BytesIO()
+                np.savez(buf, images=np.concatenate(kept), labels=labels.astype(np.int64))
+                _write_bytes_atomic(_npz_path(output_dir, names[i]), buf.getvalue())
+            _write_bytes_atomic(_marker_path(output_dir, names[i]), _json_bytes(
+                {"records": records, "bytes": tf.io.gfile.stat(path).length, "npz": bool(also_write_npz)}))
+            written.append(names[i])
+            last_log = time.perf_counter()
+            left = todo_images - timer.images
+            log(f"{names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; "
+                f"ETA {_format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+
+    manifest = None
+    missing = [names[i] for i in range(num_shards) if not complete(i)]
+    if missing:
+        log(f"worker {worker_index}/{num_workers} done; waiting for {len(missing)} shard(s) of other workers "
+            f"(e.g. {missing[0]}): the last worker to finish writes {MANIFEST}")
+    else:
+        manifest = dict(plan, pattern=f"{prefix}-*", shards=names,
+                        images_per_shard=[end - start for start, end in bounds],
+                        npz=[f"{NPZ_DIR}/{n}.npz" for n in names] if also_write_npz else None,
+                        npz_labels="0-based" if also_write_npz else None)
+        _write_bytes_atomic(os.path.join(output_dir, MANIFEST), _json_bytes(manifest))
+        log(f"all {num_shards} shards complete; wrote {os.path.join(output_dir, MANIFEST)}")
+    return {"written": written, "skipped": skipped, "manifest": manifest, "images": timer.images,
+            "seconds": time.perf_counter() - timer.start, "generate_seconds": timer.generate,
+            "encode_seconds": timer.encode}
+
+
+def run_synthesize(hp, flags) -> dict:
+    """`--mode=synthesize`: from `--model_dir` (EMA-G of the run, its own hparams) or `--module`.
+
+    The hparams file given on the command line is not used: a checkpoint carries its run's
+    hparams.yaml and a module its metadata.
+    """
+    del hp  # the run's or the module's own configuration applies
+    model_dir, module = getattr(flags, "model_dir", None), getattr(flags, "module", None)
+    output_dir = getattr(flags, "output_dir", None)
+    if bool(model_dir) == bool(module):
+        raise UserError("--mode=synthesize needs exactly one of --model_dir (a training run: its EMA generator) "
+                        "or --module (a module written by --mode=export)")
+    if not output_dir:
+        raise UserError("--mode=synthesize needs --output_dir (where the TFRecord shards and manifest.json go)")
+    if module and getattr(flags, "checkpoint", None):
+        raise UserError("--checkpoint selects a checkpoint of --model_dir; it does not apply with --module")
+    truncation = getattr(flags, "truncation", None)
+    truncation = 0.0 if truncation is None else float(truncation)
+    if truncation < 0:
+        raise UserError(f"--truncation={truncation}: must be >= 0 (0 = untruncated N(0, I))")
+    per_class = getattr(flags, "images_per_class", None)
+    if per_class is not None and per_class < 1:
+        raise UserError(f"--images_per_class={per_class}: must be >= 1 (omit it for the real training set's counts)")
+    quality = int(getattr(flags, "jpeg_quality", 95))
+    if not 1 <= quality <= 100:
+        raise UserError(f"--jpeg_quality={quality}: must be in 1..100")
+    num_shards = int(getattr(flags, "num_shards", 1024))
+    if num_shards < 1:
+        raise UserError(f"--num_shards={num_shards}: must be >= 1")
+    convention = getattr(flags, "latent_convention", None) or "paper_resample"
+    worker_index, num_workers = worker_split(flags)
+
+    if module:
+        source = ModuleSource(module, truncation)
+        data = ((source.metadata.get("hparams") or {}).get("data") or {})
+        kind, split = data.get("kind", "unknown (a module without our metadata)"), data.get("split", "train")
+    else:
+        source = CheckpointSource(model_dir, getattr(flags, "checkpoint", None))
+        kind, split = source.hp.data.kind, source.hp.data.split
+    if per_class is not None:
+        counts = [int(per_class)] * source.num_classes
+    else:
+        counts = default_counts(kind, split)
+        if len(counts) != source.num_classes:
+            raise UserError(f"the real training set has {len(counts)} classes but the generator {source.num_classes}; "
+                            f"pass --images_per_class")
+    synsets_file = getattr(flags, "synsets_file", None)
+    synsets = read_synsets(synsets_file, source.num_classes) if synsets_file else None
+    return synthesize(source, output_dir, counts, num_shards=num_shards, truncation=truncation,
+                      seed=int(getattr(flags, "seed", 0) or 0), prefix=getattr(flags, "shard_prefix", "train"),
+                      jpeg_quality=quality, synsets=synsets, synsets_file=synsets_file,
+                      also_write_npz=bool(getattr(flags, "also_write_npz", False)),
+                      worker_index=worker_index, num_workers=num_workers, latent_convention=convention)
