@@ -1,0 +1,371 @@
+"""The paper's qualitative analyses as modes that write PNG grids and a JSON report beside each.
+
+* `--mode=interpolate` (Appendix A, Figures 8-9): rows that interpolate linearly between two
+  (z, c) pairs (`interpolate_zc.png`), and rows that keep z fixed and interpolate the class vector
+  between two classes (`interpolate_class.png`). G takes class vectors, so the in-between samples
+  are conditioned on class mixtures exactly as the paper's "class-wise interpolations" are.
+* `--mode=neighbors` (Section 5, Appendix A, Figures 10-14: "class-wise nearest neighbors analysis in
+  pixel space and the feature space of pre-trained classifier networks"): each row is a generated
+  sample followed by its k nearest REAL TRAINING images of the same class, in pixel space
+  (`neighbors_pixel.png`, Figure 12) and in the evaluation extractor's pool-feature space
+  (`neighbors_feature.png`; Inception pool_3 with --inception_path, else the project's classifier;
+  the paper used VGG-16 fc7 and ResNet-50 avgpool, Figures 10-11, 13-14).
+* `--mode=memorization` (Section 4.2): the share of real training images and of real held-out
+  images the run's D calls real (logit > 0, the sign the hinge loss separates at). A D that has
+  memorised its training set calls nearly all training images real and about half of the
+  held-out ones (the paper: > 98% vs 50-55%). Writes `memorization.png` (histograms of D's outputs)
+  and `memorization_report.json`.
+
+Samples come from the EMA generator with standing statistics at `--truncation` (Appendix C.1,
+Section 3.1; default untruncated), drawn with `tf_biggan.evaluate`'s seeded, batch-independent
+latents, so a figure is reproducible from (checkpoint, --seed, --truncation).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_biggan import evaluate
+from tf_biggan.errors import UserError
+
+INTERPOLATE_ZC_PNG = "interpolate_zc.png"
+INTERPOLATE_CLASS_PNG = "interpolate_class.png"
+INTERPOLATE_REPORT = "interpolate_report.json"
+NEIGHBORS_PIXEL_PNG = "neighbors_pixel.png"
+NEIGHBORS_FEATURE_PNG = "neighbors_feature.png"
+NEIGHBORS_REPORT = "neighbors_report.json"
+MEMORIZATION_PNG = "memorization.png"
+MEMORIZATION_REPORT = "memorization_report.json"
+
+# Seed streams of the qualitative latents (folded into --seed; distinct from evaluation's).
+_INTERP_STREAM = 11
+_NEIGHBOR_STREAM = 12
+GRID_GAP = 2  # pixels between grid cells
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids.
+
+
+def upscale_factor(height: int) -> int:
+    """Small images (16 px digits) are hard to see: nearest-neighbour upscale to >= 64 px, as the
+    trainer's sample grid does."""
+    return max(1, 64 // int(height))
+
+
+def tile(images: np.ndarray, scale: Optional[int] = None, gap: int = GRID_GAP) -> np.ndarray:
+    """float [rows, cols, H, W, C] in [-1, 1] -> uint8 grid [rows*H*s + (rows-1)*gap,
+    cols*W*s + (cols-1)*gap, 3] (s = scale, default `upscale_factor(H)`), cells separated by
+    `gap` mid-grey pixels so that dark-background images (digits) do not run into each other."""
+    images = np.asarray(images, np.float32)
+    rows, cols, h, w, c = images.shape
+    if c == 1:
+        images = np.repeat(images, 3, axis=-1)
+    s = upscale_factor(h) if scale is None else int(scale)
+    pixels = np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    pixels = np.repeat(np.repeat(pixels, s, 2), s, 3)
+    ch, cw = h * s, w * s
+    grid = np.full((rows * ch + (rows - 1) * gap, cols * cw + (cols - 1) * gap, 3), 128, np.uint8)
+    for r in range(rows):
+        for col in range(cols):
+            top, left = r * (ch + gap), col * (cw + gap)
+            grid[top:top + ch, left:left + cw] = pixels[r, col]
+    return grid
+
+
+def _pick_class_pairs(num_classes: int, rows: int, seed: int) -> np.ndarray:
+    """[rows, 2] distinct (from, to) class pairs, seeded; every row's two classes differ."""
+    rng = np.random.default_rng([seed, _INTERP_STREAM])
+    a = rng.integers(0, num_classes, size=rows)
+    if num_classes == 1:
+        return np.stack([a, a], 1)
+    b = (a + rng.integers(1, num_classes, size=rows)) % num_classes
+    return np.stack([a, b], 1).astype(np.int32)
+
+
+def _latents(dim_z: int, n: int, truncation: float, seed: int, stream: int) -> np.ndarray:
+    # Reuses evaluation's seeded latents with a distinct seed, so figures never show the very
+    # samples a sweep scored and two figures never share z by accident.
+    return evaluate.eval_latents(dim_z, 0, n, truncation, seed * 1000 + stream).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures 8-9: interpolations.
+
+
+def interpolations(generator, rows: int, steps: int, truncation: float, seed: int = 0) -> dict:
+    """Figure 8 and 9 images with the generator's CURRENT BN statistics.
+
+    Returns {"zc": float [rows, steps, H, W, 3] (z and class both interpolated between two
+    endpoints), "class": [rows, steps, H, W, 3] (z fixed per row, class interpolated),
+    "pairs_zc", "pairs_class": [rows, 2] class pairs, "alphas": [steps]}. Interpolation is linear
+    in z (an interpolation between two truncated z stays inside the truncation box) and in the
+    one-hot class vectors, which G embeds linearly.
+    """
+    dim_z, num_classes = generator.dim_z, generator.num_classes
+    run = evaluate.inference_fn(generator)
+    alphas = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+    a = alphas[None, :, None]
+    eye = np.eye(num_classes, dtype=np.float32)
+
+    pairs_zc = _pick_class_pairs(num_classes, rows, seed)
+    z_ends = _latents(dim_z, 2 * rows, truncation, seed, _INTERP_STREAM).reshape(rows, 2, dim_z)
+    z = (1 - a) * z_ends[:, :1] + a * z_ends[:, 1:]
+    y = (1 - a) * eye[pairs_zc[:, 0]][:, None] + a * eye[pairs_zc[:, 1]][:, None]
+    zc = run(z.reshape(-1, dim_z), y.reshape(-1, num_classes)).numpy()
+
+    pairs_class = _pick_class_pairs(num_classes, rows, seed + 1)
+    z_fixed = _latents(dim_z, rows, truncation, seed, _INTERP_STREAM + 100)
+    z = np.repeat(z_fixed[:, None], steps, axis=1)
+    y = (1 - a) * eye[pairs_class[:, 0]][:, None] + a * eye[pairs_class[:, 1]][:, None]
+    cls = run(z.reshape(-1, dim_z), y.reshape(-1, num_classes)).numpy()
+
+    shape = (rows, steps) + zc.shape[1:]
+    return {"zc": zc.reshape(shape), "class": cls.reshape(shape), "pairs_zc": pairs_zc,
+            "pairs_class": pairs_class, "alphas": alphas}
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures 10-14: nearest neighbours.
+
+
+def nearest_neighbors(queries: np.ndarray, query_labels: np.ndarray,
+                      real: Iterable[Tuple[np.ndarray, np.ndarray]], k: int,
+                      embed: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> dict:
+    """The k nearest real images of the same class for each query, by Euclidean distance.
+
+    `real` yields (images [b, H, W, C], labels [b]) batches (streamed: the real set need not fit
+    in memory); `embed(images) -> [b, D]` maps images to the space distances are taken in (None:
+    pixel space, the flattened images). One pass; per query a running top-k is kept.
+
+    Returns {"distances": [Q, k] (inf where the class has fewer than k images), "indices": [Q, k]
+    positions in the real stream (-1 if missing), "images": [Q, k, H, W, C]}.
+    """
+    queries = np.asarray(queries, np.float32)
+    query_labels = np.asarray(query_labels).reshape(-1)
+    q = queries.shape[0]
+    flat = lambda x: np.asarray(embed(x) if embed is not None else x.reshape(x.shape[0], -1), np.float64)  # noqa: E731
+    q_vec = flat(queries)
+    best_d = np.full((q, k), np.inf)
+    best_i = np.full((q, k), -1, np.int64)
+    best_img = np.zeros((q, k) + queries.shape[1:], np.float32)
+    offset = 0
+    for images, labels in real:
+        images = np.asarray(images, np.float32)
+        labels = np.asarray(labels).reshape(-1)
+        same = query_labels[:, None] == labels[None, :]  # [Q, b]
+        if same.any():
+            r_vec = flat(images)
+            # ||q - r||^2 = |q|^2 + |r|^2 - 2 q.r ; clipped at 0 against round-off.
+            d2 = (np.sum(q_vec ** 2, 1)[:, None] + np.sum(r_vec ** 2, 1)[None, :] - 2.0 * q_vec @ r_vec.T)
+            d = np.sqrt(np.clip(d2, 0.0, None))
+            d[~same] = np.inf
+            cand_d = np.concatenate([best_d, d], 1)
+            cand_i = np.concatenate([best_i, offset + np.tile(np.arange(images.shape[0]), (q, 1))], 1)
+            # Stable sort: equal distances keep stream order, so the result is deterministic.
+            order = np.argsort(cand_d, axis=1, kind="stable")[:, :k]
+            new_d = np.take_along_axis(cand_d, order, 1)
+            new_i = np.take_along_axis(cand_i, order, 1)
+            new_img = np.empty_like(best_img)
+            for row in range(q):
+                for col in range(k):
+                    src = order[row, col]
+                    new_img[row, col] = best_img[row, src] if src < k else images[src - k]
+            best_d, best_i, best_img = new_d, new_i, new_img
+        offset += images.shape[0]
+    best_i[~np.isfinite(best_d)] = -1
+    return {"distances": best_d, "indices": best_i, "images": best_img}
+
+
+def _neighbor_queries(generator, rows: int, truncation: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """`rows` samples whose classes are spread over all classes (the trainer grid's choice)."""
+    num_classes = generator.num_classes
+    classes = np.linspace(0, num_classes - 1, rows).round().astype(np.int32)
+    z = _latents(generator.dim_z, rows, truncation, seed, _NEIGHBOR_STREAM)
+    return evaluate.inference_fn(generator)(z, classes).numpy(), classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Section 4.2: D's memorisation test.
+
+
+def load_discriminator(model_dir: str, checkpoint: Optional[str], hp):
+    """(D, step, checkpoint path) of a run, restored by variable path as the trainer saved it."""
+    from tf_biggan.checkpoints import latest_checkpoint
+    from tf_biggan.models import Discriminator
+    from tf_biggan.train import _variables_checkpoint
+
+    if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
+        raise UserError(f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index): pass a checkpoint "
+                        f"prefix such as {os.path.join(model_dir, 'ckpt-3000')}, or omit --checkpoint for the latest")
+    path = latest_checkpoint(model_dir, checkpoint)
+    d = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
+    d.build_for_input(2)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(discriminator=_variables_checkpoint(d), step=step)
+    try:
+        ckpt.restore(path).expect_partial().assert_existing_objects_matched()
+    except AssertionError as exc:
+        raise UserError(f"checkpoint {path} holds no discriminator matching the run's hparams (model.*): {exc}. "
+                        "Memorisation needs a training checkpoint (ckpt-N in --model_dir), not an export") from None
+    return d, int(step.numpy()), path
+
+
+def discriminator_outputs(discriminator, batches: Iterable[Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """D's logits [N] for (images, labels) batches, in inference mode (no power iteration)."""
+    fn = tf.function(lambda x, y: tf.reshape(discriminator((x, y), training=False), [-1]), reduce_retracing=True)
+    outs = [fn(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.int32)).numpy()
+            for x, y in batches]
+    if not outs:
+        raise UserError("no real images to show D")
+    return np.concatenate(outs).astype(np.float64)
+
+
+def memorization_shares(train_logits: np.ndarray, heldout_logits: np.ndarray) -> dict:
+    """Section 4.2's numbers: the share of training and held-out images D calls real (logit > 0)."""
+    train_logits = np.asarray(train_logits, np.float64).reshape(-1)
+    heldout_logits = np.asarray(heldout_logits, np.float64).reshape(-1)
+    train_share = float(np.mean(train_logits > 0))
+    heldout_share = float(np.mean(heldout_logits > 0))
+    return {"train_real_share": train_share, "heldout_real_share": heldout_share,
+            "gap": train_share - heldout_share,
+            "train_mean_logit": float(train_logits.mean()), "heldout_mean_logit": float(heldout_logits.mean()),
+            "train_examples": int(train_logits.size), "heldout_examples": int(heldout_logits.size)}
+
+
+def _plot_memorization(train_logits, heldout_logits, shares: dict, path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    lo = float(min(train_logits.min(), heldout_logits.min()))
+    hi = float(max(train_logits.max(), heldout_logits.max()))
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
+    ax.hist(train_logits, bins=bins, alpha=0.6, density=True,
+            label=f"training ({100 * shares['train_real_share']:.1f}% called real)")
+    ax.hist(heldout_logits, bins=bins, alpha=0.6, density=True,
+            label=f"held-out ({100 * shares['heldout_real_share']:.1f}% called real)")
+    ax.axvline(0.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel("D(x, y) logit (> 0: called real)")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    evaluate._atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# Modes.
+
+
+def _output_dir(flags, model_dir: str) -> str:
+    # --output_dir exists for --mode=synthesize; reusing it lets figures go elsewhere than the run.
+    return getattr(flags, "output_dir", None) or model_dir
+
+
+def _generator_at(hp, flags, model_dir: str):
+    truncation = float(evaluate._flag(flags, "truncation", 0.0))
+    if truncation < 0:
+        raise UserError(f"--truncation={truncation} must be >= 0 (0 = untruncated)")
+    seed = int(evaluate._flag(flags, "seed", 0))
+    generator, step, ckpt = evaluate.load_run_generator(model_dir, evaluate._flag(flags, "checkpoint"), hp)
+    evaluate.apply_standing_stats(generator, truncation, hp.eval.standing_stats_passes, hp.eval.standing_stats_batch,
+                                  seed)
+    return generator, step, ckpt, truncation, seed
+
+
+def run_interpolate(hp, flags) -> dict:
+    """`--mode=interpolate`: Figures 8 and 9 -> interpolate_zc.png, interpolate_class.png and
+    interpolate_report.json (eval.qualitative_rows rows of eval.interpolation_steps images)."""
+    model_dir = evaluate._require_model_dir(flags, "interpolate")
+    hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
+    generator, step, ckpt, truncation, seed = _generator_at(hp, flags, model_dir)
+    ev = hp.eval
+    out = interpolations(generator, ev.qualitative_rows, ev.interpolation_steps, truncation, seed)
+    out_dir = _output_dir(flags, model_dir)
+    files = {}
+    for key, name in (("zc", INTERPOLATE_ZC_PNG), ("class", INTERPOLATE_CLASS_PNG)):
+        grid = tile(out[key])
+        evaluate.write_png(os.path.join(out_dir, name), grid)
+        files[key] = {"file": name, "shape": list(grid.shape)}
+    report = {"step": step, "checkpoint": ckpt, "truncation": truncation, "seed": seed,
+              "rows": ev.qualitative_rows, "steps": ev.interpolation_steps, "alphas": out["alphas"].tolist(),
+              "zc": dict(files["zc"], figure="Figure 8: interpolations between (z, c) pairs",
+                         class_pairs=out["pairs_zc"].tolist()),
+              "class": dict(files["class"], figure="Figure 9: interpolations between classes, z held constant",
+                            class_pairs=out["pairs_class"].tolist())}
+    evaluate.write_json(os.path.join(out_dir, INTERPOLATE_REPORT), report)
+    print(f"[interpolate] step {step}: {INTERPOLATE_ZC_PNG}, {INTERPOLATE_CLASS_PNG} in {out_dir}", flush=True)
+    return report
+
+
+def run_neighbors(hp, flags) -> dict:
+    """`--mode=neighbors`: Figures 10-14 -> neighbors_pixel.png, neighbors_feature.png and
+    neighbors_report.json. Each row: a sample, then its eval.neighbors_k nearest real training images
+    of its class (at most eval.real_max_examples real images are searched)."""
+    model_dir = evaluate._require_model_dir(flags, "neighbors")
+    hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
+    generator, step, ckpt, truncation, seed = _generator_at(hp, flags, model_dir)
+    ev = hp.eval
+    extractor = evaluate.feature_extractor(hp, model_dir, evaluate._flag(flags, "inception_path"),
+                                           log=lambda m: print(f"[neighbors] {m}", flush=True))
+    samples, classes = _neighbor_queries(generator, ev.qualitative_rows, truncation, seed)
+    spaces = {"pixel": (None, NEIGHBORS_PIXEL_PNG, "Figure 12: nearest neighbours in pixel space"),
+              "feature": (lambda x: extractor.activations(x, ev.batch_size), NEIGHBORS_FEATURE_PNG,
+                          f"Figures 10-11, 13-14: nearest neighbours in {extractor.name} pool-feature space")}
+    out_dir = _output_dir(flags, model_dir)
+    report = {"step": step, "checkpoint": ckpt, "truncation": truncation, "seed": seed, "k": ev.neighbors_k,
+              "classes": classes.tolist(), "extractor": extractor.name,
+              "layout": "row i: generated sample (column 0), then its k nearest real training images of the same class"}
+    for space, (embed, name, figure) in spaces.items():
+        nn = nearest_neighbors(samples, classes, evaluate.real_batches(hp, "train", ev.batch_size, ev.real_max_examples),
+                               ev.neighbors_k, embed)
+        grid = tile(np.concatenate([samples[:, None], nn["images"]], axis=1))
+        evaluate.write_png(os.path.join(out_dir, name), grid)
+        report[space] = {"file": name, "shape": list(grid.shape), "figure": figure,
+                         "distances": nn["distances"].tolist(), "indices": nn["indices"].tolist()}
+    evaluate.write_json(os.path.join(out_dir, NEIGHBORS_REPORT), report)
+    print(f"[neighbors] step {step}: {NEIGHBORS_PIXEL_PNG}, {NEIGHBORS_FEATURE_PNG} in {out_dir}", flush=True)
+    return report
+
+
+def run_memorization(hp, flags) -> dict:
+    """`--mode=memorization` (Section 4.2): shares of real training and held-out images the run's D
+    calls real -> memorization_report.json and memorization.png (at most
+    eval.memorization_max_examples images per split; 0 = all)."""
+    model_dir = evaluate._require_model_dir(flags, "memorization")
+    hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
+    d, step, ckpt = load_discriminator(model_dir, evaluate._flag(flags, "checkpoint"), hp)
+    ev = hp.eval
+    if evaluate._real_data_cfg(hp, "validation") is None:
+        raise UserError("--mode=memorization compares training with held-out images, and "
+                        + evaluate._no_validation_message(hp))
+    logits = {which: discriminator_outputs(d, evaluate.real_batches(hp, which, ev.batch_size,
+                                                                       ev.memorization_max_examples))
+              for which in ("train", "validation")}
+    shares = memorization_shares(logits["train"], logits["validation"])
+    out_dir = _output_dir(flags, model_dir)
+    _plot_memorization(logits["train"], logits["validation"], shares, os.path.join(out_dir, MEMORIZATION_PNG),
+                       f"D's outputs on real images, step {step} (Section 4.2)")
+    report = dict(shares, step=step, checkpoint=ckpt, file=MEMORIZATION_PNG,
+                  heldout_data=evaluate.real_dataset_id(hp, "validation", ev.memorization_max_examples),
+                  train_data=evaluate.real_dataset_id(hp, "train", ev.memorization_max_examples),
+                  note="paper (ImageNet, uncollapsed D): > 98% of training vs 50-55% of validation images called real")
+    evaluate.write_json(os.path.join(out_dir, MEMORIZATION_REPORT), report)
+    print(f"[memorization] step {step}: D calls {100 * shares['train_real_share']:.1f}% of training and "
+          f"{100 * shares['heldout_real_share']:.1f}% of held-out images real -> {out_dir}", flush=True)
+    return report
+
+
+__all__ = ["tile", "interpolations", "nearest_neighbors", "load_discriminator", "discriminator_outputs",
+           "memorization_shares", "run_interpolate", "run_neighbors", "run_memorization"]
