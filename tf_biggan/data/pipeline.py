@@ -169,7 +169,7 @@ def shard_for_host(files: Sequence, input_context: Optional[tf.distribute.InputC
 def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution: int, num_classes: int,
                   multi_label: bool, on_corrupt: str, training: bool, seed: int,
                   stats: Optional[ReadStats]) -> tf.data.Dataset:
-    """Decoded, checked examples {"image": uint8 [R, R, 3], "labels": int64 [k]} of `entries`."""
+    """Decoded, checked examples {"image": uint8 [R, R, 3], "labels": int64 [k], "ok": True}."""
     n = len(entries)
     paths = tf.constant([e.path for e in entries])
     skips = tf.constant([e.skip for e in entries], tf.int64)
@@ -217,9 +217,8 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
             status = tf.where(tf.reduce_any((labels < 0) | (labels >= num_classes)), _BAD_LABEL, status)
             status = tf.where(has_image & ~image_ok, _NOT_IMAGE, status)
             status = tf.where(~has_image, _NO_IMAGE, status)
-            image = tf.cond(image_ok, lambda: source.decode(encoded, resolution), lambda: blank)
-            head = tf.cond(status == _NOT_IMAGE, lambda: _hex(tf.strings.substr(encoded, 0, 8)),
-                           lambda: tf.constant(""))
+            image, head = tf.cond(image_ok, lambda: (source.decode(encoded, resolution), tf.constant("")),
+                                  lambda: (blank, _hex(tf.strings.substr(encoded, 0, 8))))
             return image, labels, status, head
 
         def end_marker():
@@ -242,10 +241,6 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
         path = paths[fid]
         expected = tf.maximum(next_index[fid], skips[fid])
         gap = index - expected
-        is_end = tf.equal(status, _END)
-        short = is_end & tf.where(takes[fid] >= 0, index != skips[fid] + takes[fid],
-                                  (sizes[fid] >= 0) & (ex["consumed"] != sizes[fid]))
-        corrupt = (status == _NOT_IMAGE) | (status == _NO_IMAGE) | (status == _NO_LABEL)
 
         def fail(message):
             with tf.control_dependencies([tf.debugging.Assert(
@@ -270,8 +265,6 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
             return tf.cond(status == _BAD_LABEL, lambda: fail(bad),
                            lambda: tf.cond(status == _MANY_LABELS, lambda: fail(many), lambda: tf.constant(0)))
 
-        checks = [tf.cond((status == _BAD_LABEL) | (status == _MANY_LABELS), check_config,
-                          lambda: tf.constant(0))]
         hint = " Set data.on_corrupt=skip to skip and count bad records."
 
         def ends_early():
@@ -281,54 +274,64 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
                             "file is truncated or damaged.", path, index - skips[fid], takes[fid]),
                 lambda: fmt("file {} ends early after record {} ({} of its {} bytes read): the file is "
                             "truncated or damaged.", path, index - 1, ex["consumed"], sizes[fid]))
-        if not skip:
-            def check_corrupt():
-                msg = tf.case([
-                    (gap > 0, lambda: fmt("record {} of {} could not be read: not a tf.train.Example, or "
-                                          "its image could not be decoded (truncated or damaged)." + hint,
-                                          expected, path)),
-                    (status == _NOT_IMAGE, lambda: fmt("record {} of {} is not " + source.image_kind +
-                                                       " (its image bytes start with {})." + hint,
-                                                       index, path, ex["head"])),
-                    (status == _NO_IMAGE, lambda: fmt("record {} of {} has no image (empty or missing "
-                                                      "image/encoded)." + hint, index, path)),
-                    (status == _NO_LABEL, lambda: fmt("record {} of {} has no label." + hint, index, path)),
-                ], default=lambda: ends_early() + hint)
-                return fail(msg)
 
-            checks.append(tf.cond((gap > 0) | corrupt | short, check_corrupt, lambda: tf.constant(0)))
-            new_skipped, new_damaged = skipped, damaged
-        else:
-            lost = gap + tf.cast(corrupt, tf.int64)
-            new_skipped = skipped + lost
-            new_damaged = damaged + tf.cast(short, tf.int64)
+        def check_corrupt():
+            msg = tf.case([
+                (gap > 0, lambda: fmt("record {} of {} could not be read: not a tf.train.Example, or "
+                                      "its image could not be decoded (truncated or damaged)." + hint,
+                                      expected, path)),
+                (status == _NOT_IMAGE, lambda: fmt("record {} of {} is not " + source.image_kind +
+                                                   " (its image bytes start with {})." + hint,
+                                                   index, path, ex["head"])),
+                (status == _NO_IMAGE, lambda: fmt("record {} of {} has no image (empty or missing "
+                                                  "image/encoded)." + hint, index, path)),
+                (status == _NO_LABEL, lambda: fmt("record {} of {} has no label." + hint, index, path)),
+            ], default=lambda: ends_early() + hint)
+            return fail(msg)
 
-            def log():
-                if stats is not None:
-                    stats.skipped_records.assign_add(lost)
-                    stats.damaged_files.assign_add(tf.cast(short, tf.int64))
-                what = tf.cond(short, ends_early, lambda: fmt("skipped {} bad record(s) at record {} of {}.",
-                                                               lost, tf.where(gap > 0, expected, index), path))
-                tf.print(tf.strings.join([_MESSAGE_MARK, what, fmt(
-                    " So far {} bad record(s) skipped and {} damaged file(s) cut short.", new_skipped,
-                    new_damaged)]), output_stream=sys.stderr)
-                return tf.constant(0)
+        def something_wrong():
+            # Off the common path: one cheap tf.cond per good record.
+            is_end = tf.equal(status, _END)
+            short = is_end & tf.where(takes[fid] >= 0, index != skips[fid] + takes[fid],
+                                      (sizes[fid] >= 0) & (ex["consumed"] != sizes[fid]))
+            corrupt = (status == _NOT_IMAGE) | (status == _NO_IMAGE) | (status == _NO_LABEL)
+            checks = [tf.cond((status == _BAD_LABEL) | (status == _MANY_LABELS), check_config,
+                              lambda: tf.constant(0))]
+            if not skip:
+                checks.append(tf.cond((gap > 0) | corrupt | short, check_corrupt, lambda: tf.constant(0)))
+                new_skipped, new_damaged = skipped, damaged
+            else:
+                lost = gap + tf.cast(corrupt, tf.int64)
+                new_skipped = skipped + lost
+                new_damaged = damaged + tf.cast(short, tf.int64)
 
-            checks.append(tf.cond((lost > 0) | short, log, lambda: tf.constant(0)))
+                def log():
+                    if stats is not None:
+                        stats.skipped_records.assign_add(lost)
+                        stats.damaged_files.assign_add(tf.cast(short, tf.int64))
+                    what = tf.cond(short, ends_early, lambda: fmt(
+                        "skipped {} bad record(s) at record {} of {}.", lost,
+                        tf.where(gap > 0, expected, index), path))
+                    tf.print(tf.strings.join([_MESSAGE_MARK, what, fmt(
+                        " So far {} bad record(s) skipped and {} damaged file(s) cut short.", new_skipped,
+                        new_damaged)]), output_stream=sys.stderr)
+                    return tf.constant(0)
+
+                checks.append(tf.cond((lost > 0) | short, log, lambda: tf.constant(0)))
+            with tf.control_dependencies(checks):
+                return tf.identity(new_skipped), tf.identity(new_damaged)
+
+        new_skipped, new_damaged = tf.cond((gap == 0) & (status == _OK), lambda: (skipped, damaged),
+                                           something_wrong)
         next_index = tf.tensor_scatter_nd_update(next_index, [[fid]], [index + 1])
-        with tf.control_dependencies(checks):
-            keep = tf.equal(status, _OK)
-        return (next_index, new_skipped, new_damaged), (keep, {"image": ex["image"], "labels": ex["labels"]})
+        keep = tf.equal(status, _OK)
+        return (next_index, new_skipped, new_damaged), {"image": ex["image"], "labels": ex["labels"], "ok": keep}
 
     @_plain_graph
-    def is_kept(keep, unused_ex):
-        return keep
+    def is_ok(ex):
+        return ex["ok"]
 
-    @_plain_graph
-    def drop_flag(unused_keep, ex):
-        return ex
-
-    return records.scan(initial, check).filter(is_kept).map(drop_flag)
+    return records.scan(initial, check).filter(is_ok)
 
 
 def _hex(data):
@@ -342,7 +345,7 @@ def _hex(data):
 def examples(data_cfg, resolution: int, input_context: Optional[tf.distribute.InputContext] = None,
              training: bool = True, seed: Optional[int] = None,
              stats: Optional[ReadStats] = None) -> tf.data.Dataset:
-    """Unbatched, un-shuffled examples {"image": uint8 [R, R, 3], "labels": int64 [k] 0-based}."""
+    """Unbatched, un-shuffled examples {"image": uint8 [R, R, 3], "labels": int64 [k] 0-based, ...}."""
     seed = data_cfg.seed if seed is None else seed
     if data_cfg.kind == "digits":
         ds = digits.digits_dataset(data_cfg.split, resolution)
