@@ -242,11 +242,6 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
         expected = tf.maximum(next_index[fid], skips[fid])
         gap = index - expected
 
-        def fail(message):
-            with tf.control_dependencies([tf.debugging.Assert(
-                    False, [tf.strings.join([_MESSAGE_MARK, message])], summarize=1)]):
-                return tf.constant(0)
-
         def fmt(template, *values):  # tf.strings.format would quote the strings
             pieces = template.split("{}")
             parts = [pieces[0]]
@@ -255,67 +250,62 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
                 parts += [value if value.dtype == tf.string else tf.strings.as_string(value), piece]
             return tf.strings.join(parts)
 
-        def check_config():
-            stored = tf.strings.reduce_join(tf.strings.as_string(ex["labels"] + offset), separator=",")
-            many = fmt("record {} of {} has several labels ({}) but data.multi_label is false: set "
-                       "data.multi_label=true to sample one label per read", index, path, stored)
-            bad = fmt("record {} of {} has label(s) {} outside {}..{} (labels as stored in the file; "
-                      "ImageNet TFRecords are 1-based). Check data.num_classes={}",
-                      index, path, stored, offset, offset + num_classes - 1, num_classes)
-            return tf.cond(status == _BAD_LABEL, lambda: fail(bad),
-                           lambda: tf.cond(status == _MANY_LABELS, lambda: fail(many), lambda: tf.constant(0)))
-
-        hint = " Set data.on_corrupt=skip to skip and count bad records."
-
-        def ends_early():
-            return tf.cond(
-                takes[fid] >= 0,
-                lambda: fmt("file {} ends early: {} of the {} records it should hold could be read; the "
-                            "file is truncated or damaged.", path, index - skips[fid], takes[fid]),
-                lambda: fmt("file {} ends early after record {} ({} of its {} bytes read): the file is "
-                            "truncated or damaged.", path, index - 1, ex["consumed"], sizes[fid]))
-
-        def check_corrupt():
-            msg = tf.case([
-                (gap > 0, lambda: fmt("record {} of {} could not be read: not a tf.train.Example, or "
-                                      "its image could not be decoded (truncated or damaged)." + hint,
-                                      expected, path)),
-                (status == _NOT_IMAGE, lambda: fmt("record {} of {} is not " + source.image_kind +
-                                                   " (its image bytes start with {})." + hint,
-                                                   index, path, ex["head"])),
-                (status == _NO_IMAGE, lambda: fmt("record {} of {} has no image (empty or missing "
-                                                  "image/encoded)." + hint, index, path)),
-                (status == _NO_LABEL, lambda: fmt("record {} of {} has no label." + hint, index, path)),
-            ], default=lambda: ends_early() + hint)
-            return fail(msg)
-
         def something_wrong():
-            # Off the common path: one cheap tf.cond per good record.
+            # Off the common path (one cheap tf.cond per good record); the messages are selected
+            # with tf.where rather than nested conds, which keeps the graph small and quick to build.
             is_end = tf.equal(status, _END)
             short = is_end & tf.where(takes[fid] >= 0, index != skips[fid] + takes[fid],
                                       (sizes[fid] >= 0) & (ex["consumed"] != sizes[fid]))
             corrupt = (status == _NOT_IMAGE) | (status == _NO_IMAGE) | (status == _NO_LABEL)
-            checks = [tf.cond((status == _BAD_LABEL) | (status == _MANY_LABELS), check_config,
-                              lambda: tf.constant(0))]
+            stored = tf.strings.reduce_join(tf.strings.as_string(ex["labels"] + offset), separator=",")
+            config_msg = tf.where(
+                status == _BAD_LABEL,
+                fmt("record {} of {} has label(s) {} outside {}..{} (labels as stored in the file; "
+                    "ImageNet TFRecords are 1-based). Check data.num_classes={}",
+                    index, path, stored, offset, offset + num_classes - 1, num_classes),
+                fmt("record {} of {} has several labels ({}) but data.multi_label is false: set "
+                    "data.multi_label=true to sample one label per read", index, path, stored))
+            config_ok = (status != _BAD_LABEL) & (status != _MANY_LABELS)
+            checks = [tf.debugging.Assert(config_ok, [tf.strings.join([_MESSAGE_MARK, config_msg])])]
+            ends_early = tf.where(
+                takes[fid] >= 0,
+                fmt("file {} ends early: {} of the {} records it should hold could be read; the "
+                    "file is truncated or damaged.", path, index - skips[fid], takes[fid]),
+                fmt("file {} ends early after record {} ({} of its {} bytes read): the file is "
+                    "truncated or damaged.", path, index - 1, ex["consumed"], sizes[fid]))
             if not skip:
-                checks.append(tf.cond((gap > 0) | corrupt | short, check_corrupt, lambda: tf.constant(0)))
+                reasons = [
+                    (gap > 0, fmt("record {} of {} could not be read: not a tf.train.Example, or its "
+                                  "image could not be decoded (truncated or damaged).", expected, path)),
+                    (status == _NOT_IMAGE, fmt("record {} of {} is not " + source.image_kind +
+                                               " (its image bytes start with {}).", index, path, ex["head"])),
+                    (status == _NO_IMAGE, fmt("record {} of {} has no image (empty or missing "
+                                              "image/encoded).", index, path)),
+                    (status == _NO_LABEL, fmt("record {} of {} has no label.", index, path)),
+                ]
+                message = ends_early
+                for condition, text in reversed(reasons):
+                    message = tf.where(condition, text, message)
+                message = tf.strings.join([_MESSAGE_MARK, message,
+                                           " Set data.on_corrupt=skip to skip and count bad records."])
+                checks.append(tf.debugging.Assert(~((gap > 0) | corrupt | short), [message]))
                 new_skipped, new_damaged = skipped, damaged
             else:
                 lost = gap + tf.cast(corrupt, tf.int64)
                 new_skipped = skipped + lost
                 new_damaged = damaged + tf.cast(short, tf.int64)
+                if stats is not None:
+                    checks += [stats.skipped_records.assign_add(lost),
+                               stats.damaged_files.assign_add(tf.cast(short, tf.int64))]
+                what = tf.where(short, ends_early, fmt("skipped {} bad record(s) at record {} of {}.",
+                                                        lost, tf.where(gap > 0, expected, index), path))
+                line = tf.strings.join([_MESSAGE_MARK, what, fmt(
+                    " So far {} bad record(s) skipped and {} damaged file(s) cut short.", new_skipped,
+                    new_damaged)])
 
                 def log():
-                    if stats is not None:
-                        stats.skipped_records.assign_add(lost)
-                        stats.damaged_files.assign_add(tf.cast(short, tf.int64))
-                    what = tf.cond(short, ends_early, lambda: fmt(
-                        "skipped {} bad record(s) at record {} of {}.", lost,
-                        tf.where(gap > 0, expected, index), path))
-                    tf.print(tf.strings.join([_MESSAGE_MARK, what, fmt(
-                        " So far {} bad record(s) skipped and {} damaged file(s) cut short.", new_skipped,
-                        new_damaged)]), output_stream=sys.stderr)
-                    return tf.constant(0)
+                    with tf.control_dependencies([tf.print(line, output_stream=sys.stderr)]):
+                        return tf.constant(0)
 
                 checks.append(tf.cond((lost > 0) | short, log, lambda: tf.constant(0)))
             with tf.control_dependencies(checks):
