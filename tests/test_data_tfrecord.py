@@ -116,6 +116,10 @@ def test_make_example_writes_the_imagenet_layout_and_round_trips(tmp_path):
         tfrecord.make_example(png_bytes(4, 4, 0), 1)
     with pytest.raises(ValueError):
         tfrecord.make_example(data, -1)
+    with pytest.raises(ValueError):
+        tfrecord.make_example(data, 1.5)
+    for ids, stored in ((np.int64(4), [5]), (np.array([0, 9], np.int32), [1, 10]), ([2, 3], [3, 4])):
+        assert tfrecord.make_example(data, ids).features.feature["image/class/label"].int64_list.value == stored
 
     path = tfrecord.shard_path(str(tmp_path / "syn"), 0, 2)
     assert path.endswith("syn-00000-of-00002")

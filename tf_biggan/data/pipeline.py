@@ -387,6 +387,7 @@ def make_dataset(data_cfg, resolution: int, batch_size: int,
       input_context: host sharding: pipeline i of n reads every n-th file starting at i.
       training: True: shuffled, repeated forever, full batches only, random flip if
         data.random_flip. False: one pass in file order, no flip, last batch may be short.
+        Either way a multi-label record gives one of its labels, drawn afresh at every read.
       seed: defaults to data.seed.
       stats: optional ReadStats counting what data.on_corrupt=skip dropped.
     """

@@ -28,6 +28,7 @@ import os
 import uuid
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 
 from tf_biggan.errors import UserError
@@ -61,22 +62,24 @@ def jpeg_size(encoded: bytes):
     return height, width
 
 
-def make_example(encoded_jpeg: bytes, class_id: Union[int, Sequence[int]], *,
+def make_example(encoded_jpeg: bytes, class_id: Union[int, np.integer, Sequence[int], np.ndarray], *,
                  height: Optional[int] = None, width: Optional[int] = None,
                  synset: str = "", text: str = "", filename: str = "") -> tf.train.Example:
     """One image as a `tf.train.Example` in the ImageNet layout.
 
     Args:
       encoded_jpeg: the JPEG file's bytes (e.g. `tf.io.encode_jpeg(uint8_image).numpy()`).
-      class_id: 0-BASED class id, or a list of them for a multi-label record; stored + 1.
+      class_id: 0-BASED class id (int or numpy integer), or a list / 1-D array of them for a
+        multi-label record; stored + 1.
       height, width: read from the JPEG header when not given.
       synset, text, filename: the descriptive keys the ImageNet converter writes.
     """
     if height is None or width is None:
         height, width = jpeg_size(encoded_jpeg)
-    ids = [class_id] if isinstance(class_id, int) else list(class_id)
-    if not ids or any(int(i) < 0 for i in ids):
-        raise ValueError(f"class_id must be one or more 0-based ids >= 0, got {class_id!r}")
+    ids = np.atleast_1d(np.asarray(class_id))
+    if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu" or (ids < 0).any():
+        raise ValueError(f"class_id must be one or more integer 0-based ids >= 0, got {class_id!r}")
+    ids = ids.tolist()
     feature = {
         IMAGE_KEY: _bytes(encoded_jpeg),
         "image/format": _bytes(b"JPEG"),
