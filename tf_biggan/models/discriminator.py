@@ -11,51 +11,32 @@ D is called as D((x, y)), x [batch, H, W, 3] in [-1, 1], y int labels [batch] or
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
-from tf_biggan.layers.attention import SelfAttention
 from tf_biggan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding
-from tf_biggan.models.arch import RGB, build_arch
+from tf_biggan.models.arch import RGB
 from tf_biggan.models.biggan import DBlock
 from tf_biggan.models.biggan_deep import DeepDBlock
 from tf_biggan.models.generator import class_vectors
+from tf_biggan.models.staged import StagedNetwork
 
 
-class Discriminator(keras.Model):
+class Discriminator(StagedNetwork):
     def __init__(self, cfg, num_classes: int, **kwargs):
         kwargs.setdefault("name", "discriminator")
-        kwargs.setdefault("dtype", cfg.dtype)
-        super().__init__(**kwargs)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.arch = build_arch(cfg.family, cfg.resolution, cfg.g_attention_resolution, cfg.d_attention_resolution)
-        self.deep = cfg.family == "biggan_deep"
+        super().__init__(cfg, num_classes, **kwargs)
         ch = cfg.ch
         sn = dict(sn_epsilon=cfg.sn_epsilon, dtype=self.dtype_policy)
         self.in_conv = SNConv2D(ch, 3, name="in_conv", **sn) if self.deep else None
-        self.stages = []
-        attention_done = False
-        index = 0
-        for stage in self.arch.d_stages:
-            blocks = []
-            for spec in stage.blocks:
-                in_channels = 3 if spec.in_mult == RGB else spec.in_mult * ch
-                if self.deep:
-                    block = DeepDBlock(in_channels, spec.out_mult * ch, downsample=spec.resample,
-                                       name=f"block{index}", **sn)
-                else:
-                    block = DBlock(in_channels, spec.out_mult * ch, downsample=spec.resample,
-                                   preactivation=spec.in_mult != RGB, name=f"block{index}", **sn)
-                blocks.append(block)
-                index += 1
-            attention = None
-            if not attention_done and stage.resolution == self.arch.d_attention:
-                attention = SelfAttention(name=f"attention{stage.resolution}", **sn)
-                attention_done = True
-            self.stages.append((stage.resolution, blocks, attention))
-        self.blocks = [b for _, blocks, _ in self.stages for b in blocks]
-        self.attentions = [a for _, _, a in self.stages if a is not None]
+
+        def make_block(spec, name):
+            in_channels = 3 if spec.in_mult == RGB else spec.in_mult * ch
+            if self.deep:
+                return DeepDBlock(in_channels, spec.out_mult * ch, downsample=spec.resample, name=name, **sn)
+            return DBlock(in_channels, spec.out_mult * ch, downsample=spec.resample,
+                          preactivation=spec.in_mult != RGB, name=name, **sn)
+
+        self._build_stages(self.arch.d_stages, self.arch.d_attention, make_block)
         last = self.arch.d_blocks[-1].out_mult * ch
         self.linear = SNDense(1, name="linear", **sn)
         self.embed = SNEmbedding(num_classes, last, name="embed", **sn)
@@ -70,15 +51,7 @@ class Discriminator(keras.Model):
             h = self.in_conv(h, training=training)
             if trace is not None:
                 trace.append(("in_conv", h.shape, self.in_conv))
-        for _, blocks, attention in self.stages:
-            for block in blocks:
-                h = block(h, training=training)
-                if trace is not None:
-                    trace.append((block.name, h.shape, block))
-            if attention is not None:
-                h = attention(h, training=training)
-                if trace is not None:
-                    trace.append((attention.name, h.shape, attention))
+        h = self._run_stages(h, lambda i, block, h: block(h, training=training), training, trace)
         h = tf.reduce_sum(tf.nn.relu(h), axis=[1, 2])  # global sum pooling
         h = tf.cast(h, tf.float32)
         y = class_vectors(y, self.num_classes, self.compute_dtype)

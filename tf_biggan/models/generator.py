@@ -16,15 +16,14 @@ One tuple input (not two positional tensors) keeps the model exportable as a Sav
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
-from tf_biggan.layers.attention import SelfAttention
 from tf_biggan.layers.batch_norm import CrossReplicaBatchNorm
 from tf_biggan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding, spectral_norm_layers
-from tf_biggan.models.arch import RGB, build_arch, num_z_chunks
+from tf_biggan.models.arch import num_z_chunks
 from tf_biggan.models.biggan import GBlock
 from tf_biggan.models.biggan_deep import DeepGBlock
+from tf_biggan.models.staged import StagedNetwork
 
 
 def class_vectors(y, num_classes: int, dtype=tf.float32):
@@ -35,15 +34,10 @@ def class_vectors(y, num_classes: int, dtype=tf.float32):
     return tf.cast(y, dtype)
 
 
-class Generator(keras.Model):
+class Generator(StagedNetwork):
     def __init__(self, cfg, num_classes: int, **kwargs):
         kwargs.setdefault("name", "generator")
-        kwargs.setdefault("dtype", cfg.dtype)
-        super().__init__(**kwargs)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.arch = build_arch(cfg.family, cfg.resolution, cfg.g_attention_resolution, cfg.d_attention_resolution)
-        self.deep = cfg.family == "biggan_deep"
+        super().__init__(cfg, num_classes, **kwargs)
         self.num_chunks = num_z_chunks(cfg.family, cfg.resolution, cfg.skip_z)
         ch = cfg.ch
         common = dict(dtype=self.dtype_policy)
@@ -56,23 +50,8 @@ class Generator(keras.Model):
         self.linear = SNDense(self.arch.bottom_width ** 2 * first, name="linear", **sn)
         block_cls = DeepGBlock if self.deep else GBlock
         bn = dict(bn_epsilon=cfg.bn_epsilon, bn_moving_decay=cfg.bn_moving_decay, **sn)
-        self.stages = []  # list of (stage resolution, [blocks], attention or None)
-        attention_done = False
-        index = 0
-        for stage in self.arch.g_stages:
-            blocks = []
-            for spec in stage.blocks:
-                blocks.append(block_cls(spec.in_mult * ch, spec.out_mult * ch, upsample=spec.resample,
-                                        name=f"block{index}", **bn))
-                index += 1
-            attention = None
-            if not attention_done and stage.resolution == self.arch.g_attention:
-                attention = SelfAttention(name=f"attention{stage.resolution}", **sn)
-                attention_done = True
-            self.stages.append((stage.resolution, blocks, attention))
-        # Listing the blocks as attributes keeps Keras' tracking (and checkpoint names) simple.
-        self.blocks = [b for _, blocks, _ in self.stages for b in blocks]
-        self.attentions = [a for _, _, a in self.stages if a is not None]
+        self._build_stages(self.arch.g_stages, self.arch.g_attention, lambda spec, name: block_cls(
+            spec.in_mult * ch, spec.out_mult * ch, upsample=spec.resample, name=name, **bn))
         self.out_bn = CrossReplicaBatchNorm(epsilon=cfg.bn_epsilon, moving_decay=cfg.bn_moving_decay,
                                             name="out_bn", **common)
         # Table 7 says ch -> 3; the official BigGAN-deep modules use ch -> ch and keep 3 channels.
@@ -112,17 +91,7 @@ class Generator(keras.Model):
         if trace is not None:
             trace.append(("linear", h.shape, self.linear))
         kw = dict(training=training, accumulate=accumulate)
-        index = 0
-        for _, blocks, attention in self.stages:
-            for block in blocks:
-                h = block((h, block_conds[index]), **kw)
-                index += 1
-                if trace is not None:
-                    trace.append((block.name, h.shape, block))
-            if attention is not None:
-                h = attention(h, training=training)
-                if trace is not None:
-                    trace.append((attention.name, h.shape, attention))
+        h = self._run_stages(h, lambda i, block, h: block((h, block_conds[i]), **kw), training, trace)
         h = tf.nn.relu(self.out_bn(h, **kw))
         h = self.out_conv(h, training=training)[..., :3]
         out = tf.tanh(tf.cast(h, tf.float32))
