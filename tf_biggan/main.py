@@ -26,6 +26,8 @@ flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and repo
 flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy.")
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
+flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to count (0 = the whole split; "
+                     "default 50,000).")
 # Evaluation, export and synthesis.
 flags.DEFINE_string("checkpoint", None, "A checkpoint path of the run (default: the latest in --model_dir).")
 flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated). "
