@@ -345,11 +345,11 @@ def run_memorization(hp, flags) -> dict:
     eval.memorization_max_examples images per split; 0 = all)."""
     model_dir = evaluate._require_model_dir(flags, "memorization")
     hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
-    d, step, ckpt = load_discriminator(model_dir, evaluate._flag(flags, "checkpoint"), hp)
-    ev = hp.eval
     if evaluate._real_data_cfg(hp, "validation") is None:
         raise UserError("--mode=memorization compares training with held-out images, and "
                         + evaluate._no_validation_message(hp))
+    d, step, ckpt = load_discriminator(model_dir, evaluate._flag(flags, "checkpoint"), hp)
+    ev = hp.eval
     logits = {which: discriminator_outputs(d, evaluate.real_batches(hp, which, ev.batch_size,
                                                                        ev.memorization_max_examples))
               for which in ("train", "validation")}
