@@ -10,8 +10,6 @@ removes variety. Evaluation is cut down to match: 300 samples, 4 standing-statis
 a classifier trained for 6 epochs, 3 thresholds.
 """
 
-import os
-
 from tf_biggan.config import load_hparams
 from tf_biggan.train import GANTrainer, prepare_model_dir
 

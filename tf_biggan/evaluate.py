@@ -690,7 +690,8 @@ class BestFidKeeper:
     untruncated; `eval.best_fid_samples` samples, 0 = eval.num_samples) and, when FID improves,
     saves the trainer's full checkpoint (G, D, EMA-G, optimisers, step) as
     `MODEL_DIR/best_fid/ckpt-STEP` (only the best is kept) and `best_fid.json`. Evaluate or export
-    it with `--checkpoint=$(python -c ...best_checkpoint(MODEL_DIR))` or the path in best_fid.json.
+    it by passing that path (best_fid.json's "checkpoint", or `best_checkpoint(MODEL_DIR)`) as
+    --checkpoint.
 
     Hook, in GANTrainer.fit after the periodic save (chief only):
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
