@@ -175,3 +175,17 @@ def test_multi_worker_two_processes(tmp_path):
     # tf.distribute.MultiWorkerMirroredStrategy is an alias of CollectiveAllReduceStrategy.
     assert report["strategy"] in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy")
     assert not any(name.startswith(".worker") for name in os.listdir(model_dir))
+
+
+def test_periodic_fid_keeps_the_best_checkpoint_apart(tmp_path):
+    """eval.best_fid_every: EMA-G is scored during training and the best checkpoint kept in best_fid/."""
+    hp = tiny_hp("train.train_steps=4,train.save_every=4,eval.best_fid_every=2,eval.best_fid_samples=100,"
+                 "eval.classifier_epochs=2")
+    flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None, inception_path=None)
+    trainer, report = train_from_flags(hp, flags)
+    with open(os.path.join(flags.model_dir, "best_fid", "best_fid.json")) as f:
+        best = json.load(f)
+    assert best["step"] in (2, 4) and np.isfinite(best["fid"])
+    assert tf.train.latest_checkpoint(os.path.join(flags.model_dir, "best_fid")).endswith(f"ckpt-{best['step']}")
+    scalars = [json.loads(line) for line in open(os.path.join(flags.model_dir, "train", "scalars.jsonl"))]
+    assert {row["step"] for row in scalars if row["tag"] == "eval/fid"} == {2, 4}

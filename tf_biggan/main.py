@@ -81,6 +81,10 @@ def main(argv) -> int:
     from tf_biggan.config import load_hparams
     from tf_biggan.errors import UserError
 
+    from absl import logging
+
+    if not FLAGS["verbosity"].present:  # TF's checkpoint INFO lines drown the progress lines
+        logging.set_verbosity(logging.WARNING)
     try:
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:

@@ -95,3 +95,12 @@ def worker_id(strategy: tf.distribute.Strategy) -> int:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
         return int(resolver.task_id or 0)
     return 0
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """True when several worker processes train together (MultiWorkerMirroredStrategy over > 1 task)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return False
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, [])) for job in ("chief", "worker")) > 1

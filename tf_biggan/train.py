@@ -251,6 +251,8 @@ class GANTrainer:
                 ckpt_dir = self._temp_dir
             self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=cfg.keep_checkpoints)
         self._loop_fn = tf.function(self._loop)
+        # tf_biggan.evaluate.BestFidKeeper, set by train_from_flags when eval.best_fid_every > 0.
+        self.best_fid_keeper = None
         self._sv_fn = None
         self._sample_fn = None
 
@@ -408,8 +410,10 @@ class GANTrainer:
                   f"{cfg.disc_steps} D step(s) per G step")
         while step < target:
             boundaries = [target, step + cfg.steps_per_loop]
-            boundaries += [(step // every + 1) * every
-                           for every in (cfg.log_every, cfg.save_every, cfg.sv_every, cfg.sample_every)]
+            cadences = [cfg.log_every, cfg.save_every, cfg.sv_every, cfg.sample_every]
+            if self.best_fid_keeper is not None:
+                cadences.append(self.hp.eval.best_fid_every)
+            boundaries += [(step // every + 1) * every for every in cadences]
             n = min(boundaries) - step
             t0 = time.time()
             metrics = self.train_steps(n)
@@ -449,6 +453,11 @@ class GANTrainer:
             if step % cfg.save_every == 0 or step == target:
                 saved = self.save()
                 last_saved = saved or last_saved
+            if self.best_fid_keeper is not None and step % self.hp.eval.best_fid_every == 0:
+                # Periodic FID of EMA-G; the best checkpoint is kept apart (the paper stops early,
+                # before collapse, Section 4).
+                fid = self.best_fid_keeper(self)
+                summaries.scalars(step, {"eval/fid": float(fid)})
             if self.chief and self.model_dir and (step % cfg.sample_every == 0 or step == target):
                 grid = self.sample_grid()
                 tf.io.write_file(os.path.join(self.model_dir, "samples", f"step_{step:08d}.png"),
@@ -503,6 +512,14 @@ def train_from_flags(hp, flags):
     restored = trainer.restore()
     if restored:
         trainer._log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
+    if hp.eval.best_fid_every:
+        if strategy_lib.is_multi_worker(strategy):
+            raise UserError("eval.best_fid_every > 0 is not supported with several workers yet: set it to 0 "
+                            "and run --mode=sweep on the saved checkpoints")
+        from tf_biggan.evaluate import BestFidKeeper
+
+        trainer.best_fid_keeper = BestFidKeeper(hp, model_dir, inception_path=getattr(flags, "inception_path", None),
+                                                log=trainer._log)
     try:
         from tf_biggan.data.pipeline import data_errors
     except ImportError:  # pragma: no cover
