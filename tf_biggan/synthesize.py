@@ -85,7 +85,12 @@ def draw_latents(shape, truncation: float, seed, convention: str = "paper_resamp
     TF-Hub notebook's sampler that CAS's footnote 5 describes (needs truncation > 0).
     """
     if convention == "paper_resample":
-        return truncated_z(shape, truncation, seed)
+        # truncated_z's resampling loop is a shared tf.function with reduce_retracing: once it has
+        # seen two shapes its output has an unknown batch size, and inside a graph (the standing-
+        # statistics passes) that changes which fused kernels grappler picks for G, hence the last
+        # bits of the statistics. Restating the static shape keeps every run's graph, and bytes, the same.
+        z = truncated_z(shape, truncation, seed)
+        return tf.ensure_shape(z, shape) if all(isinstance(d, (int, np.integer)) for d in shape) else z
     if convention == "hub_notebook":
         seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
         base = tf.random.stateless_parameterized_truncated_normal(
@@ -172,10 +177,11 @@ class CheckpointSource(GeneratorSource):
     """
 
     def __init__(self, model_dir: str, checkpoint: Optional[str] = None):
-        from tf_biggan.checkpoints import latest_checkpoint, load_ema_generator
+        from tf_biggan.checkpoints import latest_checkpoint, load_ema_generator, run_hparams
 
+        hp = run_hparams(model_dir)
         path = latest_checkpoint(model_dir, checkpoint)
-        generator, hp, step = load_ema_generator(model_dir, path)
+        generator, hp, step = load_ema_generator(model_dir, path, hp=hp)
         self.hp = hp
         super().__init__(generator, {"kind": "checkpoint", "model_dir": os.path.abspath(model_dir),
                                      "checkpoint": os.path.abspath(path), "step": int(step)},
