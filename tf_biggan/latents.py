@@ -93,7 +93,12 @@ def truncated_z(shape: Shape, threshold, seed: Seed, dtype=tf.float32,
     if method != "resample":
         raise ValueError(f"method must be 'resample' or 'inverse_cdf', got {method!r}")
     z0 = tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
-    return _resample_outside(z0, t, seed)
+    z = _resample_outside(z0, t, seed)
+    # The shared graph function (reduce_retracing) may return an unknown batch size once it has
+    # seen several shapes; restate what is known so callers' graphs (and their kernels, hence
+    # their last bits) do not depend on what ran before.
+    z.set_shape(z0.shape)
+    return z
 
 
 @tf.function(reduce_retracing=True, autograph=False)

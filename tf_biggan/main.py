@@ -43,6 +43,12 @@ flags.DEFINE_integer("num_shards", 1024, "Number of TFRecord shards (the ImageNe
 flags.DEFINE_enum("shard_prefix", "train", ["train", "validation"], "Shard names: train-%05d-of-%05d or validation-*.")
 flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of synthetic images.")
 flags.DEFINE_string("synsets_file", None, "Text file of class synsets (one per line, class order) for image/class/synset.")
+flags.DEFINE_integer("num_workers", None, "--mode=synthesize: hosts sharing the shards (default: from TF_CONFIG, else 1).")
+flags.DEFINE_integer("worker_index", None, "--mode=synthesize: this host's index; it writes shards i with i % num_workers == index.")
+flags.DEFINE_enum("latent_convention", "paper_resample", ["paper_resample", "hub_notebook"],
+                  "--mode=synthesize latents: the paper's resampling beyond --truncation (Section 3.1), or the TF-Hub "
+                  "notebook's truncation x truncnorm(-2, 2) (tensorflow/hub#214; CAS footnote 5).")
+flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).")
 flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and labels as .npz (for other FID toolkits).")
 
 

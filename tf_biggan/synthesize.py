@@ -651,4 +651,5 @@ def run_synthesize(hp, flags) -> dict:
                       seed=int(getattr(flags, "seed", 0) or 0), prefix=getattr(flags, "shard_prefix", "train"),
                       jpeg_quality=quality, synsets=synsets, synsets_file=synsets_file,
                       also_write_npz=bool(getattr(flags, "also_write_npz", False)),
-                      worker_index=worker_index, num_workers=num_workers, latent_convention=convention)
+                      worker_index=worker_index, num_workers=num_workers, latent_convention=convention,
+                      batch_size=getattr(flags, "batch_size", None))

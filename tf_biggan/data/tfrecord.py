@@ -114,7 +114,7 @@ def write_shard(path: str, examples: Iterable[Union[tf.train.Example, bytes]]) -
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
             for example in examples:
-                writer.write(example if isinstance(example, bytes) else example.SerializeToString())
+                writer.write(example if isinstance(example, bytes) else example.SerializeToString(deterministic=True))
                 count += 1
         tf.io.gfile.rename(tmp, path, overwrite=True)
     except BaseException:
