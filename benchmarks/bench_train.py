@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tf_biggan.config import DEFAULT_HPARAMS, load_hparams  # noqa: E402
+from tf_biggan.image_grid import tile  # noqa: E402
 from tf_biggan.train import GANTrainer, prepare_model_dir  # noqa: E402
 
 
@@ -156,9 +157,8 @@ def main() -> int:
     results["classifier_seconds"] = time.time() - t1
     acc, images = sample_accuracy(trainer, classifier)
     results["ema_sample_class_accuracy"] = acc
-    grid = images.reshape(10, 100, r, r, 3)[:, :10].transpose(0, 2, 1, 3, 4).reshape(10 * r, 10 * r, 3)
-    tf.io.write_file(os.path.join(model_dir, "bench_samples.png"),
-                     tf.io.encode_png(np.clip((grid + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)))
+    grid = tile(images.reshape(10, 100, r, r, 3)[:, :10])  # rows = classes 0-9
+    tf.io.write_file(os.path.join(model_dir, "bench_samples.png"), tf.io.encode_png(grid))
     print(f"[bench] EMA-G samples labelled as their class: {100 * acc:.1f}% of 1000 "
           f"(classifier held-out accuracy {100 * results['classifier_heldout_accuracy']:.1f}%)", flush=True)
 

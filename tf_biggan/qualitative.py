@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from tf_biggan import evaluate
 from tf_biggan.errors import UserError
+from tf_biggan.image_grid import GRID_GAP, tile, upscale_factor  # noqa: F401 (re-exported)
 
 INTERPOLATE_ZC_PNG = "interpolate_zc.png"
 INTERPOLATE_CLASS_PNG = "interpolate_class.png"
@@ -45,37 +46,6 @@ MEMORIZATION_REPORT = "memorization_report.json"
 # Seed streams of the qualitative latents (folded into --seed; distinct from evaluation's).
 _INTERP_STREAM = 11
 _NEIGHBOR_STREAM = 12
-GRID_GAP = 2  # pixels between grid cells
-
-
-# ---------------------------------------------------------------------------------------------
-# Grids.
-
-
-def upscale_factor(height: int) -> int:
-    """Small images (16 px digits) are hard to see: nearest-neighbour upscale to >= 64 px, as the
-    trainer's sample grid does."""
-    return max(1, 64 // int(height))
-
-
-def tile(images: np.ndarray, scale: Optional[int] = None, gap: int = GRID_GAP) -> np.ndarray:
-    """float [rows, cols, H, W, C] in [-1, 1] -> uint8 grid [rows*H*s + (rows-1)*gap,
-    cols*W*s + (cols-1)*gap, 3] (s = scale, default `upscale_factor(H)`), cells separated by
-    `gap` mid-grey pixels so that dark-background images (digits) do not run into each other."""
-    images = np.asarray(images, np.float32)
-    rows, cols, h, w, c = images.shape
-    if c == 1:
-        images = np.repeat(images, 3, axis=-1)
-    s = upscale_factor(h) if scale is None else int(scale)
-    pixels = np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-    pixels = np.repeat(np.repeat(pixels, s, 2), s, 3)
-    ch, cw = h * s, w * s
-    grid = np.full((rows * ch + (rows - 1) * gap, cols * cw + (cols - 1) * gap, 3), 128, np.uint8)
-    for r in range(rows):
-        for col in range(cols):
-            top, left = r * (ch + gap), col * (cw + gap)
-            grid[top:top + ch, left:left + cw] = pixels[r, col]
-    return grid
 
 
 def _pick_class_pairs(num_classes: int, rows: int, seed: int) -> np.ndarray:

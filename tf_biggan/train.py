@@ -51,6 +51,7 @@ from tf_biggan import strategy as strategy_lib
 from tf_biggan.config import dump_hparams, hparams_from_dict, save_hparams
 from tf_biggan.ema import EMA
 from tf_biggan.errors import UserError
+from tf_biggan.image_grid import tile
 from tf_biggan.layers.ortho_reg import ortho_reg
 from tf_biggan.layers.spectral_norm import spectral_norm_layers
 from tf_biggan.losses import D_LOSSES, G_LOSSES
@@ -349,7 +350,7 @@ class GANTrainer:
         return {f"{net}/{l.kernel.path}": v.numpy() for (net, l), v in zip(layers, values)}
 
     def sample_grid(self) -> np.ndarray:
-        """uint8 grid [rows*H, cols*W, 3] of EMA-G samples: rows = classes, fixed z (standing stats first)."""
+        """uint8 grid of EMA-G samples (image_grid.tile): rows = classes, fixed z (standing stats first)."""
         from tf_biggan.standing_stats import accumulate_standing_stats
 
         ev = self.hp.eval
@@ -360,11 +361,7 @@ class GANTrainer:
         classes = np.repeat(np.linspace(0, self.hp.data.num_classes - 1, rows).round().astype(np.int32), cols)
         z = tf.random.stateless_normal((rows * cols, self.hp.model.dim_z), seed=(self.cfg.seed, 7919))
         images = self.ema_g((z, tf.constant(classes)), training=False).numpy()
-        images = np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
-        h, w = images.shape[1:3]
-        grid = images.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
-        scale = max(1, 64 // h)  # small images are hard to see: nearest-neighbour upscale
-        return np.repeat(np.repeat(grid, scale, 0), scale, 1)
+        return tile(images.reshape((rows, cols) + images.shape[1:]))
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self) -> Optional[str]:
