@@ -18,6 +18,23 @@ from tf_biggan.errors import UserError
 from tf_biggan.models import Generator
 
 
+def variables_checkpoint(model) -> tf.train.Checkpoint:
+    """Every variable of a Keras model (trainable, BN statistics, SN `u`) by its path in the model.
+
+    Keras 3 models are not fully tracked by tf.train.Checkpoint (layers kept in nested lists and
+    sub-layers built in `build` are missed, so BN statistics and SN vectors were silently not
+    restored); naming each variable explicitly checkpoints all of them.
+    """
+    prefix = model.name + "/"
+    named = {}
+    for v in model.variables:
+        path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
+        named[path.replace("/", ".")] = v.value if hasattr(v, "value") else v
+    if len(named) != len(model.variables):
+        raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
+    return tf.train.Checkpoint(**named)
+
+
 def run_hparams(model_dir: str):
     """The resolved hparams a run was trained with (model_dir/hparams.yaml)."""
     path = os.path.join(model_dir, "hparams.yaml")
@@ -36,13 +53,11 @@ def latest_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
 
 def load_ema_generator(model_dir: str, checkpoint: Optional[str] = None, hp=None) -> Tuple[Generator, object, int]:
     """(EMA generator, hparams, step) from the latest (or the given) checkpoint of a run."""
-    from tf_biggan.train import _variables_checkpoint
-
     hp = hp or run_hparams(model_dir)
     path = latest_checkpoint(model_dir, checkpoint)
     generator = Generator(hp.model, hp.data.num_classes, name="ema_generator")
     generator.build_for_input(2)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(ema_generator=_variables_checkpoint(generator), step=step)
+    ckpt = tf.train.Checkpoint(ema_generator=variables_checkpoint(generator), step=step)
     ckpt.restore(path).expect_partial().assert_existing_objects_matched()
     return generator, hp, int(step.numpy())

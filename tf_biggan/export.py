@@ -36,7 +36,7 @@ import tensorflow as tf
 from tf_biggan.errors import UserError
 from tf_biggan.latents import truncated_z
 from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
-from tf_biggan.standing_stats import accumulate_standing_stats, get_bn_stats, set_bn_stats
+from tf_biggan.standing_stats import get_bn_stats, set_bn_stats
 
 LATENT_CONVENTION = "paper_resample"
 
@@ -48,15 +48,12 @@ def standing_stats_grid(generator, truncations: Sequence[float], num_passes: int
     Returns {moving_mean path: (means [T+1, C], vars [T+1, C])}. The generator's own statistics
     are left as they were.
     """
+    from tf_biggan.evaluate import apply_standing_stats  # the evaluation's own per-truncation statistics
+
     saved = get_bn_stats(generator)
     per_truncation = []
-    for index, threshold in enumerate(list(truncations) + [0.0]):
-        def latents(step, threshold=threshold, index=index):
-            key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index * 1_000_003, tf.int64) + tf.cast(step, tf.int64)])
-            z = truncated_z((batch_size, generator.dim_z), threshold, key)
-            y = tf.random.stateless_uniform((batch_size,), seed=key + 7, maxval=generator.num_classes, dtype=tf.int32)
-            return z, y
-        accumulate_standing_stats(generator, num_passes=num_passes, batch_size=batch_size, latents=latents)
+    for threshold in list(truncations) + [0.0]:
+        apply_standing_stats(generator, threshold, num_passes, batch_size, seed)
         per_truncation.append(get_bn_stats(generator))
     set_bn_stats(generator, saved)
     tables = {}

@@ -166,9 +166,8 @@ def _neighbor_queries(generator, rows: int, truncation: float, seed: int) -> Tup
 
 def load_discriminator(model_dir: str, checkpoint: Optional[str], hp):
     """(D, step, checkpoint path) of a run, restored by variable path as the trainer saved it."""
-    from tf_biggan.checkpoints import latest_checkpoint
+    from tf_biggan.checkpoints import latest_checkpoint, variables_checkpoint
     from tf_biggan.models import Discriminator
-    from tf_biggan.train import _variables_checkpoint
 
     if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
         raise UserError(f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index): pass a checkpoint "
@@ -177,7 +176,7 @@ def load_discriminator(model_dir: str, checkpoint: Optional[str], hp):
     d = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
     d.build_for_input(2)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(discriminator=_variables_checkpoint(d), step=step)
+    ckpt = tf.train.Checkpoint(discriminator=variables_checkpoint(d), step=step)
     try:
         ckpt.restore(path).expect_partial().assert_existing_objects_matched()
     except AssertionError as exc:

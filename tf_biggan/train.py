@@ -50,6 +50,7 @@ import tensorflow as tf
 from tf_biggan import strategy as strategy_lib
 from tf_biggan.config import dump_hparams, hparams_from_dict, save_hparams
 from tf_biggan.ema import EMA
+from tf_biggan.checkpoints import variables_checkpoint
 from tf_biggan.errors import UserError
 from tf_biggan.image_grid import tile
 from tf_biggan.layers.ortho_reg import ortho_reg
@@ -116,23 +117,6 @@ def default_dataset_fn(hp, seed: Optional[int] = None) -> Callable:
         return make_dataset(hp.data, hp.model.resolution, hp.train.batch_size, input_context=input_context,
                             training=True, seed=seed)
     return dataset_fn
-
-
-def _variables_checkpoint(model) -> tf.train.Checkpoint:
-    """Every variable of a Keras model (trainable, BN statistics, SN `u`) by its path in the model.
-
-    Keras 3 models are not fully tracked by tf.train.Checkpoint (layers kept in nested lists and
-    sub-layers built in `build` are missed, so BN statistics and SN vectors were silently not
-    restored); naming each variable explicitly checkpoints all of them.
-    """
-    prefix = model.name + "/"
-    named = {}
-    for v in model.variables:
-        path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
-        named[path.replace("/", ".")] = v.value if hasattr(v, "value") else v
-    if len(named) != len(model.variables):
-        raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
-    return tf.train.Checkpoint(**named)
 
 
 class Summaries:
@@ -207,8 +191,6 @@ class GANTrainer:
             raise UserError(f"train.batch_size={self.global_batch} is not divisible by the {self.num_replicas} "
                             f"replicas; use a multiple of {self.num_replicas}")
         self.local_batch = self.global_batch // self.num_replicas
-        if hp.model.dim_z < 1:
-            raise UserError("model.dim_z must be >= 1")
         self.chief = strategy_lib.is_chief(self.strategy)
 
         # Same initial weights on every worker and in every re-run with the same train.seed.
@@ -237,8 +219,8 @@ class GANTrainer:
         self._dataset_fn = dataset_fn
         self._iterator = None
 
-        objects = dict(generator=_variables_checkpoint(self.g), discriminator=_variables_checkpoint(self.d),
-                       ema_generator=_variables_checkpoint(self.ema_g),
+        objects = dict(generator=variables_checkpoint(self.g), discriminator=variables_checkpoint(self.d),
+                       ema_generator=variables_checkpoint(self.ema_g),
                        g_optimizer=self.g_opt, d_optimizer=self.d_opt, step=self.step)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = None
@@ -517,11 +499,8 @@ def train_from_flags(hp, flags):
 
         trainer.best_fid_keeper = BestFidKeeper(hp, model_dir, inception_path=getattr(flags, "inception_path", None),
                                                 log=trainer._log)
-    try:
-        from tf_biggan.data.pipeline import data_errors
-    except ImportError:  # pragma: no cover
-        import contextlib
-        data_errors = contextlib.nullcontext
+    from tf_biggan.data.pipeline import data_errors
+
     with data_errors():
         return trainer, trainer.fit()
 
