@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from tf_biggan import evaluate  # noqa: E402
+from tf_biggan.evaluation import evaluate  # noqa: E402
 from tf_biggan.errors import UserError  # noqa: E402
 
 

@@ -52,7 +52,7 @@ def machine() -> dict:
 def bench_model(name: str, hparams: str, batch: int, batches: int, e2e_images: int) -> dict:
     import tensorflow as tf
 
-    from tf_biggan import synthesize as synth
+    from tf_biggan.export import synthesize as synth
     from tf_biggan.config import load_hparams
     from tf_biggan.data import tfrecord
     from tf_biggan.models import Generator

@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tf_biggan.config import DEFAULT_HPARAMS, load_hparams  # noqa: E402
-from tf_biggan.image_grid import tile  # noqa: E402
-from tf_biggan.train import GANTrainer, prepare_model_dir  # noqa: E402
+from tf_biggan.images import tile  # noqa: E402
+from tf_biggan.training.trainer import GANTrainer, prepare_model_dir  # noqa: E402
 
 
 def forward_flops(fn, *specs) -> float:
@@ -101,7 +101,7 @@ def random_data(hp):
 
 
 def sample_accuracy(trainer, classifier, per_class: int = 100) -> float:
-    from tf_biggan.standing_stats import accumulate_standing_stats
+    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
     ev = trainer.hp.eval
     accumulate_standing_stats(trainer.ema_g, num_passes=ev.standing_stats_passes, batch_size=ev.standing_stats_batch,
@@ -146,7 +146,7 @@ def main() -> int:
         results["default_images_per_sec_in_training"] = report["images_per_sec"]
 
     # Classifier on the real training digits only; the held-out split checks it.
-    from tf_biggan.features import train_classifier
+    from tf_biggan.evaluation.features import train_classifier
 
     r = hp.model.resolution
     x_train, y_train = digits_images("train", r)

@@ -11,7 +11,7 @@ a classifier trained for 6 epochs, 3 thresholds.
 """
 
 from tf_biggan.config import load_hparams
-from tf_biggan.train import GANTrainer, prepare_model_dir
+from tf_biggan.training.trainer import GANTrainer, prepare_model_dir
 
 STEPS = 600
 OVERRIDES = ("model.ch=4,train.batch_size=16,train.g_lr=1.0e-3,train.d_lr=2.0e-3,train.ema_decay=0.9,"

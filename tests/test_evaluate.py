@@ -16,9 +16,9 @@ import tensorflow as tf
 
 import evaluation_run
 from evaluation_run import flags, trained_run
-from tf_biggan import evaluate
+from tf_biggan.evaluation import evaluate
 from tf_biggan.errors import UserError
-from tf_biggan.standing_stats import get_bn_stats
+from tf_biggan.sampling.standing_stats import get_bn_stats
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +143,8 @@ def test_table2_points_on_hand_made_sweep():
 
 
 def test_best_fid_keeper_keeps_only_improvements(run, tmp_path):
-    from tf_biggan.checkpoints import load_ema_generator
-    from tf_biggan.train import GANTrainer
+    from tf_biggan.training.checkpoints import load_ema_generator
+    from tf_biggan.training.trainer import GANTrainer
 
     model_dir, hp = run
     trainer = GANTrainer(hp, model_dir=None, verbose=False)
@@ -185,7 +185,7 @@ def test_best_fid_keeper_keeps_only_improvements(run, tmp_path):
 
 
 def test_user_errors_name_the_flag_and_the_fix(run, tmp_path):
-    from tf_biggan.train import prepare_model_dir
+    from tf_biggan.training.trainer import prepare_model_dir
 
     model_dir, hp = run
     with pytest.raises(UserError, match="--model_dir is required"):

@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from tf_biggan.config import load_hparams
-from tf_biggan.export import export_generator, standing_stats_grid
+from tf_biggan.export.hub import export_generator, standing_stats_grid
 from tf_biggan.models import Generator
-from tf_biggan.standing_stats import set_bn_stats
+from tf_biggan.sampling.standing_stats import set_bn_stats
 
 GRID = [0.5, 1.0, 2.0]
 
@@ -125,10 +125,10 @@ def test_export_replaces_atomically(exported, tmp_path):
 def test_export_mode_from_a_training_run(tmp_path):
     import types
 
-    from tf_biggan.checkpoints import load_ema_generator
+    from tf_biggan.training.checkpoints import load_ema_generator
     from tf_biggan.errors import UserError
-    from tf_biggan.export import run_export
-    from tf_biggan.train import GANTrainer, prepare_model_dir
+    from tf_biggan.export.hub import run_export
+    from tf_biggan.training.trainer import GANTrainer, prepare_model_dir
 
     hp = load_hparams("digits", "model.ch=4,train.batch_size=8,train.train_steps=2,train.steps_per_loop=1,"
                       "train.save_every=2,eval.export_truncations=[0.5,1.0],eval.standing_stats_passes=2,"

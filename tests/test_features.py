@@ -1,4 +1,4 @@
-"""Feature extractors and the real-statistics cache (tf_biggan.features)."""
+"""Feature extractors and the real-statistics cache (tf_biggan.evaluation.features)."""
 
 import os
 
@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from tf_biggan import features, metrics
+from tf_biggan.evaluation import features
+
+from tf_biggan.evaluation import metrics
 from tf_biggan.errors import UserError
 
 

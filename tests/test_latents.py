@@ -1,11 +1,11 @@
-"""The truncation trick (Section 3.1) and Appendix E latents (tf_biggan.latents)."""
+"""The truncation trick (Section 3.1) and Appendix E latents (tf_biggan.sampling.latents)."""
 
 import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
 
-from tf_biggan import latents
+from tf_biggan.sampling import latents
 from tf_biggan.errors import UserError
 
 THRESHOLDS = [0.04, 0.5, 1.0, 2.0]

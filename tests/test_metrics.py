@@ -1,4 +1,4 @@
-"""FID, IS and KID (tf_biggan.metrics) against closed forms and independent computations."""
+"""FID, IS and KID (tf_biggan.evaluation.metrics) against closed forms and independent computations."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import scipy.special
 
-from tf_biggan import metrics
+from tf_biggan.evaluation import metrics
 
 
 def _random_spd(rng, d, scale=1.0):

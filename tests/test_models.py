@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import mirrored_strategy
 from tf_biggan.config import HPARAMS_DIR, load_hparams
 from tf_biggan.models import Discriminator, Generator, build_models
-from tf_biggan.standing_stats import accumulate_standing_stats
+from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
 CONFIGS = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(HPARAMS_DIR, "*.yaml")))
 

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 import evaluation_run
 from evaluation_run import flags, trained_run
-from tf_biggan import evaluate, qualitative
+from tf_biggan.evaluation import evaluate
+from tf_biggan.evaluation import qualitative
 from tf_biggan.errors import UserError
 
 
@@ -132,7 +133,7 @@ def test_memorization_shares(run, tmp_path):
 
 
 def test_memorization_user_errors(tmp_path):
-    from tf_biggan.train import prepare_model_dir
+    from tf_biggan.training.trainer import prepare_model_dir
 
     hp = evaluation_run.tiny_hp("data.kind=tfrecord,data.pattern=/data/train-*")
     model_dir = str(tmp_path / "tfrecord_run")

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tf_biggan.config import load_hparams
 from tf_biggan.errors import UserError
-from tf_biggan import synthesize as synth
+from tf_biggan.export import synthesize as synth
 
 OVERRIDES = ("model.ch=4,train.batch_size=8,train.train_steps=1,train.steps_per_loop=1,train.save_every=1,"
              "eval.standing_stats_passes=2,eval.standing_stats_batch=16,eval.batch_size=64,"
@@ -64,7 +64,7 @@ def tree(directory):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from tf_biggan.train import GANTrainer, prepare_model_dir
+    from tf_biggan.training.trainer import GANTrainer, prepare_model_dir
 
     hp = load_hparams("digits", OVERRIDES)
     run = str(tmp_path_factory.mktemp("synth") / "run")
@@ -75,7 +75,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def module_dir(run_dir, tmp_path_factory):
-    from tf_biggan.export import run_export
+    from tf_biggan.export.hub import run_export
 
     path = str(tmp_path_factory.mktemp("synth_module") / "hub")
     run_export(None, types.SimpleNamespace(model_dir=run_dir, export_dir=path))
@@ -120,8 +120,8 @@ def test_latents_are_stateless_per_shard_and_truncated():
 def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     """Plain parse_single_example: requested counts, 1-based labels, synsets, 16x16 JPEGs; manifest;
     and the images are EMA-G's with standing statistics accumulated at the requested truncation."""
-    from tf_biggan.checkpoints import load_ema_generator
-    from tf_biggan.standing_stats import accumulate_standing_stats
+    from tf_biggan.training.checkpoints import load_ema_generator
+    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
     synsets = tmp_path / "synsets.txt"
     synsets.write_text("".join(f"n{c:08d} digit {c}\n" for c in range(10)))
@@ -182,7 +182,7 @@ def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys, types
-    from tf_biggan import synthesize
+    from tf_biggan.export import synthesize
     from tf_biggan.data import tfrecord
 
     real_write_shard = tfrecord.write_shard

@@ -18,10 +18,10 @@ import tensorflow as tf
 
 from conftest import mirrored_strategy
 from tf_biggan.config import load_hparams
-from tf_biggan.ema import EMA
+from tf_biggan.training.ema import EMA
 from tf_biggan.errors import UserError
 from tf_biggan.models import Generator
-from tf_biggan.train import GANTrainer, NonFiniteLossError, prepare_model_dir, train_from_flags
+from tf_biggan.training.trainer import GANTrainer, NonFiniteLossError, prepare_model_dir, train_from_flags
 
 TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,train.save_every=2,"
         "train.sv_every=2,train.sample_every=100,train.sample_columns=2,eval.standing_stats_passes=2,"

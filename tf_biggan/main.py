@@ -54,16 +54,16 @@ flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and 
 
 # mode -> (module, function); the function takes (hp, FLAGS). Each module is named for its feature.
 _MODE_TABLE = {
-    "summary": ("tf_biggan.summary", "run_summary"),
-    "train": ("tf_biggan.train", "run_train"),
+    "summary": ("tf_biggan.models.summary", "run_summary"),
+    "train": ("tf_biggan.training.trainer", "run_train"),
     "inspect_data": ("tf_biggan.data.inspect", "run_inspect_data"),
-    "eval": ("tf_biggan.evaluate", "run_eval"),
-    "sweep": ("tf_biggan.evaluate", "run_sweep"),
-    "interpolate": ("tf_biggan.qualitative", "run_interpolate"),
-    "neighbors": ("tf_biggan.qualitative", "run_neighbors"),
-    "memorization": ("tf_biggan.qualitative", "run_memorization"),
-    "export": ("tf_biggan.export", "run_export"),
-    "synthesize": ("tf_biggan.synthesize", "run_synthesize"),
+    "eval": ("tf_biggan.evaluation.evaluate", "run_eval"),
+    "sweep": ("tf_biggan.evaluation.evaluate", "run_sweep"),
+    "interpolate": ("tf_biggan.evaluation.qualitative", "run_interpolate"),
+    "neighbors": ("tf_biggan.evaluation.qualitative", "run_neighbors"),
+    "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
+    "export": ("tf_biggan.export.hub", "run_export"),
+    "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
 }
 
 

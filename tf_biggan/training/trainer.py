@@ -47,15 +47,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import strategy as strategy_lib
+from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.config import dump_hparams, hparams_from_dict, save_hparams
-from tf_biggan.ema import EMA
-from tf_biggan.checkpoints import variables_checkpoint
+from tf_biggan.training.ema import EMA
+from tf_biggan.training.checkpoints import variables_checkpoint
 from tf_biggan.errors import UserError
-from tf_biggan.image_grid import tile
+from tf_biggan.images import tile
 from tf_biggan.layers.ortho_reg import ortho_reg
 from tf_biggan.layers.spectral_norm import spectral_norm_layers
-from tf_biggan.losses import D_LOSSES, G_LOSSES
+from tf_biggan.training.losses import D_LOSSES, G_LOSSES
 from tf_biggan.models import Discriminator, Generator
 
 # hparams that may change when a run is resumed: how long to train and how often to log / save.
@@ -333,7 +333,7 @@ class GANTrainer:
 
     def sample_grid(self) -> np.ndarray:
         """uint8 grid of EMA-G samples (image_grid.tile): rows = classes, fixed z (standing stats first)."""
-        from tf_biggan.standing_stats import accumulate_standing_stats
+        from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
         ev = self.hp.eval
         accumulate_standing_stats(self.ema_g, num_passes=ev.standing_stats_passes,
@@ -495,7 +495,7 @@ def train_from_flags(hp, flags):
         if strategy_lib.is_multi_worker(strategy):
             raise UserError("eval.best_fid_every > 0 is not supported with several workers yet: set it to 0 "
                             "and run --mode=sweep on the saved checkpoints")
-        from tf_biggan.evaluate import BestFidKeeper
+        from tf_biggan.evaluation.evaluate import BestFidKeeper
 
         trainer.best_fid_keeper = BestFidKeeper(hp, model_dir, inception_path=getattr(flags, "inception_path", None),
                                                 log=trainer._log)

@@ -43,7 +43,7 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple,
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import metrics
+from tf_biggan.evaluation import metrics
 from tf_biggan.errors import UserError
 
 log = logging.getLogger(__name__)

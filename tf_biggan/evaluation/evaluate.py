@@ -47,9 +47,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import metrics
+from tf_biggan.evaluation import metrics
 from tf_biggan.errors import UserError
-from tf_biggan.latents import truncated_z
+from tf_biggan.sampling.latents import truncated_z
 
 EVAL_REPORT = "eval_report.json"
 SWEEP_REPORT = "sweep_report.json"
@@ -201,7 +201,7 @@ def feature_extractor(hp, model_dir: Optional[str], inception_path: Optional[str
     epochs, seed train.seed) the first time and loaded from `MODEL_DIR/eval_classifier` after
     that, so every evaluation of a run uses the same classifier and the same cached statistics.
     """
-    from tf_biggan import features
+    from tf_biggan.evaluation import features
 
     if inception_path:
         try:
@@ -256,7 +256,7 @@ def _scores_from_outputs(acts: np.ndarray, logits: Optional[np.ndarray], labels:
 def real_statistics(hp, extractor, which: str, cache_dir: str) -> Optional[Dict[str, np.ndarray]]:
     """Cached statistics (mu, sigma, kid_activations, inception_score, class_accuracy) of the run's
     real `which` images under `extractor`; None for "validation" when none is configured."""
-    from tf_biggan.features import cached_real_stats, stats_key
+    from tf_biggan.evaluation.features import cached_real_stats, stats_key
 
     if _real_data_cfg(hp, which) is None:
         return None
@@ -311,7 +311,7 @@ def apply_standing_stats(generator, truncation: float, num_passes: int, batch_si
     Statistics from N(0, I) would be wrong for truncated z: the activations' moments shrink with
     the threshold, and normalising them with untruncated moments washes samples out.
     """
-    from tf_biggan.standing_stats import accumulate_standing_stats
+    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
     dim_z, num_classes = generator.dim_z, generator.num_classes
 
@@ -577,7 +577,7 @@ def run_hparams_for_eval(hp, flags, model_dir: str):
     """The hparams an evaluation of a run uses: the run's own (model_dir/hparams.yaml: model,
     data, train), with the eval section of --hparams when one is named, and eval.* keys of
     --hparams_overrides on top (e.g. eval.num_samples=50000)."""
-    from tf_biggan.checkpoints import run_hparams
+    from tf_biggan.training.checkpoints import run_hparams
     from tf_biggan.config import hparams_from_dict, parse_overrides
 
     run = run_hparams(model_dir)
@@ -591,7 +591,7 @@ def run_hparams_for_eval(hp, flags, model_dir: str):
 
 def load_run_generator(model_dir: str, checkpoint: Optional[str], hp):
     """(EMA generator, step, checkpoint path) of a run; UserErrors name --checkpoint / --model_dir."""
-    from tf_biggan.checkpoints import latest_checkpoint, load_ema_generator
+    from tf_biggan.training.checkpoints import latest_checkpoint, load_ema_generator
 
     if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
         raise UserError(f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index): pass a checkpoint "
@@ -734,7 +734,7 @@ class BestFidKeeper:
     def update(self, ema_generator, step: int, checkpoint: Optional[tf.train.Checkpoint] = None) -> float:
         """FID of `ema_generator` now; if it is the lowest so far, `checkpoint` (any
         tf.train.Checkpoint holding `ema_generator`) is saved in MODEL_DIR/best_fid."""
-        from tf_biggan.standing_stats import get_bn_stats, set_bn_stats
+        from tf_biggan.sampling.standing_stats import get_bn_stats, set_bn_stats
 
         saved = get_bn_stats(ema_generator)
         try:

@@ -60,7 +60,7 @@ import tensorflow as tf
 
 from tf_biggan.data import tfrecord
 from tf_biggan.errors import UserError
-from tf_biggan.latents import truncated_z
+from tf_biggan.sampling.latents import truncated_z
 
 MANIFEST = "manifest.json"
 PLAN = ".synthesize_plan.json"
@@ -177,7 +177,7 @@ class CheckpointSource(GeneratorSource):
     """
 
     def __init__(self, model_dir: str, checkpoint: Optional[str] = None):
-        from tf_biggan.checkpoints import latest_checkpoint, load_ema_generator, run_hparams
+        from tf_biggan.training.checkpoints import latest_checkpoint, load_ema_generator, run_hparams
 
         hp = run_hparams(model_dir)
         path = latest_checkpoint(model_dir, checkpoint)
@@ -195,7 +195,7 @@ class CheckpointSource(GeneratorSource):
         self.standing_stats.update(truncation=float(truncation), latent_convention=convention)
 
     def prepare(self) -> None:
-        from tf_biggan.standing_stats import accumulate_standing_stats
+        from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
         counts, truncation, seed, convention = self._stats_args
         passes, batch = self.standing_stats["passes"], self.standing_stats["batch_size"]

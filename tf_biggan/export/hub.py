@@ -11,7 +11,7 @@ modules keep 51 truncation-indexed sets; BigGAN-PyTorch leaves this to the user.
 statistics for a grid of truncation thresholds (`eval.export_truncations`) plus one set for
 untruncated z, and the module picks the set for its `truncation` input, interpolating mean and
 variance linearly between neighbouring grid points (clamped at the ends). `truncation <= 0` means
-untruncated (the project-wide convention of `tf_biggan.latents`).
+untruncated (the project-wide convention of `tf_biggan.sampling.latents`).
 
 The statistics for threshold t are computed with the paper's truncation (Section 3.1: entries of
 z beyond t are resampled), which is what the exported `sample_latents(batch_size, seed, truncation)`
@@ -34,9 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_biggan.errors import UserError
-from tf_biggan.latents import truncated_z
+from tf_biggan.sampling.latents import truncated_z
 from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
-from tf_biggan.standing_stats import get_bn_stats, set_bn_stats
+from tf_biggan.sampling.standing_stats import get_bn_stats, set_bn_stats
 
 LATENT_CONVENTION = "paper_resample"
 
@@ -48,7 +48,7 @@ def standing_stats_grid(generator, truncations: Sequence[float], num_passes: int
     Returns {moving_mean path: (means [T+1, C], vars [T+1, C])}. The generator's own statistics
     are left as they were.
     """
-    from tf_biggan.evaluate import apply_standing_stats  # the evaluation's own per-truncation statistics
+    from tf_biggan.evaluation.evaluate import apply_standing_stats  # the evaluation's own per-truncation statistics
 
     saved = get_bn_stats(generator)
     per_truncation = []
@@ -167,7 +167,7 @@ def in_memory_images(generator, tables, truncations, z, y, truncation) -> tf.Ten
 
 def run_export(hp, flags) -> None:
     """`--mode=export --model_dir=... --export_dir=...`: the EMA generator of the latest checkpoint."""
-    from tf_biggan.checkpoints import load_ema_generator
+    from tf_biggan.training.checkpoints import load_ema_generator
 
     if not flags.model_dir:
         raise UserError("--mode=export needs --model_dir (the training run to export)")

@@ -5,7 +5,7 @@ BigGAN (Brock et al., 2019) reports Inception Score and Fréchet Inception Dista
 with TF-GAN". `tensorflow-gan` no longer imports on TF 2.21, so the definitions of
 TF-GAN's `classifier_metrics` are re-derived here as small pure functions over
 activations and logits: the feature extractor that produces those arrays (Inception
-from a local path, or the project's own classifier) lives in `tf_biggan.features`.
+from a local path, or the project's own classifier) lives in `tf_biggan.evaluation.features`.
 
 Everything is computed in float64, as TF-GAN does ("use maximum precision for best
 results"): FID subtracts two traces of size ~1e2-1e3 to get a number that can be ~1,

@@ -17,7 +17,7 @@
   and `memorization_report.json`.
 
 Samples come from the EMA generator with standing statistics at `--truncation` (Appendix C.1,
-Section 3.1; default untruncated), drawn with `tf_biggan.evaluate`'s seeded, batch-independent
+Section 3.1; default untruncated), drawn with `tf_biggan.evaluation.evaluate`'s seeded, batch-independent
 latents, so a figure is reproducible from (checkpoint, --seed, --truncation).
 """
 
@@ -30,9 +30,9 @@ from typing import Callable, Iterable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import evaluate
+from tf_biggan.evaluation import evaluate
 from tf_biggan.errors import UserError
-from tf_biggan.image_grid import GRID_GAP, tile, upscale_factor  # noqa: F401 (re-exported)
+from tf_biggan.images import GRID_GAP, tile, upscale_factor  # noqa: F401 (re-exported)
 
 INTERPOLATE_ZC_PNG = "interpolate_zc.png"
 INTERPOLATE_CLASS_PNG = "interpolate_class.png"
@@ -166,7 +166,7 @@ def _neighbor_queries(generator, rows: int, truncation: float, seed: int) -> Tup
 
 def load_discriminator(model_dir: str, checkpoint: Optional[str], hp):
     """(D, step, checkpoint path) of a run, restored by variable path as the trainer saved it."""
-    from tf_biggan.checkpoints import latest_checkpoint, variables_checkpoint
+    from tf_biggan.training.checkpoints import latest_checkpoint, variables_checkpoint
     from tf_biggan.models import Discriminator
 
     if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
