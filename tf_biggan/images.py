@@ -1,4 +1,8 @@
-"""Image grids as people look at them: samples, interpolations, neighbours (Figures 4, 8-14).
+"""Images as people look at them: the ONE [-1, 1] -> uint8 conversion and the ONE grid layout.
+
+`to_uint8` is how every model output becomes pixels (grids, JPEG shards, PNGs): x -> (x + 1) * 127.5,
+rounded half to even (like numpy.round and the input pipeline's `preprocess.quantize`), clipped to
+[0, 255]; it inverts the pipeline's `x / 127.5 - 1` exactly on every uint8 value.
 
 One layout for every PNG the project writes: cells separated by a mid-grey gap so that
 dark-background images (digits) do not run into each other, small images upscaled by nearest
@@ -10,8 +14,15 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 GRID_GAP = 2  # pixels between grid cells
+
+
+def to_uint8(images):
+    """float images in [-1, 1] (numpy or tf) -> uint8 in [0, 255]; numpy in, numpy out."""
+    x = tf.cast(tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+    return x if isinstance(images, (tf.Tensor, tf.Variable)) else x.numpy()
 
 
 def upscale_factor(height: int) -> int:
@@ -28,7 +39,7 @@ def tile(images: np.ndarray, scale: Optional[int] = None, gap: int = GRID_GAP) -
     if c == 1:
         images = np.repeat(images, 3, axis=-1)
     s = upscale_factor(h) if scale is None else int(scale)
-    pixels = np.clip((images + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    pixels = to_uint8(images)
     pixels = np.repeat(np.repeat(pixels, s, 2), s, 3)
     ch, cw = h * s, w * s
     grid = np.full((rows * ch + (rows - 1) * gap, cols * cw + (cols - 1) * gap, 3), 128, np.uint8)
