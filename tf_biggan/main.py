@@ -15,7 +15,7 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 MODES = ("summary", "train", "inspect_data", "eval", "sweep", "interpolate", "neighbors", "memorization",
-         "export", "synthesize")
+         "export", "synthesize", "cas", "cas_sweep")
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hparams/digits.yaml); "
@@ -49,6 +49,11 @@ flags.DEFINE_enum("latent_convention", "paper_resample", ["paper_resample", "hub
                   "--mode=synthesize latents: the paper's resampling beyond --truncation (Section 3.1), or the TF-Hub "
                   "notebook's truncation x truncnorm(-2, 2) (tensorflow/hub#214; CAS footnote 5).")
 flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).")
+# Classification Accuracy Score (tf_biggan/cas/).
+flags.DEFINE_string("train_data", None, "--mode=cas / cas_sweep: training images, comma-separated: TFRecord globs "
+                    "(prefix real: or synthetic: to say which; synthesize's shards are recognised), or digits:train.")
+flags.DEFINE_string("eval_data", None, "--mode=cas / cas_sweep: the REAL held-out images (TFRecord glob, e.g. "
+                    "validation-*, or digits:test).")
 flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and labels as .npz (for other FID toolkits).")
 
 
@@ -64,6 +69,8 @@ _MODE_TABLE = {
     "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
     "export": ("tf_biggan.export.hub", "run_export"),
     "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
+    "cas": ("tf_biggan.cas.train", "run_cas_mode"),
+    "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),
 }
 
 
