@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_biggan.layers.orthogonal_init import Orthogonal
+
 
 def _l2_normalize(x, eps):
     return x / tf.maximum(tf.norm(x, axis=-1, keepdims=True), eps)
@@ -56,12 +58,14 @@ class _SpectralNormLayer(keras.layers.Layer):
     """Base: owns `kernel` (+ optional `bias`) and the power-iteration vector `u`."""
 
     def __init__(self, use_sn: bool = True, use_bias: bool = True, sn_epsilon: float = 1e-4,
-                 kernel_initializer="orthogonal", **kwargs):
+                 kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         self.use_sn = use_sn
         self.use_bias = use_bias
         self.sn_epsilon = sn_epsilon
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        # Appendix C: orthogonal initialisation (the fast, value-identical form of Keras' Orthogonal).
+        self.kernel_initializer = (Orthogonal() if kernel_initializer is None
+                                   else keras.initializers.get(kernel_initializer))
 
     def _build_kernel(self, shape) -> None:
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
