@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import yaml
 
+from tf_biggan.atomic import write_text
 from tf_biggan.errors import UserError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -113,12 +113,21 @@ class TrainConfig:
     replay_input: bool = True
     # Columns of the PNG grid of EMA-G samples (rows are classes, at most 10).
     sample_columns: int = 8
+    # Standing statistics of the periodic sample grid (a monitoring picture, Appendix C.1's method
+    # at a small budget): passes x batch latents through EMA-G under the strategy before the grid.
+    # 0 passes = EMA-G's own BN statistics (copied from G). The full Appendix C.1 budget
+    # (eval.standing_stats_*) stays for eval, sweep, export and synthesis.
+    sample_stats_passes: int = 4
+    sample_stats_batch: int = 64
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",
-                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns"):
+                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns",
+                    "sample_stats_batch"):
             value = getattr(self, key)
             _require(value >= 1, where, f"train.{key}", f"must be >= 1, got {value}")
+        _require(self.sample_stats_passes >= 0, where, "train.sample_stats_passes",
+                 f"must be >= 0 (0 = EMA-G's own statistics), got {self.sample_stats_passes}")
         _require(self.g_lr > 0 and self.d_lr > 0, where, "train.g_lr/d_lr", "learning rates must be > 0")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, where, "train.beta1/beta2", "must be in [0, 1)")
         _require(0 <= self.ema_decay < 1, where, "train.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
@@ -545,10 +554,5 @@ def dump_hparams(hp: HParams) -> str:
 
 
 def save_hparams(hp: HParams, path: str) -> None:
-    """Writes the resolved configuration atomically (temp file + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hparams-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(dump_hparams(hp))
-    os.replace(tmp, path)
+    """Writes the resolved configuration atomically (tf_biggan.atomic: temp file + rename)."""
+    write_text(path, dump_hparams(hp))
