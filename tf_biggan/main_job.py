@@ -173,7 +173,20 @@ class MainJob:
 
         overrides = parse_overrides(getattr(self.flags, "hparams_overrides", "") or "")
         cas_overrides = ",".join(f"cas.{k}={_yaml_scalar(v)}" for k, v in (overrides.get("cas") or {}).items())
-        return load_hparams(getattr(self.flags, "cas_hparams", None) or "cas_digits", cas_overrides)
+        path = getattr(self.flags, "cas_hparams", None) or "cas_digits"
+        try:
+            return load_hparams(path, cas_overrides)
+        except UserError as exc:
+            raise UserError(f"--cas_hparams={path}: " + str(exc).replace("--hparams: ", "", 1)) from None
+
+    def check(self) -> None:
+        """Everything the later stages need, checked before the first one starts (no late surprises)."""
+        cas = self.cas_hparams()
+        if cas.data.num_classes != self.hp.data.num_classes:
+            raise UserError(f"--cas_hparams: data.num_classes={cas.data.num_classes} but the GAN has "
+                            f"{self.hp.data.num_classes} classes; use a protocol for this dataset")
+        self.cas_eval_data()
+        self.cas_real_data()
 
     def cas_eval_data(self) -> str:
         value = getattr(self.flags, "eval_data", None)
@@ -222,6 +235,7 @@ class MainJob:
         return (_read_json(os.path.join(directory, "cas_report.json")) or {}).get("images_per_sec", 0.0)
 
     def run(self) -> dict:
+        self.check()
         wall = time.time()
         previous = _read_json(os.path.join(self.model_dir, REPORT_JSON)) or {}
         for stage in self.stages():
