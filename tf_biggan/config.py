@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
@@ -402,9 +401,6 @@ def dump_hparams(hp: HParams) -> str:
 
 def save_hparams(hp: HParams, path: str) -> None:
     """Writes the resolved configuration atomically (temp file + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hparams-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(dump_hparams(hp))
-    os.replace(tmp, path)
+    from tf_biggan import atomic
+
+    atomic.write_text(path, dump_hparams(hp))
