@@ -9,6 +9,7 @@ import tensorflow as tf
 import conftest
 from tf_biggan.cas import learning_rate_schedule
 from tf_biggan.cas.accuracy import accuracy
+from tf_biggan.cas.input import eval_dataset
 from tf_biggan.cas.sources import Source, parse_sources, select_mixture
 from tf_biggan.config import load_hparams
 from tf_biggan.data import tfrecord
@@ -147,11 +148,17 @@ def test_one_step_on_two_replicas_equals_one_device():
         ds = tf.data.Dataset.from_tensors((images, labels))
         it = iter(strategy.experimental_distribute_dataset(ds))
         metrics = clf.train_steps(it, tf.constant(1))
-        return before, [v.numpy() for v in clf.model.weights], {k: float(v) for k, v in metrics.items()}
+        # Scoring splits padded batches over the replicas: 364 held-out digits in batches of 100.
+        scores = clf.evaluate(eval_dataset(sources, dataclasses.replace(hp.cas, eval_batch_size=100),
+                                           strategy.num_replicas_in_sync))
+        return before, [v.numpy() for v in clf.model.weights], {k: float(v) for k, v in metrics.items()}, scores
 
-    before, w1, m1 = one_step(tf.distribute.get_strategy())
-    _, w2, m2 = one_step(conftest.mirrored_strategy(2))
+    sources = parse_sources("digits:test", "--eval_data", 10)
+    before, w1, m1, s1 = one_step(tf.distribute.get_strategy())
+    _, w2, m2, s2 = one_step(conftest.mirrored_strategy(2))
     assert m1 == pytest.approx(m2, rel=1e-5)
+    assert s1["eval_images"] == s2["eval_images"] == 364
+    assert s1["top1"] == pytest.approx(s2["top1"], abs=1 / 364) and s1["top5"] == pytest.approx(s2["top5"], abs=1 / 364)
     for a, b in zip(w1, w2):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
     moved = sum(not np.allclose(a, b) for a, b in zip(w1, before))

@@ -27,6 +27,7 @@ import tensorflow as tf
 from tf_biggan import seeds
 from tf_biggan.data import digits, pipeline
 from tf_biggan.cas.sources import Source
+from tf_biggan.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _plain = tf.autograph.experimental.do_not_convert
@@ -147,12 +148,27 @@ def train_dataset(sources: List[Source], cas, global_batch: int, steps_per_epoch
     return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def eval_dataset(sources: List[Source], cas) -> tf.data.Dataset:
-    """One pass, in order: (float32 images, int32 labels) batches of cas.eval_batch_size."""
+def eval_dataset(sources: List[Source], cas, replicas: int = 1) -> tf.data.Dataset:
+    """One pass, in order: (float32 images, int32 labels) batches of cas.eval_batch_size (global).
+
+    Every batch has the full size (static shapes for TPUs): the last one is padded with zero
+    images labelled -1, which the scorer drops.
+    """
+    size = cas.eval_batch_size
+    if size % replicas:
+        raise UserError(f"cas.eval_batch_size={size} is not divisible by the {replicas} replicas")
     ds = None
     for s in sources:
         part = _records(s, None, training=False, seed=0)
         ds = part if ds is None else ds.concatenate(part)
     ds = ds.map(_plain(lambda image, y: (eval_preprocess(image, cas), y)), num_parallel_calls=AUTOTUNE,
                 deterministic=True)
-    return ds.batch(cas.eval_batch_size).prefetch(AUTOTUNE)
+
+    @_plain
+    def pad(images, labels):
+        missing = size - tf.shape(labels)[0]
+        images = tf.pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]])
+        labels = tf.pad(labels, [[0, missing]], constant_values=-1)
+        return tf.ensure_shape(images, [size, cas.image_size, cas.image_size, 3]), tf.ensure_shape(labels, [size])
+
+    return ds.batch(size).map(pad).prefetch(AUTOTUNE)
