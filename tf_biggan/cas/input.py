@@ -43,10 +43,10 @@ def _digits_images(split: str, size: int) -> np.ndarray:
     return np.concatenate([b.numpy() for b in ds])
 
 
-def _records(source: Source, input_context, training: bool, seed: int) -> tf.data.Dataset:
-    """(uint8 image [h, w, 3], int32 label) of the used records of one source."""
+def _records(source: Source, input_context, training: bool, seed: int, digits_size: int) -> tf.data.Dataset:
+    """(uint8 image [h, w, 3], int32 label) of the used records of one source (digits at digits_size)."""
     if source.digits_split is not None:
-        images = _digits_images(source.digits_split, 16)
+        images = _digits_images(source.digits_split, digits_size)
         keep = source.kept
         ds = tf.data.Dataset.from_tensor_slices((images[keep], source.labels[keep].astype(np.int32)))
         if input_context is not None and input_context.num_input_pipelines > 1:
@@ -123,7 +123,7 @@ def train_dataset(sources: List[Source], cas, global_batch: int, steps_per_epoch
     seed = (base * 1_000_003 + start_step * 131 + host) % (2 ** 31 - 1)  # reseeded by the start step
     streams = []
     for i, s in enumerate(used):
-        ds = _records(s, input_context, training=True, seed=seed + i)
+        ds = _records(s, input_context, training=True, seed=seed + i, digits_size=cas.image_size)
         ds = ds.shuffle(min(cas.shuffle_buffer, max(s.count(), 1)), seed=seed + 7919 * (i + 1),
                         reshuffle_each_iteration=True).repeat()
         streams.append(ds)
@@ -159,7 +159,7 @@ def eval_dataset(sources: List[Source], cas, replicas: int = 1) -> tf.data.Datas
         raise UserError(f"cas.eval_batch_size={size} is not divisible by the {replicas} replicas")
     ds = None
     for s in sources:
-        part = _records(s, None, training=False, seed=0)
+        part = _records(s, None, training=False, seed=0, digits_size=cas.image_size)
         ds = part if ds is None else ds.concatenate(part)
     ds = ds.map(_plain(lambda image, y: (eval_preprocess(image, cas), y)), num_parallel_calls=AUTOTUNE,
                 deterministic=True)
