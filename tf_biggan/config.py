@@ -1,6 +1,7 @@
 """Typed hyper-parameters: YAML files in `hparams/` validated into dataclasses.
 
-A configuration has five sections, `model`, `train`, `data`, `eval` and `cas` (the CAS classifier). Every key is
+A configuration has six sections, `model`, `train`, `data`, `eval`, `augment` (what D sees) and `cas` (the CAS
+classifier). Every key is
 declared below with its type; an unknown key, a key of the wrong type or a value out of
 range is a `HParamsError` that names the file and the key and says what would be valid.
 Command-line overrides use the same names: `--hparams_overrides model.ch=64,train.disc_steps=1`.
@@ -14,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import yaml
 
+from tf_biggan.atomic import write_text
 from tf_biggan.errors import UserError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -112,12 +113,21 @@ class TrainConfig:
     replay_input: bool = True
     # Columns of the PNG grid of EMA-G samples (rows are classes, at most 10).
     sample_columns: int = 8
+    # Standing statistics of the periodic sample grid (a monitoring picture, Appendix C.1's method
+    # at a small budget): passes x batch latents through EMA-G under the strategy before the grid.
+    # 0 passes = EMA-G's own BN statistics (copied from G). The full Appendix C.1 budget
+    # (eval.standing_stats_*) stays for eval, sweep, export and synthesis.
+    sample_stats_passes: int = 4
+    sample_stats_batch: int = 64
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",
-                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns"):
+                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns",
+                    "sample_stats_batch"):
             value = getattr(self, key)
             _require(value >= 1, where, f"train.{key}", f"must be >= 1, got {value}")
+        _require(self.sample_stats_passes >= 0, where, "train.sample_stats_passes",
+                 f"must be >= 0 (0 = EMA-G's own statistics), got {self.sample_stats_passes}")
         _require(self.g_lr > 0 and self.d_lr > 0, where, "train.g_lr/d_lr", "learning rates must be > 0")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, where, "train.beta1/beta2", "must be in [0, 1)")
         _require(0 <= self.ema_decay < 1, where, "train.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
@@ -301,11 +311,64 @@ class CasConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Augmentation of everything D sees (Karras et al. 2020 = seed 003; Zhao et al. 2020 DiffAugment).
+
+    Off by default, as in the paper (BigGAN trains on ImageNet without it); for small datasets, where
+    D memorises the training set early (Section 4.2), `kind: ada`.
+    """
+
+    # none | ada (p adapted from sign(D(real)), seed 003 Section 3) | fixed (constant p) |
+    # diffaugment (Zhao et al.'s policy).
+    kind: Literal["none", "ada", "fixed", "diffaugment"] = "none"
+    # ADA transforms (seed 003 Section 2.3 / Appendix B): blit (x-flip, 90-degree rotations, integer
+    # translation), geom (scaling, rotation, anisotropy, fractional translation), color (brightness,
+    # contrast, luma flip, hue, saturation), bgc = all three (the reference default), bgcnc = bgc
+    # + additive noise + cutout.
+    pipeline: Literal["blit", "geom", "color", "bgc", "bgcnc"] = "bgc"
+    # ADA heuristic r_t = E[sign(D(real))] target (seed 003 Section 3: 0.6).
+    target: float = 0.6
+    # p can move from 0 to 1 in this many thousand real images (seed 003: 500k).
+    speed_kimg: float = 500.0
+    # Steps between two updates of p (seed 003: every 4 minibatches).
+    interval: int = 4
+    # kind=fixed: the augmentation probability. kind=diffaugment: the probability of cutout per
+    # image (Zhao et al. always cut out, which leaks: seed 003 Appendix C.4.4).
+    p: float = 0.5
+    # Upper bound of p (ADA and fixed). Seed 003 Appendix C.5.1: applying a finite group uniformly
+    # with probability p has condition number 1 / (1 - p): 0.8 gives 5; p = 1 leaks and is refused.
+    p_max: float = 0.8
+    # kind=diffaugment: comma list of color, translation, cutout (Zhao et al.'s policies).
+    policy: str = "color,translation,cutout"
+
+    def validate(self, where: str) -> None:
+        from tf_biggan.augment.diffaugment import parse_policy  # avoids an import cycle
+        from tf_biggan.augment.startup import check_config
+
+        _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1), got {self.p_max}")
+        _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1), got {self.p}")
+        _require(-1.0 < self.target < 1.0, where, "augment.target",
+                 f"is a target for E[sign(D(real))], must be in (-1, 1), got {self.target}")
+        _require(self.speed_kimg > 0, where, "augment.speed_kimg", f"must be > 0, got {self.speed_kimg}")
+        _require(self.interval >= 1, where, "augment.interval", f"must be >= 1, got {self.interval}")
+        if self.kind == "fixed":
+            _require(self.p <= self.p_max, where, "augment.p",
+                     f"={self.p} is above augment.p_max={self.p_max} (the safe distance from p = 1, "
+                     "Appendix C.5.1); lower augment.p or raise augment.p_max")
+        try:
+            parse_policy(self.policy)
+        except ValueError as exc:
+            raise HParamsError(f"{where}: augment.policy: {exc}") from None
+        check_config(self, where)
+
+
+@dataclass
 class HParams:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     cas: CasConfig = field(default_factory=CasConfig)
     # Where this configuration was read from (not a key of the file).
     source: str = field(default="<defaults>", compare=False, repr=False)
@@ -319,7 +382,7 @@ class HParams:
         return {s: _plain(dataclasses.asdict(getattr(self, s))) for s in SECTIONS}
 
 
-SECTIONS = ("model", "train", "data", "eval", "cas")
+SECTIONS = ("model", "train", "data", "eval", "augment", "cas")
 _SECTION_TYPES = {f.name: f.type for f in dataclasses.fields(HParams) if f.name in SECTIONS}
 
 
@@ -491,10 +554,5 @@ def dump_hparams(hp: HParams) -> str:
 
 
 def save_hparams(hp: HParams, path: str) -> None:
-    """Writes the resolved configuration atomically (temp file + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hparams-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(dump_hparams(hp))
-    os.replace(tmp, path)
+    """Writes the resolved configuration atomically (tf_biggan.atomic: temp file + rename)."""
+    write_text(path, dump_hparams(hp))
