@@ -34,6 +34,7 @@ sample_every steps. A non-finite loss stops the run naming the step and the last
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -47,6 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_biggan.augment.controller import FAKE, G_FAKE, REAL, AugmentState
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.config import dump_hparams, hparams_from_dict, save_hparams
 from tf_biggan.training.ema import EMA
@@ -63,6 +65,8 @@ RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every
                   "train.sv_every", "train.sample_every", "train.keep_checkpoints", "train.sample_columns",
                   "train.replay_input"}
 METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "ortho_reg", "d_real", "d_fake")
+# Summed over replicas but not reported: the ADA statistic, sum of sign(D(real)) over the step.
+AUGMENT_SIGN = "augment_real_sign_sum"
 
 
 class NonFiniteLossError(UserError):
@@ -211,6 +215,8 @@ class GANTrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.ema = EMA(self.g, self.ema_g, cfg.ema_decay, cfg.ema_start_step)
             self.ema.copy()
+            # p of ADA / DiffAugment: one value for all replicas, in the checkpoint (augment/).
+            self.augment = AugmentState(hp.augment, cfg.seed, self.global_batch)
         self._d_loss_fn = D_LOSSES[cfg.loss]
         self._g_loss_fn = G_LOSSES[cfg.loss]
         self._ortho_kernels = self.g.ortho_reg_kernels()
@@ -222,6 +228,8 @@ class GANTrainer:
         objects = dict(generator=variables_checkpoint(self.g), discriminator=variables_checkpoint(self.d),
                        ema_generator=variables_checkpoint(self.ema_g),
                        g_optimizer=self.g_opt, d_optimizer=self.d_opt, step=self.step)
+        if self.augment.enabled:
+            objects.update(self.augment.checkpoint_objects())
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = None
         self._temp_dir = None
@@ -256,20 +264,27 @@ class GANTrainer:
     def _replica_step(self, real_batches, step):
         """One G step and `disc_steps` D steps on this replica (Section 3); returns its metric shares."""
         gb = self.global_batch
+        # Every image D sees is augmented (tf_biggan.augment; identity when augment.kind=none).
+        augment = functools.partial(self.augment.augment_images, step=step, local_batch=self.local_batch)
+        real_sign = tf.constant(0.0)
         for k, (x_real, y_real) in enumerate(real_batches):
             z, y_fake = self._latents(step, k)
             x_fake = self.g((z, y_fake), training=True)
-            x_real = tf.cast(x_real, x_fake.dtype)
+            x_real = augment(tf.cast(x_real, x_fake.dtype), substep=k, role=REAL)
             y_real = tf.cast(y_real, tf.int32)
             with tf.GradientTape() as tape:
-                logits = self.d((tf.concat([x_real, x_fake], 0), tf.concat([y_real, y_fake], 0)), training=True)
+                x_fake_seen = augment(x_fake, substep=k, role=FAKE)
+                logits = self.d((tf.concat([x_real, x_fake_seen], 0), tf.concat([y_real, y_fake], 0)),
+                                training=True)
                 real_logits, fake_logits = logits[:self.local_batch], logits[self.local_batch:]
                 d_loss, d_real_part, d_fake_part = self._d_loss_fn(real_logits, fake_logits, gb)
             grads = tape.gradient(d_loss, self.d.trainable_variables)
             self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+            real_sign += AugmentState.real_sign_sum(real_logits)
         z, y = self._latents(step, self.cfg.disc_steps)
         with tf.GradientTape() as tape:
-            fake_logits_g = self.d((self.g((z, y), training=True), y), training=True)
+            x_fake_g = augment(self.g((z, y), training=True), substep=self.cfg.disc_steps, role=G_FAKE)
+            fake_logits_g = self.d((x_fake_g, y), training=True)
             g_loss = self._g_loss_fn(fake_logits_g, gb)
             # Divided by the replica count: the all-reduce sums N copies of this gradient.
             reg = ortho_reg(self._ortho_kernels, self.hp.model.ortho_reg)
@@ -278,7 +293,8 @@ class GANTrainer:
         self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
         share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
         return {"d_loss": d_loss, "d_loss_real": d_real_part, "d_loss_fake": d_fake_part, "g_loss": g_loss,
-                "ortho_reg": reg / self.num_replicas, "d_real": share(real_logits), "d_fake": share(fake_logits)}
+                "ortho_reg": reg / self.num_replicas, "d_real": share(real_logits), "d_fake": share(fake_logits),
+                AUGMENT_SIGN: real_sign}
 
     def _loop(self, iterator, num_steps):
         """`num_steps` training steps in one graph (train.steps_per_loop); the last step's metrics."""
@@ -288,7 +304,9 @@ class GANTrainer:
             step = tf.convert_to_tensor(self.step)
             per_replica = self.strategy.run(self._replica_step, args=(batches, step))
             metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
-                       for k in METRICS}
+                       for k in METRICS + (AUGMENT_SIGN,)}
+            # ADA: p moves in cross-replica context from the all-reduced statistic (one p for all).
+            self.augment.update(metrics.pop(AUGMENT_SIGN), self.global_batch * self.cfg.disc_steps)
             self.step.assign_add(1)
             self.ema.update(self.step)
         return metrics
@@ -417,6 +435,9 @@ class GANTrainer:
                 scalars = {(f"losses/{k}" if "loss" in k or k == "ortho_reg" else f"d_output/{k}"): v
                            for k, v in metrics.items()}
                 scalars.update({"lr/g": cfg.g_lr, "lr/d": cfg.d_lr, "perf/images_per_sec": ips})
+                if self.augment.enabled:
+                    scalars["augment/p"] = float(self.augment.p.numpy())
+                    self._warn_augment_cap(step)
                 summaries.scalars(step, scalars)
                 rate = (step - start_step) / max(time.time() - wall_start, 1e-9)
                 eta = (target - step) / max(rate, 1e-9)
@@ -453,11 +474,23 @@ class GANTrainer:
                   "d_loss": metrics.get("d_loss"), "checkpoint": checkpoint,
                   "seconds": time.time() - wall_start, "replicas": self.num_replicas,
                   "strategy": type(self.strategy).__name__, "metrics": metrics}
+        if self.augment.enabled:
+            report["augment_p"] = float(self.augment.p.numpy())
         if error:
             report["error"] = error
         if self.model_dir and self.chief:
             _write_json_atomic(os.path.join(self.model_dir, "train_report.json"), report)
         return report
+
+    def _warn_augment_cap(self, step: int) -> None:
+        """Warns once each time ADA's p reaches augment.p_max (seed 003 C.5.1: beyond it, leaks)."""
+        at_cap = self.augment.at_cap()
+        if at_cap and not getattr(self, "_augment_capped", False):
+            self._log(f"WARNING: augment/p reached its cap augment.p_max={self.hp.augment.p_max} at step {step}: "
+                      "D still overfits with the strongest safe augmentation. More data, a shorter run "
+                      "(eval.best_fid_every keeps the best checkpoint) or a smaller D help; raising p_max "
+                      "towards 1 risks leaking augmentations into the samples (Appendix C.5.1)")
+        self._augment_capped = at_cap
 
     def _log(self, message: str) -> None:
         if self.verbose and self.chief:
