@@ -232,3 +232,21 @@ def test_eval_crop_is_the_references_central_crop_and_normalisation():
     assert a.shape == (6, 6, 3)
     np.testing.assert_array_equal(a, train_preprocess(big, tf.constant([1, 2], tf.int64), cas).numpy())
     assert not np.allclose(a, train_preprocess(big, tf.constant([1, 3], tf.int64), cas).numpy())
+
+
+def test_every_epoch_draws_exactly_each_sources_count():
+    """The input interleaves sources by a per-epoch permutation of their counts: with source A = 30
+    zeros and source B = 10 ones, every 40-image epoch holds exactly 30 zeros and 10 ones."""
+    from tf_biggan.cas.input import train_dataset
+
+    a = parse_sources("real:digits:train", "--train_data", 10)[0]
+    b = parse_sources("synthetic:digits:test", "--train_data", 10)[0]
+    a.keep = (a.labels == 0) & (np.cumsum(a.labels == 0) <= 30)
+    b.keep = (b.labels == 1) & (np.cumsum(b.labels == 1) <= 10)
+    cas = dataclasses.replace(_digits_hp().cas, batch_size=20)
+    for start in (0, 3):  # a fresh run, and one resumed at step 3 (reseeded by the step)
+        ds = train_dataset([a, b], cas, global_batch=20, steps_per_epoch=2, start_step=start)
+        labels = np.concatenate([y.numpy() for _, y in ds.take(6)])
+        first = 0 if start % 2 == 0 else 20  # a resumed run starts mid-epoch
+        for epoch in range(first, len(labels) - 39, 40):
+            assert np.bincount(labels[epoch:epoch + 40], minlength=2).tolist() == [30, 10]
