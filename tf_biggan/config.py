@@ -349,8 +349,8 @@ class AugmentConfig:
         from tf_biggan.augment.diffaugment import parse_policy  # avoids an import cycle
         from tf_biggan.augment.startup import check_config
 
-        _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1), got {self.p_max}")
-        _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1), got {self.p}")
+        _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1) (1 leaks), got {self.p_max}")
+        _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1], got {self.p}")
         _require(-1.0 < self.target < 1.0, where, "augment.target",
                  f"is a target for E[sign(D(real))], must be in (-1, 1), got {self.target}")
         _require(self.speed_kimg > 0, where, "augment.speed_kimg", f"must be > 0, got {self.speed_kimg}")
