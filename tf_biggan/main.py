@@ -26,6 +26,9 @@ flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and repo
 flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy.")
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
+flags.DEFINE_string("intervene", None, "--mode=train: resume --model_dir from --checkpoint (default: the latest) with "
+                    "changes, recorded in MODEL_DIR/interventions.json (paper Appendix G.1): comma-separated "
+                    "g_lr=, d_lr=, disc_steps=, d_beta1=, freeze=none|g|d, reset_adam=g|d|both.")
 flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to count (0 = the whole split; "
                      "default 50,000).")
 # Evaluation, export and synthesis.

@@ -55,18 +55,29 @@ from tf_biggan.errors import UserError
 from tf_biggan.images import tile
 from tf_biggan.layers.ortho_reg import ortho_reg
 from tf_biggan.layers.spectral_norm import spectral_norm_layers
-from tf_biggan.training.losses import D_LOSSES, G_LOSSES
+from tf_biggan.training.losses import G_LOSSES
+from tf_biggan.training import intervene
+from tf_biggan.training.collapse import CollapseDetector, record_from_scalars
+from tf_biggan.training.stability import METRICS as STABILITY_METRICS, StabilityKnobs
 from tf_biggan.models import Discriminator, Generator
 
 # hparams that may change when a run is resumed: how long to train and how often to log / save.
 RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every", "train.log_every",
                   "train.sv_every", "train.sample_every", "train.keep_checkpoints", "train.sample_columns",
-                  "train.replay_input"}
-METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "ortho_reg", "d_real", "d_fake")
+                  "train.replay_input", "stability.detect_collapse", "stability.on_collapse",
+                  "stability.collapse_window", "stability.collapse_sigma_jump", "stability.collapse_d_loss_floor",
+                  "stability.collapse_g_loss_jump", "stability.collapse_d_loss_jump",
+                  "stability.collapse_patience", "stability.keep_before_collapse"}
+METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "ortho_reg", "d_real", "d_fake",
+           "sigma0_clamped") + STABILITY_METRICS
 
 
 class NonFiniteLossError(UserError):
     """A loss became NaN/inf: the run stops; the message names the step and the last good checkpoint."""
+
+
+class CollapseError(UserError):
+    """Collapse detected (stability.detect_collapse, on_collapse: stop): names the kept checkpoints."""
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -197,12 +208,15 @@ class GANTrainer:
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             self.g = Generator(hp.model, hp.data.num_classes, name="generator")
-            self.d = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
+            self.d = Discriminator(hp.model, hp.data.num_classes, dropout=hp.stability.d_dropout,
+                                   name="discriminator")
             self.ema_g = Generator(hp.model, hp.data.num_classes, name="ema_generator")
             for model in (self.g, self.d, self.ema_g):
                 model.build_for_input(2)
             adam = dict(beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
             self.g_opt = keras.optimizers.Adam(learning_rate=cfg.g_lr, name="g_adam", **adam)
+            if hp.stability.d_beta1 is not None:  # Appendix I sweeps D's β1 alone
+                adam = dict(adam, beta_1=hp.stability.d_beta1)
             self.d_opt = keras.optimizers.Adam(learning_rate=cfg.d_lr, name="d_adam", **adam)
             # Keras 3 creates slot variables lazily on the first apply_gradients, which would be inside
             # the replica function of strategy.run; building them here keeps them mirrored.
@@ -211,9 +225,10 @@ class GANTrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.ema = EMA(self.g, self.ema_g, cfg.ema_decay, cfg.ema_start_step)
             self.ema.copy()
-        self._d_loss_fn = D_LOSSES[cfg.loss]
         self._g_loss_fn = G_LOSSES[cfg.loss]
         self._ortho_kernels = self.g.ortho_reg_kernels()
+        self.knobs = StabilityKnobs(hp, self.g, self.d, self.num_replicas, self.global_batch)
+        self.collapse = CollapseDetector.from_config(hp.stability) if hp.stability.detect_collapse else None
 
         # The iterator is made on first use, after `restore`, so it can start at the restored step.
         self._dataset_fn = dataset_fn
@@ -245,7 +260,7 @@ class GANTrainer:
         counter = tf.cast(step, tf.int64) * (self.cfg.disc_steps + 1) + substep
         key_z = tf.stack([tf.constant(2 * self.cfg.seed, tf.int64), counter])
         key_y = tf.stack([tf.constant(2 * self.cfg.seed + 1, tf.int64), counter])
-        z = tf.random.stateless_normal((self.global_batch, self.hp.model.dim_z), seed=key_z)
+        z = self.knobs.sample_z((self.global_batch, self.hp.model.dim_z), key_z, step)  # train.latents
         y = tf.random.stateless_uniform((self.global_batch,), seed=key_y, maxval=self.hp.data.num_classes,
                                         dtype=tf.int32)
         ctx = tf.distribute.get_replica_context()
@@ -256,29 +271,51 @@ class GANTrainer:
     def _replica_step(self, real_batches, step):
         """One G step and `disc_steps` D steps on this replica (Section 3); returns its metric shares."""
         gb = self.global_batch
+        knobs = self.knobs
+        d_vars = self.d.trainable_variables
         for k, (x_real, y_real) in enumerate(real_batches):
             z, y_fake = self._latents(step, k)
             x_fake = self.g((z, y_fake), training=True)
             x_real = tf.cast(x_real, x_fake.dtype)
             y_real = tf.cast(y_real, tf.int32)
-            with tf.GradientTape() as tape:
-                logits = self.d((tf.concat([x_real, x_fake], 0), tf.concat([y_real, y_fake], 0)), training=True)
-                real_logits, fake_logits = logits[:self.local_batch], logits[self.local_batch:]
-                d_loss, d_real_part, d_fake_part = self._d_loss_fn(real_logits, fake_logits, gb)
-            grads = tape.gradient(d_loss, self.d.trainable_variables)
-            self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+            dropout_seed = knobs.dropout_key(step, k)
+
+            def d_gradients(with_r1, x_real=x_real, y_real=y_real, x_fake=x_fake, y_fake=y_fake,
+                            dropout_seed=dropout_seed):
+                # hinge (stability.hinge_margin, App. G.2) + R1 (train.r1_gamma, Eq. 5) in ONE D call.
+                with tf.GradientTape() as tape:
+                    total, parts = knobs.d_loss(x_real, y_real, x_fake, y_fake, self.local_batch,
+                                                dropout_seed, with_r1)
+                return tape.gradient(total, d_vars), parts
+
+            if not self.cfg.r1_gamma:
+                grads, parts = d_gradients(False)
+            elif self.cfg.r1_every == 1:
+                grads, parts = d_gradients(True)
+            else:  # lazy R1: every r1_every-th D step, weighted by r1_every
+                grads, parts = tf.cond(knobs.r1_active(step * self.cfg.disc_steps + k),
+                                       lambda: d_gradients(True), lambda: d_gradients(False))
+            if not knobs.freeze_d:  # Appendix G.1: a frozen D takes no update
+                self.d_opt.apply_gradients(zip(knobs.clip(grads), d_vars))
         z, y = self._latents(step, self.cfg.disc_steps)
         with tf.GradientTape() as tape:
-            fake_logits_g = self.d((self.g((z, y), training=True), y), training=True)
+            fake_logits_g = self.d((self.g((z, y), training=True), y), training=True,
+                                   dropout_seed=knobs.dropout_key(step, self.cfg.disc_steps))
             g_loss = self._g_loss_fn(fake_logits_g, gb)
             # Divided by the replica count: the all-reduce sums N copies of this gradient.
             reg = ortho_reg(self._ortho_kernels, self.hp.model.ortho_reg)
-            total = g_loss + reg / self.num_replicas
-        grads = tape.gradient(total, self.g.trainable_variables)
-        self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
+            g_penalty, g_metrics = knobs.g_penalty()  # σ0 regulariser (Section 4.1), embedding decay (App. H)
+            total = g_loss + reg / self.num_replicas + g_penalty
+        if not knobs.freeze_g:
+            grads = tape.gradient(total, self.g.trainable_variables)
+            self.g_opt.apply_gradients(zip(knobs.clip(grads), self.g.trainable_variables))
         share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
-        return {"d_loss": d_loss, "d_loss_real": d_real_part, "d_loss_fake": d_fake_part, "g_loss": g_loss,
-                "ortho_reg": reg / self.num_replicas, "d_real": share(real_logits), "d_fake": share(fake_logits)}
+        # g_sigma0_max is the same on every replica: its share is 1/N so the SUM reduction restores it.
+        return {"d_loss": parts["d_loss"], "d_loss_real": parts["d_loss_real"], "d_loss_fake": parts["d_loss_fake"],
+                "g_loss": g_loss, "ortho_reg": reg / self.num_replicas, "d_real": share(parts["real_logits"]),
+                "d_fake": share(parts["fake_logits"]), "r1": parts["r1"], "sigma0_reg": g_metrics["sigma0_reg"],
+                "g_sigma0_max": g_metrics["g_sigma0_max"] / self.num_replicas,
+                "embedding_decay": g_metrics["embedding_decay"]}
 
     def _loop(self, iterator, num_steps):
         """`num_steps` training steps in one graph (train.steps_per_loop); the last step's metrics."""
@@ -288,7 +325,9 @@ class GANTrainer:
             step = tf.convert_to_tensor(self.step)
             per_replica = self.strategy.run(self._replica_step, args=(batches, step))
             metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
-                       for k in METRICS}
+                       for k in METRICS if k != "sigma0_clamped"}
+            # Eq. (4) clamp after the G update, in cross-replica context: one value for every copy.
+            metrics["sigma0_clamped"] = self.knobs.clamp() if not self.knobs.freeze_g else tf.constant(0.0)
             self.step.assign_add(1)
             self.ema.update(self.step)
         return metrics
@@ -346,15 +385,21 @@ class GANTrainer:
         return tile(images.reshape((rows, cols) + images.shape[1:]))
 
     # ------------------------------------------------------------------ checkpoints
-    def restore(self) -> Optional[str]:
-        """Restores the latest checkpoint of model_dir, if any; returns its path."""
+    def restore(self, path: Optional[str] = None) -> Optional[str]:
+        """Restores `path` (default: the latest checkpoint of model_dir), if any; returns its path.
+
+        The learning rates come from the hparams, not from the checkpoint (an intervention may
+        have changed them, Appendix G.1).
+        """
         if self.manager is None:
             return None
-        latest = tf.train.latest_checkpoint(self.model_dir)
+        latest = path or tf.train.latest_checkpoint(self.model_dir)
         if latest:
             if self._iterator is not None:
                 raise RuntimeError("restore() must come before the first training step")
             self.checkpoint.restore(latest).assert_consumed()
+            self.g_opt.learning_rate.assign(self.cfg.g_lr)
+            self.d_opt.learning_rate.assign(self.cfg.d_lr)
         return latest
 
     def save(self) -> Optional[str]:
@@ -414,8 +459,9 @@ class GANTrainer:
                     f"non-finite loss at step {step} ({bad}); last good checkpoint: {where}. Resume from it "
                     f"(rerun with the same --model_dir) with lower train.g_lr/train.d_lr, or start a new --model_dir")
             if step % cfg.log_every == 0 or step == target:
-                scalars = {(f"losses/{k}" if "loss" in k or k == "ortho_reg" else f"d_output/{k}"): v
-                           for k, v in metrics.items()}
+                scalars = {(f"losses/{k}" if "loss" in k or k == "ortho_reg" else f"d_output/{k}"): metrics[k]
+                           for k in METRICS[:7]}
+                scalars.update(self.knobs.scalars(dict(metrics, step=step)))
                 scalars.update({"lr/g": cfg.g_lr, "lr/d": cfg.d_lr, "perf/images_per_sec": ips})
                 summaries.scalars(step, scalars)
                 rate = (step - start_step) / max(time.time() - wall_start, 1e-9)
@@ -425,10 +471,25 @@ class GANTrainer:
                           f"{metrics['d_loss_fake']:.3f})  g_loss {metrics['g_loss']:.4f}  "
                           f"D(x) {metrics['d_real']:+.3f}  D(G(z)) {metrics['d_fake']:+.3f}  "
                           f"ETA {_format_seconds(eta)}")
+            collapsed = None
             if self.chief and (step % cfg.sv_every == 0 or step == target):
-                summaries.scalars(step, {f"sv/{name}/sigma{i}": float(value)
-                                         for name, sv in self.singular_values().items()
-                                         for i, value in enumerate(sv)})
+                spectra = {f"sv/{name}/sigma{i}": float(value) for name, sv in self.singular_values().items()
+                           for i, value in enumerate(sv)}
+                summaries.scalars(step, spectra)
+                if self.collapse is not None:
+                    losses = {"losses/d_loss": metrics["d_loss"], "losses/g_loss": metrics["g_loss"]}
+                    collapsed = self.collapse.update(record_from_scalars(step, dict(spectra, **losses)))
+            if collapsed is not None:
+                kept = self._on_collapse(collapsed, summaries)
+                if self.hp.stability.on_collapse == "stop":
+                    summaries.close()
+                    self._write_report(step, ips, metrics, last_saved, wall_start,
+                                       error=f"collapse detected at step {collapsed.step}")
+                    raise CollapseError(
+                        f"training collapse detected at step {collapsed.step} ({'; '.join(collapsed.reasons)}). "
+                        f"Checkpoints from before it are kept: {', '.join(kept) or 'none were saved yet'}. "
+                        f"Intervene from one: --mode=train --model_dir={self.model_dir} --checkpoint=<one of them> "
+                        f"--intervene=g_lr=...,d_lr=...,freeze=g|d,reset_adam=g|d|both (Appendix G.1)")
             if step % cfg.save_every == 0 or step == target:
                 saved = self.save()
                 last_saved = saved or last_saved
@@ -447,6 +508,19 @@ class GANTrainer:
         report = self._write_report(step, ips, metrics, last_saved, wall_start)
         self._log(f"done at step {step}: {ips:.1f} img/s, checkpoint {last_saved}")
         return report
+
+    def _on_collapse(self, event, summaries) -> list:
+        """Logs a detected collapse, keeps the checkpoints from before it (pre_collapse/), records it."""
+        from tf_biggan import atomic
+
+        kept = []
+        if self.model_dir and self.chief:
+            kept = intervene.keep_checkpoints_before(self.model_dir, event.step,
+                                                     self.hp.stability.keep_before_collapse)
+            atomic.write_json(os.path.join(self.model_dir, "collapse.json"), dict(event.to_dict(), kept=kept))
+        summaries.scalars(event.step, {"stability/collapse": 1.0})
+        self._log(f"COLLAPSE detected at step {event.step}: {'; '.join(event.reasons)}; kept {kept}")
+        return kept
 
     def _write_report(self, step, ips, metrics, checkpoint, wall_start, error=None) -> dict:
         report = {"step": int(step), "images_per_sec": float(ips), "g_loss": metrics.get("g_loss"),
@@ -486,11 +560,20 @@ def train_from_flags(hp, flags):
         raise UserError("--model_dir is required for --mode=train (checkpoints, logs and train_report.json go there)")
     strategy = strategy_lib.strategy_from_flags(flags)
     chief = strategy_lib.is_chief(strategy)
+    hp = intervene.replay(hp, model_dir)  # the run's recorded interventions (Appendix G.1)
     prepare_model_dir(hp, model_dir, chief)
+    chosen, actions = None, {}
+    if getattr(flags, "intervene", None):
+        hp, chosen, actions = intervene.begin(hp, model_dir, flags.intervene, getattr(flags, "checkpoint", None))
     trainer = GANTrainer(hp, strategy, model_dir)
-    restored = trainer.restore()
+    restored = trainer.restore(chosen)
     if restored:
         trainer._log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
+    for net in ("g", "d"):
+        if actions.get("reset_adam") in (net, "both"):
+            intervene.reset_adam(getattr(trainer, f"{net}_opt"))
+    if chosen:
+        trainer._log(f"intervention from {chosen}: {flags.intervene} (recorded in {intervene.HISTORY})")
     if hp.eval.best_fid_every:
         if strategy_lib.is_multi_worker(strategy):
             raise UserError("eval.best_fid_every > 0 is not supported with several workers yet: set it to 0 "
