@@ -16,7 +16,7 @@ import yaml
 from tf_biggan.config import HParamsError, load_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.training import intervene
-from tf_biggan.training.stability import StabilityKnobs
+from tf_biggan.training.stability import PriorLatentSampler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,train.save_every=2,"
@@ -27,8 +27,8 @@ TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,
 def draw(name, step=0, shape=(4000, 8), extra=""):
     hp = load_hparams(None, f"train.latents={name},train.latents_p=0.3,train.latents_anneal_steps=100,"
                             f"train.latents_sigma_low=0.5,train.latents_sigma_high=2.5" + extra)
-    knobs = StabilityKnobs(hp, None, None, 1, shape[0])
-    return knobs.sample_z(shape, tf.constant([7, 3], tf.int64), tf.constant(step, tf.int64)).numpy()
+    sampler = PriorLatentSampler(hp.train, shape[1], 10, shape[0], 1, 1, 0)
+    return sampler.sample_z(shape, tf.constant([7, 3], tf.int64), tf.constant(step, tf.int64)).numpy()
 
 
 @pytest.mark.parametrize("name,support,mean,var", [
@@ -67,17 +67,47 @@ def test_structured_training_latents():
     assert np.quantile(rows, 0.01) > 0.5 * 0.5 and np.quantile(rows, 0.99) < 2.5 * 1.6
 
 
-def test_the_step_draws_train_latents():
-    """GANTrainer's latent sampler is the train.latents one; the default is the old N(0, I) draw."""
+def all_weights(trainer):
+    out = {}
+    for name, model in (("g", trainer.g), ("d", trainer.d), ("ema", trainer.ema_g)):
+        out.update({f"{name}:{v.path}": np.asarray(v.numpy()) for v in model.weights})
+    return out
+
+
+def test_knobs_in_the_step_two_replicas_equal_one_device():
+    """R1, σ0 regulariser + clamp, embedding decay, global and per-parameter clipping and a training
+    prior inside the real step: 2 replicas give one device's update (the clip norms are those of the
+    all-reduced gradient), and the step draws z from train.latents."""
+    from conftest import mirrored_strategy
+    from tf_biggan.training.step import LatentSampler
     from tf_biggan.training.trainer import GANTrainer
 
-    trainer = GANTrainer(load_hparams(None, TINY + ",train.latents=categorical"), verbose=False)
-    z, _ = trainer._latents(tf.constant(3, tf.int64), 0)
-    assert set(np.unique(z.numpy())) == {-1.0, 0.0, 1.0} and z.shape == (8, trainer.hp.model.dim_z)
-    trainer.knobs = StabilityKnobs(load_hparams(None, TINY), None, None, 1, 8)
-    z, _ = trainer._latents(tf.constant(3, tf.int64), 0)
-    key = tf.constant([2 * trainer.cfg.seed, 3 * (trainer.cfg.disc_steps + 1)], tf.int64)
-    np.testing.assert_array_equal(z.numpy(), tf.random.stateless_normal((8, trainer.hp.model.dim_z), seed=key).numpy())
+    hp = load_hparams(None, TINY + ",train.adam_epsilon=1.0e-3,train.latents=categorical,train.r1_gamma=1.0,"
+                      "stability.g_sigma0_reg=0.1,stability.g_sigma0_clamp=true,stability.sigma0_target=ratio,"
+                      "stability.sigma_ratio=1.05,stability.shared_embedding_decay=1.0e-3,"
+                      "stability.grad_clip_global=0.5,stability.grad_clip_per_param=0.2,stability.hinge_margin=1.5")
+    single = GANTrainer(hp, tf.distribute.get_strategy(), verbose=False)
+    mirrored = GANTrainer(hp, mirrored_strategy(2), verbose=False)
+    z, y = single.train_step.latents(tf.constant(3, tf.int64), 0)
+    assert set(np.unique(z.numpy())) == {-1.0, 0.0, 1.0} and z.shape == (8, hp.model.dim_z)
+    before = all_weights(single)
+    m1, m2 = single.train_steps(1), mirrored.train_steps(1)
+    assert {"r1", "sigma0_reg", "embedding_decay"} <= set(m1) and m1["r1"] > 0 and m1["sigma0_reg"] > 0
+    for k in m1:
+        assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-5), k
+    after = all_weights(single)
+    for (k, a), b in zip(after.items(), all_weights(mirrored).values()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=k)
+    assert any(not np.allclose(before[k], after[k]) for k in before if k.startswith("g"))
+    # The clamp held: every G kernel's σ0 <= 1.05 σ1 after the step (numpy SVD).
+    for kernel in single.g.ortho_reg_kernels():
+        s = np.linalg.svd(kernel.numpy().reshape(-1, kernel.shape[-1]), compute_uv=False)
+        assert s[0] <= 1.05 * s[1] * (1 + 1e-3)
+    # The "normal" prior draws exactly the default sampler's numbers (default runs unchanged).
+    args = (hp.model.dim_z, 10, 8, 1, 1, 0)
+    default = LatentSampler(*args)(tf.constant(3, tf.int64), 0)
+    normal = PriorLatentSampler(load_hparams(None, "").train, *args)(tf.constant(3, tf.int64), 0)
+    np.testing.assert_array_equal(normal[0].numpy(), default[0].numpy())
 
 
 def test_stability_hparams_are_validated():
@@ -159,7 +189,7 @@ def test_cli_collapse_stop_then_intervene_from_a_kept_checkpoint(tmp_path):
     with open(os.path.join(run, "hparams.yaml")) as f:
         after = yaml.safe_load(f)
     assert after["train"]["g_lr"] == 1e-4 and after["stability"]["freeze"] == "d"
-    from tf_biggan.training.trainer import RESUMABLE_KEYS
+    from tf_biggan.training.checkpoints import RESUMABLE_KEYS
 
     for section in before:  # everything else as the run had it
         for key, value in before[section].items():

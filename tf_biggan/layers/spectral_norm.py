@@ -7,14 +7,17 @@ stores the new `u` and uses W / sigma with sigma = v^T W u, gradients not flowin
 state. epsilon = 1e-4 in the vector normalisation (Appendix C raises it from 1e-8).
 
 `top_singular_values(kernel, k=3)` reads sigma_0..sigma_2 of the raw kernel (Section 4, Appendix F
-monitor them before normalisation) by subspace iteration on the small Gram matrix W^T W, started
-from the layer's own `u`, so it costs a few matmuls, not an SVD of the whole kernel.
+monitor them before normalisation) by subspace iteration on the smaller Gram matrix (W^T W or W W^T,
+whichever side is shorter: G's first linear layer at 128 px is 20 x 24,576), started from the
+layer's own `u`, so it costs a few matmuls, not an SVD of the whole kernel.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from tf_biggan.layers.orthogonal_init import Orthogonal
 
 
 def _l2_normalize(x, eps):
@@ -30,18 +33,22 @@ def kernel_matrix(kernel) -> tf.Tensor:
 def top_singular_values(kernel, k: int = 3, iterations: int = 30, init=None) -> tf.Tensor:
     """The k largest singular values of a kernel (as a (fan_in, fan_out) matrix), float32.
 
-    Subspace (block power) iteration on the Gram matrix G = W^T W (fan_out x fan_out), then the
-    eigenvalues of Q^T G Q. `init` (1, fan_out) is used as the first basis vector when given
-    (the layer's SN `u`, which already points at sigma_0).
+    Subspace (block power) iteration on the smaller Gram matrix G (W^T W, fan_out x fan_out, or
+    W W^T when fan_in < fan_out: both have eigenvalues sigma_i^2), then the eigenvalues of Q^T G Q.
+    `init` (1, fan_out) is used as the first basis vector when given (the layer's SN `u`, which
+    already points at sigma_0; mapped through W on the fan_in side).
     """
     w = kernel_matrix(kernel)
+    first = None if init is None else tf.reshape(tf.cast(init, tf.float32), (-1, 1))
+    if w.shape[0] < w.shape[1]:
+        w = tf.transpose(w)  # same singular values; the Gram below is then fan_in x fan_in
+        first = None if first is None else tf.matmul(w, first, transpose_a=True)
     n = w.shape[1]
     k = min(k, n, w.shape[0])
     gram = tf.matmul(w, w, transpose_a=True)
     width = min(n, k + 4)  # a few extra columns speed convergence of the k-th value
     basis = tf.random.stateless_normal((n, width), seed=(17, 29), dtype=tf.float32)
-    if init is not None:
-        first = tf.reshape(tf.cast(init, tf.float32), (n, 1))
+    if first is not None:
         basis = tf.concat([first, basis[:, 1:]], axis=1)
     q, _ = tf.linalg.qr(basis)
     for _ in range(iterations):
@@ -56,12 +63,14 @@ class _SpectralNormLayer(keras.layers.Layer):
     """Base: owns `kernel` (+ optional `bias`) and the power-iteration vector `u`."""
 
     def __init__(self, use_sn: bool = True, use_bias: bool = True, sn_epsilon: float = 1e-4,
-                 kernel_initializer="orthogonal", **kwargs):
+                 kernel_initializer=None, **kwargs):
         super().__init__(**kwargs)
         self.use_sn = use_sn
         self.use_bias = use_bias
         self.sn_epsilon = sn_epsilon
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        # Appendix C: orthogonal initialisation (the fast, value-identical form of Keras' Orthogonal).
+        self.kernel_initializer = (Orthogonal() if kernel_initializer is None
+                                   else keras.initializers.get(kernel_initializer))
 
     def _build_kernel(self, shape) -> None:
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)

@@ -1,34 +1,36 @@
-"""The stability knobs as the training step applies them (paper Section 4, Appendices E, G-I).
+"""The stability knobs wired into the training step and loop (paper Section 4, Appendices E, G-I).
 
-One object, `StabilityKnobs(hp, g, d, num_replicas, global_batch)`, gives the step everything it
-needs, each piece a no-op when its hparam is at its default (so today's runs are unchanged):
+`install(trainer)` plugs each knob whose hparam is not at its default into the step's extension
+points (step.TrainStep), so a run with default hparams runs exactly the step it ran before:
 
-  sample_z(shape, key, step)     training latents of train.latents (Appendix E)
-  d_loss(...)                    hinge loss with stability.hinge_margin (G.2) + R1 (Eq. 5)
-  g_penalty()                    σ0 regulariser (Section 4.1) + shared-embedding decay (App. H)
-  clip(grads)                    global / per-parameter gradient clipping (Appendix H)
-  clamp()                        Eq. (4) σ0 clamp of G's weights, after each G update
-  freeze_g / freeze_d            Appendix G.1 interventions: skip that network's update
-  dropout_key(step, substep)     the stateless key of D's dropout mask (Appendix I)
+  train.latents            the step's latent sampler draws z from that Appendix E prior
+  train.r1_gamma           D penalty "r1" = γ/2 E||∇_x D(x_real)||² (Eq. 5), lazy with r1_every
+  stability.hinge_margin   D's hinge loss with that margin (Appendix G.2)
+  stability.d_dropout      dropout on D's last feature layer, stateless masks (Appendix I)
+  stability.d_beta1        D's Adam β1 (Appendix I)
+  stability.g_sigma0_reg   G penalty "sigma0_reg" (Section 4.1)
+  stability.g_sigma0_clamp Eq. (4) after every step (a post-step hook, cross-replica context)
+  stability.shared_embedding_decay  G penalty "embedding_decay" (Appendix H)
+  stability.grad_clip_*    the optimisers clip the GLOBAL gradient (Appendix H)
+  stability.freeze         no update of G or D (Appendix G.1 interventions)
 
-Everything returned for logging ("r1", "sigma0_reg", "sigma0_clamped", ...) is named in METRICS
-so the loop writes it to TensorBoard where it acts (stability/...).
+Penalties are logged by the loop as losses/<name>; `scalars()` adds stability/... values where the
+knob acts (dropout p, margin, latent variance, σ0 before the clamp).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import functools
+from typing import Dict
 
 import tensorflow as tf
 
 from tf_biggan import seeds
 from tf_biggan.layers import conditioning
-from tf_biggan.sampling.latents import sample_latents
+from tf_biggan.sampling.latents import annealed_variance, sample_latents
 from tf_biggan.training import penalties
 from tf_biggan.training.losses import hinge_d_loss
-
-# Metrics the step adds when the matching knob is on (always present, 0 when off).
-METRICS = ("r1", "sigma0_reg", "g_sigma0_max", "embedding_decay")
+from tf_biggan.training.step import LatentSampler, PenaltyTerm
 
 
 def latent_params(train_cfg) -> dict:
@@ -45,115 +47,146 @@ def latent_params(train_cfg) -> dict:
     return {}
 
 
-class StabilityKnobs:
-    def __init__(self, hp, g, d, num_replicas: int, global_batch: int):
-        self.hp = hp
-        self.st = hp.stability
-        self.train = hp.train
-        self.g, self.d = g, d
-        self.num_replicas = num_replicas
-        self.global_batch = global_batch
-        self._latent_params = latent_params(hp.train)
-        self.freeze_g = self.st.freeze == "g"
-        self.freeze_d = self.st.freeze == "d"
+class PriorLatentSampler(LatentSampler):
+    """LatentSampler whose z comes from train.latents (Appendix E), from the same train_z key: the
+    "normal" prior draws exactly the default sampler's numbers."""
 
-    def scalars(self, metrics: Dict[str, float]) -> Dict[str, float]:
-        """TensorBoard scalars (stability/...) of the knobs that are on, where they act."""
-        st, out = self.st, {}
-        if self.train.r1_gamma:
-            out["stability/r1"] = metrics["r1"]
-        if st.g_sigma0_reg:
-            out["stability/sigma0_reg"] = metrics["sigma0_reg"]
-            out["stability/g_sigma0_max"] = metrics["g_sigma0_max"]
-        if st.g_sigma0_clamp:
-            out["stability/sigma0_before_clamp"] = metrics["sigma0_clamped"]
-        if st.shared_embedding_decay:
-            out["stability/embedding_decay"] = metrics["embedding_decay"]
-        if st.d_dropout:
-            out["stability/d_dropout"] = st.d_dropout
-        if st.hinge_margin != 1.0:
-            out["stability/hinge_margin"] = st.hinge_margin
-        if self.train.latents == "variance_annealed":
-            from tf_biggan.sampling.latents import annealed_variance
+    def __init__(self, train_cfg, *args):
+        super().__init__(*args)
+        self.name, self.params = train_cfg.latents, latent_params(train_cfg)
 
-            p = self._latent_params
-            out["stability/latent_variance"] = float(annealed_variance(
-                metrics["step"], p["anneal_steps"], p["sigma_start"], p["sigma_end"]))
-        return out
+    def sample_z(self, shape, key, step):
+        params = dict(self.params, step=step) if self.name == "variance_annealed" else self.params
+        return sample_latents(self.name, shape, key, **params)
 
-    # ------------------------------------------------------------------ latents (Appendix E)
-    def sample_z(self, shape, key, step) -> tf.Tensor:
-        """z of the global batch from train.latents; "normal" draws exactly stateless_normal(key)."""
-        params = dict(self._latent_params)
-        if self.train.latents == "variance_annealed":
-            params["step"] = step
-        return sample_latents(self.train.latents, shape, key, **params)
+    def global_latents(self, step, substep: int):
+        counter = tf.cast(step, tf.int64) * (self.disc_steps + 1) + substep
+        z = self.sample_z((self.global_batch, self.dim_z), seeds.key("train_z", self.seed, counter), step)
+        y = tf.random.stateless_uniform((self.global_batch,), seed=seeds.key("train_y", self.seed, counter),
+                                        maxval=self.num_classes, dtype=tf.int32)
+        return z, y
 
-    # ------------------------------------------------------------------ D (Section 4.2, G.2, App. I)
-    def dropout_key(self, step, substep):
-        """Stateless key of D's dropout mask for this step, sub-step and replica (None when off)."""
-        if not self.st.d_dropout:
+
+class _Optimizer:
+    """What the step calls `apply_gradients` on: the run's optimiser with clipping, or nothing (frozen).
+    The checkpoint keeps the real optimiser; everything else is delegated to it."""
+
+    def __init__(self, optimizer, frozen: bool, global_norm: float, per_param_norm: float, num_replicas: int):
+        self._optimizer, self._frozen = optimizer, frozen
+        self._clip = functools.partial(penalties.clip_gradients, global_norm=global_norm,
+                                       per_param_norm=per_param_norm, num_replicas=num_replicas)
+
+    def apply_gradients(self, grads_and_vars):
+        if self._frozen:  # Appendix G.1: "ceasing all parameter updates"
             return None
-        counter = tf.cast(step, tf.int64) * (self.train.disc_steps + 1) + substep
+        grads, variables = zip(*grads_and_vars)
+        return self._optimizer.apply_gradients(zip(self._clip(list(grads)), variables))
+
+    def __getattr__(self, name):
+        return getattr(self._optimizer, name)
+
+
+def r1_term(d, gamma: float, every: int, disc_steps: int) -> PenaltyTerm:
+    """R1 on the real half of the D step (after d_inputs), Eq. (5); lazy when every > 1 (applied
+    on every `every`-th D step with weight `every`, logged as the plain penalty γ/2 E||∇D||²).
+
+    D is re-run on the real images in inference mode: the same function of x as the training call
+    just made (same weights, the SN vector it just stored; D has no batch statistics), without
+    updating SN state again. Dropout is not applied in that pass.
+    """
+    def fn(ctx):
+        def penalty():
+            value, _ = penalties.r1_penalty(d, ctx.x_real, ctx.y_real, gamma, ctx.global_batch, training=False)
+            return value
+        if every == 1:
+            value = penalty()
+            return value
+        d_step = tf.cast(ctx.step, tf.int64) * disc_steps + ctx.substep
+        return tf.cond(tf.equal(d_step % every, 0), lambda: every * penalty(), lambda: tf.constant(0.0))
+    return PenaltyTerm("r1", fn)
+
+
+def sigma0_term(g, st) -> PenaltyTerm:
+    kernels = g.ortho_reg_kernels()
+
+    def fn(ctx):
+        value, _ = conditioning.sigma0_penalty(kernels, st.g_sigma0_reg, st.sigma0_target, st.sigma_reg,
+                                               st.sigma_ratio, st.sigma_iterations)
+        return value / ctx.num_replicas  # a global quantity: the all-reduce sums N copies
+    return PenaltyTerm("sigma0_reg", fn)
+
+
+def embedding_decay_term(g, strength: float) -> PenaltyTerm:
+    return PenaltyTerm("embedding_decay",
+                       lambda ctx: penalties.embedding_decay(g.shared.kernel, strength, ctx.num_replicas))
+
+
+def install(trainer) -> None:
+    """Wires the knobs that are on into trainer.train_step (before its first call)."""
+    hp, st, cfg = trainer.hp, trainer.hp.stability, trainer.hp.train
+    step = trainer.train_step
+    if cfg.latents != "normal":
+        step.latents = PriorLatentSampler(cfg, hp.model.dim_z, hp.data.num_classes, trainer.global_batch,
+                                          trainer.num_replicas, cfg.disc_steps, cfg.seed)
+    if st.hinge_margin != 1.0:
+        step.d_loss_fn = functools.partial(hinge_d_loss, margin=st.hinge_margin)
+    if cfg.r1_gamma:
+        step.d_penalties.append(r1_term(trainer.d, cfg.r1_gamma, cfg.r1_every, cfg.disc_steps))
+    if st.g_sigma0_reg:
+        step.g_penalties.append(sigma0_term(trainer.g, st))
+    if st.shared_embedding_decay and trainer.g.shared is not None:
+        step.g_penalties.append(embedding_decay_term(trainer.g, st.shared_embedding_decay))
+    if st.d_beta1 is not None:
+        trainer.d_opt.beta_1 = st.d_beta1  # read by Adam's update step, not checkpointed
+    clip = (st.grad_clip_global, st.grad_clip_per_param, trainer.num_replicas)
+    if st.freeze == "g" or any(clip[:2]):
+        step.g_opt = _Optimizer(trainer.g_opt, st.freeze == "g", *clip)
+    if st.freeze == "d" or any(clip[:2]):
+        step.d_opt = _Optimizer(trainer.d_opt, st.freeze == "d", *clip)
+    if st.d_dropout:
+        install_dropout(trainer, st.d_dropout)
+    trainer.sigma0_before_clamp = None
+    if st.g_sigma0_clamp:
+        with trainer.strategy.scope():
+            trainer.sigma0_before_clamp = tf.Variable(0.0, trainable=False, name="sigma0_before_clamp")
+        kernels = trainer.g.ortho_reg_kernels()
+
+        def clamp(step_var):
+            if st.freeze != "g":
+                trainer.sigma0_before_clamp.assign(conditioning.clamp_all(
+                    kernels, st.sigma0_target, st.sigma_reg, st.sigma_ratio, st.sigma_iterations))
+        step.post_step.append(clamp)
+
+
+def install_dropout(trainer, rate: float) -> None:
+    """D's dropout masks are stateless: every image batch D sees passes through the step's d_inputs
+    hook with (step, substep); the hook hands D the key of that call (stream train_d_dropout, folded
+    with the replica id), so a resumed run draws the same masks."""
+    step, d, seed = trainer.train_step, trainer.d, trainer.hp.train.seed
+    d.dropout = rate
+    inner = step.d_inputs
+
+    def d_inputs(images, step_t, substep):
+        counter = tf.cast(step_t, tf.int64) * (step.disc_steps + 1) + substep
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        key = seeds.key("train_d_dropout", self.train.seed, counter)
-        return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
+        d.dropout_key = tf.random.experimental.stateless_fold_in(seeds.key("train_d_dropout", seed, counter),
+                                                                 tf.cast(replica, tf.int64))
+        return inner(images, step_t, substep)
+    step.d_inputs = d_inputs
 
-    def r1_active(self, d_step_index) -> tf.Tensor:
-        """Whether R1 applies on this D step (every r1_every-th; always when r1_every = 1)."""
-        return tf.equal(tf.math.floormod(tf.cast(d_step_index, tf.int64), self.train.r1_every), 0)
 
-    def d_loss(self, x_real, y_real, x_fake, y_fake, local_batch: int, dropout_seed=None, with_r1: bool = False):
-        """(loss to differentiate, metrics) of one D step: ONE D call on [real; fake] (as the trainer
-        always did), the hinge with stability.hinge_margin, plus R1 on the real half when asked.
-
-        R1's weight is γ · r1_every (lazy regularisation keeps the average strength); its logged
-        value "r1" is the penalty γ/2 E||∇D||² itself.
-        """
-        x = tf.concat([x_real, x_fake], 0)
-        y = tf.concat([y_real, y_fake], 0)
-        if with_r1:
-            with tf.GradientTape() as inner:
-                inner.watch(x)
-                logits = self.d((x, y), training=True, dropout_seed=dropout_seed)
-                real_sum = tf.reduce_sum(tf.cast(logits[:local_batch], tf.float32))
-            grad_real = inner.gradient(real_sum, x)[:local_batch]
-            r1 = penalties.r1_from_gradients(grad_real, self.train.r1_gamma, self.global_batch)
-        else:
-            logits = self.d((x, y), training=True, dropout_seed=dropout_seed)
-            r1 = tf.constant(0.0, tf.float32)
-        real_logits, fake_logits = logits[:local_batch], logits[local_batch:]
-        loss, real_part, fake_part = hinge_d_loss(real_logits, fake_logits, self.global_batch,
-                                                  margin=self.st.hinge_margin)
-        total = loss + float(self.train.r1_every) * r1
-        return total, {"d_loss": loss, "d_loss_real": real_part, "d_loss_fake": fake_part, "r1": r1,
-                       "real_logits": real_logits, "fake_logits": fake_logits}
-
-    # ------------------------------------------------------------------ G (Section 4.1, App. H)
-    def g_penalty(self) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-        """(σ0 regulariser + embedding decay, this replica's share; their metrics)."""
-        zero = tf.constant(0.0, tf.float32)
-        reg, largest = zero, zero
-        if self.st.g_sigma0_reg:
-            reg, largest = conditioning.sigma0_penalty(
-                self.g.ortho_reg_kernels(), self.st.g_sigma0_reg, self.st.sigma0_target, self.st.sigma_reg,
-                self.st.sigma_ratio, self.st.sigma_iterations)
-            reg = reg / self.num_replicas
-        decay = zero
-        if self.st.shared_embedding_decay and self.g.shared is not None:
-            decay = penalties.embedding_decay(self.g.shared.kernel, self.st.shared_embedding_decay,
-                                              self.num_replicas)
-        return reg + decay, {"sigma0_reg": reg, "g_sigma0_max": largest, "embedding_decay": decay}
-
-    def clip(self, grads):
-        return penalties.clip_gradients(grads, self.st.grad_clip_global, self.st.grad_clip_per_param,
-                                        self.num_replicas)
-
-    def clamp(self) -> tf.Tensor:
-        """Eq. (4) on every G weight matrix (cross-replica context: one value for every copy);
-        returns the largest σ0 before clamping (0 when the clamp is off)."""
-        if not self.st.g_sigma0_clamp:
-            return tf.constant(0.0, tf.float32)
-        return conditioning.clamp_all(self.g.ortho_reg_kernels(), self.st.sigma0_target, self.st.sigma_reg,
-                                      self.st.sigma_ratio, self.st.sigma_iterations)
+def scalars(trainer, step: int) -> Dict[str, float]:
+    """stability/... scalars of the knobs that are on (the penalties are logged as losses/...)."""
+    st, cfg, out = trainer.hp.stability, trainer.hp.train, {}
+    if st.d_dropout:
+        out["stability/d_dropout"] = st.d_dropout
+    if st.hinge_margin != 1.0:
+        out["stability/hinge_margin"] = st.hinge_margin
+    if trainer.sigma0_before_clamp is not None:
+        out["stability/g_sigma0_before_clamp"] = float(trainer.sigma0_before_clamp.numpy())
+    if cfg.latents == "variance_annealed":
+        p = latent_params(cfg)
+        out["stability/latent_variance"] = float(annealed_variance(step, p["anneal_steps"], p["sigma_start"],
+                                                                   p["sigma_end"]))
+    return out

@@ -1,0 +1,56 @@
+"""The fast orthogonal initialiser (issue 14, start-up) gives Keras' Orthogonal values for the same seed:
+the same Haar-distributed Q (R's diagonal positive), for tall, wide, square and conv kernels, and the
+same G when a model is built under keras.utils.set_random_seed."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_biggan.config import load_hparams
+from tf_biggan.layers import spectral_norm
+from tf_biggan.layers.orthogonal_init import CHOLESKY_MIN_ASPECT, Orthogonal, orthonormal_columns
+from tf_biggan.models import Generator
+
+SHAPES = [(300, 40), (40, 300), (64, 64), (3, 3, 16, 32), (3, 3, 32, 32), (1, 1, 8, 24), (20, 700)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_equals_keras_orthogonal_for_the_same_seed(shape):
+    ours = Orthogonal(gain=1.5, seed=7)(shape).numpy()
+    reference = keras.initializers.Orthogonal(gain=1.5, seed=7)(shape).numpy()
+    assert ours.shape == reference.shape == shape
+    np.testing.assert_allclose(ours, reference, atol=2e-5)
+    w = ours.reshape(-1, shape[-1]).astype(np.float64) / 1.5
+    small = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(small, np.eye(len(small)), atol=2e-5)
+
+
+def test_cholesky_path_is_the_positive_diagonal_qr():
+    """On a tall matrix (the Cholesky path) Q R = A with R upper triangular, diagonal > 0 (numpy's QR
+    with signs fixed)."""
+    a = np.random.RandomState(3).randn(CHOLESKY_MIN_ASPECT * 50, 50)
+    q = orthonormal_columns(tf.constant(a, tf.float32)).numpy().astype(np.float64)
+    q_ref, r_ref = np.linalg.qr(a)
+    q_ref *= np.sign(np.diag(r_ref))
+    np.testing.assert_allclose(q, q_ref, atol=1e-5)
+    r = q.T @ a
+    assert np.all(np.diag(r) > 0)
+    np.testing.assert_allclose(np.tril(r, -1), 0.0, atol=1e-4)
+
+
+def _generator_weights(monkeypatch, initializer_cls):
+    monkeypatch.setattr(spectral_norm, "Orthogonal", initializer_cls)
+    hp = load_hparams(None, "model.ch=4")
+    keras.utils.set_random_seed(0)
+    g = Generator(hp.model, hp.data.num_classes)
+    g.build_for_input(2)
+    return [v.numpy() for v in g.weights]
+
+
+def test_a_generator_gets_the_weights_keras_orthogonal_gave(monkeypatch):
+    ours = _generator_weights(monkeypatch, Orthogonal)
+    keras_weights = _generator_weights(monkeypatch, keras.initializers.Orthogonal)
+    assert len(ours) == len(keras_weights)
+    for a, b in zip(ours, keras_weights):
+        np.testing.assert_allclose(a, b, atol=2e-5)
