@@ -16,7 +16,13 @@ R1 γ = 1, dropout 0.2 on D's last feature layer, hinge margin x 2, D's Adam β1
 A miniature: a few hundred steps at batch 32 on digits say which knobs cost or help early
 training at this scale, not what they do at ImageNet scale after 100k+ steps.
 
+`--record_traces DIR` instead records two traces for tests/test_stability.py (σ0 of every G layer,
+D's and G's loss every --sv_every steps): the default run for 2 x --steps steps (healthy), and the
+same run with D frozen after --steps steps (Appendix G.1: "when D is frozen, G immediately and
+dramatically collapses").
+
 Run:  python benchmarks/bench_stability.py [--steps 300] [--rows baseline,r1] [--out DIR]
+      python benchmarks/bench_stability.py --steps 150 --record_traces tests/data
 """
 
 from __future__ import annotations
@@ -70,6 +76,29 @@ def train_row(overrides: str, steps: int, sv_every: int):
     return hp, trainer, trace, time.time() - t0
 
 
+def record_traces(steps: int, sv_every: int, directory: str) -> None:
+    """healthy_trace.json and freeze_d_trace.json (see the module docstring)."""
+    from tf_biggan.training.stability import _Optimizer
+    from tf_biggan.training.trainer import GANTrainer
+
+    os.makedirs(directory, exist_ok=True)
+    for name, freeze in (("healthy_trace.json", False), ("freeze_d_trace.json", True)):
+        hp = load_hparams(None, f"train.train_steps={2 * steps},train.steps_per_loop={sv_every}")
+        trainer = GANTrainer(hp, verbose=False)
+        records = []
+        for step in range(sv_every, 2 * steps + 1, sv_every):
+            if freeze and step == steps + sv_every:  # from step `steps` on, D takes no update
+                trainer.train_step.d_opt = _Optimizer(trainer.d_opt, True, 0.0, 0.0, 1)
+                trainer.train_step._loop_fn = None  # re-trace the step without D's update
+            metrics = trainer.train_steps(sv_every)
+            sigma0 = {k[len("G/"):]: float(v[0]) for k, v in trainer.singular_values().items() if k.startswith("G/")}
+            records.append({"step": step, "g_sigma0": sigma0, "d_loss": metrics["d_loss"], "g_loss": metrics["g_loss"]})
+            print(name, records[-1]["step"], round(metrics["d_loss"], 3), round(metrics["g_loss"], 3), flush=True)
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump({"hparams": "hparams/digits.yaml", "frozen_d_from": steps if freeze else None,
+                       "records": records}, f, indent=0)
+
+
 def plot(rows, path: str) -> None:
     import matplotlib
 
@@ -97,7 +126,11 @@ def main() -> int:
     parser.add_argument("--sv_every", type=int, default=25)
     parser.add_argument("--rows", default="", help="comma-separated first words of row names (default: all)")
     parser.add_argument("--out", default="/tmp/bench_stability")
+    parser.add_argument("--record_traces", default="")
     args = parser.parse_args()
+    if args.record_traces:
+        record_traces(args.steps, args.sv_every, args.record_traces)
+        return 0
     os.makedirs(args.out, exist_ok=True)
 
     from tf_biggan.evaluation.evaluate import Evaluator, feature_extractor

@@ -74,6 +74,19 @@ def all_weights(trainer):
     return out
 
 
+def test_the_step_draws_train_latents():
+    """The trainer's step samples z from train.latents (Appendix E), labels as before."""
+    from tf_biggan.training.step import LatentSampler
+    from tf_biggan.training.trainer import GANTrainer
+
+    trainer = GANTrainer(load_hparams(None, TINY + ",train.latents=bernoulli_symmetric"), verbose=False)
+    z, y = trainer.train_step.latents(tf.constant(3, tf.int64), 1)
+    assert set(np.unique(z.numpy())) == {-1.0, 1.0} and z.shape == (8, trainer.hp.model.dim_z)
+    _, y_default = LatentSampler(trainer.hp.model.dim_z, 10, 8, 1, 1, 0)(tf.constant(3, tf.int64), 1)
+    np.testing.assert_array_equal(y.numpy(), y_default.numpy())
+
+
+@pytest.mark.slow  # two trainers traced with every knob on: ~65 s of CPU
 def test_knobs_in_the_step_two_replicas_equal_one_device():
     """R1, σ0 regulariser + clamp, embedding decay, global and per-parameter clipping and a training
     prior inside the real step: 2 replicas give one device's update (the clip norms are those of the
