@@ -56,6 +56,17 @@ def test_p_zero_is_the_identity_bit_for_bit(pipeline):
     assert yb.dtype == tf.bfloat16 and np.array_equal(yb.numpy(), xb.numpy())
 
 
+def test_bf16_images_are_augmented_like_float32():
+    x = tf.random.uniform((4, 16, 16, 3), -1, 1, seed=1)
+    xb = tf.cast(x, tf.bfloat16)
+    y = ada_augment(x, 1.0, draws(4), "bgc")
+    yb = ada_augment(xb, 1.0, draws(4), "bgc")
+    assert yb.dtype == tf.bfloat16
+    ref = ada_augment(tf.cast(xb, tf.float32), 1.0, draws(4), "bgc")  # same input rounding
+    np.testing.assert_allclose(tf.cast(yb, tf.float32).numpy(), ref.numpy(), atol=0.05, rtol=1e-2)
+    assert not np.allclose(y.numpy(), x.numpy())
+
+
 def test_gated_off_samples_are_untouched_when_others_move():
     x = tf.random.uniform((64, 8, 8, 3), -1, 1, seed=2)
     params = ada_parameters(0.1, draws(64), "bgc", 8, 8)

@@ -235,12 +235,16 @@ class DataConfig:
     multi_label: bool = False  # a label list per image: sample one uniformly per read (JFT)
     shuffle_buffer: int = 10000
     seed: int = 0
+    # Limited data (kind: digits): at most this many training images per class, 0 = all. Seed 003
+    # (ADA) studies GANs trained on small subsets; tf_biggan.augment is the remedy it proposes.
+    max_per_class: int = 0
 
     def validate(self, where: str) -> None:
         # data.pattern / data.name are checked by the reader, when data is actually read, so that
         # published configurations load for `--mode=summary` without a dataset.
         _require(self.num_classes >= 1, where, "data.num_classes", f"must be >= 1, got {self.num_classes}")
         _require(self.shuffle_buffer >= 1, where, "data.shuffle_buffer", "must be >= 1")
+        _require(self.max_per_class >= 0, where, "data.max_per_class", f"must be >= 0 (0 = all), got {self.max_per_class}")
 
 
 @dataclass

@@ -86,6 +86,10 @@ def _synthesize(run_dir: str, out_dir: str, truncation: float, per_class: int, l
     return os.path.join(out_dir, "train-*")
 
 
+def name_of(cas) -> str:
+    return "ResNet-50" if cas.arch == "resnet50" else f"ResNet-{cas.depth}"
+
+
 def plot_cas(points: List[dict], metric: str, path: str, baseline: Optional[float], title: str) -> None:
     """CAS top-1 against IS or FID, each point labelled with its truncation (PNG, atomic)."""
     import matplotlib
@@ -181,7 +185,7 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
     atomic.write_text(os.path.join(run_dir, CSV), buf.getvalue())
     for metric, name in PLOTS.items():
         plot_cas(points, metric, os.path.join(run_dir, name), baseline,
-                 f"CAS ({hp.cas.arch}) vs {metric.upper()} over truncation")
+                 f"CAS ({name_of(hp.cas)}) vs {metric.upper()} over truncation")
     for p in points:
         log(f"truncation {label(p['truncation']):>11}: CAS top-1 {p['top1']:.4f} top-5 {p['top5']:.4f}  "
             f"FID {p['fid'] if p['fid'] is None else round(p['fid'], 3)}  IS {p['is'] if p['is'] is None else round(p['is'], 3)}")

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional
 
 import keras
 import numpy as np
@@ -111,12 +111,29 @@ class CasClassifier:
     def predict(self, images):
         return tf.cast(self.model(images, training=False), tf.float32)
 
-    def evaluate(self, dataset) -> Dict:
-        counter = AccuracyCounter(self.num_classes)
-        for images, labels in dataset:
-            counter.update(self.predict(images).numpy(), labels.numpy())
-        return counter.result()
+    @tf.function
+    def _distributed_predict(self, images):
+        return self.strategy.run(self.predict.python_function, args=(images,))
 
+    def evaluate(self, dataset) -> Dict:
+        """Top-1 / top-5 / per-class over one pass of `dataset` (batches padded with label -1).
+
+        The batches are split over the replicas (TPU, mirrored); under MultiWorkerMirroredStrategy
+        each worker scores the whole set on its host instead (the report is the chief's).
+        """
+        counter = AccuracyCounter(self.num_classes)
+        local = lambda x: np.concatenate([t.numpy() for t in self.strategy.experimental_local_results(x)])  # noqa: E731
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            batches = ((self.predict(images).numpy(), labels.numpy()) for images, labels in dataset)
+        else:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            dist = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+            batches = ((local(self._distributed_predict(images)), local(labels)) for images, labels in dist)
+        for logits, labels in batches:
+            keep = labels >= 0
+            counter.update(logits[keep], labels[keep])
+        return counter.result()
 
 def _report_key(hp, train_data: str, eval_data: str) -> Dict:
     return {"train_data": train_data, "eval_data": eval_data, "cas": hp.to_dict()["cas"],
@@ -167,9 +184,14 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     steps_per_epoch = train_images // cas.batch_size  # reference: epochs x images // batch
     total_steps = cas.epochs * steps_per_epoch
     clf = CasClassifier(hp, strategy, steps_per_epoch)
-    manager = tf.train.CheckpointManager(clf.checkpoint, os.path.join(model_dir, "checkpoints"),
-                                         max_to_keep=cas.keep_checkpoints)
-    if manager.latest_checkpoint:
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    # MultiWorkerMirroredStrategy: every worker takes part in saving; only the chief's copy is kept.
+    manager = tf.train.CheckpointManager(
+        clf.checkpoint, ckpt_dir if chief else os.path.join(model_dir, f".worker{strategy_lib.worker_id(strategy)}_tmp"),
+        max_to_keep=cas.keep_checkpoints)
+    if not chief and tf.train.latest_checkpoint(ckpt_dir):
+        clf.checkpoint.restore(tf.train.latest_checkpoint(ckpt_dir)).assert_existing_objects_matched()
+    elif manager.latest_checkpoint:
         clf.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     start = clf.step
     log(f"{cas.arch}{'' if cas.arch == 'resnet50' else f'-{cas.depth}'} on {train_images} images "
@@ -220,7 +242,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     log(f"evaluating on {eval_data} ({sum(s.count() for s in eval_sources)} images, central crop "
         f"{cas.eval_crop_fraction:g})")
     try:
-        scores = clf.evaluate(cas_input.eval_dataset(eval_sources, cas))
+        scores = clf.evaluate(cas_input.eval_dataset(eval_sources, cas, clf.replicas))
     except tf.errors.InvalidArgumentError as exc:
         raise UserError(f"--eval_data: an image could not be decoded: "
                         f"{(exc.message or '').splitlines()[0][:300]}") from None

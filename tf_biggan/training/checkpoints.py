@@ -67,10 +67,13 @@ class RunCheckpoint:
     """
 
     def __init__(self, g, d, ema_g, g_opt, d_opt, step: tf.Variable, model_dir: Optional[str] = None,
-                 max_to_keep: int = 5, chief: bool = True, worker_id: int = 0):
+                 max_to_keep: int = 5, chief: bool = True, worker_id: int = 0, extra: Optional[dict] = None):
         objects = dict(generator=variables_checkpoint(g), discriminator=variables_checkpoint(d),
                        ema_generator=variables_checkpoint(ema_g), g_optimizer=g_opt, d_optimizer=d_opt, step=step)
         assert tuple(objects) == CHECKPOINT_OBJECTS
+        # Optional state of enabled features, by their own names (augment_p, ... with augment.kind
+        # != none: AugmentState.checkpoint_objects).
+        objects.update(extra or {})
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.model_dir, self.step = model_dir, step
         self.manager, self._temp_dir = None, None

@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_biggan.augment import hooks as augment_hooks
+from tf_biggan.augment.controller import AugmentState
 from tf_biggan.errors import UserError
 from tf_biggan.models import Discriminator, Generator
 from tf_biggan.progress import Progress
@@ -86,15 +88,21 @@ class GANTrainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.ema = EMA(self.g, self.ema_g, cfg.ema_decay, cfg.ema_start_step)
             self.ema.copy()
+            # ADA / DiffAugment (tf_biggan.augment): p is one value for all replicas, checkpointed.
+            self.augment = AugmentState(hp.augment, cfg.seed, self.global_batch)
         self.train_step = TrainStep(hp, self.strategy, self.g, self.d, self.g_opt, self.d_opt, self.ema, self.step)
-        stability.install(self)  # the Section 4 knobs that are on (all off by default)
+        augment_hooks.install(self.train_step, self.augment)
+        # The Section 4 knobs that are on (all off by default); after augmentation, so D's dropout
+        # keys are set around the augmented d_inputs.
+        stability.install(self)
 
         # The iterator is made on first use, after `restore`, so it can start at the restored step.
         self._dataset_fn = dataset_fn
         self._iterator = None
         self.run_checkpoint = RunCheckpoint(self.g, self.d, self.ema_g, self.g_opt, self.d_opt, self.step,
                                             model_dir, cfg.keep_checkpoints, self.chief,
-                                            strategy_lib.worker_id(self.strategy))
+                                            strategy_lib.worker_id(self.strategy),
+                                            extra=self.augment.checkpoint_objects() if self.augment.enabled else None)
         self.checkpoint = self.run_checkpoint.checkpoint  # what BestFidKeeper saves
         self._singular_values = None
         self._sample_grid = None
