@@ -88,7 +88,8 @@ class _Optimizer:
 
 def r1_term(d, gamma: float, every: int, disc_steps: int) -> PenaltyTerm:
     """R1 on the real half of the D step (after d_inputs), Eq. (5); lazy when every > 1 (applied
-    on every `every`-th D step with weight `every`, logged as the plain penalty γ/2 E||∇D||²).
+    on every `every`-th D step with weight `every`; the logged "r1" is the term as applied, so
+    `every` x γ/2 E||∇D||² on those steps and 0 on the others).
 
     D is re-run on the real images in inference mode: the same function of x as the training call
     just made (same weights, the SN vector it just stored; D has no batch statistics), without
@@ -99,8 +100,7 @@ def r1_term(d, gamma: float, every: int, disc_steps: int) -> PenaltyTerm:
             value, _ = penalties.r1_penalty(d, ctx.x_real, ctx.y_real, gamma, ctx.global_batch, training=False)
             return value
         if every == 1:
-            value = penalty()
-            return value
+            return penalty()
         d_step = tf.cast(ctx.step, tf.int64) * disc_steps + ctx.substep
         return tf.cond(tf.equal(d_step % every, 0), lambda: every * penalty(), lambda: tf.constant(0.0))
     return PenaltyTerm("r1", fn)
