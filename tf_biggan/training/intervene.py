@@ -155,9 +155,11 @@ def keep_checkpoints_before(model_dir: str, step: int, count: int) -> List[str]:
     return kept
 
 
-def begin(hp, model_dir: str, text: str, checkpoint: Optional[str]):
-    """Starts an intervention: (new hp, checkpoint to restore, actions). Moves the abandoned branch,
-    records the intervention and writes the new hparams.yaml. `hp` is the run's current hparams."""
+def begin(hp, model_dir: str, text: str, checkpoint: Optional[str], chief: bool = True):
+    """Starts an intervention: (new hp, checkpoint to restore, actions). The chief moves the abandoned
+    branch, records the intervention and writes the new hparams.yaml (other workers of a multi-worker
+    run only compute the same new hp; the chosen checkpoint itself is never moved).
+    `hp` is the run's current hparams."""
     from tf_biggan.config import save_hparams
 
     settings, actions = parse(text)
@@ -175,6 +177,8 @@ def begin(hp, model_dir: str, text: str, checkpoint: Optional[str]):
     for dotted in settings:
         section, key = dotted.split(".", 1)
         changes[dotted] = [old[section][key], new[section][key]]
+    if not chief:
+        return new_hp, chosen, actions
     # The abandoned branch: every checkpoint of model_dir newer than the chosen one.
     listed = _listed(model_dir)
     later = [p for p in listed if checkpoint_step(p) > step]

@@ -187,7 +187,8 @@ def train_from_flags(hp, flags):
                         "add --intervene=... (e.g. --intervene=g_lr=2.5e-5); without --checkpoint the run resumes "
                         "from its latest checkpoint")
     if getattr(flags, "intervene", None):
-        hp, chosen, actions = intervene.begin(hp, model_dir, flags.intervene, getattr(flags, "checkpoint", None))
+        hp, chosen, actions = intervene.begin(hp, model_dir, flags.intervene, getattr(flags, "checkpoint", None),
+                                              chief=strategy_lib.is_chief(strategy))
     trainer = GANTrainer(hp, strategy, model_dir)
     restored = trainer.restore(chosen)
     if restored:
