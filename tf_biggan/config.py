@@ -112,6 +112,10 @@ class TrainConfig:
     replay_input: bool = True
     # Columns of the PNG grid of EMA-G samples (rows are classes, at most 10).
     sample_columns: int = 8
+    # Compile each replica's training step with XLA (tf.function(jit_compile=True); not in the paper,
+    # whose TPU steps are always XLA-compiled). Same numerics to float rounding; off by default on
+    # CPU/GPU (benchmarks/bench_memory_speed.py measures what it gives on a machine).
+    jit_compile: bool = False
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",

@@ -61,7 +61,7 @@ from tf_biggan.models import Discriminator, Generator
 # hparams that may change when a run is resumed: how long to train and how often to log / save.
 RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every", "train.log_every",
                   "train.sv_every", "train.sample_every", "train.keep_checkpoints", "train.sample_columns",
-                  "train.replay_input"}
+                  "train.replay_input", "train.jit_compile"}
 METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "ortho_reg", "d_real", "d_fake")
 
 
@@ -233,6 +233,10 @@ class GANTrainer:
                 self._temp_dir = os.path.join(model_dir, f".worker{strategy_lib.worker_id(self.strategy)}_tmp")
                 ckpt_dir = self._temp_dir
             self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=cfg.keep_checkpoints)
+        # train.jit_compile: XLA compiles the replica step (the loop around it reads the input
+        # iterator, which XLA cannot compile).
+        self._replica_fn = (tf.function(self._replica_update, jit_compile=True) if cfg.jit_compile
+                            else self._replica_update)
         self._loop_fn = tf.function(self._loop)
         # tf_biggan.evaluate.BestFidKeeper, set by train_from_flags when eval.best_fid_every > 0.
         self.best_fid_keeper = None
@@ -255,9 +259,16 @@ class GANTrainer:
 
     def _replica_step(self, real_batches, step):
         """One G step and `disc_steps` D steps on this replica (Section 3); returns its metric shares."""
+        # The latents are drawn outside the (optionally XLA-compiled) update: XLA's stateless normal
+        # sampler gives other numbers than TF's for the same key, which would change the trajectory.
+        latents = [self._latents(step, k) for k in range(self.cfg.disc_steps + 1)]
+        return self._replica_fn(real_batches, latents)
+
+    def _replica_update(self, real_batches, latents):
+        """The updates of `_replica_step` given this replica's latents (train.jit_compile: XLA)."""
         gb = self.global_batch
         for k, (x_real, y_real) in enumerate(real_batches):
-            z, y_fake = self._latents(step, k)
+            z, y_fake = latents[k]
             x_fake = self.g((z, y_fake), training=True)
             x_real = tf.cast(x_real, x_fake.dtype)
             y_real = tf.cast(y_real, tf.int32)
@@ -267,7 +278,7 @@ class GANTrainer:
                 d_loss, d_real_part, d_fake_part = self._d_loss_fn(real_logits, fake_logits, gb)
             grads = tape.gradient(d_loss, self.d.trainable_variables)
             self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
-        z, y = self._latents(step, self.cfg.disc_steps)
+        z, y = latents[self.cfg.disc_steps]
         with tf.GradientTape() as tape:
             fake_logits_g = self.d((self.g((z, y), training=True), y), training=True)
             g_loss = self._g_loss_fn(fake_logits_g, gb)
