@@ -1,6 +1,7 @@
 """Typed hyper-parameters: YAML files in `hparams/` validated into dataclasses.
 
-A configuration has four sections, `model`, `train`, `data` and `eval`. Every key is
+A configuration has six sections, `model`, `train`, `data`, `eval`, `augment` (what D sees) and `cas` (the CAS
+classifier). Every key is
 declared below with its type; an unknown key, a key of the wrong type or a value out of
 range is a `HParamsError` that names the file and the key and says what would be valid.
 Command-line overrides use the same names: `--hparams_overrides model.ch=64,train.disc_steps=1`.
@@ -14,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import yaml
 
+from tf_biggan.atomic import write_text
 from tf_biggan.errors import UserError
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -116,12 +117,21 @@ class TrainConfig:
     # whose TPU steps are always XLA-compiled). Same numerics to float rounding; off by default on
     # CPU/GPU (benchmarks/bench_memory_speed.py measures what it gives on a machine).
     jit_compile: bool = False
+    # Standing statistics of the periodic sample grid (a monitoring picture, Appendix C.1's method
+    # at a small budget): passes x batch latents through EMA-G under the strategy before the grid.
+    # 0 passes = EMA-G's own BN statistics (copied from G). The full Appendix C.1 budget
+    # (eval.standing_stats_*) stays for eval, sweep, export and synthesis.
+    sample_stats_passes: int = 4
+    sample_stats_batch: int = 64
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",
-                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns"):
+                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns",
+                    "sample_stats_batch"):
             value = getattr(self, key)
             _require(value >= 1, where, f"train.{key}", f"must be >= 1, got {value}")
+        _require(self.sample_stats_passes >= 0, where, "train.sample_stats_passes",
+                 f"must be >= 0 (0 = EMA-G's own statistics), got {self.sample_stats_passes}")
         _require(self.g_lr > 0 and self.d_lr > 0, where, "train.g_lr/d_lr", "learning rates must be > 0")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, where, "train.beta1/beta2", "must be in [0, 1)")
         _require(0 <= self.ema_decay < 1, where, "train.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
@@ -144,12 +154,16 @@ class DataConfig:
     multi_label: bool = False  # a label list per image: sample one uniformly per read (JFT)
     shuffle_buffer: int = 10000
     seed: int = 0
+    # Limited data (kind: digits): at most this many training images per class, 0 = all. Seed 003
+    # (ADA) studies GANs trained on small subsets; tf_biggan.augment is the remedy it proposes.
+    max_per_class: int = 0
 
     def validate(self, where: str) -> None:
         # data.pattern / data.name are checked by the reader, when data is actually read, so that
         # published configurations load for `--mode=summary` without a dataset.
         _require(self.num_classes >= 1, where, "data.num_classes", f"must be >= 1, got {self.num_classes}")
         _require(self.shuffle_buffer >= 1, where, "data.shuffle_buffer", "must be >= 1")
+        _require(self.max_per_class >= 0, where, "data.max_per_class", f"must be >= 0 (0 = all), got {self.max_per_class}")
 
 
 @dataclass
@@ -215,12 +229,155 @@ class EvalConfig:
         _require(all(t >= 0 for t in self.truncations), where, "eval.truncations", "must all be >= 0")
 
 
+# ------------------------------------------------------------------------------------------------
+# CAS: the classifier protocol of the Classification Accuracy Score (tf_biggan/cas/, issue 10).
+
+
+@dataclass
+class CasConfig:
+    """Classification Accuracy Score protocol (Ravuri & Vinyals 2019 Appendix A; Azizi et al. 2023
+    Table A.1 / A.3). The defaults are the "10-hour" v2-8 ResNet-50 setup (hparams/cas_resnet50_v2-8.yaml
+    traces each value); the class count is `data.num_classes`."""
+
+    # "resnet50" (keras.applications, A.1) or "resnet_cifar" (He et al. 2016 ResNet-(6n+2), A.2).
+    arch: Literal["resnet50", "resnet_cifar"] = "resnet50"
+    depth: int = 56  # resnet_cifar only: 6n + 2
+    width: int = 16  # resnet_cifar only: channels of the first stage
+    image_size: int = 224  # the classifier's input side (A.1: 224)
+    batch_size: int = 1024  # global batch over all replicas (A.1: v2-8, batch 1,024)
+    epochs: int = 90  # A.1
+    # Peak learning rate reached at the end of warm-up (A.1: 0.4 = 0.1 x 1024 / 256).
+    learning_rate: float = 0.4
+    warmup_epochs: float = 5.0  # linear 0 -> learning_rate (A.1)
+    decay_epochs: typing.Tuple[float, ...] = (30.0, 60.0, 80.0)  # x decay_factor at each (A.1)
+    decay_factor: float = 0.1
+    momentum: float = 0.9  # tensorflow/tpu resnet_main.py MOMENTUM, Nesterov
+    nesterov: bool = True
+    weight_decay: float = 1e-4  # Table A.1; on conv / dense kernels only (not BN, not biases)
+    label_smoothing: float = 0.0  # Table A.1: none for ResNet-50 (CAS)
+    # Training crop: "inception" = random distorted box (area 0.08-1, aspect 3/4-4/3) resized to
+    # image_size (resnet_preprocessing.py); "pad_crop" = pad `pad` pixels, random image_size crop
+    # (He et al. CIFAR); "none" = resize only.
+    train_crop: Literal["inception", "pad_crop", "none"] = "inception"
+    pad: int = 4
+    random_flip: bool = True  # horizontal flip while training (resnet_preprocessing.py)
+    # Evaluation: central crop of this fraction of the short side, resized to image_size
+    # (resnet_preprocessing.py: 224 / (224 + 32)); 1.0 = the whole image.
+    eval_crop_fraction: float = 0.875
+    # Per-channel normalisation of [0, 1] pixels (ImageNet MEAN_RGB / STDDEV_RGB of the reference).
+    mean: typing.Tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: typing.Tuple[float, ...] = (0.229, 0.224, 0.225)
+    bn_momentum: float = 0.9  # resnet_model.py BATCH_NORM_DECAY
+    bn_epsilon: float = 1e-5  # resnet_model.py BATCH_NORM_EPSILON
+    # Cross-replica BN moments (keras BatchNormalization(synchronized=True)); the reference uses
+    # per-replica moments (false).
+    sync_bn: bool = False
+    dtype: Literal["float32", "mixed_bfloat16"] = "float32"  # bf16 on TPU (A.1 reference)
+    # Real + synthetic mixtures (Azizi et al. Table A.3): add this many synthetic images to the real
+    # ones (class-balanced, seeded), or the number making them this fraction of the training set.
+    # 0 / 0.0: every image of every --train_data source.
+    synthetic_images: int = 0
+    synthetic_fraction: float = 0.0
+    shuffle_buffer: int = 10000  # per source (resnet_main.py: 1024 files shuffled + record buffer)
+    eval_batch_size: int = 1024
+    seed: int = 0
+    steps_per_loop: int = 50  # steps per tf.function call (reference iterations_per_loop)
+    save_every: int = 1000  # checkpoint every this many steps
+    log_every: int = 100
+    keep_checkpoints: int = 3
+    # --mode=cas_sweep: the truncations synthesized and scored (CAS A.1 footnote 5 sweep), the
+    # synthetic images per class (0 = the real training set's counts) and the "real + k synthetic"
+    # mixtures of the Table A.3-like table (k, synthetic images added; needs real --train_data).
+    sweep_truncations: typing.Tuple[float, ...] = (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0)
+    sweep_images_per_class: int = 0
+    sweep_real_plus: typing.Tuple[int, ...] = ()
+
+    def validate(self, where: str) -> None:
+        for key in ("depth", "width", "image_size", "batch_size", "epochs", "eval_batch_size", "steps_per_loop",
+                    "save_every", "log_every", "keep_checkpoints", "shuffle_buffer"):
+            value = getattr(self, key)
+            _require(value >= 1, where, f"cas.{key}", f"must be >= 1, got {value}")
+        _require(self.learning_rate > 0, where, "cas.learning_rate", "must be > 0")
+        _require(self.warmup_epochs >= 0, where, "cas.warmup_epochs", "must be >= 0")
+        _require(list(self.decay_epochs) == sorted(self.decay_epochs), where, "cas.decay_epochs",
+                 "must be increasing")
+        _require(0 < self.decay_factor <= 1, where, "cas.decay_factor", "must be in (0, 1]")
+        _require(0 <= self.momentum < 1, where, "cas.momentum", "must be in [0, 1)")
+        _require(self.weight_decay >= 0, where, "cas.weight_decay", "must be >= 0")
+        _require(0 <= self.label_smoothing < 1, where, "cas.label_smoothing", "must be in [0, 1)")
+        _require(0 < self.eval_crop_fraction <= 1, where, "cas.eval_crop_fraction", "must be in (0, 1]")
+        _require(len(self.mean) == 3 and len(self.std) == 3 and all(s > 0 for s in self.std), where,
+                 "cas.mean/std", "must be 3 values each (RGB), std > 0")
+        _require(self.synthetic_images >= 0, where, "cas.synthetic_images", "must be >= 0")
+        _require(0 <= self.synthetic_fraction < 1, where, "cas.synthetic_fraction", "must be in [0, 1)")
+        _require(not (self.synthetic_images and self.synthetic_fraction), where, "cas.synthetic_images",
+                 "and cas.synthetic_fraction are exclusive: set one")
+        _require(self.pad >= 0, where, "cas.pad", "must be >= 0")
+        _require(self.sweep_images_per_class >= 0, where, "cas.sweep_images_per_class", "must be >= 0")
+        _require(all(t >= 0 for t in self.sweep_truncations), where, "cas.sweep_truncations", "must be >= 0")
+        _require(all(k >= 1 for k in self.sweep_real_plus), where, "cas.sweep_real_plus", "must be >= 1")
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation of everything D sees (Karras et al. 2020 = seed 003; Zhao et al. 2020 DiffAugment).
+
+    Off by default, as in the paper (BigGAN trains on ImageNet without it); for small datasets, where
+    D memorises the training set early (Section 4.2), `kind: ada`.
+    """
+
+    # none | ada (p adapted from sign(D(real)), seed 003 Section 3) | fixed (constant p) |
+    # diffaugment (Zhao et al.'s policy).
+    kind: Literal["none", "ada", "fixed", "diffaugment"] = "none"
+    # ADA transforms (seed 003 Section 2.3 / Appendix B): blit (x-flip, 90-degree rotations, integer
+    # translation), geom (scaling, rotation, anisotropy, fractional translation), color (brightness,
+    # contrast, luma flip, hue, saturation), bgc = all three (the reference default), bgcnc = bgc
+    # + additive noise + cutout.
+    pipeline: Literal["blit", "geom", "color", "bgc", "bgcnc"] = "bgc"
+    # ADA heuristic r_t = E[sign(D(real))] target (seed 003 Section 3: 0.6).
+    target: float = 0.6
+    # p can move from 0 to 1 in this many thousand real images (seed 003: 500k).
+    speed_kimg: float = 500.0
+    # Steps between two updates of p (seed 003: every 4 minibatches).
+    interval: int = 4
+    # kind=fixed: the augmentation probability. kind=diffaugment: the probability of cutout per
+    # image (Zhao et al. always cut out, which leaks: seed 003 Appendix C.4.4).
+    p: float = 0.5
+    # Upper bound of p (ADA and fixed). Seed 003 Appendix C.5.1: applying a finite group uniformly
+    # with probability p has condition number 1 / (1 - p): 0.8 gives 5; p = 1 leaks and is refused.
+    p_max: float = 0.8
+    # kind=diffaugment: comma list of color, translation, cutout (Zhao et al.'s policies).
+    policy: str = "color,translation,cutout"
+
+    def validate(self, where: str) -> None:
+        from tf_biggan.augment.diffaugment import parse_policy  # avoids an import cycle
+        from tf_biggan.augment.startup import check_config
+
+        _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1), got {self.p_max}")
+        _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1), got {self.p}")
+        _require(-1.0 < self.target < 1.0, where, "augment.target",
+                 f"is a target for E[sign(D(real))], must be in (-1, 1), got {self.target}")
+        _require(self.speed_kimg > 0, where, "augment.speed_kimg", f"must be > 0, got {self.speed_kimg}")
+        _require(self.interval >= 1, where, "augment.interval", f"must be >= 1, got {self.interval}")
+        if self.kind == "fixed":
+            _require(self.p <= self.p_max, where, "augment.p",
+                     f"={self.p} is above augment.p_max={self.p_max} (the safe distance from p = 1, "
+                     "Appendix C.5.1); lower augment.p or raise augment.p_max")
+        try:
+            parse_policy(self.policy)
+        except ValueError as exc:
+            raise HParamsError(f"{where}: augment.policy: {exc}") from None
+        check_config(self, where)
+
+
 @dataclass
 class HParams:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cas: CasConfig = field(default_factory=CasConfig)
     # Where this configuration was read from (not a key of the file).
     source: str = field(default="<defaults>", compare=False, repr=False)
 
@@ -233,7 +390,7 @@ class HParams:
         return {s: _plain(dataclasses.asdict(getattr(self, s))) for s in SECTIONS}
 
 
-SECTIONS = ("model", "train", "data", "eval")
+SECTIONS = ("model", "train", "data", "eval", "augment", "cas")
 _SECTION_TYPES = {f.name: f.type for f in dataclasses.fields(HParams) if f.name in SECTIONS}
 
 
@@ -405,10 +562,5 @@ def dump_hparams(hp: HParams) -> str:
 
 
 def save_hparams(hp: HParams, path: str) -> None:
-    """Writes the resolved configuration atomically (temp file + rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hparams-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(dump_hparams(hp))
-    os.replace(tmp, path)
+    """Writes the resolved configuration atomically (tf_biggan.atomic: temp file + rename)."""
+    write_text(path, dump_hparams(hp))

@@ -7,6 +7,7 @@ as one line naming the flag or file, with exit status 2, not as a traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -15,7 +16,7 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 
 MODES = ("summary", "train", "inspect_data", "eval", "sweep", "interpolate", "neighbors", "memorization",
-         "export", "synthesize")
+         "export", "synthesize", "cas", "cas_sweep", "all")
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hparams/digits.yaml); "
@@ -23,32 +24,45 @@ flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hp
 flags.DEFINE_string("hparams_overrides", "", "Comma-separated section.key=value overrides, "
                     "e.g. model.ch=64,train.disc_steps=1.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and reports.")
-flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.")
-flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy.")
+flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.", lower_bound=1)
+flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy "
+                     "(every mode that builds models).", lower_bound=0)
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
 flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to count (0 = the whole split; "
-                     "default 50,000).")
+                     "default 50,000).", lower_bound=0)
 # Evaluation, export and synthesis.
 flags.DEFINE_string("checkpoint", None, "A checkpoint path of the run (default: the latest in --model_dir).")
 flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated). "
-                   "eval/synthesize; default: untruncated.")
+                   "eval/synthesize; default: untruncated.", lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Seed of the latents (eval, synthesize, qualitative modes).")
 flags.DEFINE_string("inception_path", None, "LOCAL Inception (TF-Hub/SavedModel dir or Keras InceptionV3 file) "
                     "for FID/IS; without it the project's classifier trained on the real data is used.")
 flags.DEFINE_string("export_dir", None, "Where --mode=export writes the TF-Hub module (default: MODEL_DIR/export).")
 flags.DEFINE_string("output_dir", None, "Where --mode=synthesize writes TFRecord shards and manifest.json.")
 flags.DEFINE_string("module", None, "--mode=synthesize from an exported TF-Hub module instead of a checkpoint.")
-flags.DEFINE_integer("images_per_class", None, "Synthetic images per class (default: the real training set's counts).")
-flags.DEFINE_integer("num_shards", 1024, "Number of TFRecord shards (the ImageNet converter writes 1024).")
+flags.DEFINE_integer("images_per_class", None, "Synthetic images per class (default: the real training set's counts).",
+                     lower_bound=1)
+flags.DEFINE_integer("num_shards", 1024, "Number of TFRecord shards (the ImageNet converter writes 1024).",
+                     lower_bound=1)
 flags.DEFINE_enum("shard_prefix", "train", ["train", "validation"], "Shard names: train-%05d-of-%05d or validation-*.")
-flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of synthetic images.")
+flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of synthetic images.", lower_bound=1, upper_bound=100)
 flags.DEFINE_string("synsets_file", None, "Text file of class synsets (one per line, class order) for image/class/synset.")
-flags.DEFINE_integer("num_workers", None, "--mode=synthesize: hosts sharing the shards (default: from TF_CONFIG, else 1).")
-flags.DEFINE_integer("worker_index", None, "--mode=synthesize: this host's index; it writes shards i with i % num_workers == index.")
+flags.DEFINE_integer("num_workers", None, "--mode=synthesize: hosts sharing the shards (default: from TF_CONFIG, else 1).",
+                     lower_bound=1)
+flags.DEFINE_integer("worker_index", None, "--mode=synthesize: this host's index; it writes shards i with i % num_workers == index.",
+                     lower_bound=0)
 flags.DEFINE_enum("latent_convention", "paper_resample", ["paper_resample", "hub_notebook"],
                   "--mode=synthesize latents: the paper's resampling beyond --truncation (Section 3.1), or the TF-Hub "
                   "notebook's truncation x truncnorm(-2, 2) (tensorflow/hub#214; CAS footnote 5).")
-flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).")
+flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).",
+                     lower_bound=1)
+# Classification Accuracy Score (tf_biggan/cas/) and the main job.
+flags.DEFINE_string("cas_hparams", None, "--mode=all: the CAS protocol file (default hparams/cas_digits.yaml); cas.* "
+                    "keys of --hparams_overrides apply to it.")
+flags.DEFINE_string("train_data", None, "--mode=cas / cas_sweep: training images, comma-separated: TFRecord globs "
+                    "(prefix real: or synthetic: to say which; synthesize's shards are recognised), or digits:train.")
+flags.DEFINE_string("eval_data", None, "--mode=cas / cas_sweep: the REAL held-out images (TFRecord glob, e.g. "
+                    "validation-*, or digits:test).")
 flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and labels as .npz (for other FID toolkits).")
 
 
@@ -64,49 +78,104 @@ _MODE_TABLE = {
     "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
     "export": ("tf_biggan.export.hub", "run_export"),
     "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
+    "cas": ("tf_biggan.cas.train", "run_cas_mode"),
+    "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),
+    "all": ("tf_biggan.main_job", "run_all"),
+}
+
+_RUN = "the training run's directory"
+# mode -> {flag: why it is needed}: checked once, before any work (modules' run_* trust them).
+REQUIRED = {
+    "train": {"model_dir": "where checkpoints, logs and train_report.json go"},
+    "inspect_data": {"model_dir": "where the grid and report go"},
+    "eval": {"model_dir": _RUN},
+    "sweep": {"model_dir": _RUN},
+    "interpolate": {"model_dir": _RUN},
+    "neighbors": {"model_dir": _RUN},
+    "memorization": {"model_dir": _RUN},
+    "export": {"model_dir": "the training run to export"},
+    "synthesize": {"output_dir": "where the TFRecord shards and manifest.json go"},
+    "cas": {"model_dir": "where the classifier's checkpoints and cas_report.json go",
+            "train_data": "the training images: TFRecord globs (real: / synthetic:) or digits:train",
+            "eval_data": "the REAL held-out images: a TFRecord glob such as validation-*, or digits:test"},
+    "cas_sweep": {"model_dir": _RUN},
+}
+# mode -> groups of flags of which exactly one must be given.
+EXACTLY_ONE = {
+    "synthesize": [("model_dir", "module")],
+}
+# Groups of flags that exclude each other (at most one given), in every mode / in one mode.
+EXCLUSIVE = [("tpu", "cpu_replicas")]
+EXCLUSIVE_IN_MODE = {
+    "synthesize": [("module", "checkpoint")],
 }
 
 
-def _dispatch(mode: str):
-    import importlib
+def _given(name: str) -> bool:
+    value = FLAGS[name].value
+    return value not in (None, "", 0) if not isinstance(value, bool) else value
 
+
+def check_flags(mode: str) -> None:
+    """UserError naming the flag when `mode`'s required / exclusive flags are not as the tables say."""
     from tf_biggan.errors import UserError
 
-    module_name, function_name = _MODE_TABLE[mode]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise UserError(f"--mode={mode} is not available in this version of tf_biggan") from None
-        raise
-    return getattr(module, function_name)
+    for name, why in REQUIRED.get(mode, {}).items():
+        if not _given(name):
+            raise UserError(f"--mode={mode} needs --{name} ({why})")
+    for group in EXACTLY_ONE.get(mode, []):
+        if sum(_given(name) for name in group) != 1:
+            raise UserError(f"--mode={mode} needs exactly one of " + " or ".join(f"--{n}" for n in group))
+    for group in EXCLUSIVE + EXCLUSIVE_IN_MODE.get(mode, []):
+        given = [f"--{n}" for n in group if _given(n)]
+        if len(given) > 1:
+            raise UserError(f"{' and '.join(given)} exclude each other" + (f" in --mode={mode}" if
+                                                                            group not in EXCLUSIVE else "")
+                            + ": pass only one")
 
 
 def main(argv) -> int:
     del argv
-    from tf_biggan.config import load_hparams
     from tf_biggan.errors import UserError
 
-    from absl import logging
-
-    if not FLAGS["verbosity"].present:  # TF's checkpoint INFO lines drown the progress lines
-        logging.set_verbosity(logging.WARNING)
     try:
+        check_flags(FLAGS.mode)
+        if FLAGS.cpu_replicas:
+            # First TensorFlow work of the process: the split must precede device initialisation.
+            from tf_biggan.training.strategy import split_cpu
+
+            split_cpu(FLAGS.cpu_replicas)
+        from absl import logging
+
+        from tf_biggan.config import load_hparams
+
+        if not FLAGS["verbosity"].present:  # TF's checkpoint INFO lines drown the progress lines
+            logging.set_verbosity(logging.WARNING)
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
         hp = load_hparams(FLAGS.hparams, overrides)
-        _dispatch(FLAGS.mode)(hp, FLAGS)
+        module_name, function_name = _MODE_TABLE[FLAGS.mode]
+        getattr(importlib.import_module(module_name), function_name)(hp, FLAGS)
     except UserError as exc:
         print(f"tf-biggan: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
+def _parse_flags(argv):
+    """absl's parser, with a bad flag value reported like every user error: one line, exit 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as exc:
+        print(f"tf-biggan: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
     """Console-script entry point (`tf-biggan`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

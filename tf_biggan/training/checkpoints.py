@@ -1,19 +1,28 @@
-"""Reading a training run back: its resolved hparams and the EMA generator of a checkpoint.
+"""A training run on disk: its hparams.yaml, its checkpoints (save / restore / chief), reading it back.
 
-The trainer (train.py) writes `model_dir/hparams.yaml` and checkpoints holding G, D, EMA-G (each
-variable named by its path in the model), both optimisers and the step. Evaluation, export and
-synthesis only need the EMA generator (paper Section 3: "moving averages of G's weights" are what
-is sampled), which is restored here without building D or the optimisers.
+A run directory holds the resolved `hparams.yaml` (written on the first start; resuming with
+different hparams is a UserError listing the differences) and tf.train.CheckpointManager
+checkpoints `ckpt-STEP` (atomic) of these objects, by name:
+
+    generator, discriminator, ema_generator   every variable by its path in the model
+    g_optimizer, d_optimizer                  both Adam optimisers (moments, iterations)
+    step                                      the global step: RNG state and input position
+
+`RunCheckpoint` saves and restores them; under MultiWorkerMirroredStrategy every worker takes part
+in saving and only the chief's copy is kept. Evaluation, export and synthesis only need the EMA
+generator (paper Section 3: "moving averages of G's weights" are what is sampled), which
+`load_ema_generator` restores without building D or the optimisers.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from tf_biggan.config import load_hparams
+from tf_biggan.config import hparams_from_dict, load_hparams, save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models import Generator
 
@@ -33,6 +42,97 @@ def variables_checkpoint(model) -> tf.train.Checkpoint:
     if len(named) != len(model.variables):
         raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
     return tf.train.Checkpoint(**named)
+
+
+# Object names inside every checkpoint: part of the on-disk format (runs resume by these names).
+CHECKPOINT_OBJECTS = ("generator", "discriminator", "ema_generator", "g_optimizer", "d_optimizer", "step")
+
+# hparams that may change when a run is resumed: how long to train and how often to log / save /
+# sample. (eval.* may change too: evaluation does not change the trajectory.)
+RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every", "train.log_every",
+                  "train.sv_every", "train.sample_every", "train.keep_checkpoints", "train.sample_columns",
+                  "train.replay_input", "train.sample_stats_passes", "train.sample_stats_batch",
+                  "train.jit_compile"}
+
+
+class RunCheckpoint:
+    """Save / restore of a run's G, D, EMA-G, optimisers and step (CHECKPOINT_OBJECTS).
+
+    `model_dir=None` keeps nothing on disk (tests, benchmarks). On a non-chief worker of
+    MultiWorkerMirroredStrategy, saving writes to a temporary directory that is deleted at once
+    (every worker must take part in a distributed save; only the chief's copy is kept).
+    """
+
+    def __init__(self, g, d, ema_g, g_opt, d_opt, step: tf.Variable, model_dir: Optional[str] = None,
+                 max_to_keep: int = 5, chief: bool = True, worker_id: int = 0, extra: Optional[dict] = None):
+        objects = dict(generator=variables_checkpoint(g), discriminator=variables_checkpoint(d),
+                       ema_generator=variables_checkpoint(ema_g), g_optimizer=g_opt, d_optimizer=d_opt, step=step)
+        assert tuple(objects) == CHECKPOINT_OBJECTS
+        # Optional state of enabled features, by their own names (augment_p, ... with augment.kind
+        # != none: AugmentState.checkpoint_objects).
+        objects.update(extra or {})
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.model_dir, self.step = model_dir, step
+        self.manager, self._temp_dir = None, None
+        if model_dir:
+            directory = model_dir
+            if not chief:
+                self._temp_dir = directory = os.path.join(model_dir, f".worker{worker_id}_tmp")
+            self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+
+    def latest(self) -> Optional[str]:
+        return tf.train.latest_checkpoint(self.model_dir) if self.model_dir else None
+
+    def restore(self, path: Optional[str] = None) -> Optional[str]:
+        """Restores `path` (default: the run's latest checkpoint, if any); returns the path restored."""
+        path = path or self.latest()
+        if path:
+            self.checkpoint.restore(path).assert_consumed()
+        return path
+
+    def save(self) -> Optional[str]:
+        """Saves `ckpt-STEP`; the path on the chief, None elsewhere (and without a model_dir)."""
+        if self.manager is None:
+            return None
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            return None
+        return path
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_hparams(hp, path: str) -> None:
+    """UserError if `path` (a run's hparams.yaml) differs from `hp` beyond RESUMABLE_KEYS and eval.*."""
+    import yaml
+
+    with open(path) as f:
+        saved = hparams_from_dict(yaml.safe_load(f), path)
+    old, new = _flatten(saved.to_dict()), _flatten(hp.to_dict())
+    diffs = [f"{k}: {old.get(k)!r} in the run, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+             if k not in RESUMABLE_KEYS and not k.startswith("eval.") and old.get(k) != new.get(k)]
+    if diffs:
+        raise UserError(f"--model_dir holds a run with different hparams ({path}): " + "; ".join(diffs)
+                        + ". Resume with the same --hparams/--hparams_overrides, or pass a new --model_dir")
+
+
+def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:
+    """A fresh model_dir gets hparams.yaml; an existing run must have the same hparams (UserError)."""
+    path = os.path.join(model_dir, "hparams.yaml")
+    if os.path.exists(path):
+        check_resume_hparams(hp, path)
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
+        save_hparams(hp, path)  # rewrites resumable keys (e.g. a longer train_steps)
 
 
 def run_hparams(model_dir: str):

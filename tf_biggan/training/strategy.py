@@ -24,19 +24,25 @@ import tensorflow as tf
 from tf_biggan.errors import UserError
 
 
-def _split_cpu(num_replicas: int) -> list:
+def split_cpu(num_replicas: int) -> list:
+    """Splits the CPU into `num_replicas` logical devices (names of the first `num_replicas`).
+
+    TensorFlow fixes its logical devices the first time anything lists or uses them, so this must
+    run before any TensorFlow work: main() calls it first thing for --cpu_replicas. Listing the
+    PHYSICAL devices does not initialise them; listing the logical ones does.
+    """
     cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)])
+    except RuntimeError:  # already initialised: fine if there are enough devices (checked below)
+        pass
     logical = tf.config.list_logical_devices("CPU")
     if len(logical) < num_replicas:
-        try:
-            tf.config.set_logical_device_configuration(
-                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_replicas)])
-        except RuntimeError:
-            raise UserError(
-                f"--cpu_replicas={num_replicas}: TensorFlow's devices were already initialised with "
-                f"{len(logical)} CPU device(s); pass --cpu_replicas before anything runs TensorFlow "
-                f"(it must be the first thing the process does)") from None
-        logical = tf.config.list_logical_devices("CPU")
+        raise UserError(
+            f"--cpu_replicas={num_replicas}: TensorFlow's devices were already initialised with "
+            f"{len(logical)} CPU device(s); split the CPU (tf_biggan.training.strategy.split_cpu) before "
+            f"anything runs TensorFlow")
     return [d.name for d in logical[:num_replicas]]
 
 
@@ -63,7 +69,7 @@ def make_strategy(tpu: Optional[str] = None, cpu_replicas: int = 0) -> tf.distri
     if cpu_replicas < 0:
         raise UserError(f"--cpu_replicas={cpu_replicas}: must be >= 0")
     if cpu_replicas > 0:
-        devices = _split_cpu(cpu_replicas)
+        devices = split_cpu(cpu_replicas)
         if cpu_replicas == 1:
             return tf.distribute.OneDeviceStrategy(devices[0])
         # One host: reduce through one device (NCCL/collectives buy nothing between CPU slices).

@@ -1,0 +1,216 @@
+"""CAS (tf_biggan/cas): the schedule, weight decay, mixtures, accuracy, bad data, replicas."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import conftest
+from tf_biggan.cas import learning_rate_schedule
+from tf_biggan.cas.accuracy import accuracy
+from tf_biggan.cas.input import eval_dataset
+from tf_biggan.cas.sources import Source, parse_sources, select_mixture
+from tf_biggan.config import load_hparams
+from tf_biggan.data import tfrecord
+from tf_biggan.errors import UserError
+from tf_biggan.models.classifiers import build_classifier, decayed_variables, is_batch_norm_variable
+
+IMAGENET_TRAIN = 1281167  # REF resnet_config num_train_images
+
+
+@pytest.mark.parametrize("protocol, batch, peak", [("cas_resnet50_v2-8", 1024, 0.4), ("cas_resnet50_pod", 8192, 3.2)])
+def test_schedule_matches_protocol_at_every_boundary(protocol, batch, peak):
+    hp = load_hparams(f"hparams/{protocol}.yaml")
+    assert hp.cas.batch_size == batch and hp.cas.epochs == 90
+    spe = IMAGENET_TRAIN // batch
+    lr = learning_rate_schedule(hp, spe)
+    at = lambda step: float(lr(step))  # noqa: E731
+    # Reference (CAS A.1; resnet_main.py): 0 -> peak linearly over 5 epochs, x0.1 at 30, 60, 80.
+    assert at(0) == 0.0
+    assert at(spe) == pytest.approx(peak / 5, rel=1e-6)  # linear: one fifth after epoch 1
+    assert at(5 * spe - 1) == pytest.approx(peak * (5 * spe - 1) / (5 * spe), rel=1e-5)
+    assert at(5 * spe) == pytest.approx(peak, rel=1e-6)  # end of warm-up
+    assert at(30 * spe - 1) == pytest.approx(peak, rel=1e-6)
+    assert at(30 * spe) == pytest.approx(peak * 0.1, rel=1e-6)
+    assert at(60 * spe - 1) == pytest.approx(peak * 0.1, rel=1e-6)
+    assert at(60 * spe) == pytest.approx(peak * 0.01, rel=1e-5)
+    assert at(80 * spe - 1) == pytest.approx(peak * 0.01, rel=1e-5)
+    assert at(80 * spe) == pytest.approx(peak * 0.001, rel=1e-5)
+    assert at(90 * spe - 1) == pytest.approx(peak * 0.001, rel=1e-5)  # the last step
+    assert isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule)
+
+
+def _digits_hp(**cas):
+    hp = load_hparams("hparams/cas_digits.yaml")
+    return dataclasses.replace(hp, cas=dataclasses.replace(hp.cas, **cas))
+
+
+def test_weight_decay_skips_batch_norm_and_biases():
+    from tf_biggan.cas.train import CasClassifier
+
+    hp = _digits_hp(weight_decay=0.01)
+    clf = CasClassifier(hp, tf.distribute.get_strategy(), steps_per_epoch=10)
+    model = clf.model
+    decayed = {id(v) for v in decayed_variables(model)}
+    bn = [v for v in model.trainable_variables if is_batch_norm_variable(model, v)]
+    assert len(bn) == 2 * sum("bn" in layer.name for layer in model.layers)  # gamma + beta each
+    assert not decayed & {id(v) for v in bn}
+    assert not any(id(v) in decayed for v in model.trainable_variables if "bias" in v.path)
+    kernels = [v for v in model.trainable_variables if v.path.endswith("kernel")]
+    assert {id(v) for v in kernels} == decayed and len(kernels) == 1 + 3 * 2 + 2 + 1  # stem, 3 blocks x 2, 2 proj, dense
+    # The gradient of the decay term: wd * w on kernels, nothing on BN gamma / beta or the bias.
+    with tf.GradientTape() as tape:
+        _, wd = clf.losses(tf.zeros([2, 16, 16, 3]), tf.constant([0, 1]))
+    grads = tape.gradient(wd, model.trainable_variables)
+    for v, g in zip(model.trainable_variables, grads):
+        if id(v) in decayed:
+            np.testing.assert_allclose(g.numpy(), 0.01 * v.numpy(), rtol=1e-5, atol=1e-9)
+        else:
+            assert g is None
+    np.testing.assert_allclose(float(wd), 0.01 * sum(0.5 * np.sum(v.numpy() ** 2) for v in kernels), rtol=1e-5)
+
+
+def _source(spec, kind, per_class):
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(per_class)]).astype(np.int64)
+    labels = np.random.default_rng(0).permutation(labels)
+    return Source(spec, kind, [], labels, np.zeros([1], np.int64))
+
+
+def test_mixture_gives_exact_per_class_counts():
+    hp = _digits_hp(synthetic_images=23)
+    real = _source("real:a", "real", [5, 7, 3])
+    syn1 = _source("synthetic:b", "synthetic", [6, 2, 9])
+    syn2 = _source("synthetic:c", "synthetic", [4, 8, 1])
+    counts = select_mixture([real, syn1, syn2], hp.cas, 3)
+    per_class = np.array(syn1.per_class(3)) + np.array(syn2.per_class(3))
+    assert sorted(per_class.tolist()) == [7, 8, 8] and per_class.sum() == 23  # 23 // 3 each, 2 extra
+    assert real.count() == 15 and counts["real_images"] == 15 and counts["synthetic_images"] == 23
+    assert counts["synthetic_fraction"] == pytest.approx(23 / 38)
+    assert [s["used"] for s in counts["sources"]] == [15, syn1.count(), syn2.count()]
+    # Seeded: the same picks again; another seed picks others.
+    again = [_source("synthetic:b", "synthetic", [6, 2, 9]), _source("synthetic:c", "synthetic", [4, 8, 1])]
+    select_mixture([real] + again, hp.cas, 3)
+    assert (again[0].keep == syn1.keep).all() and (again[1].keep == syn2.keep).all()
+    # A fraction: k = f x real / (1 - f) = 0.25 x 15 / 0.75 = 5 synthetic images.
+    hp = _digits_hp(synthetic_fraction=0.25)
+    counts = select_mixture([real, syn1, syn2], hp.cas, 3)
+    assert counts["synthetic_images"] == 5 and sorted((np.array(syn1.per_class(3)) + syn2.per_class(3)).tolist()) == [1, 2, 2]
+    with pytest.raises(UserError, match="class 2"):  # 4 of class 2 wanted, 1 + 9 = 10 there; class 1: 10
+        select_mixture([real, _source("synthetic:d", "synthetic", [9, 9, 3])], _digits_hp(synthetic_images=12).cas, 3)
+
+
+def test_accuracy_on_a_hand_built_example():
+    logits = np.array([[9, 1, 2, 3, 4, 5, 0],    # label 0: top-1
+                       [1, 9, 8, 7, 6, 5, 4],    # label 2: rank 2 -> top-5 not top-1
+                       [0, 1, 2, 3, 4, 5, 6],    # label 0: rank 7 -> miss
+                       [3, 3, 3, 3, 3, 3, 3],    # label 1: all tied -> rank 6 (pessimistic) -> miss
+                       [0, 0, 0, 0, 0, 0, 1]], float)  # label 6: top-1
+    labels = np.array([0, 2, 0, 1, 6])
+    out = accuracy(logits, labels, 7)
+    assert out["top1"] == pytest.approx(2 / 5) and out["top5"] == pytest.approx(3 / 5)
+    assert out["per_class_top1"] == {"0": 0.5, "1": 0.0, "2": 0.0, "6": 1.0}
+    assert out["eval_images"] == 5
+
+
+def test_bad_labels_and_files_name_the_file(tmp_path):
+    jpeg = tf.io.encode_jpeg(np.zeros([16, 16, 3], np.uint8)).numpy()
+    good = str(tmp_path / "train-00000-of-00002")
+    tfrecord.write_shard(good, [tfrecord.make_example(jpeg, c) for c in (0, 1, 9)])
+    bad = str(tmp_path / "train-00001-of-00002")
+    tfrecord.write_shard(bad, [tfrecord.make_example(jpeg, 3), tfrecord.make_example(jpeg, 10)])  # stored 11
+    with pytest.raises(UserError, match=r"record 1 of .*train-00001-of-00002 has label 11 outside 1\.\.10"):
+        parse_sources(str(tmp_path / "train-*"), "--train_data", 10)
+    sources = parse_sources(good, "--train_data", 10, cache_dir=str(tmp_path / "cache"))
+    assert sources[0].labels.tolist() == [0, 1, 9] and sources[0].kind == "real"
+    junk = tmp_path / "junk-0"
+    junk.write_bytes(b"not a tfrecord at all, just bytes")
+    with pytest.raises(UserError, match="junk-0 is not a TFRecord"):
+        parse_sources(str(junk), "--eval_data", 10)
+    with pytest.raises(UserError, match="matches no files"):
+        parse_sources(str(tmp_path / "nothing-*"), "--eval_data", 10)
+
+
+def test_one_step_on_two_replicas_equals_one_device():
+    """Sync BN (cas.sync_bn, as cas_digits.yaml): batch moments over the global batch, so two replicas of
+    half the batch each take exactly the step one device takes on the whole batch."""
+    from tf_biggan.cas.train import CasClassifier
+
+    hp = _digits_hp(batch_size=8, weight_decay=1e-3)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(8, 16, 16, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, size=8).astype(np.int32)
+
+    def one_step(strategy):
+        clf = CasClassifier(hp, strategy, steps_per_epoch=1)
+        before = [v.numpy() for v in clf.model.weights]
+        clf.optimizer.iterations.assign(3)  # mid warm-up: a non-zero learning rate
+        ds = tf.data.Dataset.from_tensors((images, labels))
+        it = iter(strategy.experimental_distribute_dataset(ds))
+        metrics = clf.train_steps(it, tf.constant(1))
+        # Scoring splits padded batches over the replicas: 364 held-out digits in batches of 100.
+        scores = clf.evaluate(eval_dataset(sources, dataclasses.replace(hp.cas, eval_batch_size=100),
+                                           strategy.num_replicas_in_sync))
+        return before, [v.numpy() for v in clf.model.weights], {k: float(v) for k, v in metrics.items()}, scores
+
+    sources = parse_sources("digits:test", "--eval_data", 10)
+    before, w1, m1, s1 = one_step(tf.distribute.get_strategy())
+    _, w2, m2, s2 = one_step(conftest.mirrored_strategy(2))
+    assert m1 == pytest.approx(m2, rel=1e-5)
+    assert s1["eval_images"] == s2["eval_images"] == 364
+    assert s1["top1"] == pytest.approx(s2["top1"], abs=1 / 364) and s1["top5"] == pytest.approx(s2["top5"], abs=1 / 364)
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+    moved = sum(not np.allclose(a, b) for a, b in zip(w1, before))
+    assert moved > len(w1) // 2  # the step did change the weights (and the BN moving statistics)
+
+def test_resnet50_builds_with_protocol_batch_norm():
+    hp = load_hparams("hparams/cas_resnet50_v2-8.yaml")
+    cas = dataclasses.replace(hp.cas, image_size=32, dtype="float32")
+    model = build_classifier(cas, 10)
+    bns = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization)]
+    assert len(bns) == 53 and all(l.momentum == 0.9 and l.epsilon == 1e-5 for l in bns)
+    assert model.output_shape == (None, 10) and model.count_params() > 23_000_000
+
+
+def test_cas_sweep_joins_fid_is_and_writes_table_csv_plots(tmp_path, monkeypatch):
+    """The sweep's bookkeeping with its stages stubbed (each is tested on its own): which classifiers it
+    trains on which data, the join with the GAN sweep, the real + k table, the CSV and both plots."""
+    from tf_biggan.cas import sweep
+    from tf_biggan.config import save_hparams
+
+    run = tmp_path / "run"
+    save_hparams(load_hparams("hparams/digits.yaml"), str(run / "hparams.yaml"))
+    hp = _digits_hp(sweep_truncations=(0.5, 1.0, 0.0), sweep_real_plus=(100, 200))
+    top1 = {"0.5": 0.75, "1": 0.875, "untruncated": 0.8125}  # exact in binary
+    calls = []
+
+    def fake_cas(hp_, model_dir, train, evald, strategy=None, log=None):
+        calls.append((os.path.basename(model_dir), train, hp_.cas.synthetic_images))
+        name = os.path.basename(model_dir)
+        t = top1.get(name[len("cas_t"):], 0.95)
+        return {"top1": t, "top5": min(1.0, t + 0.0625), "per_class_top1": {}, "train_images": 1000,
+                "synthetic_fraction": 0.1}
+
+    monkeypatch.setattr(sweep, "run_cas", fake_cas)
+    monkeypatch.setattr(sweep, "_synthesize", lambda run_dir, out, t, n, log: os.path.join(out, "train-*"))
+    monkeypatch.setattr(sweep, "_gan_sweep", lambda *a: {0.5: {"fid": 30.0, "is": 8.0}, 1.0: {"fid": 10.0, "is": 6.0},
+                                                          0.0: {"fid": 12.0, "is": 5.0}})
+    report = sweep.run_cas_sweep(hp, str(run), log=lambda m: None)
+    assert [(p["truncation"], p["top1"], p["fid"], p["is"]) for p in report["points"]] == [
+        (0.5, 0.75, 30.0, 8.0), (1.0, 0.875, 10.0, 6.0), (0.0, 0.8125, 12.0, 5.0)]
+    assert calls[:4] == [("cas_t0.5", f"synthetic:{run}/cas_sweep/synthetic_t0.5/train-*", 0),
+                         ("cas_t1", f"synthetic:{run}/cas_sweep/synthetic_t1/train-*", 0),
+                         ("cas_tuntruncated", f"synthetic:{run}/cas_sweep/synthetic_tuntruncated/train-*", 0),
+                         ("cas_real", "real:digits:train", 0)]
+    # The mixtures use the best-CAS truncation (1.0) and add exactly k synthetic images.
+    assert calls[4:] == [(f"cas_real_plus_{k}", f"real:digits:train,synthetic:{run}/cas_sweep/synthetic_t1/train-*", k)
+                         for k in (100, 200)]
+    assert report["real_plus_synthetic"]["truncation"] == 1.0
+    assert [r["synthetic_added"] for r in report["real_plus_synthetic"]["rows"]] == [0, 100, 200]
+    with open(run / "cas_sweep_report.csv") as f:
+        rows = f.read().splitlines()
+    assert rows[0] == ",".join(sweep.CSV_FIELDS) and rows[2].startswith("1.0,0.875,0.9375,10.0,6.0,1000,")
+    for name in sweep.PLOTS.values():
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,111 @@
+"""`--mode=all`, the main job, through the real CLI: every stage runs, the report is complete, a rerun
+skips every stage, and a run interrupted during synthesis finishes with the same numbers."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The embedded default made tiny: a few steps, two truncations, one CAS epoch.
+TINY = ",".join([
+    "train.train_steps=6", "train.steps_per_loop=3", "train.save_every=3", "train.log_every=3",
+    "train.sv_every=6", "train.sample_every=6", "eval.num_samples=100", "eval.truncations=[0.5,0]",
+    "eval.standing_stats_passes=2", "eval.export_truncations=[0.5,1.0]", "eval.classifier_epochs=1",
+    "eval.classifier_max_examples=500", "cas.epochs=1",
+])
+STAGES = ["train", "sweep", "export", "synthesize", "cas_real", "cas_synthetic"]
+NUMBERS = ["fid", "is", "truncation", "sample_class_accuracy", "cas_top1", "real_top1", "step"]
+
+
+def _run_all(model_dir, *extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=all", f"--model_dir={model_dir}",
+                           f"--hparams_overrides={TINY}", *extra], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def main_job_run(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("main_job") / "run")
+    out = _run_all(model_dir)
+    with open(os.path.join(model_dir, "report.json")) as f:
+        return model_dir, json.load(f), out
+
+
+def test_main_job_runs_every_stage_and_reports(main_job_run):
+    model_dir, report, out = main_job_run
+    for key in ("fid", "is", "truncation", "sample_class_accuracy", "cas_top1", "real_top1", "wall_seconds",
+                "stages"):
+        assert key in report, key
+    assert sorted(report["stages"]) == sorted(STAGES)
+    assert all(not s["skipped"] and s["seconds"] > 0 for s in report["stages"].values())
+    assert report["step"] == 6
+    # The synthesis truncation is the sweep's best-FID threshold, as the report says.
+    with open(os.path.join(model_dir, "sweep_report.json")) as f:
+        sweep = json.load(f)
+    assert report["truncation"] == sweep["best_fid"]["truncation"]
+    assert min(p["fid"] for p in sweep["points"]) == report["fid"]
+    with open(os.path.join(model_dir, "synthetic", "manifest.json")) as f:
+        assert json.load(f)["truncation"] == report["truncation"]
+    # CAS: synthetic-only and real-data classifiers, both scored on the real held-out digits.
+    for name, kind in (("cas_real", "real"), ("cas_synthetic", "synthetic")):
+        with open(os.path.join(model_dir, name, "cas_report.json")) as f:
+            cas = json.load(f)
+        assert cas["top1"] == report["cas_top1" if kind == "synthetic" else "real_top1"]
+        assert cas["synthetic_fraction"] == (1.0 if kind == "synthetic" else 0.0)
+    # report.md shows the pictures it names, and they exist.
+    with open(os.path.join(model_dir, "report.md")) as f:
+        md = f.read()
+    for picture in (os.path.relpath(report["outputs"]["samples"], model_dir), "sweep_is_fid.png", "cas_top1.png"):
+        assert f"]({picture})" in md
+        assert os.path.getsize(os.path.join(model_dir, picture)) > 100
+    assert "CAS top-1 vs real top-1" in out
+
+
+def test_rerun_skips_every_stage(main_job_run):
+    model_dir, report, _ = main_job_run
+    out = _run_all(model_dir)
+    for stage in STAGES:
+        assert f"[all] {stage}: complete, skipped" in out
+    with open(os.path.join(model_dir, "report.json")) as f:
+        again = json.load(f)
+    assert {k: again[k] for k in NUMBERS} == {k: report[k] for k in NUMBERS}
+
+
+def test_interrupted_synthesis_resumes_to_the_same_report(main_job_run):
+    """A kill during synthesis leaves complete shards (atomic) and no manifest; the rerun writes the
+    missing shards byte for byte and CAS on them gives the same numbers. (In place: the synthesis
+    plan names the run's absolute paths, so a copied run would be refused; this test runs last.)"""
+    model_dir, report, _ = main_job_run
+    copy = model_dir
+    synthetic = os.path.join(copy, "synthetic")
+    with open(os.path.join(synthetic, "manifest.json")) as f:
+        shards = json.load(f)["shards"]
+    kept = open(os.path.join(synthetic, shards[0]), "rb").read()
+    lost = open(os.path.join(synthetic, shards[-1]), "rb").read()
+    os.remove(os.path.join(synthetic, "manifest.json"))
+    os.remove(os.path.join(synthetic, shards[-1]))
+    shutil.rmtree(os.path.join(copy, "cas_synthetic"))
+    out = _run_all(copy)
+    assert "[all] synthesize: running" in out and "[all] cas_real: complete, skipped" in out
+    assert open(os.path.join(synthetic, shards[-1]), "rb").read() == lost
+    assert open(os.path.join(synthetic, shards[0]), "rb").read() == kept
+    with open(os.path.join(copy, "report.json")) as f:
+        again = json.load(f)
+    assert {k: again[k] for k in NUMBERS} == {k: report[k] for k in NUMBERS}
+
+
+def test_main_job_needs_eval_data_off_the_embedded_set(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=all", "--hparams=biggan_128",
+                           f"--model_dir={tmp_path / 'x'}", "--cas_hparams=no_such_protocol"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "--cas_hparams" in proc.stderr and "no_such_protocol" in proc.stderr

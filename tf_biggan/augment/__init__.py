@@ -1,0 +1,12 @@
+"""Augmentation of everything D sees: ADA (seed 003) and DiffAugment, built not to leak.
+
+    pipeline.py     ADA transforms (blit / geom / color / noise / cutout), one affine + one colour
+                    matrix per sample; resample.py applies the affine (pad, 2x sym6, bilinear, 2x down)
+    diffaugment.py  Zhao et al.'s color / translation / cutout (cutout gated by p)
+    controller.py   AugmentState: p, the ADA heuristic, the call the training step makes
+    leak.py         check_leak: is a distribution over a cyclic group invertible (Appendix C.4)?
+    startup.py      check_config: refuses a configuration whose discrete augmentations would leak
+    draws.py        stateless per-sample random numbers (global draw, replica slices)
+"""
+
+from tf_biggan.augment.leak import check_leak  # noqa: F401

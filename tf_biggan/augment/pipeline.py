@@ -1,0 +1,314 @@
+"""The ADA augmentation pipeline (Karras et al., seed 003; the non-leaking conditions of Appendix C).
+
+Every image D sees goes through `ada_augment(images, p, draws, pipeline)`. Each transform is applied
+to each sample independently with probability p x its multiplier (all multipliers are 1 in the
+named pipelines), with the parameter distributions of the reference implementation:
+
+  blit   x-flip; 90-degree rotations (uniform over the 4); integer translation, uniform up to 0.125
+         of the size
+  geom   isotropic scaling (log2 std 0.2); arbitrary rotation (uniform up to a full turn), applied
+         twice around the anisotropic scaling, each with probability 1 - sqrt(1 - p) so that "either"
+         has probability p; anisotropic scaling (log2 std 0.2); fractional translation (std 0.125)
+  color  brightness (std 0.2); contrast (log2 std 0.5); luma flip; hue rotation (up to a full turn);
+         saturation (log2 std 1)
+  noise / cutout (pipeline `bgcnc`): additive RGB noise (std |N(0, 0.1)|), a cutout square of half
+  the size
+
+Why this cannot leak (Appendix C.4): compact groups (flip, rotations, luma flip, hue) pick their
+elements uniformly but only with probability p < 1, so the identity is more likely than any other
+element and the DFT of the mixture has no zero; non-compact ones use normal / log-normal parameters;
+cutout is a projection that keeps the identity with probability 1 - p > 0. C.5.1: the condition
+number is 1 / (1 - p), so p is capped well below 1 (augment.p_max, controller.py).
+
+Geometric transforms compose into ONE inverse affine matrix per sample, applied once (C.5.2,
+resample.py); colour transforms compose into one 4x4 matrix. Samples whose matrix is the identity
+are passed through untouched, so p = 0 is the identity bit for bit. All ops are differentiable in
+the images (tested), so G receives gradients through augmented fakes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import tensorflow as tf
+
+from tf_biggan.augment.resample import affine_resample
+
+GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
+COLOR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+CORRUPTION = ("noise", "cutout")
+TRANSFORMS = GEOMETRIC + COLOR + CORRUPTION
+
+
+@dataclass(frozen=True)
+class AdaSpec:
+    """Probability multipliers (0 = off) and parameter ranges; defaults of the reference code."""
+
+    xflip: float = 0.0
+    rotate90: float = 0.0
+    xint: float = 0.0
+    scale: float = 0.0
+    rotate: float = 0.0
+    aniso: float = 0.0
+    xfrac: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    lumaflip: float = 0.0
+    hue: float = 0.0
+    saturation: float = 0.0
+    noise: float = 0.0
+    cutout: float = 0.0
+    xint_max: float = 0.125  # of the image size
+    scale_std: float = 0.2  # log2
+    rotate_max: float = 1.0  # 1 = full turn
+    aniso_std: float = 0.2  # log2
+    xfrac_std: float = 0.125  # of the image size
+    brightness_std: float = 0.2
+    contrast_std: float = 0.5  # log2
+    hue_max: float = 1.0  # 1 = full turn
+    saturation_std: float = 1.0  # log2
+    noise_std: float = 0.1
+    cutout_size: float = 0.5  # of the image size
+
+    def enabled(self):
+        return tuple(t for t in TRANSFORMS if getattr(self, t) > 0)
+
+    def max_multiplier(self) -> float:
+        return max([getattr(self, t) for t in TRANSFORMS] + [0.0])
+
+
+def _on(names):
+    return {name: 1.0 for name in names}
+
+
+PIPELINES = {
+    "blit": AdaSpec(**_on(("xflip", "rotate90", "xint"))),
+    "geom": AdaSpec(**_on(("scale", "rotate", "aniso", "xfrac"))),
+    "color": AdaSpec(**_on(COLOR)),
+    "bgc": AdaSpec(**_on(GEOMETRIC + COLOR)),  # the reference default
+    "bgcnc": AdaSpec(**_on(TRANSFORMS)),
+}
+
+
+def spec_for(pipeline) -> AdaSpec:
+    if isinstance(pipeline, AdaSpec):
+        return pipeline
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown ADA pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}")
+    return PIPELINES[pipeline]
+
+
+# ---------------------------------------------------------------- homogeneous matrices, [b, n, n]
+def _matrix(rows):
+    """rows: nested lists of [b] tensors or python numbers -> [b, n, n] float32."""
+    ref = next(x for row in rows for x in row if isinstance(x, tf.Tensor))
+    full = [[x if isinstance(x, tf.Tensor) else tf.fill(tf.shape(ref), tf.constant(float(x))) for x in row]
+            for row in rows]
+    return tf.stack([tf.stack(row, axis=-1) for row in full], axis=-2)
+
+
+def translate2d(tx, ty):
+    return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+
+
+def scale2d(sx, sy):
+    return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]])
+
+
+def rotate2d(theta):
+    return _matrix([[tf.cos(theta), -tf.sin(theta), 0], [tf.sin(theta), tf.cos(theta), 0], [0, 0, 1]])
+
+
+def translate3d(t):
+    return _matrix([[1, 0, 0, t], [0, 1, 0, t], [0, 0, 1, t], [0, 0, 0, 1]])
+
+
+def scale3d(s):
+    return _matrix([[s, 0, 0, 0], [0, s, 0, 0], [0, 0, s, 0], [0, 0, 0, 1]])
+
+
+LUMA = tf.constant([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3.0)  # the grey axis in [-1, 1] RGB
+
+
+def rotate_luma(theta):
+    """Rotation by theta about the grey axis (hue rotation), Rodrigues' formula."""
+    v = LUMA
+    s, c = tf.sin(theta), tf.cos(theta)
+    cc = 1.0 - c
+    vx, vy, vz = float(v[0]), float(v[1]), float(v[2])
+    return _matrix([[vx * vx * cc + c, vx * vy * cc - vz * s, vx * vz * cc + vy * s, 0],
+                    [vy * vx * cc + vz * s, vy * vy * cc + c, vy * vz * cc - vx * s, 0],
+                    [vz * vx * cc - vy * s, vz * vy * cc + vx * s, vz * vz * cc + c, 0],
+                    [0, 0, 0, 1]])
+
+
+def _exp2(x):
+    return tf.pow(2.0, x)
+
+
+# ---------------------------------------------------------------- parameters
+def ada_parameters(p, draws, pipeline, height: int, width: int):
+    """Per-sample transform parameters: {name: [b] value (identity where not applied)}, plus the
+    composed inverse geometric matrix "g_inv" [b, 3, 3], colour matrix "color" [b, 4, 4] and
+    "gates" {name: [b] bool, the transform was applied}.
+
+    The draw order is fixed (one stream index per draw), so a transform's numbers do not depend on
+    which other transforms are on.
+    """
+    spec = spec_for(pipeline)
+    p = tf.cast(p, tf.float32)
+    n = draws.local_batch
+    eye3 = tf.eye(3, batch_shape=[n])
+    eye4 = tf.eye(4, batch_shape=[n])
+    g_inv, color, out = eye3, eye4, {}
+
+    gates = {}
+
+    def draw_gate(name, probability=None):
+        gates[name] = draws.gate(getattr(spec, name) * p if probability is None else probability)
+        return gates[name]
+
+    # Pixel blitting: inverse matrices composed as G_inv = G_inv @ T_inv (the first listed is
+    # applied first).
+    if spec.xflip > 0:
+        i = tf.floor(draws.uniform() * 2.0)
+        i = tf.where(draw_gate("xflip"), i, 0.0)
+        out["xflip"] = i
+        g_inv = g_inv @ scale2d(1.0 - 2.0 * i, tf.ones_like(i))
+    if spec.rotate90 > 0:
+        i = tf.floor(draws.uniform() * 4.0)
+        i = tf.where(draw_gate("rotate90"), i, 0.0)
+        out["rotate90"] = i
+        g_inv = g_inv @ rotate2d(math.pi / 2.0 * i)  # inverse of a rotation by -pi/2 i
+    if spec.xint > 0:
+        t = (draws.uniform(2) * 2.0 - 1.0) * spec.xint_max
+        t = tf.where(draw_gate("xint")[:, None], t, 0.0)
+        tx, ty = tf.round(t[:, 0] * width), tf.round(t[:, 1] * height)
+        out["xint"] = tf.stack([tx, ty], axis=1)
+        g_inv = g_inv @ translate2d(-tx, -ty)
+    # General geometric transformations.
+    if spec.scale > 0:
+        s = tf.where(draw_gate("scale"), _exp2(draws.normal() * spec.scale_std), 1.0)
+        out["scale"] = s
+        g_inv = g_inv @ scale2d(1.0 / s, 1.0 / s)
+    p_rot = 1.0 - tf.sqrt(tf.clip_by_value(1.0 - spec.rotate * p, 0.0, 1.0))  # P(pre or post) = p
+    if spec.rotate > 0:
+        theta = (draws.uniform() * 2.0 - 1.0) * math.pi * spec.rotate_max
+        theta = tf.where(draw_gate("rotate", p_rot), theta, 0.0)
+        out["rotate_pre"] = theta
+        gate_pre = gates["rotate"]
+        g_inv = g_inv @ rotate2d(-theta)
+    if spec.aniso > 0:
+        s = tf.where(draw_gate("aniso"), _exp2(draws.normal() * spec.aniso_std), 1.0)
+        out["aniso"] = s
+        g_inv = g_inv @ scale2d(1.0 / s, s)
+    if spec.rotate > 0:
+        theta = (draws.uniform() * 2.0 - 1.0) * math.pi * spec.rotate_max
+        theta = tf.where(draw_gate("rotate", p_rot), theta, 0.0)
+        out["rotate_post"] = theta
+        gates["rotate"] = tf.logical_or(gate_pre, gates["rotate"])  # pre or post: probability p
+        g_inv = g_inv @ rotate2d(-theta)
+    if spec.xfrac > 0:
+        t = draws.normal(2) * spec.xfrac_std
+        t = tf.where(draw_gate("xfrac")[:, None], t, 0.0)
+        out["xfrac"] = t
+        g_inv = g_inv @ translate2d(-t[:, 0] * width, -t[:, 1] * height)
+    # Colour: forward 4x4 matrices composed as C = T @ C (the first listed is applied first).
+    if spec.brightness > 0:
+        b = tf.where(draw_gate("brightness"), draws.normal() * spec.brightness_std, 0.0)
+        out["brightness"] = b
+        color = translate3d(b) @ color
+    if spec.contrast > 0:
+        c = tf.where(draw_gate("contrast"), _exp2(draws.normal() * spec.contrast_std), 1.0)
+        out["contrast"] = c
+        color = scale3d(c) @ color
+    vv = tf.tensordot(LUMA, LUMA, axes=0)  # v v^T
+    if spec.lumaflip > 0:
+        i = tf.where(draw_gate("lumaflip"), tf.floor(draws.uniform() * 2.0), 0.0)
+        out["lumaflip"] = i
+        color = (tf.eye(4) - 2.0 * vv * i[:, None, None]) @ color  # Householder reflection
+    if spec.hue > 0:
+        theta = (draws.uniform() * 2.0 - 1.0) * math.pi * spec.hue_max
+        theta = tf.where(draw_gate("hue"), theta, 0.0)
+        out["hue"] = theta
+        color = rotate_luma(theta) @ color
+    if spec.saturation > 0:
+        s = tf.where(draw_gate("saturation"), _exp2(draws.normal() * spec.saturation_std), 1.0)
+        out["saturation"] = s
+        color = (vv + (tf.eye(4) - vv) * s[:, None, None]) @ color
+    if spec.noise > 0:
+        sigma = tf.where(draw_gate("noise"), tf.abs(draws.normal()) * spec.noise_std, 0.0)
+        out["noise"] = sigma
+    if spec.cutout > 0:
+        size = tf.where(draw_gate("cutout"), spec.cutout_size, 0.0)
+        out["cutout"] = size
+        out["cutout_center"] = draws.uniform(2)
+    out["g_inv"] = g_inv
+    out["color"] = color
+    out["gates"] = gates
+    return out
+
+
+def _non_identity(matrices):
+    """[b] bool: the matrix differs from the identity (exactly: gated-off parameters are exact)."""
+    n = matrices.shape[-1]
+    return tf.reduce_any(tf.not_equal(matrices, tf.eye(n)), axis=[1, 2])
+
+
+def _select(active, augmented, images):
+    return tf.where(active[:, None, None, None], augmented, images)
+
+
+def apply_geometry(images, g_inv):
+    """Resamples only if some sample moves; samples with g_inv = I are returned untouched."""
+    active = _non_identity(g_inv)
+    return tf.cond(tf.reduce_any(active), lambda: _select(active, affine_resample(images, g_inv), images),
+                   lambda: images)
+
+
+def apply_color(images, color):
+    active = _non_identity(color)
+
+    def transform():
+        out = tf.einsum("bij,bhwj->bhwi", color[:, :3, :3], images) + color[:, None, None, :3, 3]
+        return _select(active, out, images)
+    return tf.cond(tf.reduce_any(active), transform, lambda: images)
+
+
+def ada_augment(images, p, draws, pipeline="bgc"):
+    """Augments [b, h, w, 3] images in [-1, 1] (any float dtype; computed in float32, returned in
+    the input dtype) with probability p x multiplier per transform and sample."""
+    dtype = images.dtype
+    x = tf.cast(images, tf.float32)
+    if x.shape[-1] != 3:
+        raise ValueError(f"ADA augments RGB images, got {x.shape[-1]} channels")
+    height, width = int(x.shape[1]), int(x.shape[2])
+    spec = spec_for(pipeline)
+    params = ada_parameters(p, draws, spec, height, width)
+    if any(getattr(spec, t) > 0 for t in GEOMETRIC):
+        x = apply_geometry(x, params["g_inv"])
+    if any(getattr(spec, t) > 0 for t in COLOR):
+        x = apply_color(x, params["color"])
+    if spec.noise > 0:
+        sigma = params["noise"]
+        x = tf.cond(tf.reduce_any(sigma > 0),
+                    lambda: x + draws.local_normal(x.shape[1:]) * sigma[:, None, None, None], lambda: x)
+    if spec.cutout > 0:
+        x = x * cutout_mask(params["cutout_center"], params["cutout"], height, width)
+    return tf.cast(x, dtype)
+
+
+def cutout_mask(center, size, height: int, width: int):
+    """[b, h, w, 1] float mask: 0 inside the square of side `size` (fraction) centred at `center`
+    (fractions, [b, 2] as x, y), 1 elsewhere; size 0 keeps everything."""
+    xs = (tf.range(width, dtype=tf.float32) + 0.5) / width
+    ys = (tf.range(height, dtype=tf.float32) + 0.5) / height
+    keep_x = tf.abs(xs[None, :] - center[:, 0:1]) >= size[:, None] / 2.0
+    keep_y = tf.abs(ys[None, :] - center[:, 1:2]) >= size[:, None] / 2.0
+    keep = tf.logical_or(keep_x[:, None, :], keep_y[:, :, None])
+    return tf.cast(keep, tf.float32)[..., None]
+
+
+def with_overrides(pipeline, **multipliers) -> AdaSpec:
+    return replace(spec_for(pipeline), **multipliers)

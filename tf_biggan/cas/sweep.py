@@ -1,0 +1,203 @@
+"""CAS over the truncation sweep: `--mode=cas_sweep --model_dir=RUN` (CAS A.1; Azizi et al. Figures A.1-A.4).
+
+For each threshold of cas.sweep_truncations (0 = untruncated), in RUN/cas_sweep/:
+
+    synthetic_t<T>/   class-balanced shards from the run's EMA-G (export/synthesize.py: resumes, refuses
+                      changed settings), cas.sweep_images_per_class per class (0 = the real training
+                      set's counts, CAS's one-for-one replacement);
+    cas_t<T>/         a CAS classifier trained on them alone (train.run_cas: resumes, skips when done).
+
+The points are joined with the run's FID / IS at the same thresholds from RUN/sweep_report.json
+(`--mode=sweep`), which is run first when it lacks any of them. With real --train_data, a classifier
+on the real images (cas_real/) and, for each k of cas.sweep_real_plus, one on real + k synthetic images
+of the truncation with the best CAS top-1 (cas_real_plus_<k>/, Table A.3's layout) are added.
+
+Writes RUN/cas_sweep_report.json, cas_sweep_report.csv, cas_vs_is.png and cas_vs_fid.png (one point
+per threshold, labelled).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+import types
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+
+from tf_biggan import atomic
+from tf_biggan.cas.train import run_cas
+from tf_biggan.errors import UserError
+from tf_biggan.training import strategy as strategy_lib
+
+REPORT = "cas_sweep_report.json"
+CSV = "cas_sweep_report.csv"
+PLOTS = {"is": "cas_vs_is.png", "fid": "cas_vs_fid.png"}
+CSV_FIELDS = ("truncation", "top1", "top5", "fid", "is", "train_images", "synthetic_dir")
+
+
+def label(t: float) -> str:
+    return "untruncated" if t <= 0 else f"{t:g}"
+
+
+def _gan_sweep(run_dir: str, truncations, inception_path: Optional[str], log) -> Dict[float, dict]:
+    """FID / IS per threshold from RUN/sweep_report.json, running `--mode=sweep` if any is missing."""
+    from tf_biggan.evaluation import evaluate
+
+    path = os.path.join(run_dir, evaluate.SWEEP_REPORT)
+
+    def points():
+        report = evaluate_report(path)
+        return {round(float(p["truncation"]), 6): p for p in (report or {}).get("points", [])}
+
+    have = points()
+    missing = [t for t in truncations if round(float(t), 6) not in have]
+    if missing:
+        log(f"{path} lacks truncation(s) {', '.join(label(t) for t in missing)}: running --mode=sweep")
+        flags = types.SimpleNamespace(
+            model_dir=run_dir, hparams=None, checkpoint=None, inception_path=inception_path, seed=0,
+            hparams_overrides="eval.truncations=[" + ",".join(f"{float(t)!r}" for t in truncations) + "]")
+        evaluate.run_sweep(None, flags)
+        have = points()
+    return have
+
+
+def evaluate_report(path: str) -> Optional[dict]:
+    import json
+
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _synthesize(run_dir: str, out_dir: str, truncation: float, per_class: int, log) -> str:
+    from tf_biggan.export import synthesize as syn
+
+    source = syn.CheckpointSource(run_dir)
+    counts = ([per_class] * source.num_classes if per_class
+              else syn.default_counts(source.hp.data.kind, source.hp.data.split, "cas.sweep_images_per_class"))
+    total = sum(counts)
+    syn.synthesize(source, out_dir, counts, num_shards=max(1, min(total // 1250, 1024)) if total >= 1250 else 1,
+                   truncation=truncation, seed=0, log=lambda m: log(f"synthesize t={label(truncation)}: {m}"))
+    return os.path.join(out_dir, "train-*")
+
+
+def name_of(cas) -> str:
+    return "ResNet-50" if cas.arch == "resnet50" else f"ResNet-{cas.depth}"
+
+
+def plot_cas(points: List[dict], metric: str, path: str, baseline: Optional[float], title: str) -> None:
+    """CAS top-1 against IS or FID, each point labelled with its truncation (PNG, atomic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in points if p.get(metric) is not None and math.isfinite(p[metric])]
+    pts.sort(key=lambda p: -p["truncation"] if p["truncation"] > 0 else -math.inf)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    ax.plot([p[metric] for p in pts], [100 * p["top1"] for p in pts], "o-", label="CAS top-1 (synthetic only)")
+    ax.plot([p[metric] for p in pts], [100 * p["top5"] for p in pts], "s--", alpha=0.6, label="CAS top-5")
+    for p in pts:
+        ax.annotate(label(p["truncation"]), (p[metric], 100 * p["top1"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    if baseline is not None:
+        ax.axhline(100 * baseline, linestyle=":", color="gray", label=f"real data top-1 {100 * baseline:.1f}%")
+    ax.set_xlabel({"is": "Inception Score (higher: fidelity)", "fid": "FID (lower: better)"}[metric])
+    ax.set_ylabel("classification accuracy on real held-out data (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_data: Optional[str] = None,
+                  strategy: Optional[tf.distribute.Strategy] = None, inception_path: Optional[str] = None,
+                  log: Optional[Callable[[str], None]] = None) -> Dict:
+    """The whole sweep (module docstring); every stage resumes, so a rerun only does what is missing."""
+    from tf_biggan.training.checkpoints import run_hparams
+
+    log = log or (lambda m: print(f"[cas_sweep] {m}", flush=True))
+    if not run_dir or not os.path.isdir(run_dir):
+        raise UserError(f"--model_dir={run_dir!r}: --mode=cas_sweep needs a training run's directory "
+                        f"(train first with --mode=train --model_dir=DIR)")
+    run_hp = run_hparams(run_dir)
+    if run_hp.data.num_classes != hp.data.num_classes:
+        raise UserError(f"--hparams: data.num_classes={hp.data.num_classes} but the run {run_dir} has "
+                        f"{run_hp.data.num_classes} classes")
+    if not eval_data:
+        if run_hp.data.kind != "digits":
+            raise UserError("--mode=cas_sweep needs --eval_data (the real validation TFRecords, e.g. "
+                            "/data/imagenet/validation-*)")
+        eval_data = "digits:test"
+    if not real_train_data and run_hp.data.kind == "digits":
+        real_train_data = "digits:train"
+    truncations = list(hp.cas.sweep_truncations)
+    if not truncations:
+        raise UserError("cas.sweep_truncations is empty: list the thresholds, e.g. [0.5, 1.0, 0]")
+    gan = _gan_sweep(run_dir, truncations, inception_path, log)
+    base = os.path.join(run_dir, "cas_sweep")
+    pure = dataclasses.replace(hp, cas=dataclasses.replace(hp.cas, synthetic_images=0, synthetic_fraction=0.0))
+    points = []
+    for t in truncations:
+        synth = _synthesize(run_dir, os.path.join(base, f"synthetic_t{label(t)}"), t, hp.cas.sweep_images_per_class,
+                            log)
+        report = run_cas(pure, os.path.join(base, f"cas_t{label(t)}"), f"synthetic:{synth}", eval_data, strategy,
+                         log=lambda m, t=t: log(f"cas t={label(t)}: {m}"))
+        g = gan.get(round(float(t), 6), {})
+        points.append({"truncation": float(t), "top1": report["top1"], "top5": report["top5"],
+                       "per_class_top1": report["per_class_top1"], "fid": g.get("fid"), "is": g.get("is"),
+                       "train_images": report["train_images"], "synthetic_dir": os.path.dirname(synth)})
+    result = {"run_dir": os.path.abspath(run_dir), "eval_data": eval_data, "points": points,
+              "gan_sweep": os.path.join(run_dir, "sweep_report.json"), "arch": hp.cas.arch}
+    baseline = None
+    if real_train_data:
+        real = run_cas(pure, os.path.join(base, "cas_real"), f"real:{real_train_data}", eval_data, strategy,
+                       log=lambda m: log(f"cas real: {m}"))
+        baseline = real["top1"]
+        result["real"] = {"top1": real["top1"], "top5": real["top5"], "train_images": real["train_images"]}
+        best = max(points, key=lambda p: p["top1"])
+        rows = [{"synthetic_added": 0, "train_images": real["train_images"], "top1": real["top1"],
+                 "top5": real["top5"]}]
+        for k in hp.cas.sweep_real_plus:
+            mixed = dataclasses.replace(hp, cas=dataclasses.replace(hp.cas, synthetic_images=int(k),
+                                                                    synthetic_fraction=0.0))
+            r = run_cas(mixed, os.path.join(base, f"cas_real_plus_{k}"),
+                        f"real:{real_train_data},synthetic:{best['synthetic_dir']}/train-*", eval_data, strategy,
+                        log=lambda m, k=k: log(f"cas real+{k}: {m}"))
+            rows.append({"synthetic_added": int(k), "train_images": r["train_images"], "top1": r["top1"],
+                         "top5": r["top5"], "synthetic_fraction": r["synthetic_fraction"]})
+        result["real_plus_synthetic"] = {"truncation": best["truncation"], "rows": rows}
+    atomic.write_json(os.path.join(run_dir, REPORT), result)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_FIELDS)
+    for p in points:
+        writer.writerow(["" if p.get(f) is None else p.get(f) for f in CSV_FIELDS])
+    atomic.write_text(os.path.join(run_dir, CSV), buf.getvalue())
+    for metric, name in PLOTS.items():
+        plot_cas(points, metric, os.path.join(run_dir, name), baseline,
+                 f"CAS ({name_of(hp.cas)}) vs {metric.upper()} over truncation")
+    for p in points:
+        log(f"truncation {label(p['truncation']):>11}: CAS top-1 {p['top1']:.4f} top-5 {p['top5']:.4f}  "
+            f"FID {p['fid'] if p['fid'] is None else round(p['fid'], 3)}  IS {p['is'] if p['is'] is None else round(p['is'], 3)}")
+    for row in result.get("real_plus_synthetic", {}).get("rows", []):
+        log(f"real + {row['synthetic_added']:>6} synthetic ({row['train_images']} images): top-1 {row['top1']:.4f} "
+            f"top-5 {row['top5']:.4f}")
+    log(f"wrote {os.path.join(run_dir, REPORT)}, {CSV}, {PLOTS['is']}, {PLOTS['fid']}")
+    return result
+
+
+def run_cas_sweep_mode(hp, flags) -> Dict:
+    """`--mode=cas_sweep --model_dir=RUN [--eval_data=...] [--train_data=REAL]`."""
+    return run_cas_sweep(hp, getattr(flags, "model_dir", None), getattr(flags, "eval_data", None),
+                         getattr(flags, "train_data", None), strategy_lib.strategy_from_flags(flags),
+                         getattr(flags, "inception_path", None))

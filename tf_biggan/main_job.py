@@ -1,0 +1,399 @@
+"""The main job, `--mode=all`: train -> truncation sweep -> TF-Hub export -> synthesize -> CAS, one command.
+
+Each stage is the mode of the same name run on the same model dir (no logic is repeated here), and
+each is skipped when its outputs are already complete, so rerunning the same command after a kill
+resumes where it stopped (the stages themselves also resume: training from its last checkpoint,
+synthesis shard by shard, CAS from its last checkpoint).
+
+    train        MODEL_DIR/train_report.json at train.train_steps          (paper Section 3)
+    sweep        MODEL_DIR/sweep_report.json of the trained step           (Section 3.1, Table 2)
+    export       MODEL_DIR/export/assets/metadata.json of the trained step (TF-Hub module)
+    synthesize   MODEL_DIR/synthetic/manifest.json, complete, at the chosen truncation
+    cas_real     MODEL_DIR/cas_real/cas_report.json: the classifier trained on real images
+    cas_synthetic MODEL_DIR/cas_synthetic/cas_report.json: trained on synthetic images only
+                 (Ravuri & Vinyals: CAS = accuracy on REAL held-out data of a classifier trained
+                 only on generated data; the real-data classifier is its reference)
+
+The truncation for synthesis is the sweep's best-FID threshold: CAS rewards diversity as much as
+fidelity, and FID (unlike IS) penalises lost diversity, so the min-FID point is where a classifier
+trained on samples is expected to do best among the sweep's thresholds (Azizi et al. pick sampling
+settings on the FID / CAS Pareto front for the same reason).
+
+At the end: one summary table on the console, MODEL_DIR/report.json and MODEL_DIR/report.md (sample
+grid, IS-vs-FID curve and the CAS comparison as pictures).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+import types
+from typing import Callable, Dict, List, Optional
+
+from tf_biggan import atomic
+from tf_biggan.errors import UserError
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+CAS_PLOT = "cas_top1.png"
+SAMPLES_PNG = "report_samples.png"
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _log(message: str) -> None:
+    print(f"[all] {message}", flush=True)
+
+
+class Stage:
+    """One stage: `done()` says whether its outputs are complete, `run()` makes them; timed."""
+
+    def __init__(self, name: str, done: Callable[[], bool], run: Callable[[], Optional[dict]],
+                 images: Callable[[], int] = lambda: 0, output: str = "", rate: Optional[Callable[[], float]] = None):
+        self.name, self.done, self.run, self.images, self.output, self.rate = name, done, run, images, output, rate
+
+    def images_per_sec(self, seconds: float) -> Optional[float]:
+        """The stage's own measured rate when it reports one, else images made / wall seconds."""
+        if self.rate is not None:
+            return round(float(self.rate() or 0.0), 1)
+        images = self.images()
+        return round(images / seconds, 1) if images and seconds > 0 else None
+
+
+class MainJob:
+    """The stages of `--mode=all` over one model dir (module docstring)."""
+
+    def __init__(self, hp, flags, model_dir: str):
+        self.hp = hp
+        self.flags = flags
+        self.model_dir = model_dir
+        self.export_dir = os.path.join(model_dir, "export")
+        self.synthetic_dir = os.path.join(model_dir, "synthetic")
+        self.cas_real_dir = os.path.join(model_dir, "cas_real")
+        self.cas_synthetic_dir = os.path.join(model_dir, "cas_synthetic")
+        self.timings: Dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ flags for each stage
+    def _stage_flags(self, **overrides):
+        """The user's flags with this stage's settings on top (each mode reads what it needs)."""
+        values = {name: getattr(self.flags, name, None) for name in _FLAG_NAMES}
+        values.update(model_dir=self.model_dir, checkpoint=None, hparams=None, hparams_overrides="")
+        values.update(overrides)
+        return types.SimpleNamespace(**values)
+
+    # ------------------------------------------------------------------ completion checks
+    def trained_step(self) -> Optional[int]:
+        report = _read_json(os.path.join(self.model_dir, "train_report.json"))
+        if not report or report.get("error"):
+            return None
+        return int(report["step"])
+
+    def _train_done(self) -> bool:
+        step = self.trained_step()
+        return step is not None and step >= self.hp.train.train_steps
+
+    def sweep(self) -> Optional[dict]:
+        report = _read_json(os.path.join(self.model_dir, "sweep_report.json"))
+        if report and report.get("step") == self.trained_step():
+            return report
+        return None
+
+    def truncation(self) -> float:
+        """The sweep's best-FID threshold (module docstring says why)."""
+        report = self.sweep()
+        if report is None or not report.get("best_fid"):
+            raise UserError(f"{self.model_dir}/sweep_report.json has no best_fid point: rerun --mode=all")
+        return float(report["best_fid"]["truncation"])
+
+    def _export_done(self) -> bool:
+        meta = _read_json(os.path.join(self.export_dir, "assets", "metadata.json"))
+        return bool(meta) and meta.get("step") == self.trained_step()
+
+    def synthetic_manifest(self) -> Optional[dict]:
+        """The synthesis manifest, which synthesize writes only once every shard exists."""
+        manifest = _read_json(os.path.join(self.synthetic_dir, "manifest.json"))
+        if not manifest or (manifest.get("source") or {}).get("step") != self.trained_step():
+            return None
+        return manifest if abs(float(manifest.get("truncation", -1.0)) - self.truncation()) < 1e-9 else None
+
+    @staticmethod
+    def _cas_done(directory: str) -> bool:
+        report = _read_json(os.path.join(directory, "cas_report.json"))
+        return bool(report) and "top1" in report and not report.get("error")
+
+    # ------------------------------------------------------------------ stage bodies
+    def _mode(self, name: str, hp=None, **overrides):
+        """Runs `--mode=name` exactly as the absl app would (main.py's table), with this stage's flags."""
+        import importlib
+
+        from tf_biggan.main import _MODE_TABLE
+
+        module_name, function_name = _MODE_TABLE[name]
+        run = getattr(importlib.import_module(module_name), function_name)
+        return run(hp or self.hp, self._stage_flags(**overrides))
+
+    def _train(self):
+        return self._mode("train")
+
+    def _sweep(self):
+        return self._mode("sweep")
+
+    def _export(self):
+        return self._mode("export", export_dir=self.export_dir)
+
+    def _synthesize(self):
+        truncation = self.truncation()
+        # A rerun at a new truncation (a retrained run) must not mix shards of two thresholds.
+        manifest = _read_json(os.path.join(self.synthetic_dir, "manifest.json"))
+        if manifest and abs(float(manifest.get("truncation", -1.0)) - truncation) > 1e-9:
+            import shutil
+
+            shutil.rmtree(self.synthetic_dir)
+        # The ImageNet converter writes 1024 shards; a small embedded set needs a few.
+        num_shards = 4 if self.hp.data.kind == "digits" else 1024
+        return self._mode("synthesize", output_dir=self.synthetic_dir, truncation=truncation, num_shards=num_shards)
+
+    def _cas(self, directory: str, train_data: str):
+        return self._mode("cas", hp=self.cas_hparams(), model_dir=directory, train_data=train_data,
+                          eval_data=self.cas_eval_data())
+
+    def cas_hparams(self):
+        """The CAS protocol (--cas_hparams, default cas_digits) with the cas.* keys of --hparams_overrides."""
+        from tf_biggan.config import load_hparams, parse_overrides
+
+        overrides = parse_overrides(getattr(self.flags, "hparams_overrides", "") or "")
+        cas_overrides = ",".join(f"cas.{k}={_yaml_scalar(v)}" for k, v in (overrides.get("cas") or {}).items())
+        path = getattr(self.flags, "cas_hparams", None) or "cas_digits"
+        try:
+            return load_hparams(path, cas_overrides)
+        except UserError as exc:
+            raise UserError(f"--cas_hparams={path}: " + str(exc).replace("--hparams: ", "", 1)) from None
+
+    def check(self) -> None:
+        """Everything the later stages need, checked before the first one starts (no late surprises)."""
+        cas = self.cas_hparams()
+        if cas.data.num_classes != self.hp.data.num_classes:
+            raise UserError(f"--cas_hparams: data.num_classes={cas.data.num_classes} but the GAN has "
+                            f"{self.hp.data.num_classes} classes; use a protocol for this dataset")
+        self.cas_eval_data()
+        self.cas_real_data()
+
+    def cas_eval_data(self) -> str:
+        value = getattr(self.flags, "eval_data", None)
+        if value:
+            return value
+        if self.hp.data.kind == "digits":
+            return "digits:test"
+        raise UserError("--mode=all on data.kind != digits needs --eval_data (the REAL held-out images CAS is "
+                        "measured on, e.g. gs://BUCKET/imagenet/validation-*)")
+
+    def cas_real_data(self) -> str:
+        value = getattr(self.flags, "train_data", None)
+        if value:
+            return value
+        if self.hp.data.kind == "digits":
+            return "digits:train"
+        if self.hp.data.kind == "tfrecord":
+            return self.hp.data.pattern
+        raise UserError("--mode=all needs --train_data (the REAL training images of the reference classifier)")
+
+    # ------------------------------------------------------------------ the job
+    def stages(self) -> List[Stage]:
+        hp = self.hp
+        return [
+            Stage("train", self._train_done, self._train,
+                  rate=lambda: (_read_json(os.path.join(self.model_dir, "train_report.json")) or {}).get(
+                      "images_per_sec", 0.0),
+                  output=os.path.join(self.model_dir, "train_report.json")),
+            Stage("sweep", lambda: self.sweep() is not None, self._sweep,
+                  images=lambda: hp.eval.num_samples * len(hp.eval.truncations),
+                  output=os.path.join(self.model_dir, "sweep_report.json")),
+            Stage("export", self._export_done, self._export, output=self.export_dir),
+            Stage("synthesize", lambda: self.synthetic_manifest() is not None, self._synthesize,
+                  images=lambda: int((self.synthetic_manifest() or {}).get("num_images", 0)),
+                  output=self.synthetic_dir),
+            Stage("cas_real", lambda: self._cas_done(self.cas_real_dir),
+                  lambda: self._cas(self.cas_real_dir, self.cas_real_data()),
+                  rate=lambda: self._cas_rate(self.cas_real_dir), output=self.cas_real_dir),
+            Stage("cas_synthetic", lambda: self._cas_done(self.cas_synthetic_dir),
+                  lambda: self._cas(self.cas_synthetic_dir, "synthetic:" + os.path.join(self.synthetic_dir, "train-*")),
+                  rate=lambda: self._cas_rate(self.cas_synthetic_dir), output=self.cas_synthetic_dir),
+        ]
+
+    @staticmethod
+    def _cas_rate(directory: str) -> float:
+        return (_read_json(os.path.join(directory, "cas_report.json")) or {}).get("images_per_sec", 0.0)
+
+    def run(self) -> dict:
+        self.check()
+        wall = time.time()
+        previous = _read_json(os.path.join(self.model_dir, REPORT_JSON)) or {}
+        for stage in self.stages():
+            if stage.done():
+                _log(f"{stage.name}: complete, skipped ({stage.output})")
+                self.timings[stage.name] = dict(previous.get("stages", {}).get(stage.name, {}), skipped=True)
+                continue
+            _log(f"{stage.name}: running")
+            t0 = time.time()
+            stage.run()
+            seconds = time.time() - t0
+            self.timings[stage.name] = {"seconds": round(seconds, 2), "skipped": False,
+                                        "images_per_sec": stage.images_per_sec(seconds), "output": stage.output}
+            if not stage.done():
+                raise UserError(f"--mode=all: stage {stage.name} finished but its outputs are incomplete "
+                                f"({stage.output}); see the messages above")
+        report = self.report(time.time() - wall)
+        write_report(self.model_dir, report)
+        print_summary(report)
+        return report
+
+    def report(self, wall_seconds: float) -> dict:
+        sweep = self.sweep()
+        truncation = self.truncation()
+        point = next(p for p in sweep["points"] if abs(p["truncation"] - truncation) < 1e-9)
+        cas_real = _read_json(os.path.join(self.cas_real_dir, "cas_report.json"))
+        cas_syn = _read_json(os.path.join(self.cas_synthetic_dir, "cas_report.json"))
+        stages = self.timings
+        return {
+            "model_dir": os.path.abspath(self.model_dir),
+            "step": self.trained_step(),
+            "truncation": truncation,
+            "truncation_reason": "the sweep's best-FID threshold (FID penalises lost diversity, which CAS needs)",
+            "fid": point["fid"], "is": point["is"], "is_std": point.get("is_std"),
+            "sample_class_accuracy": point.get("class_accuracy"),
+            "extractor": sweep.get("extractor"),
+            "cas_top1": cas_syn["top1"], "cas_top5": cas_syn.get("top5"),
+            "real_top1": cas_real["top1"], "real_top5": cas_real.get("top5"),
+            "cas_train_images": cas_syn.get("train_images"), "real_train_images": cas_real.get("train_images"),
+            "wall_seconds": round(wall_seconds + sum(s.get("seconds", 0) for s in stages.values()
+                                                     if s.get("skipped")), 1),
+            "this_invocation_seconds": round(wall_seconds, 1),
+            "stages": stages,
+            "outputs": {"samples": _latest_sample_grid(self.model_dir), "sweep": os.path.join(self.model_dir, "sweep_report.json"),
+                        "sweep_plot": os.path.join(self.model_dir, "sweep_is_fid.png"), "export": self.export_dir,
+                        "synthetic": self.synthetic_dir, "cas_real": self.cas_real_dir,
+                        "cas_synthetic": self.cas_synthetic_dir},
+        }
+
+
+_FLAG_NAMES = ("tpu", "cpu_replicas", "inception_path", "seed", "module", "images_per_class", "num_shards",
+               "shard_prefix", "jpeg_quality", "synsets_file", "num_workers", "worker_index", "latent_convention",
+               "batch_size", "also_write_npz", "truncation", "export_dir", "output_dir", "train_data", "eval_data")
+
+
+def _yaml_scalar(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _latest_sample_grid(model_dir: str) -> Optional[str]:
+    grids = sorted(glob.glob(os.path.join(model_dir, "samples", "*.png")))
+    return grids[-1] if grids else None
+
+
+def _plot_cas(report: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=100)
+    names = ["real data", f"synthetic only\n(truncation {report['truncation']:g})"]
+    values = [100 * report["real_top1"], 100 * report["cas_top1"]]
+    bars = ax.bar(names, values, color=["#4c72b0", "#dd8452"])
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 1, f"{value:.1f}%", ha="center")
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("top-1 on real held-out images (%)")
+    ax.set_title("Classification Accuracy Score")
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+def _stage_time(stage: dict) -> str:
+    return "skipped (complete)" if stage.get("skipped") else f"{stage.get('seconds', 0):.1f} s"
+
+
+def write_report(model_dir: str, report: dict) -> None:
+    """report.json and report.md (pictures beside it, linked relatively)."""
+    _plot_cas(report, os.path.join(model_dir, CAS_PLOT))
+    atomic.write_json(os.path.join(model_dir, REPORT_JSON), report)
+    rel = lambda p: os.path.relpath(p, model_dir) if p else ""  # noqa: E731
+    rows = "\n".join(
+        f"| {name} | {_stage_time(s)} | {s.get('images_per_sec') or ''} | `{rel(s.get('output', ''))}` |"
+        for name, s in report["stages"].items())
+    text = f"""# tf_biggan main job: {os.path.basename(os.path.abspath(model_dir))}
+
+Trained to step {report['step']}; scored with {report['extractor']} features.
+
+| result | value |
+| --- | --- |
+| truncation (sweep's best FID) | {report['truncation']:g} |
+| FID | {report['fid']:.3f} |
+| IS | {report['is']:.3f} |
+| sample class accuracy | {100 * report['sample_class_accuracy']:.1f}% |
+| CAS top-1 (synthetic only, {report['cas_train_images']} images) | {100 * report['cas_top1']:.2f}% |
+| real-data classifier top-1 ({report['real_train_images']} images) | {100 * report['real_top1']:.2f}% |
+| wall time | {report['wall_seconds']:.0f} s |
+
+## Samples (EMA generator, rows = classes)
+
+![samples]({rel(report['outputs']['samples'])})
+
+## Truncation sweep: IS against FID
+
+![IS vs FID]({rel(report['outputs']['sweep_plot'])})
+
+## Classification Accuracy Score
+
+![CAS]({CAS_PLOT})
+
+## Stages
+
+| stage | time | images/s | output |
+| --- | --- | --- | --- |
+{rows}
+"""
+    atomic.write_text(os.path.join(model_dir, REPORT_MD), text)
+
+
+def print_summary(report: dict) -> None:
+    lines = [
+        ("truncation", f"{report['truncation']:g} (best FID of the sweep)"),
+        ("FID / IS", f"{report['fid']:.3f} / {report['is']:.3f}  ({report['extractor']})"),
+        ("sample class accuracy", f"{100 * report['sample_class_accuracy']:.1f}%"),
+        ("CAS top-1 vs real top-1", f"{100 * report['cas_top1']:.2f}% vs {100 * report['real_top1']:.2f}%"),
+    ]
+    for name, s in report["stages"].items():
+        timing = _stage_time(s)
+        ips = f", {s['images_per_sec']} img/s" if s.get("images_per_sec") else ""
+        lines.append((f"stage {name}", f"{timing}{ips}  -> {s.get('output', '')}"))
+    lines.append(("wall time", f"{report['wall_seconds']:.0f} s"))
+    lines.append(("report", os.path.join(report["model_dir"], REPORT_MD)))
+    width = max(len(k) for k, _ in lines)
+    print("\n".join(f"  {k:<{width}}  {v}" for k, v in lines), flush=True)
+
+
+def default_model_dir() -> str:
+    return os.path.join("runs", time.strftime("all-%Y%m%d-%H%M%S"))
+
+
+def run_all(hp, flags) -> dict:
+    """`--mode=all`: the main job on --model_dir (default: a fresh folder under runs/)."""
+    model_dir = getattr(flags, "model_dir", None) or default_model_dir()
+    _log(f"model dir {model_dir} (rerun with --model_dir={model_dir} to resume after an interruption)")
+    return MainJob(hp, flags, model_dir).run()

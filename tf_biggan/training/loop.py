@@ -1,0 +1,210 @@
+"""The training loop: run the step, then the periodic actions that are due.
+
+    while step < target:
+        run n steps in one graph, n = up to the next stop (the target, steps_per_loop, or the next
+            multiple of any action's cadence), so no action ever waits for a loop to finish
+        stop on a non-finite loss (naming the step and the last good checkpoint)
+        for action in actions: if is_time(step, action.every, target): action(state)
+
+ONE predicate, `is_time`, decides every periodic action: a multiple of its cadence, or the final
+step (so a run always ends with a log line, σ values, a checkpoint, a sample grid and, when asked,
+an FID). The actions (`standard_actions`), in order: log (losses, D outputs, lr, images/s),
+σ0-σ2 (paper Section 4 / Appendix F), save, best-FID keeping (the paper stops before collapse,
+Section 4.2), sample grid. (big_vision's train.py and tensorflow/models orbit's actions follow the
+same idea: the loop knows cadences, an action knows what to do.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+
+from tf_biggan.atomic import write_bytes, write_json
+from tf_biggan.errors import UserError
+from tf_biggan.progress import Progress
+from tf_biggan.training.summaries import Summaries
+
+
+class NonFiniteLossError(UserError):
+    """A loss became NaN/inf: the run stops; the message names the step and the last good checkpoint."""
+
+
+def is_time(step: int, every: int, final_step: int) -> bool:
+    """True when an action of cadence `every` (0 = never) runs after `step`: on its multiples and on
+    the final step."""
+    return every > 0 and (step % every == 0 or step == final_step)
+
+
+def next_stop(step: int, target: int, steps_per_loop: int, cadences) -> int:
+    """The step the next graph call runs to: the nearest of the target, step + steps_per_loop and
+    the next multiple of every cadence."""
+    stops = [target, step + steps_per_loop] + [(step // every + 1) * every for every in cadences if every > 0]
+    return min(stops)
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What actions see after a graph call."""
+
+    step: int
+    target: int
+    start_step: int
+    metrics: Dict[str, float]
+    images_per_sec: float
+    last_checkpoint: Optional[str]
+    wall_start: float
+
+
+@dataclasses.dataclass
+class Action:
+    name: str
+    every: int
+    fn: Callable[[LoopState], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# The standard actions.
+
+def log_action(trainer, summaries: Summaries, progress: Progress) -> Action:
+    cfg = trainer.hp.train
+
+    def log(state: LoopState) -> None:
+        m = state.metrics
+        # Losses and penalty terms under losses/, D's mean outputs under d_output/.
+        scalars = {(f"d_output/{k}" if k in ("d_real", "d_fake") else f"losses/{k}"): v for k, v in m.items()}
+        scalars.update({"lr/g": cfg.g_lr, "lr/d": cfg.d_lr, "perf/images_per_sec": state.images_per_sec})
+        summaries.scalars(state.step, scalars)
+        progress.update(state.step, state.images_per_sec,
+                        f"d_loss {m['d_loss']:.4f} (real {m['d_loss_real']:.3f} fake {m['d_loss_fake']:.3f})  "
+                        f"g_loss {m['g_loss']:.4f}  D(x) {m['d_real']:+.3f}  D(G(z)) {m['d_fake']:+.3f}")
+    return Action("log", cfg.log_every, log)
+
+
+def singular_values_action(trainer, summaries: Summaries) -> Action:
+    def sigma(state: LoopState) -> None:
+        summaries.scalars(state.step, {f"sv/{name}/sigma{i}": float(value)
+                                       for name, sv in trainer.singular_values().items()
+                                       for i, value in enumerate(sv)})
+    return Action("singular_values", trainer.hp.train.sv_every, sigma)
+
+
+def save_action(trainer) -> Action:
+    """Every worker takes part (a distributed save); the chief's path becomes the last checkpoint."""
+    def save(state: LoopState) -> None:
+        state.last_checkpoint = trainer.save() or state.last_checkpoint
+    return Action("save", trainer.hp.train.save_every, save)
+
+
+def best_fid_action(trainer, keeper, summaries: Summaries) -> Action:
+    """Adapter of tf_biggan.evaluation's BestFidKeeper: FID of EMA-G now, best checkpoint kept apart."""
+    def best_fid(state: LoopState) -> None:
+        summaries.scalars(state.step, {"eval/fid": float(keeper(trainer))})
+    return Action("best_fid", trainer.hp.eval.best_fid_every, best_fid)
+
+
+def sample_grid_action(trainer, summaries: Summaries) -> Action:
+    """Runs on every worker (the grid is computed under the strategy); the chief writes it."""
+    def sample(state: LoopState) -> None:
+        grid = trainer.sample_grid()
+        if trainer.chief:
+            write_bytes(os.path.join(trainer.model_dir, "samples", f"step_{state.step:08d}.png"),
+                        tf.io.encode_png(grid).numpy())
+            summaries.image(state.step, "ema_samples", grid)
+    return Action("sample_grid", trainer.hp.train.sample_every, sample)
+
+
+def augment_action(trainer, summaries: Summaries, progress: Progress) -> Action:
+    """augment/p to TensorBoard, and a warning each time ADA's p reaches augment.p_max."""
+    state = trainer.augment
+
+    def log_p(loop_state: LoopState) -> None:
+        summaries.scalars(loop_state.step, {"augment/p": float(state.p.numpy())})
+        at_cap = state.at_cap()
+        if at_cap and not getattr(state, "warned_at_cap", False):
+            progress.log(f"WARNING: augment/p reached its cap augment.p_max={trainer.hp.augment.p_max} at step "
+                         f"{loop_state.step}: D still overfits with the strongest safe augmentation. More data, "
+                         "early stopping (eval.best_fid_every) or a smaller D help; p near 1 would let "
+                         "augmentations leak into the samples (seed 003, Appendix C.5.1)")
+        state.warned_at_cap = at_cap
+    return Action("augment", trainer.hp.train.log_every, log_p)
+
+
+def standard_actions(trainer, summaries: Summaries, progress: Progress, best_fid_keeper=None) -> List[Action]:
+    """log, augment p (when augmenting), σ (chief), save, best FID (if a keeper is given), sample
+    grid (with a model_dir)."""
+    actions = [log_action(trainer, summaries, progress)]
+    if trainer.augment.enabled:
+        actions.append(augment_action(trainer, summaries, progress))
+    if trainer.chief:
+        actions.append(singular_values_action(trainer, summaries))
+    actions.append(save_action(trainer))
+    if best_fid_keeper is not None:
+        actions.append(best_fid_action(trainer, best_fid_keeper, summaries))
+    if trainer.model_dir:
+        actions.append(sample_grid_action(trainer, summaries))
+    return actions
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict:
+    """train_report.json (chief, with a model_dir): step, images/s, losses, checkpoint, strategy."""
+    m = state.metrics
+    report = {"step": int(state.step), "images_per_sec": float(state.images_per_sec), "g_loss": m.get("g_loss"),
+              "d_loss": m.get("d_loss"), "checkpoint": state.last_checkpoint,
+              "seconds": time.time() - state.wall_start, "replicas": trainer.num_replicas,
+              "strategy": type(trainer.strategy).__name__, "metrics": m}
+    if trainer.augment.enabled:
+        report["augment_p"] = float(trainer.augment.p.numpy())
+    if error:
+        report["error"] = error
+    if trainer.model_dir and trainer.chief:
+        write_json(os.path.join(trainer.model_dir, "train_report.json"), report)
+    return report
+
+
+def fit(trainer, target: int, actions: List[Action], progress: Progress, summaries: Summaries) -> dict:
+    """Trains `trainer` to global step `target`, running `actions` when due; the report."""
+    step = int(trainer.step.numpy())
+    state = LoopState(step, target, step, {}, 0.0, trainer.latest_checkpoint(), time.time())
+    timed_images, timed_seconds, first = 0, 0.0, True
+    progress.log(f"training from step {step} to {target}: global batch {trainer.global_batch} on "
+                 f"{trainer.num_replicas} replica(s) ({type(trainer.strategy).__name__}), "
+                 f"{trainer.hp.train.disc_steps} D step(s) per G step")
+    cadences = [a.every for a in actions]
+    try:
+        while state.step < target:
+            n = next_stop(state.step, target, trainer.hp.train.steps_per_loop, cadences) - state.step
+            t0 = time.time()
+            state.metrics = trainer.train_steps(n)
+            dt = time.time() - t0
+            state.step += n
+            if first:  # the first call includes tracing: it only stands in until a timed call exists
+                state.images_per_sec = n * trainer.global_batch / max(dt, 1e-9)
+                first = False
+            else:
+                timed_images, timed_seconds = timed_images + n * trainer.global_batch, timed_seconds + dt
+                state.images_per_sec = timed_images / max(timed_seconds, 1e-9)
+            bad = {k: v for k, v in state.metrics.items() if not math.isfinite(v)}
+            if bad:
+                text = ", ".join(f"{k}={v}" for k, v in bad.items())
+                write_report(trainer, state, error=f"non-finite loss: {text}")
+                where = state.last_checkpoint or "none (no checkpoint was written)"
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {state.step} ({text}); last good checkpoint: {where}. Resume from it "
+                    f"(rerun with the same --model_dir) with lower train.g_lr/train.d_lr, or start a new --model_dir")
+            for action in actions:
+                if is_time(state.step, action.every, target):
+                    action.fn(state)
+            summaries.flush()
+    finally:
+        summaries.close()
+    report = write_report(trainer, state)
+    progress.log(f"done at step {state.step}: {state.images_per_sec:.1f} img/s, checkpoint {state.last_checkpoint}")
+    return report

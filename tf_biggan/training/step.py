@@ -1,0 +1,227 @@
+"""One training step of BigGAN on one replica (paper Section 3, Appendix C).
+
+    repeat train.disc_steps times, each on its own FRESH real batch:
+        x_fake = G(z, y_fake)                     (G in training mode: batch statistics)
+        D update on L_D(D(d_inputs([x_real; x_fake]))) + D penalties, in ONE D call, so D's
+        spectral-norm power iteration runs once per D step (compare_gan also concatenated them)
+    G update on L_G(D(d_inputs(G(z, y)))) + G penalties (ortho_reg, Eq. 3, beta = model.ortho_reg)
+    post-step hooks (cross-replica context), then the EMA of G's weights (ema.py)
+
+Extension points (so augmentation, stability and speed plug in without editing `replica_step`):
+- `d_inputs(images, step, substep)`: a differentiable function applied to EVERY image D sees,
+  real and fake, in D and G steps (augmentation). Default: the identity.
+- `d_penalties` / `g_penalties`: lists of `PenaltyTerm(name, fn)`; `fn(ctx)` is called inside the
+  step's GradientTape with a `DContext` / `GContext` and returns this replica's share of a loss
+  (already divided as the all-reduce needs: a per-example mean over the GLOBAL batch, or a global
+  quantity divided by the replica count). It is added to the loss and logged as metric `name`.
+- `latents`: the sampler of (z, y) for a (step, substep); default `LatentSampler` (seeds.py
+  streams train_z / train_y). Replace it to draw training latents differently (Appendix E).
+- `post_step`: callables `fn(step)` run in cross-replica context after each step, before the EMA
+  (e.g. weight clamps).
+- `compile(jit_compile=...)` builds the tf.function of `steps_per_loop` steps in one place
+  (train.jit_compile: each replica's update XLA-compiled, its latents drawn outside XLA).
+
+Distribution. Each replica's loss is its examples' sum divided by the GLOBAL batch (losses.py) and
+global penalties are divided by the replica count, so the all-reduced gradient of N replicas equals
+one device's gradient for the same global batch; G's BatchNorm moments are cross-replica. Latents
+are drawn for the whole global batch from a stateless key (seed, step, substep) and each replica
+takes its slice: the trajectory does not depend on the number of replicas, and the step counter is
+the RNG state (compare_gan used stateless per-step RNG on TPU because TPUs ignore op seeds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional
+
+import tensorflow as tf
+
+from tf_biggan import seeds
+from tf_biggan.layers.ortho_reg import ortho_reg
+from tf_biggan.training.losses import D_LOSSES, G_LOSSES
+
+BASE_METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
+
+
+class LatentSampler:
+    """(z, y) of this replica: its slice of a global batch drawn from (seed, step, substep).
+
+    z ~ N(0, I), y uniform over the classes (the paper's training distribution), stateless from the
+    named streams train_z / train_y (tf_biggan.seeds) with counter step * (disc_steps + 1) + substep.
+    """
+
+    def __init__(self, dim_z: int, num_classes: int, global_batch: int, num_replicas: int, disc_steps: int,
+                 seed: int):
+        self.dim_z, self.num_classes = dim_z, num_classes
+        self.global_batch, self.local_batch = global_batch, global_batch // num_replicas
+        self.disc_steps, self.seed = disc_steps, seed
+
+    def global_latents(self, step, substep: int):
+        counter = tf.cast(step, tf.int64) * (self.disc_steps + 1) + substep
+        z = tf.random.stateless_normal((self.global_batch, self.dim_z), seed=seeds.key("train_z", self.seed, counter))
+        y = tf.random.stateless_uniform((self.global_batch,), seed=seeds.key("train_y", self.seed, counter),
+                                        maxval=self.num_classes, dtype=tf.int32)
+        return z, y
+
+    def __call__(self, step, substep: int):
+        z, y = self.global_latents(step, substep)
+        ctx = tf.distribute.get_replica_context()
+        replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+        start = tf.cast(replica, tf.int32) * self.local_batch
+        return z[start:start + self.local_batch], y[start:start + self.local_batch]
+
+
+@dataclasses.dataclass
+class DContext:
+    """What a D penalty sees (inside the D step's tape): D inputs after `d_inputs`, D's outputs."""
+
+    step: tf.Tensor
+    substep: int
+    x_real: tf.Tensor
+    y_real: tf.Tensor
+    x_fake: tf.Tensor
+    y_fake: tf.Tensor
+    real_logits: tf.Tensor
+    fake_logits: tf.Tensor
+    global_batch: int
+    num_replicas: int
+
+
+@dataclasses.dataclass
+class GContext:
+    """What a G penalty sees (inside the G step's tape)."""
+
+    step: tf.Tensor
+    z: tf.Tensor
+    y: tf.Tensor
+    x_fake: tf.Tensor
+    fake_logits: tf.Tensor
+    global_batch: int
+    num_replicas: int
+
+
+@dataclasses.dataclass
+class PenaltyTerm:
+    """A loss term added to D's or G's loss and logged as metric `name` (see module docstring)."""
+
+    name: str
+    fn: Callable
+
+
+def ortho_reg_term(generator, beta: float) -> PenaltyTerm:
+    """beta * ||W^T W (1 - I)||_F^2 over G's kernels (Eq. 3), divided by the replica count: every
+    replica computes the same global value and the all-reduce sums N copies of its gradient."""
+    kernels = generator.ortho_reg_kernels()
+    return PenaltyTerm("ortho_reg", lambda ctx: ortho_reg(kernels, beta) / ctx.num_replicas)
+
+
+class TrainStep:
+    """The per-replica step of G, D, their optimisers and the EMA (module docstring)."""
+
+    def __init__(self, hp, strategy, g, d, g_opt, d_opt, ema, step_var: tf.Variable):
+        cfg = hp.train
+        self.hp, self.strategy = hp, strategy
+        self.g, self.d, self.g_opt, self.d_opt, self.ema = g, d, g_opt, d_opt, ema
+        self.step_var = step_var
+        self.disc_steps = cfg.disc_steps
+        self.num_replicas = strategy.num_replicas_in_sync
+        self.global_batch = cfg.batch_size
+        self.local_batch = self.global_batch // self.num_replicas
+        self.d_loss_fn, self.g_loss_fn = D_LOSSES[cfg.loss], G_LOSSES[cfg.loss]
+        self.latents = LatentSampler(hp.model.dim_z, hp.data.num_classes, self.global_batch, self.num_replicas,
+                                     cfg.disc_steps, cfg.seed)
+        self.d_penalties: List[PenaltyTerm] = []
+        # The ortho metric is logged even at beta = 0 (a constant 0), so every run has the same metrics.
+        self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)]
+        self.post_step: List[Callable] = []
+        self._loop_fn = None
+        self._update_fn = self.replica_update
+
+    def d_inputs(self, images, step, substep: int):
+        """Every image D sees passes through here (augmentation hook); the identity by default."""
+        del step, substep
+        return images
+
+    @property
+    def metric_names(self) -> tuple:
+        return BASE_METRICS + tuple(p.name for p in self.d_penalties + self.g_penalties)
+
+    # ------------------------------------------------------------------ the paper's step
+    def replica_step(self, real_batches, step) -> Dict[str, tf.Tensor]:
+        """`disc_steps` D steps, one G step on this replica; each metric is this replica's share."""
+        # The latents are drawn outside the update, which train.jit_compile compiles with XLA: XLA's
+        # float stateless draws are other numbers than TF's for the same key (tests/test_xla.py),
+        # so drawing them here keeps the trajectory of a jit-compiled run the same.
+        latents = [self.latents(step, k) for k in range(self.disc_steps + 1)]
+        return self._update_fn(real_batches, step, latents)
+
+    def replica_update(self, real_batches, step, latents) -> Dict[str, tf.Tensor]:
+        """The updates of `replica_step` given this replica's latents [(z, y)] * (disc_steps + 1)."""
+        gb, metrics = self.global_batch, {}
+        for k, (x_real, y_real) in enumerate(real_batches):
+            z, y_fake = latents[k]
+            x_fake = self.g((z, y_fake), training=True)
+            x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
+            with tf.GradientTape() as tape:
+                images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
+                logits = self.d((images, tf.concat([y_real, y_fake], 0)), training=True)
+                real_logits, fake_logits = logits[:self.local_batch], logits[self.local_batch:]
+                d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
+                ctx = DContext(step, k, images[:self.local_batch], y_real, images[self.local_batch:], y_fake,
+                               real_logits, fake_logits, gb, self.num_replicas)
+                penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
+                d_total = d_loss + sum(penalties.values())
+            grads = tape.gradient(d_total, self.d.trainable_variables)
+            self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+        share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
+        metrics.update(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part, d_real=share(real_logits),
+                       d_fake=share(fake_logits), **penalties)
+
+        z, y = latents[self.disc_steps]
+        with tf.GradientTape() as tape:
+            x_fake = self.g((z, y), training=True)
+            fake_logits = self.d((self.d_inputs(x_fake, step, self.disc_steps), y), training=True)
+            g_loss = self.g_loss_fn(fake_logits, gb)
+            ctx = GContext(step, z, y, x_fake, fake_logits, gb, self.num_replicas)
+            penalties = {p.name: p.fn(ctx) for p in self.g_penalties}
+            g_total = g_loss + sum(penalties.values())
+        grads = tape.gradient(g_total, self.g.trainable_variables)
+        self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
+        metrics.update(g_loss=g_loss, **penalties)
+        return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
+
+    # ------------------------------------------------------------------ several steps in one graph
+    def _steps(self, iterator, num_steps):
+        """`num_steps` steps in one graph (train.steps_per_loop); the last step's metrics, summed
+        over replicas (each replica returns its share)."""
+        names = self.metric_names
+        metrics = {k: tf.constant(0.0) for k in names}
+        for _ in tf.range(num_steps):
+            batches = [next(iterator) for _ in range(self.disc_steps)]
+            step = tf.convert_to_tensor(self.step_var)
+            per_replica = self.strategy.run(self.replica_step, args=(batches, step))
+            metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
+                       for k in names}
+            self.step_var.assign_add(1)
+            for hook in self.post_step:
+                hook(self.step_var)
+            self.ema.update(self.step_var)
+        return metrics
+
+    def compile(self, jit_compile: Optional[bool] = None) -> Callable:
+        """The tf.function running `num_steps` steps (built once; hooks must be set before).
+
+        jit_compile=True (train.jit_compile) compiles each replica's update with XLA; the loop
+        around it stays a graph: it reads the input iterator, which XLA cannot compile.
+        """
+        self._update_fn = (tf.function(self.replica_update, jit_compile=True) if jit_compile
+                           else self.replica_update)
+        self._loop_fn = tf.function(self._steps)
+        return self._loop_fn
+
+    def run(self, iterator, num_steps: int) -> Dict[str, float]:
+        """Runs `num_steps` steps (one tf.function call); the last step's metrics as floats."""
+        if self._loop_fn is None:
+            self.compile()
+        metrics = self._loop_fn(iterator, tf.constant(num_steps, tf.int64))
+        return {k: float(v.numpy()) for k, v in metrics.items()}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Exports the run's EMA generator as a TF-Hub module (`--mode=export`) to EXPORT_DIR (default
+# MODEL_DIR/export, the app's default).
+#
+#   TPU_NAME=biggan ZONE=us-central1-a TPU_SIZE=v3-128 MODEL_DIR=gs://b/biggan_128 tpu_scripts/export.sh
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+init_stage
+init_hparams "biggan_128_${TPU_SIZE}"
+init_model_dir
+app export --tpu="$TPU_ARG" --hparams="$HPARAMS_PATH" --model_dir="$MODEL_DIR" \
+  ${EXPORT_DIR:+"--export_dir=$EXPORT_DIR"} "$@"
