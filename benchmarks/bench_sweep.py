@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from tf_biggan.evaluation import evaluate  # noqa: E402
+from tf_biggan.evaluation import evaluate, sweep  # noqa: E402
 from tf_biggan.errors import UserError  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def main() -> int:
                   f"{report['num_samples']} samples", flush=True)
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
-            for name in (evaluate.SWEEP_REPORT, evaluate.SWEEP_CSV, evaluate.SWEEP_PLOT):
+            for name in (sweep.SWEEP_REPORT, sweep.SWEEP_CSV, sweep.SWEEP_PLOT):
                 shutil.copy(os.path.join(work, name), args.keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)

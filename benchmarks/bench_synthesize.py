@@ -52,8 +52,10 @@ def machine() -> dict:
 def bench_model(name: str, hparams: str, batch: int, batches: int, e2e_images: int) -> dict:
     import tensorflow as tf
 
-    from tf_biggan.export import synthesize as synth
     from tf_biggan.config import load_hparams
+    from tf_biggan.export import synthesize as synth
+    from tf_biggan.export.sources import GeneratorSource
+    from tf_biggan.images import to_uint8
     from tf_biggan.data import tfrecord
     from tf_biggan.models import Generator
 
@@ -63,13 +65,13 @@ def bench_model(name: str, hparams: str, batch: int, batches: int, e2e_images: i
     g.build_for_input(2)
     build_s = time.perf_counter() - t0
     params = int(sum(np.prod(v.shape) for v in g.trainable_variables))
-    source = synth.GeneratorSource(g, {"kind": "benchmark", "hparams": hparams}, batch_size=batch)
+    source = GeneratorSource(g, {"kind": "benchmark", "hparams": hparams}, batch_size=batch)
     res = hp.model.resolution
 
     def one_batch(i):
         z = synth.shard_latents(i, batch, g.dim_z, 1.0, seed=0)
         labels = (np.arange(batch) * 7 + i) % hp.data.num_classes
-        return synth._to_uint8(source.generate(z, labels.astype(np.int32))), labels
+        return to_uint8(source.generate(z, labels.astype(np.int32))), labels
 
     one_batch(0)  # trace
     gen_s, images = 0.0, []

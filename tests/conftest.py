@@ -43,3 +43,15 @@ def mirrored_strategy(num_replicas: int):
         pytest.skip(f"needs {num_replicas} logical CPU devices (configured in conftest)")
     return tf.distribute.MirroredStrategy(devices[:num_replicas],
                                           cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(model_dir, hp) of the one tiny trained run every evaluation / export / synthesis test shares
+    (tests/evaluation_run.py): checkpoints at steps STEPS / 2 and STEPS. Tests read it and write
+    their outputs elsewhere, or reports that any of them may rewrite."""
+    import evaluation_run
+    from tf_biggan.sampling.run import saved_hparams
+
+    model_dir = evaluation_run.train(str(tmp_path_factory.mktemp("tiny_run")))
+    return model_dir, saved_hparams(model_dir)

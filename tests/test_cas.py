@@ -1,6 +1,7 @@
 """CAS (tf_biggan/cas): the schedule, weight decay, mixtures, accuracy, bad data, replicas."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import tensorflow as tf
 import conftest
 from tf_biggan.cas import learning_rate_schedule
 from tf_biggan.cas.accuracy import accuracy
+from tf_biggan.cas.input import eval_dataset
 from tf_biggan.cas.sources import Source, parse_sources, select_mixture
 from tf_biggan.config import load_hparams
 from tf_biggan.data import tfrecord
@@ -147,11 +149,17 @@ def test_one_step_on_two_replicas_equals_one_device():
         ds = tf.data.Dataset.from_tensors((images, labels))
         it = iter(strategy.experimental_distribute_dataset(ds))
         metrics = clf.train_steps(it, tf.constant(1))
-        return before, [v.numpy() for v in clf.model.weights], {k: float(v) for k, v in metrics.items()}
+        # Scoring splits padded batches over the replicas: 364 held-out digits in batches of 100.
+        scores = clf.evaluate(eval_dataset(sources, dataclasses.replace(hp.cas, eval_batch_size=100),
+                                           strategy.num_replicas_in_sync))
+        return before, [v.numpy() for v in clf.model.weights], {k: float(v) for k, v in metrics.items()}, scores
 
-    before, w1, m1 = one_step(tf.distribute.get_strategy())
-    _, w2, m2 = one_step(conftest.mirrored_strategy(2))
+    sources = parse_sources("digits:test", "--eval_data", 10)
+    before, w1, m1, s1 = one_step(tf.distribute.get_strategy())
+    _, w2, m2, s2 = one_step(conftest.mirrored_strategy(2))
     assert m1 == pytest.approx(m2, rel=1e-5)
+    assert s1["eval_images"] == s2["eval_images"] == 364
+    assert s1["top1"] == pytest.approx(s2["top1"], abs=1 / 364) and s1["top5"] == pytest.approx(s2["top5"], abs=1 / 364)
     for a, b in zip(w1, w2):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
     moved = sum(not np.allclose(a, b) for a, b in zip(w1, before))
@@ -164,3 +172,81 @@ def test_resnet50_builds_with_protocol_batch_norm():
     bns = [l for l in model.layers if isinstance(l, tf.keras.layers.BatchNormalization)]
     assert len(bns) == 53 and all(l.momentum == 0.9 and l.epsilon == 1e-5 for l in bns)
     assert model.output_shape == (None, 10) and model.count_params() > 23_000_000
+
+
+def test_cas_sweep_joins_fid_is_and_writes_table_csv_plots(tmp_path, monkeypatch):
+    """The sweep's bookkeeping with its stages stubbed (each is tested on its own): which classifiers it
+    trains on which data, the join with the GAN sweep, the real + k table, the CSV and both plots."""
+    from tf_biggan.cas import sweep
+    from tf_biggan.config import save_hparams
+
+    run = tmp_path / "run"
+    save_hparams(load_hparams("hparams/digits.yaml"), str(run / "hparams.yaml"))
+    hp = _digits_hp(sweep_truncations=(0.5, 1.0, 0.0), sweep_real_plus=(100, 200))
+    top1 = {"0.5": 0.75, "1": 0.875, "untruncated": 0.8125}  # exact in binary
+    calls = []
+
+    def fake_cas(hp_, model_dir, train, evald, strategy=None, log=None):
+        calls.append((os.path.basename(model_dir), train, hp_.cas.synthetic_images))
+        name = os.path.basename(model_dir)
+        t = top1.get(name[len("cas_t"):], 0.95)
+        return {"top1": t, "top5": min(1.0, t + 0.0625), "per_class_top1": {}, "train_images": 1000,
+                "synthetic_fraction": 0.1}
+
+    monkeypatch.setattr(sweep, "run_cas", fake_cas)
+    monkeypatch.setattr(sweep, "_synthesize", lambda run_dir, out, t, n, log: os.path.join(out, "train-*"))
+    monkeypatch.setattr(sweep, "_gan_sweep", lambda *a: {0.5: {"fid": 30.0, "is": 8.0}, 1.0: {"fid": 10.0, "is": 6.0},
+                                                          0.0: {"fid": 12.0, "is": 5.0}})
+    report = sweep.run_cas_sweep(hp, str(run), log=lambda m: None)
+    assert [(p["truncation"], p["top1"], p["fid"], p["is"]) for p in report["points"]] == [
+        (0.5, 0.75, 30.0, 8.0), (1.0, 0.875, 10.0, 6.0), (0.0, 0.8125, 12.0, 5.0)]
+    assert calls[:4] == [("cas_t0.5", f"synthetic:{run}/cas_sweep/synthetic_t0.5/train-*", 0),
+                         ("cas_t1", f"synthetic:{run}/cas_sweep/synthetic_t1/train-*", 0),
+                         ("cas_tuntruncated", f"synthetic:{run}/cas_sweep/synthetic_tuntruncated/train-*", 0),
+                         ("cas_real", "real:digits:train", 0)]
+    # The mixtures use the best-CAS truncation (1.0) and add exactly k synthetic images.
+    assert calls[4:] == [(f"cas_real_plus_{k}", f"real:digits:train,synthetic:{run}/cas_sweep/synthetic_t1/train-*", k)
+                         for k in (100, 200)]
+    assert report["real_plus_synthetic"]["truncation"] == 1.0
+    assert [r["synthetic_added"] for r in report["real_plus_synthetic"]["rows"]] == [0, 100, 200]
+    with open(run / "cas_sweep_report.csv") as f:
+        rows = f.read().splitlines()
+    assert rows[0] == ",".join(sweep.CSV_FIELDS) and rows[2].startswith("1.0,0.875,0.9375,10.0,6.0,1000,")
+    for name in sweep.PLOTS.values():
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_crop_is_the_references_central_crop_and_normalisation():
+    from tf_biggan.cas.input import eval_preprocess, train_preprocess
+
+    cas = dataclasses.replace(load_hparams("hparams/cas_resnet50_v2-8.yaml").cas, image_size=4, eval_crop_fraction=0.5)
+    image = np.arange(8 * 12 * 3).reshape(8, 12, 3).astype(np.uint8)
+    out = eval_preprocess(tf.constant(image), cas).numpy()
+    # int(0.5 x 8) = 4 px square, offsets ((8 - 4 + 1) // 2, (12 - 4 + 1) // 2) = (2, 4); 4 -> 4 px is exact.
+    expected = (image[2:6, 4:8] / 255.0 - np.array(cas.mean)) / np.array(cas.std)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # Training crops: image_size output, a pure function of the key (resumable), different keys differ.
+    cas = dataclasses.replace(cas, image_size=6)
+    big = tf.constant(np.random.default_rng(0).integers(0, 255, (40, 30, 3)).astype(np.uint8))
+    a = train_preprocess(big, tf.constant([1, 2], tf.int64), cas).numpy()
+    assert a.shape == (6, 6, 3)
+    np.testing.assert_array_equal(a, train_preprocess(big, tf.constant([1, 2], tf.int64), cas).numpy())
+    assert not np.allclose(a, train_preprocess(big, tf.constant([1, 3], tf.int64), cas).numpy())
+
+
+def test_every_epoch_draws_exactly_each_sources_count():
+    """The input interleaves sources by a per-epoch permutation of their counts: with source A = 30
+    zeros and source B = 10 ones, every 40-image epoch holds exactly 30 zeros and 10 ones."""
+    from tf_biggan.cas.input import train_dataset
+
+    a = parse_sources("real:digits:train", "--train_data", 10)[0]
+    b = parse_sources("synthetic:digits:test", "--train_data", 10)[0]
+    a.keep = (a.labels == 0) & (np.cumsum(a.labels == 0) <= 30)
+    b.keep = (b.labels == 1) & (np.cumsum(b.labels == 1) <= 10)
+    cas = dataclasses.replace(_digits_hp().cas, batch_size=20)
+    for start in (0, 3):  # a fresh run, and one resumed at step 3 (reseeded by the step)
+        ds = train_dataset([a, b], cas, global_batch=20, steps_per_epoch=2, start_step=start)
+        labels = np.concatenate([y.numpy() for _, y in ds.take(6)])
+        first = 0 if start % 2 == 0 else 20  # a resumed run starts mid-epoch
+        for epoch in range(first, len(labels) - 39, 40):
+            assert np.bincount(labels[epoch:epoch + 40], minlength=2).tolist() == [30, 10]

@@ -122,30 +122,59 @@ def test_export_replaces_atomically(exported, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m"]
 
 
-def test_export_mode_from_a_training_run(tmp_path):
-    import types
+def test_export_mode_from_a_training_run(tiny_run, tmp_path):
+    """--mode=export honours the run's eval.* overrides (here eval.export_truncations) and exports the
+    latest checkpoint by default; the module is the run's EMA-G with per-truncation statistics."""
+    from evaluation_run import flags, mode
+    from tf_biggan.sampling.run import load_run
 
-    from tf_biggan.training.checkpoints import load_ema_generator
-    from tf_biggan.errors import UserError
-    from tf_biggan.export.hub import run_export
-    from tf_biggan.training.trainer import GANTrainer, prepare_model_dir
-
-    hp = load_hparams("digits", "model.ch=4,train.batch_size=8,train.train_steps=2,train.steps_per_loop=1,"
-                      "train.save_every=2,eval.export_truncations=[0.5,1.0],eval.standing_stats_passes=2,"
-                      "eval.standing_stats_batch=16")
-    run = str(tmp_path / "run")
-    with pytest.raises(UserError, match="has no hparams.yaml"):
-        run_export(hp, types.SimpleNamespace(model_dir=run, export_dir=None))
-    prepare_model_dir(hp, run)
-    GANTrainer(hp, model_dir=run, verbose=False).fit()
-    run_export(hp, types.SimpleNamespace(model_dir=run, export_dir=str(tmp_path / "hub")))
-    module = tf.saved_model.load(str(tmp_path / "hub"))
-    g, _, step = load_ema_generator(run)
-    tables = standing_stats_grid(g, [0.5, 1.0], num_passes=2, batch_size=16, seed=hp.train.seed)
-    expected = _reference(g, tables, lambda rows: rows[0])
+    model_dir, hp = tiny_run
+    out = str(tmp_path / "hub")
+    mode("export")(None, flags(model_dir, export_dir=out, hparams_overrides="eval.export_truncations=[0.5,1.5]"))
+    module = tf.saved_model.load(out)
+    run = load_run(model_dir, hp=hp)
+    tables = standing_stats_grid(run.ema_generator, [0.5, 1.5], num_passes=hp.eval.standing_stats_passes,
+                                 batch_size=hp.eval.standing_stats_batch, seed=hp.train.seed)
+    expected = _reference(run.ema_generator, tables, lambda rows: rows[1])
     z, y = _inputs()
-    got = module.signatures["default"](z=tf.constant(z), y=tf.constant(y), truncation=tf.constant(0.5))["default"]
+    got = module.signatures["default"](z=tf.constant(z), y=tf.constant(y), truncation=tf.constant(1.5))["default"]
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
-    with open(tmp_path / "hub" / "assets" / "metadata.json") as f:
+    with open(os.path.join(out, "assets", "metadata.json")) as f:
         meta = json.load(f)
-    assert meta["step"] == step == 2 and meta["hparams"]["model"]["ch"] == 4
+    assert meta["step"] == run.step and meta["checkpoint"] == os.path.abspath(run.checkpoint)
+    assert meta["truncation_grid"] == [0.5, 1.5] and meta["hparams"]["model"]["ch"] == 4
+
+
+def test_export_cli_exports_the_checkpoint_it_is_given(tiny_run, tmp_path):
+    """Through the real CLI: --checkpoint=<an earlier checkpoint> exports THAT step (it used to
+    export the latest silently), and a missing checkpoint or run is a one-line error (exit 2)."""
+    import evaluation_run
+
+    model_dir, _ = tiny_run
+    earlier = os.path.join(model_dir, f"ckpt-{evaluation_run.STEPS // 2}")
+    out = tmp_path / "hub"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cli = [sys.executable, "-m", "tf_biggan.main", "--mode=export", f"--model_dir={model_dir}"]
+    proc = subprocess.run(cli + [f"--checkpoint={earlier}", f"--export_dir={out}"], cwd=repo, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "assets" / "metadata.json").read_text())
+    assert meta["step"] == evaluation_run.STEPS // 2 and meta["checkpoint"] == os.path.abspath(earlier)
+    assert f"step {evaluation_run.STEPS // 2}" in proc.stdout
+    bad = subprocess.run(cli + [f"--checkpoint={model_dir}/ckpt-7", f"--export_dir={tmp_path / 'x'}"], cwd=repo,
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--checkpoint=" in bad.stderr and "does not exist" in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_mode_user_errors(tmp_path):
+    from evaluation_run import flags, mode
+    from tf_biggan.errors import UserError
+
+    with pytest.raises(UserError, match="--model_dir is required for --mode=export"):
+        mode("export")(None, flags(None))
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(UserError, match="has no hparams.yaml"):
+        mode("export")(None, flags(str(run)))

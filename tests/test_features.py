@@ -1,4 +1,5 @@
-"""Feature extractors and the real-statistics cache (tf_biggan.evaluation.features)."""
+"""Feature extractors (tf_biggan.evaluation.features, .classifier) and the statistics they feed
+(tf_biggan.evaluation.real_stats; the cache itself is tested in test_evaluate.py)."""
 
 import os
 
@@ -7,9 +8,7 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from tf_biggan.evaluation import features
-
-from tf_biggan.evaluation import metrics
+from tf_biggan.evaluation import features, metrics, real_stats
 from tf_biggan.errors import UserError
 
 
@@ -166,6 +165,7 @@ def test_local_saved_model_loads_and_is_scaled_like_tfgan(tmp_path, callable_mod
     np.testing.assert_allclose(logits, ref["logits"].numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # the full-width InceptionV3 (24M parameters, a 96 MB weights file): long by nature
 def test_keras_inception_v3_weights_file(tmp_path):
     import keras
 
@@ -183,41 +183,17 @@ def test_keras_inception_v3_weights_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The real-statistics cache.
+# Statistics of an image set.
 
 
-def test_cached_real_stats_computes_once_and_writes_atomically(tmp_path):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return {"mu": np.arange(3.0), "sigma": np.eye(3)}
-
-    cache = str(tmp_path / "cache")
-    a = features.cached_real_stats("digits-16__classifier-abc", compute, cache)
-    b = features.cached_real_stats("digits-16__classifier-abc", compute, cache)
-    assert len(calls) == 1
-    np.testing.assert_array_equal(a["mu"], b["mu"])
-    np.testing.assert_array_equal(a["sigma"], b["sigma"])
-    files = os.listdir(cache)
-    assert len(files) == 1 and files[0].endswith(".npz") and not files[0].startswith(".tmp")
-    # Another extractor (or dataset) is another key and another file.
-    features.cached_real_stats("digits-16__inception-xyz", compute, cache)
-    assert len(calls) == 2 and len(os.listdir(cache)) == 2
-    # A damaged file is recomputed and replaced.
-    with open(os.path.join(cache, files[0]), "wb") as f:
-        f.write(b"not an npz")
-    c = features.cached_real_stats("digits-16__classifier-abc", compute, cache)
-    assert len(calls) == 3
-    np.testing.assert_array_equal(c["mu"], a["mu"])
-
-
-def test_feature_statistics_feed_the_metrics(classifier, digits, tmp_path):
+def test_feature_statistics_feed_the_metrics(classifier, digits):
     x, y, x_test, y_test = digits
-    key = features.stats_key("digits16-train", classifier)
-    assert classifier.name in key
-    stats = features.cached_real_stats(key, lambda: features.feature_statistics(classifier, x, labels=y),
-                                       str(tmp_path))
+    # Streamed (images, labels) batches give what one array with its labels gives.
+    stats = real_stats.feature_statistics(classifier, [(x[i:i + 500], y[i:i + 500]) for i in range(0, len(x), 500)],
+                                          num_classes=10)
+    whole = real_stats.feature_statistics(classifier, x, labels=y, num_classes=10)
+    np.testing.assert_allclose(stats["sigma"], whole["sigma"], rtol=1e-6, atol=1e-9)
+    assert stats["class_accuracy"][0] == whole["class_accuracy"][0]
     assert set(stats) >= {"mu", "sigma", "kid_activations", "inception_score", "class_accuracy", "num_examples"}
     assert stats["class_accuracy"][0] > 0.97 and stats["num_examples"][0] == len(x)
     acts = classifier.activations(x_test)

@@ -62,12 +62,18 @@ def test_truncated_z_deterministic_per_seed_eager_and_in_tf_function():
 
 def test_hub_notebook_variant_scales_a_fixed_truncnorm():
     t = 0.5
-    z = latents.hub_notebook_truncated_z([4000, 8], t, seed=0)
+    z = latents.hub_notebook_truncated_z([4000, 8], t, seed=0).numpy()
     # Support is [-2t, 2t], not [-t, t]: this is not the paper's truncation.
     assert np.abs(z).max() <= 2 * t
     assert np.abs(z).max() > t
     assert scipy.stats.kstest(z.ravel() / t, scipy.stats.truncnorm(-2, 2).cdf).pvalue > 0.01
-    np.testing.assert_array_equal(z, latents.hub_notebook_truncated_z([4000, 8], t, seed=0))
+    np.testing.assert_array_equal(z, latents.hub_notebook_truncated_z([4000, 8], t, seed=0).numpy())
+    # The two conventions by name; an unknown name is the user's error.
+    np.testing.assert_array_equal(latents.convention_z([4000, 8], t, 0, "hub_notebook").numpy(), z)
+    np.testing.assert_array_equal(latents.convention_z([50, 8], t, 0, "paper_resample").numpy(),
+                                  latents.truncated_z([50, 8], t, 0).numpy())
+    with pytest.raises(UserError, match="latent_convention='other'"):
+        latents.convention_z([2, 2], t, 0, "other")
 
 
 EXTRA = {

@@ -2,7 +2,7 @@
 class-wise nearest neighbours in pixel and feature space (Figures 10-14), D's memorisation test
 (Section 4.2). Grid sizes, report contents and the invariants each tool rests on.
 
-Shares the tiny trained run of tests/evaluation_run.py with tests/test_evaluate.py.
+Uses the session's tiny trained run (conftest.py `tiny_run`, tests/evaluation_run.py).
 """
 
 import json
@@ -13,15 +13,18 @@ import pytest
 import tensorflow as tf
 
 import evaluation_run
-from evaluation_run import flags, trained_run
-from tf_biggan.evaluation import evaluate
-from tf_biggan.evaluation import qualitative
+from evaluation_run import flags
+from tf_biggan import images
 from tf_biggan.errors import UserError
+from tf_biggan.evaluation import evaluator, qualitative
+from tf_biggan.evaluation.real_data import real_images
+from tf_biggan.sampling.run import load_run
+from tf_biggan.sampling.standing_stats import apply_standing_stats
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return trained_run(tmp_path_factory)
+def run(tiny_run):
+    return tiny_run
 
 
 def _png_shape(path):
@@ -29,8 +32,8 @@ def _png_shape(path):
 
 
 def _grid_shape(rows, cols, size=16):
-    s = qualitative.upscale_factor(size)
-    gap = qualitative.GRID_GAP
+    s = images.upscale_factor(size)
+    gap = images.GRID_GAP
     return (rows * size * s + (rows - 1) * gap, cols * size * s + (cols - 1) * gap, 3)
 
 
@@ -59,10 +62,10 @@ def test_interpolation_grids(run, tmp_path):
     assert report["truncation"] == 0.5 and report["step"] == evaluation_run.STEPS
 
     # The end columns are plain samples of their endpoints: alpha = 0 is (z_a, one-hot c_a).
-    g, _, _ = evaluate.load_run_generator(model_dir, None, hp)
-    evaluate.apply_standing_stats(g, 0.5, hp.eval.standing_stats_passes, hp.eval.standing_stats_batch, 0)
+    g = load_run(model_dir, hp=hp).ema_generator
+    apply_standing_stats(g, 0.5, hp.eval.standing_stats_passes, hp.eval.standing_stats_batch, 0)
     out = qualitative.interpolations(g, rows, steps, 0.5, seed=0)
-    z_ends = qualitative._latents(g.dim_z, 2 * rows, 0.5, 0, qualitative._INTERP_STREAM).reshape(rows, 2, -1)
+    z_ends = qualitative.figure_latents(g.dim_z, 2 * rows, 0.5, 0, qualitative.INTERP_ZC).reshape(rows, 2, -1)
     first = g((z_ends[:, 0], out["pairs_zc"][:, 0]), training=False).numpy()
     last = g((z_ends[:, 1], out["pairs_zc"][:, 1]), training=False).numpy()
     np.testing.assert_allclose(out["zc"][:, 0], first, atol=2e-5)
@@ -73,7 +76,7 @@ def test_interpolation_grids(run, tmp_path):
 
 def test_nearest_neighbours_of_real_images_are_themselves(run):
     _, hp = run
-    images, labels = evaluate.real_images(hp, "train", max_examples=200)
+    images, labels = real_images(hp, "train", max_examples=200)
     queries, q_labels = images[[3, 50, 120]], labels[[3, 50, 120]]
     batches = [(images[i:i + 64], labels[i:i + 64]) for i in range(0, 200, 64)]  # streamed in batches
     nn = qualitative.nearest_neighbors(queries, q_labels, batches, k=4)
@@ -96,7 +99,7 @@ def test_neighbors_mode_grids(run, tmp_path):
     out_dir = str(tmp_path)
     report = qualitative.run_neighbors(None, flags(model_dir, output_dir=out_dir))
     rows, k = hp.eval.qualitative_rows, hp.eval.neighbors_k
-    _, labels = evaluate.real_images(hp, "train")
+    _, labels = real_images(hp, "train")
     for space, name in (("pixel", qualitative.NEIGHBORS_PIXEL_PNG), ("feature", qualitative.NEIGHBORS_FEATURE_PNG)):
         assert _png_shape(os.path.join(out_dir, name)) == _grid_shape(rows, k + 1)  # sample + k neighbours
         d = np.array(report[space]["distances"])
@@ -119,10 +122,11 @@ def test_memorization_shares(run, tmp_path):
     # D was restored from the checkpoint, not freshly initialised: a new D scores differently.
     from tf_biggan.models import Discriminator
 
-    d, step, _ = qualitative.load_discriminator(model_dir, None, hp)
+    d_run = load_run(model_dir, hp=hp, ema_generator=False, discriminator=True)
+    d, step = d_run.discriminator, d_run.step
     fresh = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
     fresh.build_for_input(2)
-    x, y = evaluate.real_images(hp, "validation", max_examples=20)
+    x, y = real_images(hp, "validation", max_examples=20)
     assert step == evaluation_run.STEPS
     assert not np.allclose(qualitative.discriminator_outputs(d, [(x, y)]),
                            qualitative.discriminator_outputs(fresh, [(x, y)]))
@@ -133,16 +137,31 @@ def test_memorization_shares(run, tmp_path):
 
 
 def test_memorization_user_errors(tmp_path):
-    from tf_biggan.training.trainer import prepare_model_dir
+    from tf_biggan.config import save_hparams
 
     hp = evaluation_run.tiny_hp("data.kind=tfrecord,data.pattern=/data/train-*")
     model_dir = str(tmp_path / "tfrecord_run")
-    prepare_model_dir(hp, model_dir)
+    save_hparams(hp, os.path.join(model_dir, "hparams.yaml"))
     with pytest.raises(UserError, match=r"held-out images.*eval.validation_pattern=/data/imagenet/validation-\*"):
         qualitative.run_memorization(None, flags(model_dir))
     digits_dir = str(tmp_path / "digits_run")
-    prepare_model_dir(evaluation_run.tiny_hp(), digits_dir)
+    save_hparams(evaluation_run.tiny_hp(), os.path.join(digits_dir, "hparams.yaml"))
     with pytest.raises(UserError, match="no checkpoint yet"):
         qualitative.run_memorization(None, flags(digits_dir))
     with pytest.raises(UserError, match=r"--checkpoint=.*does not exist"):
         qualitative.run_memorization(None, flags(digits_dir, checkpoint=os.path.join(digits_dir, "ckpt-1")))
+
+
+def test_figure_latents_are_not_the_sweeps_at_any_seed():
+    """The qualitative figures draw from their own seed stream: at no pair of seeds do they show the
+    latents the sweep scored (before streams, qualitative --seed=0 drew the sweep's --seed=11 z)."""
+    sweep_z = {s: evaluator.eval_latents(8, 0, 4, 0.0, seed=s).numpy() for s in range(0, 40)}
+    for seed in range(0, 40):
+        for figure in (qualitative.INTERP_ZC, qualitative.INTERP_CLASS, qualitative.NEIGHBORS):
+            z = qualitative.figure_latents(8, 4, 0.0, seed, figure)
+            assert not any(np.allclose(z, other) for other in sweep_z.values()), (seed, figure)
+    # Figures differ from each other, and each is reproducible.
+    a = qualitative.figure_latents(8, 4, 0.0, 0, qualitative.INTERP_ZC)
+    b = qualitative.figure_latents(8, 4, 0.0, 0, qualitative.NEIGHBORS)
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(a, qualitative.figure_latents(8, 4, 0.0, 0, qualitative.INTERP_ZC))

@@ -1,7 +1,7 @@
 """--mode=synthesize: CAS-ready synthetic shards in the ImageNet TFRecord layout (CAS Appendix B).
 
-One tiny training run (digits, ch=4, one step) is shared by every test; everything else is small:
-a few images per class, a handful of shards.
+Uses the session's tiny trained run (conftest.py `tiny_run`); everything else is small: a few
+images per class, a handful of shards.
 """
 
 import json
@@ -16,13 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_biggan.config import load_hparams
+import evaluation_run
 from tf_biggan.errors import UserError
 from tf_biggan.export import synthesize as synth
-
-OVERRIDES = ("model.ch=4,train.batch_size=8,train.train_steps=1,train.steps_per_loop=1,train.save_every=1,"
-             "eval.standing_stats_passes=2,eval.standing_stats_batch=16,eval.batch_size=64,"
-             "eval.export_truncations=[0.5,1.0]")
+from tf_biggan.sampling.labels import interleaved_labels
 
 # The ImageNet layout exactly as a reader that knows nothing of tf_biggan parses it.
 IMAGENET_FEATURES = {
@@ -63,22 +60,14 @@ def tree(directory):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from tf_biggan.training.trainer import GANTrainer, prepare_model_dir
-
-    hp = load_hparams("digits", OVERRIDES)
-    run = str(tmp_path_factory.mktemp("synth") / "run")
-    prepare_model_dir(hp, run)
-    GANTrainer(hp, model_dir=run, verbose=False).fit()
-    return run
+def run_dir(tiny_run):
+    return tiny_run[0]
 
 
 @pytest.fixture(scope="module")
 def module_dir(run_dir, tmp_path_factory):
-    from tf_biggan.export.hub import run_export
-
     path = str(tmp_path_factory.mktemp("synth_module") / "hub")
-    run_export(None, types.SimpleNamespace(model_dir=run_dir, export_dir=path))
+    evaluation_run.mode("export")(None, evaluation_run.flags(run_dir, export_dir=path))
     return path
 
 
@@ -90,13 +79,13 @@ def test_labels_are_stratified_so_every_shard_is_class_balanced():
 
     counts = synth.default_counts("digits", "train")
     assert counts == np.bincount(load_digits_split("train")[1], minlength=10).tolist() and sum(counts) == 1433
-    labels = synth.interleaved_labels(counts)
+    labels = interleaved_labels(counts)
     assert np.bincount(labels).tolist() == counts
     for start, end in synth.shard_bounds(len(labels), 7):
         per_class = np.bincount(labels[start:end], minlength=10)
         expected = np.asarray(counts) * (end - start) / len(labels)
         assert np.all(np.abs(per_class - expected) <= 1.5)
-    assert synth.interleaved_labels([2, 2]).tolist() == [0, 1, 0, 1]
+    assert interleaved_labels([2, 2]).tolist() == [0, 1, 0, 1]
     sizes = [e - s for s, e in synth.shard_bounds(10, 4)]
     assert sum(sizes) == 10 and max(sizes) - min(sizes) <= 1
 
@@ -110,7 +99,7 @@ def test_latents_are_stateless_per_shard_and_truncated():
     # unknown batch size gets other fused kernels and other last bits in its standing statistics.
     for n in (3, 5, 9):
         synth.shard_latents(0, n, 60, 0.5, seed=1)
-    graph_z = tf.function(lambda: synth.draw_latents((16, 60), 0.5, tf.constant([1, 2], tf.int64)))
+    graph_z = tf.function(lambda: synth.shard_latents(1, 16, 60, 0.5, seed=2))
     assert graph_z.get_concrete_function().structured_outputs.shape.as_list() == [16, 60]
     # CAS footnote 5's convention (the TF-Hub notebook's): values within [-2t, 2t].
     hub = synth.shard_latents(3, 400, 60, 0.5, seed=9, convention="hub_notebook").numpy()
@@ -120,8 +109,8 @@ def test_latents_are_stateless_per_shard_and_truncated():
 def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     """Plain parse_single_example: requested counts, 1-based labels, synsets, 16x16 JPEGs; manifest;
     and the images are EMA-G's with standing statistics accumulated at the requested truncation."""
-    from tf_biggan.training.checkpoints import load_ema_generator
-    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
+    from tf_biggan.sampling.run import load_run
+    from tf_biggan.sampling.standing_stats import apply_standing_stats
 
     synsets = tmp_path / "synsets.txt"
     synsets.write_text("".join(f"n{c:08d} digit {c}\n" for c in range(10)))
@@ -153,9 +142,9 @@ def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     assert manifest == result["manifest"]
     assert manifest["count_per_class"] == {str(c): 3 for c in range(10)}
     assert (manifest["truncation"], manifest["seed"], manifest["shards"]) == (0.5, 5, names)
-    assert manifest["source"]["kind"] == "checkpoint" and manifest["source"]["step"] == 1
+    assert manifest["source"]["kind"] == "checkpoint" and manifest["source"]["step"] == evaluation_run.STEPS
     assert manifest["source"]["model_dir"] == os.path.abspath(run_dir)
-    assert manifest["standing_stats"] == {"passes": 2, "batch_size": 16, "truncation": 0.5,
+    assert manifest["standing_stats"] == {"passes": 4, "batch_size": 50, "truncation": 0.5,
                                           "latent_convention": "paper_resample"}
     assert (manifest["label_offset"], manifest["num_images"], manifest["resolution"]) == (1, 30, 16)
     assert sum(manifest["images_per_shard"]) == 30 and manifest["jpeg_quality"] == 90
@@ -164,10 +153,8 @@ def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     npz = np.load(out / "npz" / f"{names[2]}.npz")
     assert npz["images"].dtype == np.uint8 and npz["images"].shape == (len(npz["labels"]), 16, 16, 3)
     assert npz["labels"].tolist() == [v - 1 for v in shard_labels_of[names[2]]]
-    g, _, _ = load_ema_generator(run_dir)
-    counts = [3] * 10
-    accumulate_standing_stats(g, num_passes=2, batch_size=16,
-                              latents=synth.standing_stats_latents(60, counts, 16, 0.5, seed=5))
+    g = load_run(run_dir).ema_generator
+    apply_standing_stats(g, 0.5, 4, 50, seed=5, class_counts=[3] * 10)
     z = synth.shard_latents(2, len(npz["labels"]), 60, 0.5, seed=5)
     expected = np.round(np.clip((g((z, npz["labels"]), training=False).numpy() + 1) * 127.5, 0, 255))
     assert np.abs(expected - npz["images"]).max() <= 1
@@ -175,7 +162,7 @@ def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     for r, image in zip(read_shard(str(out / names[2])), npz["images"]):
         assert r["image/encoded"].numpy() == tf.io.encode_jpeg(image, format="rgb", quality=90).numpy()
     # ... and not the images of untruncated statistics (they are not interchangeable, Appendix C.1).
-    accumulate_standing_stats(g, num_passes=2, batch_size=16, seed=5)
+    apply_standing_stats(g, 0.0, 4, 50, seed=5, class_counts=[3] * 10)
     other = np.round(np.clip((g((z, npz["labels"]), training=False).numpy() + 1) * 127.5, 0, 255))
     assert np.abs(other - npz["images"]).max() > 1
 
@@ -204,11 +191,12 @@ KILL_SCRIPT = textwrap.dedent("""
 
 
 def test_killed_run_resumes_to_the_same_files_as_an_uninterrupted_one(run_dir, tmp_path, monkeypatch):
-    """Default counts (the real digits training split); a crash mid-shard leaves no partial shard, a rerun
-    writes only the missing shards, and the result is byte-identical to one uninterrupted run; the same
-    holds for two workers (TF_CONFIG and flags) each writing its own shards."""
+    """A crash mid-shard leaves no partial shard, a rerun writes only the missing shards, and the result
+    is byte-identical to one uninterrupted run; the same holds for two workers (TF_CONFIG and flags)
+    each writing its own shards. (Default counts, the real training split's, are checked in
+    test_labels_are_stratified_so_every_shard_is_class_balanced; here 15 per class keep it quick.)"""
     killed, whole, split = tmp_path / "killed", tmp_path / "whole", tmp_path / "split"
-    settings = dict(model_dir=run_dir, num_shards=6, truncation=0.5, seed=7)
+    settings = dict(model_dir=run_dir, num_shards=6, truncation=0.5, seed=7, images_per_class=15)
     flags = make_flags(output_dir=str(killed), **settings)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(vars(flags))], env=env,
@@ -233,7 +221,7 @@ def test_killed_run_resumes_to_the_same_files_as_an_uninterrupted_one(run_dir, t
     synth.run_synthesize(None, make_flags(output_dir=str(whole), **settings))
     assert tree(killed) == tree(whole)
     manifest = json.loads((whole / "manifest.json").read_text())
-    assert manifest["count_per_class"] == {str(c): n for c, n in enumerate(synth.default_counts("digits"))}
+    assert manifest["count_per_class"] == {str(c): 15 for c in range(10)}
 
     # Two hosts: shard i belongs to worker i % 2. Worker 1 (from TF_CONFIG) finishes first and leaves
     # the manifest to worker 0 (from flags), the last to finish.
@@ -255,7 +243,8 @@ def test_module_source_gives_the_modules_images(module_dir, tmp_path):
     result = synth.run_synthesize(None, make_flags(module=module_dir, output_dir=str(out), images_per_class=2,
                                                    num_shards=2, truncation=0.75, seed=11, also_write_npz=True))
     manifest = result["manifest"]
-    assert manifest["source"] == {"kind": "module", "module": os.path.abspath(module_dir), "step": 1}
+    assert manifest["source"] == {"kind": "module", "module": os.path.abspath(module_dir),
+                                  "step": evaluation_run.STEPS}
     assert manifest["count_per_class"] == {str(c): 2 for c in range(10)} and manifest["truncation"] == 0.75
     for index, name in enumerate(manifest["shards"]):
         npz = np.load(out / "npz" / f"{name}.npz")

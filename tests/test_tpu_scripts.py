@@ -229,16 +229,13 @@ def test_train_pod_defaults_model_dir_from_bucket(env):
 def test_stage_command_lines(env, name):
     mode, _ = STAGES[name]
     extra = "--seed=7"
-    hparams = "hparams/cas_imagenet_v3-8.yaml" if name == "cas.sh" else None
-    if name == "cas.sh" and not os.path.exists(os.path.join(ROOT, hparams)):
-        env = dict(env, HPARAMS="biggan_128_v3-8")  # the CAS hparams files are the cas work's
-        hparams = "hparams/biggan_128_v3-8.yaml"
+    hparams = "hparams/cas_resnet50_v2-8.yaml" if name == "cas.sh" else "hparams/biggan_128_v3-8.yaml"
     (ssh,) = dry_commands(run_script(name, env, extra, DRY_RUN="1", INCEPTION_PATH="/home/me/inception",
                                      TRUNCATION="0.5", SYNTH_DIR="gs://my-bucket/synthetic"))
     _, argv = remote_app_argv(ssh)
     assert flag(argv, "mode") == mode and flag(argv, "tpu") == "local"
     assert flag(argv, "model_dir") == "gs://my-bucket/runs/biggan_128"
-    assert flag(argv, "hparams") == (hparams or "hparams/biggan_128_v3-8.yaml")
+    assert flag(argv, "hparams") == hparams
     assert argv[-1] == extra
     if name in ("eval.sh", "all.sh"):
         assert flag(argv, "inception_path") == "/home/me/inception"
@@ -246,10 +243,25 @@ def test_stage_command_lines(env, name):
     if name == "synthesize.sh":
         assert flag(argv, "truncation") == "0.5" and flag(argv, "output_dir") == "gs://my-bucket/synthetic"
     if name == "cas.sh":  # the appendix's TRAIN_DIR (synthetic) and EVAL_DIR (real validation)
-        assert flag(argv, "train_data") == "gs://my-bucket/imagenet/"
-        assert flag(argv, "eval_data") == "gs://my-bucket/imagenet-val"
+        assert flag(argv, "train_data") == "gs://my-bucket/imagenet/train-*"
+        assert flag(argv, "eval_data") == "gs://my-bucket/imagenet-val/validation-*"
     if name == "all.sh":
         assert "data.pattern=gs://my-bucket/imagenet/train-*" in flag(argv, "hparams_overrides")
+        assert flag(argv, "cas_hparams") == "hparams/cas_resnet50_v2-8.yaml"
+        assert flag(argv, "eval_data") == "gs://my-bucket/imagenet-val/validation-*"
+
+
+def test_cas_protocol_follows_the_tpu_size(env):
+    """The seed's two setups: the 10-hour v2-8 protocol on one host, the 45-minute one on v2-128."""
+    for size, protocol in (("v2-8", "cas_resnet50_v2-8"), ("v2-128", "cas_resnet50_pod")):
+        (ssh,) = dry_commands(run_script("cas.sh", env, DRY_RUN="1", TPU_SIZE=size, MODEL_DIR=None))
+        _, argv = remote_app_argv(ssh)
+        assert flag(argv, "hparams") == f"hparams/{protocol}.yaml"
+        assert flag(argv, "model_dir") == f"gs://my-bucket/tf_biggan/{protocol}"
+    mixture = "real:gs://my-bucket/imagenet/train-*,synthetic:gs://my-bucket/syn/train-*"
+    (ssh,) = dry_commands(run_script("cas.sh", env, DRY_RUN="1", TRAIN_DATA=mixture, CAS_HPARAMS="cas_digits"))
+    _, argv = remote_app_argv(ssh)
+    assert flag(argv, "train_data") == mixture and flag(argv, "hparams") == "hparams/cas_digits.yaml"
 
 
 def test_stage_defaults_when_optional_settings_are_unset(env):
@@ -271,20 +283,16 @@ def test_stage_runs_through_the_fake_gcloud(env, name):
 
 
 def test_stage_flags_exist_in_the_app(env):
-    """Every flag a script passes is an absl flag of tf_biggan.main (modes still being built
-    elsewhere, cas and all, may use the flags announced for them)."""
+    """Every mode and flag a script passes exists in tf_biggan.main."""
     from tf_biggan import main as app_main
 
-    announced = {"cas": {"train_data", "eval_data"}, "all": set()}
     for name in STAGES:
         (ssh,) = dry_commands(run_script(name, dict(env, HPARAMS="biggan_128_v3-8"), DRY_RUN="1",
                                          INCEPTION_PATH="/x", TRUNCATION="1.0"))
         argv = remote_app_argv(ssh)[1]
         mode = flag(argv, "mode")
         known = set(app_main.FLAGS)
-        if mode not in app_main.MODES:
-            assert mode in announced, f"{name}: --mode={mode} is neither in tf_biggan.main.MODES nor announced"
-            known |= announced[mode]
+        assert mode in app_main.MODES, f"{name}: --mode={mode} is not a mode of tf_biggan.main"
         for arg in argv[3:]:
             assert arg.startswith("--") and arg[2:].split("=", 1)[0] in known, (name, arg)
 

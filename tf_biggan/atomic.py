@@ -14,14 +14,33 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
 import uuid
 
 
+TEMP_MARK = ".tmp-"  # every temporary is ".<final basename>.tmp-<random>", beside its target
+
+
 def _is_remote(path: str) -> bool:
     return "://" in str(path)
+
+
+def temporary_path(path: str) -> str:
+    """A fresh temporary name beside `path` (for writers that stream, e.g. TFRecord shards)."""
+    directory, base = os.path.split(str(path))
+    return os.path.join(directory, f".{base}{TEMP_MARK}{uuid.uuid4().hex}")
+
+
+def temporary_owner(name: str):
+    """The final basename a temporary file name belongs to, or None if `name` is not a temporary:
+    lets a resumed job delete the leftovers of its own killed writes."""
+    if not name.startswith("."):
+        return None
+    head, sep, _ = name[1:].partition(TEMP_MARK)
+    return head if sep and head else None
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -30,14 +49,14 @@ def write_bytes(path: str, data: bytes) -> None:
     if _is_remote(path):
         import tensorflow as tf
 
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        tmp = temporary_path(path)
         with tf.io.gfile.GFile(tmp, "wb") as f:
             f.write(data)
         tf.io.gfile.rename(tmp, path, overwrite=True)
         return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}-", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}{TEMP_MARK}")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -53,8 +72,24 @@ def write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, obj, indent: int = 2) -> None:
-    """JSON with sorted keys (stable diffs between runs), written atomically."""
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n")
+    """JSON with sorted keys (stable diffs between runs), written atomically. NaN and inf become
+    null (JSON has no NaN: a failed metric must not make a report unreadable)."""
+    write_text(path, json.dumps(_finite(obj), indent=indent, sort_keys=True, default=_json_default,
+                                allow_nan=False) + "\n")
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()  # numpy scalars and arrays
+        if isinstance(value, list):
+            return _finite(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):
@@ -85,7 +120,7 @@ def directory(path: str):
     path = os.path.abspath(str(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}{TEMP_MARK}")
     try:
         yield tmp
     except BaseException:
@@ -93,7 +128,7 @@ def directory(path: str):
         raise
     old = None
     if os.path.exists(path):
-        old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-old-")
+        old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}{TEMP_MARK}old-")
         os.rmdir(old)
         os.replace(path, old)
     os.replace(tmp, path)

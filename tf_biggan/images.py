@@ -25,6 +25,15 @@ def to_uint8(images):
     return x if isinstance(images, (tf.Tensor, tf.Variable)) else x.numpy()
 
 
+def png_bytes(image) -> bytes:
+    """uint8 [H, W, C] (or float in [-1, 1], converted by `to_uint8`) -> PNG file bytes
+    (write them with `tf_biggan.atomic.write_bytes`)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = to_uint8(image)
+    return tf.io.encode_png(image).numpy()
+
+
 def upscale_factor(height: int) -> int:
     """Small images (16 px digits) are hard to see: nearest-neighbour upscale to >= 64 px."""
     return max(1, 64 // int(height))

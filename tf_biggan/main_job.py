@@ -130,24 +130,26 @@ class MainJob:
         return bool(report) and "top1" in report and not report.get("error")
 
     # ------------------------------------------------------------------ stage bodies
-    def _train(self):
-        from tf_biggan.training.trainer import run_train
+    def _mode(self, name: str, hp=None, **overrides):
+        """Runs `--mode=name` exactly as the absl app would (main.py's table), with this stage's flags."""
+        import importlib
 
-        return run_train(self.hp, self._stage_flags())
+        from tf_biggan.main import _MODE_TABLE
+
+        module_name, function_name = _MODE_TABLE[name]
+        run = getattr(importlib.import_module(module_name), function_name)
+        return run(hp or self.hp, self._stage_flags(**overrides))
+
+    def _train(self):
+        return self._mode("train")
 
     def _sweep(self):
-        from tf_biggan.evaluation.evaluate import run_sweep
-
-        return run_sweep(self.hp, self._stage_flags())
+        return self._mode("sweep")
 
     def _export(self):
-        from tf_biggan.export.hub import run_export
-
-        return run_export(self.hp, self._stage_flags(export_dir=self.export_dir))
+        return self._mode("export", export_dir=self.export_dir)
 
     def _synthesize(self):
-        from tf_biggan.export.synthesize import run_synthesize
-
         truncation = self.truncation()
         # A rerun at a new truncation (a retrained run) must not mix shards of two thresholds.
         manifest = _read_json(os.path.join(self.synthetic_dir, "manifest.json"))
@@ -157,15 +159,11 @@ class MainJob:
             shutil.rmtree(self.synthetic_dir)
         # The ImageNet converter writes 1024 shards; a small embedded set needs a few.
         num_shards = 4 if self.hp.data.kind == "digits" else 1024
-        return run_synthesize(self.hp, self._stage_flags(output_dir=self.synthetic_dir, truncation=truncation,
-                                                         num_shards=num_shards))
+        return self._mode("synthesize", output_dir=self.synthetic_dir, truncation=truncation, num_shards=num_shards)
 
     def _cas(self, directory: str, train_data: str):
-        from tf_biggan.cas import run_cas
-        from tf_biggan.training.strategy import strategy_from_flags
-
-        return run_cas(self.cas_hparams(), directory, train_data, self.cas_eval_data(),
-                       strategy=strategy_from_flags(self.flags))
+        return self._mode("cas", hp=self.cas_hparams(), model_dir=directory, train_data=train_data,
+                          eval_data=self.cas_eval_data())
 
     def cas_hparams(self):
         """The CAS protocol (--cas_hparams, default cas_digits) with the cas.* keys of --hparams_overrides."""

@@ -24,13 +24,15 @@ STREAMS = {
     "train_sample_grid": 3,  # fixed z of the periodic sample grid
     "train_latent_aux": 4,  # extra draws of Appendix E training latents (e.g. per-sample variance)
     "train_sample_stats": 5,  # standing-statistics latents of the periodic sample grid (train.sample_stats_*)
+    "train_d_dropout": 6,  # D's dropout masks (stability.d_dropout, Appendix I)
     # sampling and evaluation
     "standing_stats": 10,  # latents of the standing-statistics passes (Appendix C.1)
     "eval_z": 11,
     "eval_y": 12,
     "qualitative": 13,  # interpolations, neighbours, memorisation figures
-    "synthesize": 14,  # synthetic shards (counter = shard index)
-    "export_latents": 15,  # the exported module's sample_latents signature
+    "synthesize": 14,  # synthetic shards (counter = shard index); the exported module's
+    # sample_latents(n, seed, t) draws counter 0, so a module reproduces shard 0 of a synthesis.
+    # 15 retired (was export_latents, now the synthesize stream above).
     # classifiers (feature extractor of evaluation, CAS)
     "eval_classifier_init": 20,
     "eval_classifier_data": 21,
@@ -59,11 +61,18 @@ def int_seed(stream: str, seed: int) -> int:
     return (STREAMS[stream] << SEED_BITS) | seed
 
 
-def key(stream: str, seed: int, counter=0):
-    """Stateless RNG key [int_seed(stream, seed), counter] (int64 [2]); `counter` may be a tensor."""
+def key(stream: str, seed, counter=0):
+    """Stateless RNG key [int_seed(stream, seed), counter] (int64 [2]); `counter` may be a tensor, and
+    so may `seed` (an exported module's input: then it is not range-checked, only masked)."""
     import tensorflow as tf
 
-    first = tf.constant(int_seed(stream, seed), tf.int64)
+    if isinstance(seed, (tf.Tensor, tf.Variable)):
+        if stream not in STREAMS:
+            raise KeyError(f"unknown seed stream {stream!r}; add it to tf_biggan/seeds.py STREAMS")
+        first = tf.bitwise.bitwise_or(tf.constant(STREAMS[stream] << SEED_BITS, tf.int64),
+                                      tf.bitwise.bitwise_and(tf.cast(seed, tf.int64), MAX_SEED))
+    else:
+        first = tf.constant(int_seed(stream, seed), tf.int64)
     return tf.stack([first, tf.cast(counter, tf.int64)])
 
 

@@ -139,20 +139,36 @@ init_runtime_version() {
   fi
 }
 
-# HPARAMS_PATH: HPARAMS (a path in the repo or a bare name of hparams/) or the default given; it
-# must exist in this checkout (up.sh copies hparams/ to the TPU VM). Relative to the repo root.
-init_hparams() {
-  local name="${HPARAMS:-$1}" path file known=()
+# find_hparams OUT NAME VAR: sets OUT to the hparams file NAME (a path in the repo, or a bare name
+# of hparams/), relative to the repo root; it must exist in this checkout (up.sh copies hparams/
+# to the TPU VM). VAR names the setting in the error.
+find_hparams() {
+  local out="$1" name="$2" var="$3" path file known=()
   for path in "$name" "hparams/$name" "hparams/$name.yaml"; do
     if [[ -f "$REPO_ROOT/$path" ]]; then
-      HPARAMS_PATH="$path"
+      printf -v "$out" '%s' "$path"
       return 0
     fi
   done
   for file in "$REPO_ROOT"/hparams/*.yaml; do
     known+=("$(basename "$file")")
   done
-  die "HPARAMS=$name: no such file in $REPO_ROOT/hparams; set HPARAMS to one of: ${known[*]}"
+  die "$var=$name: no such file in $REPO_ROOT/hparams; set $var to one of: ${known[*]}"
+}
+
+# HPARAMS_PATH: HPARAMS, or the default given (the GAN's configuration).
+init_hparams() {
+  find_hparams HPARAMS_PATH "${HPARAMS:-$1}" HPARAMS
+}
+
+# CAS_HPARAMS_PATH: CAS_HPARAMS, or the CAS protocol for this TPU: the v2-8 one (batch 1,024) on a
+# single host, the pod one (batch 8,192) on a slice (after init_size).
+init_cas_hparams() {
+  local default=cas_resnet50_v2-8
+  if ((TPU_IS_POD)); then
+    default=cas_resnet50_pod
+  fi
+  find_hparams CAS_HPARAMS_PATH "${CAS_HPARAMS:-$default}" CAS_HPARAMS
 }
 
 # MODEL_DIR, or gs://BUCKET/tf_biggan/<hparams name> when only BUCKET is set (after init_hparams).

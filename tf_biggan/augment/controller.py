@@ -51,7 +51,9 @@ class AugmentState:
         initial = cfg.p if cfg.kind in ("fixed", "diffaugment") else 0.0
         agg = tf.VariableAggregation.ONLY_FIRST_REPLICA
         self.p = tf.Variable(initial, dtype=tf.float32, trainable=False, name="augment_p", aggregation=agg)
-        self.sign_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_sign_sum", aggregation=agg)
+        # Summed over replicas when added to in replica context (accumulate).
+        self.sign_sum = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_sign_sum",
+                                    aggregation=tf.VariableAggregation.SUM)
         self.count = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="augment_count", aggregation=agg)
         self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="augment_steps", aggregation=agg)
 
@@ -80,19 +82,23 @@ class AugmentState:
             return diff_augment(images, draws, self.cfg.policy, self.p)
         return ada_augment(images, self.p, draws, self.cfg.pipeline)
 
-    @staticmethod
-    def real_sign_sum(real_logits):
-        """This replica's sum of sign(D(real)) (summed over replicas by the caller)."""
-        return tf.reduce_sum(tf.sign(tf.cast(real_logits, tf.float32)))
+    def accumulate(self, real_logits):
+        """Adds this replica's sum of sign(D(real)) to the interval's all-reduced sum; returns this
+        replica's share of E[sign(D(real))] over the global batch, without gradient."""
+        signs = tf.stop_gradient(tf.reduce_sum(tf.sign(tf.cast(real_logits, tf.float32))))
+        self.sign_sum.assign_add(signs)
+        return signs / self.global_batch
 
     # ------------------------------------------------------------- cross-replica context
     def update(self, sign_sum, count):
-        """Accumulates one step's all-reduced sum of sign(D(real)) over `count` real images; every
-        `augment.interval` steps moves p (ADA). Call in cross-replica context after strategy.run."""
+        """Ends one step: adds its all-reduced sum of sign(D(real)) (None: already added by
+        `accumulate`) over `count` real images; every `augment.interval` steps moves p (ADA).
+        Call in cross-replica context after strategy.run."""
         if not self.adaptive:
             return tf.no_op()
         cfg = self.cfg
-        self.sign_sum.assign_add(tf.cast(sign_sum, tf.float32))
+        if sign_sum is not None:
+            self.sign_sum.assign_add(tf.cast(sign_sum, tf.float32))
         self.count.assign_add(tf.cast(count, tf.float32))
         self.steps.assign_add(1)
 

@@ -3,7 +3,7 @@
 Training (tensorflow/tpu resnet_preprocessing.py, `cas.train_crop`):
   inception  a random box covering 8-100% of the image with aspect ratio 3/4-4/3
              (sample_distorted_bounding_box, 10 attempts, else the central crop), resized to
-             image_size (bilinear), random horizontal flip;
+             image_size (bicubic, as the reference), random horizontal flip;
   pad_crop   He et al. 2016 CIFAR: pad `cas.pad` pixels (zeros), random image_size crop, flip;
   none       resized to image_size.
 Evaluation: the central crop of `eval_crop_fraction` of the short side (224 / 256: the reference's
@@ -27,8 +27,10 @@ import tensorflow as tf
 from tf_biggan import seeds
 from tf_biggan.data import digits, pipeline
 from tf_biggan.cas.sources import Source
+from tf_biggan.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
+RESIZE = "bicubic"  # resnet_preprocessing._resize_image (an identity at the same size, e.g. 16 px digits)
 _plain = tf.autograph.experimental.do_not_convert
 
 
@@ -42,10 +44,10 @@ def _digits_images(split: str, size: int) -> np.ndarray:
     return np.concatenate([b.numpy() for b in ds])
 
 
-def _records(source: Source, input_context, training: bool, seed: int) -> tf.data.Dataset:
-    """(uint8 image [h, w, 3], int32 label) of the used records of one source."""
+def _records(source: Source, input_context, training: bool, seed: int, digits_size: int) -> tf.data.Dataset:
+    """(uint8 image [h, w, 3], int32 label) of the used records of one source (digits at digits_size)."""
     if source.digits_split is not None:
-        images = _digits_images(source.digits_split, 16)
+        images = _digits_images(source.digits_split, digits_size)
         keep = source.kept
         ds = tf.data.Dataset.from_tensor_slices((images[keep], source.labels[keep].astype(np.int32)))
         if input_context is not None and input_context.num_input_pipelines > 1:
@@ -90,13 +92,13 @@ def train_preprocess(image, key, cas):
             min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
             max_attempts=10, use_image_if_no_bounding_boxes=True)
         crop = tf.slice(image, begin, extent)
-        image = tf.image.resize(crop, [size, size], method="bilinear")
+        image = tf.image.resize(crop, [size, size], method=RESIZE)
     elif cas.train_crop == "pad_crop":
-        image = tf.image.resize(image, [size, size], method="bilinear") if image.shape[0] != size else image
+        image = tf.image.resize(image, [size, size], method=RESIZE)
         image = tf.pad(tf.cast(image, tf.float32), [[cas.pad, cas.pad], [cas.pad, cas.pad], [0, 0]])
         image = tf.image.stateless_random_crop(image, [size, size, 3], seed=k_crop)
     else:
-        image = tf.image.resize(image, [size, size], method="bilinear")
+        image = tf.image.resize(image, [size, size], method=RESIZE)
     if cas.random_flip:
         image = tf.image.stateless_random_flip_left_right(image, k_flip)
     return _normalise(image, cas)
@@ -107,9 +109,10 @@ def eval_preprocess(image, cas):
     size = cas.image_size
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
-    side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * cas.eval_crop_fraction + 0.5, tf.int32)
-    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
-    image = tf.image.resize(image, [size, size], method="bilinear")
+    # As resnet_preprocessing._decode_and_center_crop: int(fraction x short side), offsets rounded up.
+    side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * cas.eval_crop_fraction, tf.int32)
+    image = tf.image.crop_to_bounding_box(image, (h - side + 1) // 2, (w - side + 1) // 2, side, side)
+    image = tf.image.resize(image, [size, size], method=RESIZE)
     return _normalise(image, cas)
 
 
@@ -122,7 +125,7 @@ def train_dataset(sources: List[Source], cas, global_batch: int, steps_per_epoch
     seed = (base * 1_000_003 + start_step * 131 + host) % (2 ** 31 - 1)  # reseeded by the start step
     streams = []
     for i, s in enumerate(used):
-        ds = _records(s, input_context, training=True, seed=seed + i)
+        ds = _records(s, input_context, training=True, seed=seed + i, digits_size=cas.image_size)
         ds = ds.shuffle(min(cas.shuffle_buffer, max(s.count(), 1)), seed=seed + 7919 * (i + 1),
                         reshuffle_each_iteration=True).repeat()
         streams.append(ds)
@@ -147,12 +150,27 @@ def train_dataset(sources: List[Source], cas, global_batch: int, steps_per_epoch
     return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def eval_dataset(sources: List[Source], cas) -> tf.data.Dataset:
-    """One pass, in order: (float32 images, int32 labels) batches of cas.eval_batch_size."""
+def eval_dataset(sources: List[Source], cas, replicas: int = 1) -> tf.data.Dataset:
+    """One pass, in order: (float32 images, int32 labels) batches of cas.eval_batch_size (global).
+
+    Every batch has the full size (static shapes for TPUs): the last one is padded with zero
+    images labelled -1, which the scorer drops.
+    """
+    size = cas.eval_batch_size
+    if size % replicas:
+        raise UserError(f"cas.eval_batch_size={size} is not divisible by the {replicas} replicas")
     ds = None
     for s in sources:
-        part = _records(s, None, training=False, seed=0)
+        part = _records(s, None, training=False, seed=0, digits_size=cas.image_size)
         ds = part if ds is None else ds.concatenate(part)
     ds = ds.map(_plain(lambda image, y: (eval_preprocess(image, cas), y)), num_parallel_calls=AUTOTUNE,
                 deterministic=True)
-    return ds.batch(cas.eval_batch_size).prefetch(AUTOTUNE)
+
+    @_plain
+    def pad(images, labels):
+        missing = size - tf.shape(labels)[0]
+        images = tf.pad(images, [[0, missing], [0, 0], [0, 0], [0, 0]])
+        labels = tf.pad(labels, [[0, missing]], constant_values=-1)
+        return tf.ensure_shape(images, [size, cas.image_size, cas.image_size, 3]), tf.ensure_shape(labels, [size])
+
+    return ds.batch(size).map(pad).prefetch(AUTOTUNE)

@@ -76,14 +76,19 @@ def evaluate_report(path: str) -> Optional[dict]:
 
 def _synthesize(run_dir: str, out_dir: str, truncation: float, per_class: int, log) -> str:
     from tf_biggan.export import synthesize as syn
+    from tf_biggan.export.sources import CheckpointSource
 
-    source = syn.CheckpointSource(run_dir)
+    source = CheckpointSource(run_dir)
     counts = ([per_class] * source.num_classes if per_class
               else syn.default_counts(source.hp.data.kind, source.hp.data.split, "cas.sweep_images_per_class"))
     total = sum(counts)
     syn.synthesize(source, out_dir, counts, num_shards=max(1, min(total // 1250, 1024)) if total >= 1250 else 1,
                    truncation=truncation, seed=0, log=lambda m: log(f"synthesize t={label(truncation)}: {m}"))
     return os.path.join(out_dir, "train-*")
+
+
+def name_of(cas) -> str:
+    return "ResNet-50" if cas.arch == "resnet50" else f"ResNet-{cas.depth}"
 
 
 def plot_cas(points: List[dict], metric: str, path: str, baseline: Optional[float], title: str) -> None:
@@ -119,13 +124,13 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
                   strategy: Optional[tf.distribute.Strategy] = None, inception_path: Optional[str] = None,
                   log: Optional[Callable[[str], None]] = None) -> Dict:
     """The whole sweep (module docstring); every stage resumes, so a rerun only does what is missing."""
-    from tf_biggan.training.checkpoints import run_hparams
+    from tf_biggan.sampling.run import saved_hparams
 
     log = log or (lambda m: print(f"[cas_sweep] {m}", flush=True))
     if not run_dir or not os.path.isdir(run_dir):
         raise UserError(f"--model_dir={run_dir!r}: --mode=cas_sweep needs a training run's directory "
                         f"(train first with --mode=train --model_dir=DIR)")
-    run_hp = run_hparams(run_dir)
+    run_hp = saved_hparams(run_dir)
     if run_hp.data.num_classes != hp.data.num_classes:
         raise UserError(f"--hparams: data.num_classes={hp.data.num_classes} but the run {run_dir} has "
                         f"{run_hp.data.num_classes} classes")
@@ -181,7 +186,7 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
     atomic.write_text(os.path.join(run_dir, CSV), buf.getvalue())
     for metric, name in PLOTS.items():
         plot_cas(points, metric, os.path.join(run_dir, name), baseline,
-                 f"CAS ({hp.cas.arch}) vs {metric.upper()} over truncation")
+                 f"CAS ({name_of(hp.cas)}) vs {metric.upper()} over truncation")
     for p in points:
         log(f"truncation {label(p['truncation']):>11}: CAS top-1 {p['top1']:.4f} top-5 {p['top5']:.4f}  "
             f"FID {p['fid'] if p['fid'] is None else round(p['fid'], 3)}  IS {p['is'] if p['is'] is None else round(p['is'], 3)}")

@@ -14,7 +14,8 @@ Checkpoints: tf.train.CheckpointManager in MODEL_DIR/checkpoints (model variable
 optimizer with its step) every cas.save_every steps and at the end; a rerun restores the latest
 and trains to the same last step (input reseeded by the step: input.py). The report,
 MODEL_DIR/cas_report.json, is written atomically last; a rerun whose report is complete for the
-same sources and protocol returns it without training. TensorBoard scalars in MODEL_DIR/train.
+same sources and protocol returns it without training; one with other sources or another protocol
+is refused (MODEL_DIR/cas_plan.json records them). TensorBoard scalars in MODEL_DIR/train.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional
 
 import keras
 import numpy as np
@@ -41,6 +42,7 @@ from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import variables_checkpoint
 
 REPORT = "cas_report.json"
+PLAN = "cas_plan.json"  # the sources and protocol of the run in a model_dir
 
 
 def _format_seconds(seconds: float) -> str:
@@ -111,12 +113,29 @@ class CasClassifier:
     def predict(self, images):
         return tf.cast(self.model(images, training=False), tf.float32)
 
-    def evaluate(self, dataset) -> Dict:
-        counter = AccuracyCounter(self.num_classes)
-        for images, labels in dataset:
-            counter.update(self.predict(images).numpy(), labels.numpy())
-        return counter.result()
+    @tf.function
+    def _distributed_predict(self, images):
+        return self.strategy.run(self.predict.python_function, args=(images,))
 
+    def evaluate(self, dataset) -> Dict:
+        """Top-1 / top-5 / per-class over one pass of `dataset` (batches padded with label -1).
+
+        The batches are split over the replicas (TPU, mirrored); under MultiWorkerMirroredStrategy
+        each worker scores the whole set on its host instead (the report is the chief's).
+        """
+        counter = AccuracyCounter(self.num_classes)
+        local = lambda x: np.concatenate([t.numpy() for t in self.strategy.experimental_local_results(x)])  # noqa: E731
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            batches = ((self.predict(images).numpy(), labels.numpy()) for images, labels in dataset)
+        else:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            dist = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+            batches = ((local(self._distributed_predict(images)), local(labels)) for images, labels in dist)
+        for logits, labels in batches:
+            keep = labels >= 0
+            counter.update(logits[keep], labels[keep])
+        return counter.result()
 
 def _report_key(hp, train_data: str, eval_data: str) -> Dict:
     return {"train_data": train_data, "eval_data": eval_data, "cas": hp.to_dict()["cas"],
@@ -154,6 +173,18 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     cas = hp.cas
     num_classes = hp.data.num_classes
     tf.io.gfile.makedirs(model_dir)
+    # A model_dir holds one CAS run: resuming under other sources or another protocol would mix them.
+    plan_path = os.path.join(model_dir, PLAN)
+    plain_key = json.loads(json.dumps(key))
+    if tf.io.gfile.exists(plan_path):
+        with tf.io.gfile.GFile(plan_path) as f:
+            plan = json.load(f)
+        if plan != plain_key:
+            diffs = [k for k in sorted(set(plan) | set(plain_key)) if plan.get(k) != plain_key.get(k)]
+            raise UserError(f"--model_dir={model_dir} holds a CAS run with other {', '.join(diffs)} (see {plan_path}); "
+                            f"rerun with the same flags and protocol to resume it, or pass a new --model_dir")
+    elif chief:
+        atomic.write_json(plan_path, plain_key)
     if chief:
         save_hparams(hp, os.path.join(model_dir, "hparams.yaml"))
     cache = os.path.join(model_dir, "cas_index")
@@ -167,9 +198,14 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     steps_per_epoch = train_images // cas.batch_size  # reference: epochs x images // batch
     total_steps = cas.epochs * steps_per_epoch
     clf = CasClassifier(hp, strategy, steps_per_epoch)
-    manager = tf.train.CheckpointManager(clf.checkpoint, os.path.join(model_dir, "checkpoints"),
-                                         max_to_keep=cas.keep_checkpoints)
-    if manager.latest_checkpoint:
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    # MultiWorkerMirroredStrategy: every worker takes part in saving; only the chief's copy is kept.
+    manager = tf.train.CheckpointManager(
+        clf.checkpoint, ckpt_dir if chief else os.path.join(model_dir, f".worker{strategy_lib.worker_id(strategy)}_tmp"),
+        max_to_keep=cas.keep_checkpoints)
+    if not chief and tf.train.latest_checkpoint(ckpt_dir):
+        clf.checkpoint.restore(tf.train.latest_checkpoint(ckpt_dir)).assert_existing_objects_matched()
+    elif manager.latest_checkpoint:
         clf.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     start = clf.step
     log(f"{cas.arch}{'' if cas.arch == 'resnet50' else f'-{cas.depth}'} on {train_images} images "
@@ -220,7 +256,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     log(f"evaluating on {eval_data} ({sum(s.count() for s in eval_sources)} images, central crop "
         f"{cas.eval_crop_fraction:g})")
     try:
-        scores = clf.evaluate(cas_input.eval_dataset(eval_sources, cas))
+        scores = clf.evaluate(cas_input.eval_dataset(eval_sources, cas, clf.replicas))
     except tf.errors.InvalidArgumentError as exc:
         raise UserError(f"--eval_data: an image could not be decoded: "
                         f"{(exc.message or '').splitlines()[0][:300]}") from None

@@ -10,8 +10,10 @@ every fifth image (positions 0, 5, 10, ...) is held out. That gives
 
 The API, used by the trainer, the metrics and the data pipeline:
 
-    load_digits_split(split) -> (images float32 [N, 8, 8] in [0, 1], labels int32 [N], 0-based)
-    digits_dataset(split, resolution) -> tf.data of {"image": uint8 [R, R, 3], "labels": int64 [1]}
+    load_digits_split(split, max_per_class=0) -> (images float32 [N, 8, 8] in [0, 1], labels int32 [N])
+        max_per_class > 0 keeps the first that many of each class (limited-data experiments, e.g.
+        augmentation: seed 003 trains on subsets of a dataset)
+    digits_dataset(split, resolution, max_per_class=0) -> tf.data of {"image": uint8 [R, R, 3], "labels": int64 [1]}
         the images as the GAN sees them: grey replicated to RGB, area-resized to R x R (for R a
         multiple of 8 this is pixel replication), before shuffling / batching (see pipeline.py,
         which maps them to float32 in [-1, 1])
@@ -51,13 +53,21 @@ def _load_all():
     return images, labels, held_out
 
 
-def load_digits_split(split: str):
-    """(images float32 [N, 8, 8] in [0, 1], labels int32 [N]) of the fixed "train" or "test" split."""
+def load_digits_split(split: str, max_per_class: int = 0):
+    """(images float32 [N, 8, 8] in [0, 1], labels int32 [N]) of the fixed "train" or "test" split;
+    max_per_class > 0 keeps the first `max_per_class` images of each class (in split order)."""
     if split not in SPLITS:
         raise UserError(f"data.split={split!r}: the digits dataset has splits {', '.join(SPLITS)}")
     images, labels, held_out = _load_all()
     keep = held_out if split == "test" else ~held_out
-    return images[keep].copy(), labels[keep].copy()
+    images, labels = images[keep], labels[keep]
+    if max_per_class > 0:
+        rank = np.zeros(len(labels), dtype=np.int64)
+        for c in range(NUM_CLASSES):
+            (members,) = np.nonzero(labels == c)
+            rank[members] = np.arange(len(members))
+        images, labels = images[rank < max_per_class], labels[rank < max_per_class]
+    return images.copy(), labels.copy()
 
 
 def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
@@ -66,9 +76,9 @@ def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def digits_dataset(split: str, resolution: int) -> tf.data.Dataset:
+def digits_dataset(split: str, resolution: int, max_per_class: int = 0) -> tf.data.Dataset:
     """Unbatched tf.data of {"image": uint8 [R, R, 3], "labels": int64 [1]} for one split."""
-    images, labels = load_digits_split(split)
+    images, labels = load_digits_split(split, max_per_class)
     ds = tf.data.Dataset.from_tensor_slices(
         {"image": _to_uint8_rgb(images), "labels": labels.astype(np.int64)[:, None]})
     return ds.map(tf.autograph.experimental.do_not_convert(

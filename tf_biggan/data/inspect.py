@@ -18,32 +18,20 @@ point at a wrong `data.num_classes` or a label convention mismatch.
 from __future__ import annotations
 
 import dataclasses
-import json
+import io
 import os
-import tempfile
 import time
 
 import numpy as np
 
+from tf_biggan import atomic
 from tf_biggan.errors import UserError
+from tf_biggan.images import to_uint8
 
 GRID_IMAGES = 64
 DEFAULT_INSPECT_IMAGES = 50000
 GRID_NAME = "inspect_grid.png"
 REPORT_NAME = "inspect_report.json"
-
-
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, columns: int = 8):
@@ -76,7 +64,7 @@ def _source_description(data) -> dict:
 
 def run_inspect_data(hp, flags) -> dict:
     """Writes the grid and the report for `hp.data` at `hp.model.resolution`; returns the report."""
-    from tf_biggan.data import pipeline, preprocess
+    from tf_biggan.data import pipeline
 
     model_dir = getattr(flags, "model_dir", None)
     if not model_dir:
@@ -95,7 +83,7 @@ def run_inspect_data(hp, flags) -> dict:
             raise UserError(f"{hp.source}: data.kind={data.kind} yielded no images "
                             f"({_source_description(data)}); every record was skipped or the split is empty")
         images, labels = first
-        images = preprocess.from_model_range(images).numpy()
+        images = to_uint8(images.numpy())
         labels = labels.numpy()
 
         stats = pipeline.ReadStats()
@@ -118,7 +106,9 @@ def run_inspect_data(hp, flags) -> dict:
                 break
     elapsed = (end - start) if start is not None else 0.0
     grid = image_grid(images, labels)
-    _atomic_write(os.path.join(model_dir, GRID_NAME), lambda f: grid.save(f, format="PNG"))
+    png = io.BytesIO()
+    grid.save(png, format="PNG")
+    atomic.write_bytes(os.path.join(model_dir, GRID_NAME), png.getvalue())
     report = {
         "kind": data.kind,
         **_source_description(data),
@@ -133,8 +123,7 @@ def run_inspect_data(hp, flags) -> dict:
         "grid": GRID_NAME,
         "grid_labels": [int(x) for x in labels],
     }
-    _atomic_write(os.path.join(model_dir, REPORT_NAME),
-                  lambda f: f.write(json.dumps(report, indent=2).encode("utf-8")))
+    atomic.write_json(os.path.join(model_dir, REPORT_NAME), report)
     print(f"inspect_data: {counted} images, {report['images_per_sec']} images/s; wrote "
           f"{os.path.join(model_dir, GRID_NAME)} and {REPORT_NAME}")
     return report

@@ -86,8 +86,3 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 def to_model_range(image: tf.Tensor) -> tf.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return tf.cast(image, tf.float32) / 127.5 - 1.0
-
-
-def from_model_range(image: tf.Tensor) -> tf.Tensor:
-    """float [-1, 1] -> uint8 [0, 255] (clipped, rounded): for image grids and JPEG encoding."""
-    return quantize((tf.cast(image, tf.float32) + 1.0) * 127.5)

@@ -25,12 +25,12 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
-import uuid
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
+from tf_biggan import atomic
 from tf_biggan.errors import UserError
 
 IMAGE_KEY = "image/encoded"
@@ -109,7 +109,7 @@ def write_shard(path: str, examples: Iterable[Union[tf.train.Example, bytes]]) -
     """
     directory = os.path.dirname(path) or "."
     tf.io.gfile.makedirs(directory)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+    tmp = atomic.temporary_path(path)  # the project's temporary naming (tf_biggan.atomic)
     count = 0
     try:
         with tf.io.TFRecordWriter(tmp) as writer:

@@ -232,7 +232,7 @@ def kernel_inception_distance(acts_a, acts_b, max_block_size: int = 1024) -> flo
 
 def classification_accuracy(logits, labels) -> float:
     """Share of examples whose argmax logit is the label: how often the extractor's
-    classifier recognises the class a conditional G was asked for (the issue's
+    classifier recognises the class a conditional G was asked for (the reports'
     `class_accuracy`; the paper's Section 4 class-leakage observations made measurable)."""
     logits = np.asarray(logits)
     labels = np.asarray(labels).reshape(-1)

@@ -17,8 +17,9 @@
   and `memorization_report.json`.
 
 Samples come from the EMA generator with standing statistics at `--truncation` (Appendix C.1,
-Section 3.1; default untruncated), drawn with `tf_biggan.evaluation.evaluate`'s seeded, batch-independent
-latents, so a figure is reproducible from (checkpoint, --seed, --truncation).
+Section 3.1; default untruncated); their latents are the evaluation's batch-independent ones, drawn
+from the `qualitative` seed stream (`tf_biggan.seeds`), so a figure is reproducible from
+(checkpoint, --seed, --truncation) and never shows the samples a sweep scored at any seed.
 """
 
 from __future__ import annotations
@@ -30,9 +31,15 @@ from typing import Callable, Iterable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan.evaluation import evaluate
+from tf_biggan import atomic, seeds
 from tf_biggan.errors import UserError
-from tf_biggan.images import GRID_GAP, tile, upscale_factor  # noqa: F401 (re-exported)
+from tf_biggan.progress import Progress
+from tf_biggan.evaluation.evaluator import eval_latents, inference_fn
+from tf_biggan.evaluation.features import feature_extractor
+from tf_biggan.evaluation.real_data import no_validation_message, real_batches, real_data_config, real_dataset_id
+from tf_biggan.images import png_bytes, tile
+from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
+from tf_biggan.sampling.standing_stats import apply_standing_stats
 
 INTERPOLATE_ZC_PNG = "interpolate_zc.png"
 INTERPOLATE_CLASS_PNG = "interpolate_class.png"
@@ -43,14 +50,15 @@ NEIGHBORS_REPORT = "neighbors_report.json"
 MEMORIZATION_PNG = "memorization.png"
 MEMORIZATION_REPORT = "memorization_report.json"
 
-# Seed streams of the qualitative latents (folded into --seed; distinct from evaluation's).
-_INTERP_STREAM = 11
-_NEIGHBOR_STREAM = 12
+# Which draw of the `qualitative` seed stream each figure's latents and class pairs use: figures
+# never share z by accident.
+INTERP_ZC, INTERP_CLASS, NEIGHBORS = 0, 1, 2
+FIGURE_ROWS = 1 << 20
 
 
-def _pick_class_pairs(num_classes: int, rows: int, seed: int) -> np.ndarray:
+def _pick_class_pairs(num_classes: int, rows: int, seed: int, counter: int) -> np.ndarray:
     """[rows, 2] distinct (from, to) class pairs, seeded; every row's two classes differ."""
-    rng = np.random.default_rng([seed, _INTERP_STREAM])
+    rng = seeds.numpy_rng("qualitative", seed, counter)
     a = rng.integers(0, num_classes, size=rows)
     if num_classes == 1:
         return np.stack([a, a], 1)
@@ -58,10 +66,12 @@ def _pick_class_pairs(num_classes: int, rows: int, seed: int) -> np.ndarray:
     return np.stack([a, b], 1).astype(np.int32)
 
 
-def _latents(dim_z: int, n: int, truncation: float, seed: int, stream: int) -> np.ndarray:
-    # Reuses evaluation's seeded latents with a distinct seed, so figures never show the very
-    # samples a sweep scored and two figures never share z by accident.
-    return evaluate.eval_latents(dim_z, 0, n, truncation, seed * 1000 + stream).numpy()
+def figure_latents(dim_z: int, n: int, truncation: float, seed: int, figure: int) -> np.ndarray:
+    """z [n, dim_z] of one figure: evaluation's batch-independent latents drawn from the
+    `qualitative` stream (so a figure never shows the samples a sweep scored, whatever the two
+    seeds), rows starting at figure * FIGURE_ROWS (so two figures never share z)."""
+    start = figure * FIGURE_ROWS
+    return eval_latents(dim_z, start, start + n, truncation, seed, stream="qualitative").numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,19 +88,19 @@ def interpolations(generator, rows: int, steps: int, truncation: float, seed: in
     one-hot class vectors, which G embeds linearly.
     """
     dim_z, num_classes = generator.dim_z, generator.num_classes
-    run = evaluate.inference_fn(generator)
+    run = inference_fn(generator)
     alphas = np.linspace(0.0, 1.0, steps, dtype=np.float32)
     a = alphas[None, :, None]
     eye = np.eye(num_classes, dtype=np.float32)
 
-    pairs_zc = _pick_class_pairs(num_classes, rows, seed)
-    z_ends = _latents(dim_z, 2 * rows, truncation, seed, _INTERP_STREAM).reshape(rows, 2, dim_z)
+    pairs_zc = _pick_class_pairs(num_classes, rows, seed, INTERP_ZC)
+    z_ends = figure_latents(dim_z, 2 * rows, truncation, seed, INTERP_ZC).reshape(rows, 2, dim_z)
     z = (1 - a) * z_ends[:, :1] + a * z_ends[:, 1:]
     y = (1 - a) * eye[pairs_zc[:, 0]][:, None] + a * eye[pairs_zc[:, 1]][:, None]
     zc = run(z.reshape(-1, dim_z), y.reshape(-1, num_classes)).numpy()
 
-    pairs_class = _pick_class_pairs(num_classes, rows, seed + 1)
-    z_fixed = _latents(dim_z, rows, truncation, seed, _INTERP_STREAM + 100)
+    pairs_class = _pick_class_pairs(num_classes, rows, seed, INTERP_CLASS)
+    z_fixed = figure_latents(dim_z, rows, truncation, seed, INTERP_CLASS)
     z = np.repeat(z_fixed[:, None], steps, axis=1)
     y = (1 - a) * eye[pairs_class[:, 0]][:, None] + a * eye[pairs_class[:, 1]][:, None]
     cls = run(z.reshape(-1, dim_z), y.reshape(-1, num_classes)).numpy()
@@ -156,33 +166,12 @@ def _neighbor_queries(generator, rows: int, truncation: float, seed: int) -> Tup
     """`rows` samples whose classes are spread over all classes (the trainer grid's choice)."""
     num_classes = generator.num_classes
     classes = np.linspace(0, num_classes - 1, rows).round().astype(np.int32)
-    z = _latents(generator.dim_z, rows, truncation, seed, _NEIGHBOR_STREAM)
-    return evaluate.inference_fn(generator)(z, classes).numpy(), classes
+    z = figure_latents(generator.dim_z, rows, truncation, seed, NEIGHBORS)
+    return inference_fn(generator)(z, classes).numpy(), classes
 
 
 # ---------------------------------------------------------------------------------------------
 # Section 4.2: D's memorisation test.
-
-
-def load_discriminator(model_dir: str, checkpoint: Optional[str], hp):
-    """(D, step, checkpoint path) of a run, restored by variable path as the trainer saved it."""
-    from tf_biggan.training.checkpoints import latest_checkpoint, variables_checkpoint
-    from tf_biggan.models import Discriminator
-
-    if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
-        raise UserError(f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index): pass a checkpoint "
-                        f"prefix such as {os.path.join(model_dir, 'ckpt-3000')}, or omit --checkpoint for the latest")
-    path = latest_checkpoint(model_dir, checkpoint)
-    d = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
-    d.build_for_input(2)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(discriminator=variables_checkpoint(d), step=step)
-    try:
-        ckpt.restore(path).expect_partial().assert_existing_objects_matched()
-    except AssertionError as exc:
-        raise UserError(f"checkpoint {path} holds no discriminator matching the run's hparams (model.*): {exc}. "
-                        "Memorisation needs a training checkpoint (ckpt-N in --model_dir), not an export") from None
-    return d, int(step.numpy()), path
 
 
 def discriminator_outputs(discriminator, batches: Iterable[Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -230,7 +219,7 @@ def _plot_memorization(train_logits, heldout_logits, shares: dict, path: str, ti
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    evaluate._atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,30 +231,44 @@ def _output_dir(flags, model_dir: str) -> str:
     return getattr(flags, "output_dir", None) or model_dir
 
 
-def _generator_at(hp, flags, model_dir: str):
-    truncation = float(evaluate._flag(flags, "truncation", 0.0))
+def _flag(flags, name, default=None):
+    value = getattr(flags, name, None)
+    return default if value is None else value
+
+
+def _run(hp, flags, mode: str, **networks):
+    """The run of --model_dir at --checkpoint, with the networks a mode needs."""
+    model_dir = require_model_dir(_flag(flags, "model_dir"), mode)
+    hp = run_hparams(model_dir, hp, flags)
+    if mode == "memorization" and real_data_config(hp, "validation") is None:
+        raise UserError("--mode=memorization compares training with held-out images, and " + no_validation_message(hp))
+    return load_run(model_dir, _flag(flags, "checkpoint"), hp=hp, **networks)
+
+
+def _generator_at(hp, flags, mode: str):
+    """(run, truncation, seed): EMA-G with standing statistics at --truncation (Appendix C.1)."""
+    truncation = float(_flag(flags, "truncation", 0.0))
     if truncation < 0:
         raise UserError(f"--truncation={truncation} must be >= 0 (0 = untruncated)")
-    seed = int(evaluate._flag(flags, "seed", 0))
-    generator, step, ckpt = evaluate.load_run_generator(model_dir, evaluate._flag(flags, "checkpoint"), hp)
-    evaluate.apply_standing_stats(generator, truncation, hp.eval.standing_stats_passes, hp.eval.standing_stats_batch,
-                                  seed)
-    return generator, step, ckpt, truncation, seed
+    seed = int(_flag(flags, "seed", 0))
+    run = _run(hp, flags, mode)
+    ev = run.hp.eval
+    apply_standing_stats(run.ema_generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, seed)
+    return run, truncation, seed
 
 
 def run_interpolate(hp, flags) -> dict:
     """`--mode=interpolate`: Figures 8 and 9 -> interpolate_zc.png, interpolate_class.png and
     interpolate_report.json (eval.qualitative_rows rows of eval.interpolation_steps images)."""
-    model_dir = evaluate._require_model_dir(flags, "interpolate")
-    hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
-    generator, step, ckpt, truncation, seed = _generator_at(hp, flags, model_dir)
+    run, truncation, seed = _generator_at(hp, flags, "interpolate")
+    generator, step, ckpt, hp, model_dir = run.ema_generator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
     out = interpolations(generator, ev.qualitative_rows, ev.interpolation_steps, truncation, seed)
     out_dir = _output_dir(flags, model_dir)
     files = {}
     for key, name in (("zc", INTERPOLATE_ZC_PNG), ("class", INTERPOLATE_CLASS_PNG)):
         grid = tile(out[key])
-        evaluate.write_png(os.path.join(out_dir, name), grid)
+        atomic.write_bytes(os.path.join(out_dir, name), png_bytes(grid))
         files[key] = {"file": name, "shape": list(grid.shape)}
     report = {"step": step, "checkpoint": ckpt, "truncation": truncation, "seed": seed,
               "rows": ev.qualitative_rows, "steps": ev.interpolation_steps, "alphas": out["alphas"].tolist(),
@@ -273,8 +276,8 @@ def run_interpolate(hp, flags) -> dict:
                          class_pairs=out["pairs_zc"].tolist()),
               "class": dict(files["class"], figure="Figure 9: interpolations between classes, z held constant",
                             class_pairs=out["pairs_class"].tolist())}
-    evaluate.write_json(os.path.join(out_dir, INTERPOLATE_REPORT), report)
-    print(f"[interpolate] step {step}: {INTERPOLATE_ZC_PNG}, {INTERPOLATE_CLASS_PNG} in {out_dir}", flush=True)
+    atomic.write_json(os.path.join(out_dir, INTERPOLATE_REPORT), report)
+    Progress("interpolate").log(f"step {step}: {INTERPOLATE_ZC_PNG}, {INTERPOLATE_CLASS_PNG} in {out_dir}")
     return report
 
 
@@ -282,12 +285,11 @@ def run_neighbors(hp, flags) -> dict:
     """`--mode=neighbors`: Figures 10-14 -> neighbors_pixel.png, neighbors_feature.png and
     neighbors_report.json. Each row: a sample, then its eval.neighbors_k nearest real training images
     of its class (at most eval.real_max_examples real images are searched)."""
-    model_dir = evaluate._require_model_dir(flags, "neighbors")
-    hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
-    generator, step, ckpt, truncation, seed = _generator_at(hp, flags, model_dir)
+    run, truncation, seed = _generator_at(hp, flags, "neighbors")
+    generator, step, ckpt, hp, model_dir = run.ema_generator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
-    extractor = evaluate.feature_extractor(hp, model_dir, evaluate._flag(flags, "inception_path"),
-                                           log=lambda m: print(f"[neighbors] {m}", flush=True))
+    extractor = feature_extractor(hp, model_dir, _flag(flags, "inception_path"),
+                                  log=Progress("neighbors").log)
     samples, classes = _neighbor_queries(generator, ev.qualitative_rows, truncation, seed)
     spaces = {"pixel": (None, NEIGHBORS_PIXEL_PNG, "Figure 12: nearest neighbours in pixel space"),
               "feature": (lambda x: extractor.activations(x, ev.batch_size), NEIGHBORS_FEATURE_PNG,
@@ -297,14 +299,14 @@ def run_neighbors(hp, flags) -> dict:
               "classes": classes.tolist(), "extractor": extractor.name,
               "layout": "row i: generated sample (column 0), then its k nearest real training images of the same class"}
     for space, (embed, name, figure) in spaces.items():
-        nn = nearest_neighbors(samples, classes, evaluate.real_batches(hp, "train", ev.batch_size, ev.real_max_examples),
+        nn = nearest_neighbors(samples, classes, real_batches(hp, "train", ev.batch_size, ev.real_max_examples),
                                ev.neighbors_k, embed)
         grid = tile(np.concatenate([samples[:, None], nn["images"]], axis=1))
-        evaluate.write_png(os.path.join(out_dir, name), grid)
+        atomic.write_bytes(os.path.join(out_dir, name), png_bytes(grid))
         report[space] = {"file": name, "shape": list(grid.shape), "figure": figure,
                          "distances": nn["distances"].tolist(), "indices": nn["indices"].tolist()}
-    evaluate.write_json(os.path.join(out_dir, NEIGHBORS_REPORT), report)
-    print(f"[neighbors] step {step}: {NEIGHBORS_PIXEL_PNG}, {NEIGHBORS_FEATURE_PNG} in {out_dir}", flush=True)
+    atomic.write_json(os.path.join(out_dir, NEIGHBORS_REPORT), report)
+    Progress("neighbors").log(f"step {step}: {NEIGHBORS_PIXEL_PNG}, {NEIGHBORS_FEATURE_PNG} in {out_dir}")
     return report
 
 
@@ -312,14 +314,10 @@ def run_memorization(hp, flags) -> dict:
     """`--mode=memorization` (Section 4.2): shares of real training and held-out images the run's D
     calls real -> memorization_report.json and memorization.png (at most
     eval.memorization_max_examples images per split; 0 = all)."""
-    model_dir = evaluate._require_model_dir(flags, "memorization")
-    hp = evaluate.run_hparams_for_eval(hp, flags, model_dir)
-    if evaluate._real_data_cfg(hp, "validation") is None:
-        raise UserError("--mode=memorization compares training with held-out images, and "
-                        + evaluate._no_validation_message(hp))
-    d, step, ckpt = load_discriminator(model_dir, evaluate._flag(flags, "checkpoint"), hp)
+    run = _run(hp, flags, "memorization", ema_generator=False, discriminator=True)
+    d, step, ckpt, hp, model_dir = run.discriminator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
-    logits = {which: discriminator_outputs(d, evaluate.real_batches(hp, which, ev.batch_size,
+    logits = {which: discriminator_outputs(d, real_batches(hp, which, ev.batch_size,
                                                                        ev.memorization_max_examples))
               for which in ("train", "validation")}
     shares = memorization_shares(logits["train"], logits["validation"])
@@ -327,14 +325,14 @@ def run_memorization(hp, flags) -> dict:
     _plot_memorization(logits["train"], logits["validation"], shares, os.path.join(out_dir, MEMORIZATION_PNG),
                        f"D's outputs on real images, step {step} (Section 4.2)")
     report = dict(shares, step=step, checkpoint=ckpt, file=MEMORIZATION_PNG,
-                  heldout_data=evaluate.real_dataset_id(hp, "validation", ev.memorization_max_examples),
-                  train_data=evaluate.real_dataset_id(hp, "train", ev.memorization_max_examples),
+                  heldout_data=real_dataset_id(hp, "validation", ev.memorization_max_examples),
+                  train_data=real_dataset_id(hp, "train", ev.memorization_max_examples),
                   note="paper (ImageNet, uncollapsed D): > 98% of training vs 50-55% of validation images called real")
-    evaluate.write_json(os.path.join(out_dir, MEMORIZATION_REPORT), report)
-    print(f"[memorization] step {step}: D calls {100 * shares['train_real_share']:.1f}% of training and "
-          f"{100 * shares['heldout_real_share']:.1f}% of held-out images real -> {out_dir}", flush=True)
+    atomic.write_json(os.path.join(out_dir, MEMORIZATION_REPORT), report)
+    Progress("memorization").log(f"step {step}: D calls {100 * shares['train_real_share']:.1f}% of training and "
+          f"{100 * shares['heldout_real_share']:.1f}% of held-out images real -> {out_dir}")
     return report
 
 
-__all__ = ["tile", "interpolations", "nearest_neighbors", "load_discriminator", "discriminator_outputs",
+__all__ = ["tile", "interpolations", "nearest_neighbors", "figure_latents", "discriminator_outputs",
            "memorization_shares", "run_interpolate", "run_neighbors", "run_memorization"]

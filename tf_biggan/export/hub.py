@@ -14,29 +14,32 @@ variance linearly between neighbouring grid points (clamped at the ends). `trunc
 untruncated (the project-wide convention of `tf_biggan.sampling.latents`).
 
 The statistics for threshold t are computed with the paper's truncation (Section 3.1: entries of
-z beyond t are resampled), which is what the exported `sample_latents(batch_size, seed, truncation)`
-draws. The TF-Hub notebook's `truncation * truncnorm(-2, 2)` latents (tensorflow/hub#214) lie in
+z beyond t are resampled) by `tf_biggan.sampling.standing_stats.apply_standing_stats`, the same
+passes evaluation and synthesis use; that is what the exported `sample_latents(batch_size, seed,
+truncation)` draws (from the `synthesize` seed stream, counter 0: shard 0 of a synthesis with that
+seed). The TF-Hub notebook's `truncation * truncnorm(-2, 2)` latents (tensorflow/hub#214) lie in
 [-2t, 2t] instead; the metadata names the convention (`latent_convention: paper_resample`).
 
-Assets: `metadata.json` (resolution, dim_z, num_classes, family, training step, truncation grid,
-the resolved hparams). The export is written to a temporary directory and renamed into place.
+Assets: `metadata.json` (resolution, dim_z, num_classes, family, the exported checkpoint and its
+training step, truncation grid, the resolved hparams). The export is written to a temporary
+directory and renamed into place (`tf_biggan.atomic.directory`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tf_biggan import atomic, seeds
 from tf_biggan.errors import UserError
-from tf_biggan.sampling.latents import truncated_z
+from tf_biggan.progress import Progress
 from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
-from tf_biggan.sampling.standing_stats import get_bn_stats, set_bn_stats
+from tf_biggan.sampling.latents import truncated_z
+from tf_biggan.sampling.standing_stats import apply_standing_stats, get_bn_stats, set_bn_stats
 
 LATENT_CONVENTION = "paper_resample"
 
@@ -48,8 +51,6 @@ def standing_stats_grid(generator, truncations: Sequence[float], num_passes: int
     Returns {moving_mean path: (means [T+1, C], vars [T+1, C])}. The generator's own statistics
     are left as they were.
     """
-    from tf_biggan.evaluation.evaluate import apply_standing_stats  # the evaluation's own per-truncation statistics
-
     saved = get_bn_stats(generator)
     per_truncation = []
     for threshold in list(truncations) + [0.0]:
@@ -114,7 +115,7 @@ class GeneratorModule(tf.Module):
         return {"default": images}
 
     def _sample_latents(self, batch_size, seed, truncation):
-        z = truncated_z(tf.stack([batch_size, self.generator.dim_z]), truncation, tf.stack([seed, tf.constant(0, tf.int64)]))
+        z = truncated_z(tf.stack([batch_size, self.generator.dim_z]), truncation, seeds.key("synthesize", seed, 0))
         return {"z": z}
 
 
@@ -125,55 +126,36 @@ def export_generator(generator, export_dir: str, truncations: Sequence[float], n
     if not truncations:
         raise UserError("eval.export_truncations must hold at least one threshold > 0 (e.g. [0.5, 1.0, 2.0])")
     tables = standing_stats_grid(generator, truncations, num_passes, batch_size, seed)
+    metadata = dict(metadata, truncation_grid=truncations, latent_convention=LATENT_CONVENTION,
+                    dim_z=generator.dim_z, num_classes=generator.num_classes,
+                    resolution=generator.cfg.resolution, family=generator.cfg.family,
+                    output_key="default", signature="default")
     export_dir = os.path.abspath(export_dir)
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        metadata = dict(metadata, truncation_grid=truncations, latent_convention=LATENT_CONVENTION,
-                        dim_z=generator.dim_z, num_classes=generator.num_classes,
-                        resolution=generator.cfg.resolution, family=generator.cfg.family,
-                        output_key="default", signature="default")
-        os.makedirs(os.path.join(tmp, "meta"))
-        meta_src = os.path.join(tmp, "meta", "metadata.json")
-        with open(meta_src, "w") as f:
-            json.dump(metadata, f, indent=2, sort_keys=True)
+    with atomic.directory(export_dir) as tmp, tempfile.TemporaryDirectory() as meta_dir:
+        # The asset's source lies outside the module; saving copies it into assets/metadata.json.
+        meta_src = os.path.join(meta_dir, "metadata.json")
+        atomic.write_json(meta_src, metadata)
         module = GeneratorModule(generator, truncations, tables, meta_src)
-        target = os.path.join(tmp, "module")
-        tf.saved_model.save(module, target, signatures={
+        tf.saved_model.save(module, tmp, signatures={
             "default": module.default.get_concrete_function(),
             "sample_latents": module.sample_latents.get_concrete_function(),
         })
-        old = None
-        if os.path.exists(export_dir):
-            old = export_dir + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(export_dir, old)
-        os.replace(target, export_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
 
 
-def in_memory_images(generator, tables, truncations, z, y, truncation) -> tf.Tensor:
-    """What the module computes, in memory: the generator with the grid's statistics for `truncation`."""
-    grid = sorted(float(t) for t in truncations if t > 0)
-    stats = {path: interpolate_stats(grid, tf.constant(m), tf.constant(v), truncation) for path, (m, v) in tables.items()}
-    with stats_from(generator, stats):
-        return generator((z, y), training=False)
+def run_export(hp, flags) -> str:
+    """`--mode=export --model_dir=RUN [--checkpoint=CKPT] [--export_dir=DIR]`: the EMA generator of
+    `--checkpoint` (default: the run's latest; e.g. RUN/best_fid/ckpt-N), with standing statistics
+    for eval.export_truncations (the run's value, or --hparams / --hparams_overrides eval.*)."""
+    from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
 
-
-def run_export(hp, flags) -> None:
-    """`--mode=export --model_dir=... --export_dir=...`: the EMA generator of the latest checkpoint."""
-    from tf_biggan.training.checkpoints import load_ema_generator
-
-    if not flags.model_dir:
-        raise UserError("--mode=export needs --model_dir (the training run to export)")
-    export_dir: Optional[str] = getattr(flags, "export_dir", None) or os.path.join(flags.model_dir, "export")
-    generator, hp, step = load_ema_generator(flags.model_dir)
-    metadata = {"hparams": hp.to_dict(), "step": int(step), "source": os.path.abspath(flags.model_dir)}
-    path = export_generator(generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,
+    model_dir = require_model_dir(getattr(flags, "model_dir", None), "export")
+    hp = run_hparams(model_dir, hp, flags)
+    run = load_run(model_dir, getattr(flags, "checkpoint", None), hp=hp)
+    export_dir = getattr(flags, "export_dir", None) or os.path.join(model_dir, "export")
+    metadata = {"hparams": hp.to_dict(), "step": run.step, "checkpoint": os.path.abspath(run.checkpoint),
+                "source": os.path.abspath(model_dir)}
+    path = export_generator(run.ema_generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,
                             hp.eval.standing_stats_batch, metadata, seed=hp.train.seed)
-    print(f"exported the EMA generator of step {step} to {path}")
+    Progress("export").log(f"the EMA generator of step {run.step} ({run.checkpoint}) -> {path}")
+    return path

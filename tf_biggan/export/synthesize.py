@@ -10,12 +10,10 @@ output here is exactly what the ImageNet converter writes: shards `train-%05d-of
 `image/colorspace` and `image/filename`; records are built by `tf_biggan.data.tfrecord`.
 
 What is sampled (BigGAN paper, Brock et al. 2019):
-  * the EMA generator of a checkpoint (Section 3: "moving averages of G's weights"), with standing
-    statistics (Appendix C.1) accumulated AT the requested truncation, because BN statistics depend
-    on the latent distribution (this is why the official modules take `truncation` as an input);
-    or an exported TF-Hub module (`--module`), which picks its statistics from `truncation` itself;
+  * a source of `tf_biggan.export.sources`: the EMA generator of a checkpoint with standing
+    statistics at the requested truncation (Appendix C.1), or an exported TF-Hub module (`--module`);
   * z from the truncation trick of Section 3.1: N(0, I) with entries beyond the threshold resampled
-    (`latent_convention: paper_resample`, `tf_biggan.latents.truncated_z`). CAS's footnote 5 states
+    (`latent_convention: paper_resample`, `tf_biggan.sampling.latents`). CAS's footnote 5 states
     its sweep (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0, Appendix A.1) with the TF-Hub notebook's
     convention, values in [-2τ, 2τ]: `latent_convention: hub_notebook` draws τ · TruncNormal(-2, 2)
     (tensorflow/hub#214), for reproducing CAS numbers with the official modules;
@@ -27,14 +25,14 @@ Layout of the work, chosen so any shard can be regenerated alone and bit-identic
     sits at position (j + 1/2) / n_c of the sequence; ties by class id) and cut into `num_shards`
     contiguous runs, so every shard, and every subset of shards, is class-balanced up to one image
     per class; no random generator is involved;
-  * shard i's latents are one draw for the whole shard from the stateless seed (seed, i), so they
-    depend neither on the batch size nor on which host writes the shard; shard 0's z is what an
-    exported module's `sample_latents(n, seed, truncation)` returns;
-  * the standing statistics come from their own stateless stream (seed, 2**40 + pass);
+  * shard i's latents are one draw for the whole shard from the stateless key (synthesize, seed, i)
+    (`tf_biggan.seeds`), so they depend neither on the batch size nor on which host writes the
+    shard; shard 0's z is what an exported module's `sample_latents(n, seed, truncation)` returns;
+  * the standing statistics come from their own stream (`tf_biggan.sampling.standing_stats`);
   * shard i belongs to worker i % num_workers (TF_CONFIG's chief + workers, or flags).
 
 Crash safety: a shard is written to a hidden temporary name and renamed when complete
-(`tfrecord.write_shard`), then a hidden `.NAME.done` marker records its record count and size. A
+(`tfrecord.write_shard`; every other file through `tf_biggan.atomic`), then a hidden `.NAME.done` marker records its record count and size. A
 rerun skips every shard whose marker matches the file, removes stale temporaries of its own shards
 and writes only the missing ones. A hidden plan file (`.synthesize_plan.json`) pins what the
 directory holds (source, counts, shards, truncation, seed, JPEG quality, ...): a rerun with
@@ -48,24 +46,26 @@ outside the shard directory's `train-*` glob, so the TFRecord reader never picks
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import time
-import uuid
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from tf_biggan import atomic, seeds
 from tf_biggan.data import tfrecord
 from tf_biggan.errors import UserError
-from tf_biggan.sampling.latents import truncated_z
+from tf_biggan.export.sources import CheckpointSource, ModuleSource
+from tf_biggan.images import to_uint8
+from tf_biggan.progress import Progress, format_seconds
+from tf_biggan.sampling.labels import interleaved_labels
+from tf_biggan.sampling.latents import LATENT_CONVENTIONS, convention_z
 
 MANIFEST = "manifest.json"
 PLAN = ".synthesize_plan.json"
 NPZ_DIR = "npz"
-LATENT_CONVENTIONS = ("paper_resample", "hub_notebook")
 # Standing-statistics passes draw from (seed, STATS_STREAM + pass): disjoint from the shard streams
 # (seed, shard index) for any realistic number of shards.
 STATS_STREAM = 2 ** 40
@@ -77,188 +77,16 @@ LOG_EVERY_SECONDS = 30.0
 # Latents and labels.
 
 
-def draw_latents(shape, truncation: float, seed, convention: str = "paper_resample") -> tf.Tensor:
-    """z for a stateless `seed` pair, in one of the two truncation conventions (module docstring).
-
-    paper_resample: Section 3.1 of the BigGAN paper, entries beyond `truncation` resampled
-    (`truncation <= 0` = untruncated N(0, I)). hub_notebook: `truncation` · TruncNormal(-2, 2), the
-    TF-Hub notebook's sampler that CAS's footnote 5 describes (needs truncation > 0).
-    """
-    if convention == "paper_resample":
-        # truncated_z's resampling loop is a shared tf.function with reduce_retracing: once it has
-        # seen two shapes its output has an unknown batch size, and inside a graph (the standing-
-        # statistics passes) that changes which fused kernels grappler picks for G, hence the last
-        # bits of the statistics. Restating the static shape keeps every run's graph, and bytes, the same.
-        z = truncated_z(shape, truncation, seed)
-        return tf.ensure_shape(z, shape) if all(isinstance(d, (int, np.integer)) for d in shape) else z
-    if convention == "hub_notebook":
-        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
-        base = tf.random.stateless_parameterized_truncated_normal(
-            shape, seed=seed, means=0.0, stddevs=1.0, minvals=-2.0, maxvals=2.0)
-        return tf.cast(truncation, tf.float32) * tf.cast(base, tf.float32)
-    raise UserError(f"latent_convention={convention!r}: use one of {', '.join(LATENT_CONVENTIONS)}")
-
-
 def shard_latents(index: int, size: int, dim_z: int, truncation: float, seed: int,
                   convention: str = "paper_resample") -> tf.Tensor:
-    """Shard `index`'s z [size, dim_z]: one draw from the stateless seed (seed, index)."""
-    return draw_latents((size, dim_z), truncation, tf.constant([seed, index], tf.int64), convention)
-
-
-def interleaved_labels(counts: Sequence[int]) -> np.ndarray:
-    """All N labels (0-based, int64) in the stratified order the shards are cut from.
-
-    Class c's j-th image gets the key (j + 1/2) / n_c; a stable sort over keys listed in class
-    order breaks ties by class id. Any contiguous run of the result holds each class in proportion
-    to its count, up to one image, so every shard is class-balanced without a random generator.
-    """
-    counts = [int(n) for n in counts]
-    keys = np.concatenate([(np.arange(n, dtype=np.float64) + 0.5) / n for n in counts if n > 0] or [np.zeros(0)])
-    labels = np.concatenate([np.full(n, c, np.int64) for c, n in enumerate(counts) if n > 0] or [np.zeros(0, np.int64)])
-    return labels[np.argsort(keys, kind="stable")]
+    """Shard `index`'s z [size, dim_z]: one draw from key (synthesize, seed, index) in `convention`
+    (`tf_biggan.sampling.latents.convention_z`)."""
+    return convention_z((size, dim_z), truncation, seeds.key("synthesize", seed, index), convention)
 
 
 def shard_bounds(total: int, num_shards: int) -> List[Tuple[int, int]]:
     """[start, end) of each shard: contiguous, sizes differing by at most one."""
     return [(i * total // num_shards, (i + 1) * total // num_shards) for i in range(num_shards)]
-
-
-def standing_stats_latents(dim_z: int, counts: Sequence[int], batch_size: int, truncation: float, seed: int,
-                           convention: str = "paper_resample") -> Callable:
-    """`latents(step) -> (z, y)` for Appendix C.1's standing statistics, drawn like the samples.
-
-    z as the shards draw it (same truncation and convention), classes in the proportions of
-    `counts`, from the stateless stream (seed, STATS_STREAM + step): deterministic, so every host
-    and every rerun computes the same statistics and writes the same bytes.
-    """
-    counts = np.asarray(counts, np.float64)
-    logits = tf.constant(np.where(counts > 0, np.log(np.maximum(counts, 1e-300)), -np.inf)[None], tf.float32)
-
-    def latents(step):
-        key = tf.stack([tf.constant(seed, tf.int64), STATS_STREAM + tf.cast(step, tf.int64)])
-        z = draw_latents((batch_size, dim_z), truncation, key, convention)
-        y = tf.random.stateless_categorical(logits, batch_size, seed=tf.random.experimental.stateless_fold_in(key, 1),
-                                            dtype=tf.int32)[0]
-        return z, y
-    return latents
-
-
-# ------------------------------------------------------------------------------------------------
-# Sources: something that maps (z, labels) to images in [-1, 1].
-
-
-class GeneratorSource:
-    """An in-memory generator G((z, y)) used as is (its BN statistics are the caller's business)."""
-
-    def __init__(self, generator, description: dict, batch_size: int = 64):
-        self.generator = generator
-        self.dim_z = int(generator.dim_z)
-        self.num_classes = int(generator.num_classes)
-        self.resolution = int(generator.cfg.resolution)
-        self.batch_size = int(batch_size)
-        self.description = dict(description)
-        self.standing_stats = None  # set by CheckpointSource
-        self._fn = tf.function(lambda z, y: generator((z, y), training=False), input_signature=[
-            tf.TensorSpec([None, self.dim_z], tf.float32), tf.TensorSpec([None], tf.int32)])
-
-    def prepare(self) -> None:
-        """Work needed before the first image (none here); skipped when every shard exists."""
-
-    def generate(self, z, labels) -> tf.Tensor:
-        return self._fn(tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(labels, tf.int32))
-
-
-class CheckpointSource(GeneratorSource):
-    """The EMA generator of a training run with standing statistics at the synthesis truncation.
-
-    Appendix C.1: statistics from `passes` forward passes of `batch` latents drawn as the samples
-    are (same truncation, same class proportions). Computed lazily, so a rerun that finds every
-    shard complete costs a checkpoint restore only.
-    """
-
-    def __init__(self, model_dir: str, checkpoint: Optional[str] = None):
-        from tf_biggan.training.checkpoints import latest_checkpoint, load_ema_generator, run_hparams
-
-        hp = run_hparams(model_dir)
-        path = latest_checkpoint(model_dir, checkpoint)
-        generator, hp, step = load_ema_generator(model_dir, path, hp=hp)
-        self.hp = hp
-        super().__init__(generator, {"kind": "checkpoint", "model_dir": os.path.abspath(model_dir),
-                                     "checkpoint": os.path.abspath(path), "step": int(step)},
-                         batch_size=hp.eval.batch_size)
-        self._stats_args = None
-        self.standing_stats = {"passes": int(hp.eval.standing_stats_passes),
-                               "batch_size": int(hp.eval.standing_stats_batch)}
-
-    def configure(self, counts, truncation: float, seed: int, convention: str) -> None:
-        self._stats_args = (list(counts), float(truncation), int(seed), convention)
-        self.standing_stats.update(truncation=float(truncation), latent_convention=convention)
-
-    def prepare(self) -> None:
-        from tf_biggan.sampling.standing_stats import accumulate_standing_stats
-
-        counts, truncation, seed, convention = self._stats_args
-        passes, batch = self.standing_stats["passes"], self.standing_stats["batch_size"]
-        latents = standing_stats_latents(self.dim_z, counts, batch, truncation, seed, convention)
-        accumulate_standing_stats(self.generator, num_passes=passes, batch_size=batch, latents=latents)
-
-
-class ModuleSource:
-    """An exported TF-Hub module (ours or one with the official `default` signature).
-
-    Calls `signatures['default'](z=, y=one-hot, truncation=)['default']`. dim_z, num_classes and the
-    resolution come from `assets/metadata.json` when present (our exports), else from the signature.
-    """
-
-    def __init__(self, path: str, truncation: float):
-        if not tf.io.gfile.isdir(path):
-            raise UserError(f"--module={path}: no such directory; pass the directory --mode=export wrote "
-                            f"(a SavedModel / TF-Hub module)")
-        try:
-            module = tf.saved_model.load(path)
-        except (OSError, ValueError, tf.errors.OpError) as exc:
-            raise UserError(f"--module={path}: cannot load it as a SavedModel ({exc}); pass the directory "
-                            f"--mode=export wrote") from None
-        if "default" not in getattr(module, "signatures", {}):
-            raise UserError(f"--module={path}: has no 'default' signature (z, y, truncation -> default); "
-                            f"export it with --mode=export")
-        self.module = module
-        self.signature = module.signatures["default"]
-        meta_path = os.path.join(path, "assets", "metadata.json")
-        self.metadata = {}
-        if tf.io.gfile.exists(meta_path):
-            with tf.io.gfile.GFile(meta_path) as f:
-                self.metadata = json.load(f)
-        _, inputs = self.signature.structured_input_signature
-        if not {"z", "y", "truncation"} <= set(inputs):
-            raise UserError(f"--module={path}: its 'default' signature takes {sorted(inputs)}, expected z, y "
-                            f"and truncation (the official BigGAN modules' contract)")
-        self.dim_z = int(self.metadata.get("dim_z") or inputs["z"].shape[-1])
-        self.num_classes = int(self.metadata.get("num_classes") or inputs["y"].shape[-1])
-        resolution = self.metadata.get("resolution")
-        if not resolution:
-            out = self.signature.structured_outputs["default"].shape
-            resolution = out[1] if out.rank == 4 and out[1] is not None else None
-        if not resolution:
-            resolution = int(self.generate(tf.zeros((1, self.dim_z)), tf.zeros((1,), tf.int32),
-                                           truncation=truncation or 1.0).shape[1])
-        self.resolution = int(resolution)
-        self.truncation = float(truncation)
-        hparams = self.metadata.get("hparams") or {}
-        self.batch_size = int((hparams.get("eval") or {}).get("batch_size") or 64)
-        self.description = {"kind": "module", "module": os.path.abspath(path)}
-        if "step" in self.metadata:
-            self.description["step"] = int(self.metadata["step"])
-        self.standing_stats = None  # the module's own, chosen by its truncation input
-
-    def prepare(self) -> None:
-        pass
-
-    def generate(self, z, labels, truncation: Optional[float] = None) -> tf.Tensor:
-        y = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes, dtype=tf.float32)
-        t = self.truncation if truncation is None else truncation
-        return self.signature(z=tf.convert_to_tensor(z, tf.float32), y=y,
-                              truncation=tf.constant(t, tf.float32))["default"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,24 +170,9 @@ def worker_split(flags=None) -> Tuple[int, int]:
 # Files.
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-    """Hidden temporary beside `path`, renamed over it (the same pattern as tfrecord.write_shard)."""
-    directory = os.path.dirname(path) or "."
-    tf.io.gfile.makedirs(directory)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
-    try:
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            f.write(data)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
-        raise
-
-
-def _json_bytes(payload: dict) -> bytes:
-    # Sorted keys and no timestamps: two runs of the same synthesis write identical files.
-    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode("utf-8")
+def _as_json(payload: dict) -> dict:
+    # What the payload reads back as (tuples become lists), to compare a plan with the one on disk.
+    return json.loads(json.dumps(payload))
 
 
 def _read_json(path: str) -> Optional[dict]:
@@ -381,33 +194,17 @@ def _npz_path(output_dir: str, name: str) -> str:
 
 
 def _remove_stale_temporaries(output_dir: str, names: Sequence[str]) -> int:
-    """Deletes leftovers of killed writes of these shards (write_shard's `.NAME.tmp-*`)."""
+    """Deletes leftovers of killed writes of these shards (their shard, npz and marker temporaries)."""
     removed = 0
+    owned = {final for name in names for final in (name, f"{name}.npz", f".{name}.done")}
     for directory in (output_dir, os.path.join(output_dir, NPZ_DIR)):
         if not tf.io.gfile.isdir(directory):
             continue
-        # Temporaries are "." + the final basename + ".tmp-<uuid>": shard, npz and marker files.
-        owned = {f".{final}" for name in names for final in (name, f"{name}.npz", f".{name}.done")}
         for entry in tf.io.gfile.listdir(directory):
-            entry = entry.rstrip("/")
-            head, sep, _ = entry.partition(".tmp-")
-            if sep and head in owned:
-                tf.io.gfile.remove(os.path.join(directory, entry))
+            if atomic.temporary_owner(entry.rstrip("/")) in owned:
+                tf.io.gfile.remove(os.path.join(directory, entry.rstrip("/")))
                 removed += 1
     return removed
-
-
-def _to_uint8(images) -> np.ndarray:
-    """[-1, 1] -> uint8 [0, 255], rounded (the inverse of the input pipeline's x / 127.5 - 1)."""
-    x = tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) * 127.5, 0.0, 255.0)
-    return tf.cast(tf.round(x), tf.uint8).numpy()
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -443,7 +240,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
     `counts[c]` images of 0-based class c. Returns {"written", "skipped", "manifest" (dict or None),
     "images", "seconds", "generate_seconds", "encode_seconds"}.
     """
-    log = log or (lambda message: print(f"[synthesize] {message}", flush=True))
+    log = log or Progress("synthesize").log
     counts = [int(n) for n in counts]
     total = sum(counts)
     if len(counts) != source.num_classes:
@@ -493,14 +290,14 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
     tf.io.gfile.makedirs(output_dir)
     plan_path = os.path.join(output_dir, PLAN)
     existing = _read_json(plan_path)
-    if existing is not None and existing != json.loads(_json_bytes(plan)):
+    if existing is not None and existing != _as_json(plan):
         diffs = [f"{k}: {existing.get(k)!r} there, {plan.get(k)!r} now" for k in sorted(set(existing) | set(plan))
                  if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
         raise UserError(f"--output_dir={output_dir} holds shards of a different synthesis ({'; '.join(diffs)[:600]}). "
                         f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or pass a new "
                         f"--output_dir")
     if existing is None:
-        _write_bytes_atomic(plan_path, _json_bytes(plan))
+        atomic.write_json(plan_path, plan)
 
     def complete(i: int) -> bool:
         path = os.path.join(output_dir, names[i])
@@ -545,7 +342,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
                 for b in range(0, len(labels), batch_size):
                     t = time.perf_counter()
                     batch_labels = labels[b:b + batch_size]
-                    images = _to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
+                    images = to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
                     timer.generate += time.perf_counter() - t
                     t = time.perf_counter()
                     if kept is not None:
@@ -566,21 +363,20 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
                         last_log = time.perf_counter()
                         left = todo_images - timer.images
                         log(f"  {names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
-                            f"ETA {_format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+                            f"ETA {format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
 
             path = os.path.join(output_dir, names[i])
             records = tfrecord.write_shard(path, examples())
             if kept is not None:
-                buf = io.BytesIO()
-                np.savez(buf, images=np.concatenate(kept), labels=labels.astype(np.int64))
-                _write_bytes_atomic(_npz_path(output_dir, names[i]), buf.getvalue())
-            _write_bytes_atomic(_marker_path(output_dir, names[i]), _json_bytes(
-                {"records": records, "bytes": tf.io.gfile.stat(path).length, "npz": bool(also_write_npz)}))
+                atomic.save_npz(_npz_path(output_dir, names[i]), images=np.concatenate(kept),
+                                labels=labels.astype(np.int64))
+            atomic.write_json(_marker_path(output_dir, names[i]),
+                              {"records": records, "bytes": tf.io.gfile.stat(path).length, "npz": bool(also_write_npz)})
             written.append(names[i])
             last_log = time.perf_counter()
             left = todo_images - timer.images
             log(f"{names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; "
-                f"ETA {_format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+                f"ETA {format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
 
     manifest = None
     missing = [names[i] for i in range(num_shards) if not complete(i)]
@@ -592,7 +388,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
                         images_per_shard=[end - start for start, end in bounds],
                         npz=[f"{NPZ_DIR}/{n}.npz" for n in names] if also_write_npz else None,
                         npz_labels="0-based" if also_write_npz else None)
-        _write_bytes_atomic(os.path.join(output_dir, MANIFEST), _json_bytes(manifest))
+        atomic.write_json(os.path.join(output_dir, MANIFEST), manifest)
         log(f"all {num_shards} shards complete; wrote {os.path.join(output_dir, MANIFEST)}")
     return {"written": written, "skipped": skipped, "manifest": manifest, "images": timer.images,
             "seconds": time.perf_counter() - timer.start, "generate_seconds": timer.generate,
@@ -600,12 +396,8 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
 
 
 def run_synthesize(hp, flags) -> dict:
-    """`--mode=synthesize`: from `--model_dir` (EMA-G of the run, its own hparams) or `--module`.
-
-    The hparams file given on the command line is not used: a checkpoint carries its run's
-    hparams.yaml and a module its metadata.
-    """
-    del hp  # the run's or the module's own configuration applies
+    """`--mode=synthesize`: from `--model_dir` (EMA-G of the run at --checkpoint, the run's hparams
+    with eval.* of --hparams / --hparams_overrides on top) or `--module` (its own metadata)."""
     model_dir, module = getattr(flags, "model_dir", None), getattr(flags, "module", None)
     output_dir = getattr(flags, "output_dir", None)
     if bool(model_dir) == bool(module):
@@ -636,7 +428,7 @@ def run_synthesize(hp, flags) -> dict:
         data = ((source.metadata.get("hparams") or {}).get("data") or {})
         kind, split = data.get("kind", "unknown (a module without our metadata)"), data.get("split", "train")
     else:
-        source = CheckpointSource(model_dir, getattr(flags, "checkpoint", None))
+        source = CheckpointSource(model_dir, getattr(flags, "checkpoint", None), hp, flags)
         kind, split = source.hp.data.kind, source.hp.data.split
     if per_class is not None:
         counts = [int(per_class)] * source.num_classes

@@ -9,7 +9,7 @@ ignores op-level seeds), and accepts a tensor threshold (sweeps, exported module
 The official TF-Hub notebook instead draws from a truncated normal on [-2, 2] and multiplies
 it by `truncation` (tensorflow/hub#214): a *different* distribution (its support is
 [-2t, 2t] and its shape does not change with t). It is here as `hub_notebook_truncated_z`,
-named so nobody mistakes it for the paper's.
+named so nobody mistakes it for the paper's; `convention_z` picks either by name.
 
 Appendix E ("Choosing latent spaces") lists the priors the authors tried as drop-in
 replacements for N(0, I); each is a named stateless function below and `sample_latents(name,
@@ -27,7 +27,6 @@ import inspect
 from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
-import scipy.stats
 import tensorflow as tf
 
 from tf_biggan.errors import UserError
@@ -143,18 +142,31 @@ def truncated_z_np(shape: Sequence[int], threshold: Optional[float], seed: int) 
     return z
 
 
-def hub_notebook_truncated_z(shape: Sequence[int], truncation: float, seed: Optional[int]) -> np.ndarray:
-    """The TF-Hub BigGAN notebook's sampler: truncation · TruncNormal(-2, 2).
+def hub_notebook_truncated_z(shape: Shape, truncation, seed: Seed, dtype=tf.float32) -> tf.Tensor:
+    """The TF-Hub BigGAN notebook's sampler: truncation · TruncNormal(-2, 2), stateless.
 
     NOT the paper's truncation trick (Section 3.1): it samples a standard normal truncated
     to [-2, 2] and scales it by `truncation`, so values lie in [-2·truncation, 2·truncation]
     and the shape of the distribution never changes (tensorflow/hub#214). Provided because
-    the official modules were tuned and demonstrated with it; pair it with the module's
-    `truncation` input as the notebook does. `seed=None` draws fresh randomness.
+    the official modules were tuned and demonstrated with it, and CAS's footnote 5 states its
+    sweep in this convention; pair it with the module's `truncation` input as the notebook does.
     """
-    state = None if seed is None else np.random.RandomState(seed)
-    values = scipy.stats.truncnorm.rvs(-2.0, 2.0, size=tuple(shape), random_state=state)
-    return truncation * values
+    base = tf.random.stateless_parameterized_truncated_normal(
+        shape, seed=_seed_pair(seed), means=0.0, stddevs=1.0, minvals=-2.0, maxvals=2.0)
+    return tf.cast(truncation, dtype) * tf.cast(base, dtype)
+
+
+LATENT_CONVENTIONS = ("paper_resample", "hub_notebook")
+
+
+def convention_z(shape: Shape, truncation, seed: Seed, convention: str = "paper_resample") -> tf.Tensor:
+    """z in one of the two named truncation conventions: `paper_resample` (`truncated_z`, Section
+    3.1; truncation <= 0 untruncated) or `hub_notebook` (`hub_notebook_truncated_z`)."""
+    if convention == "paper_resample":
+        return truncated_z(shape, truncation, seed)
+    if convention == "hub_notebook":
+        return hub_notebook_truncated_z(shape, truncation, seed)
+    raise UserError(f"latent_convention={convention!r}: use one of {', '.join(LATENT_CONVENTIONS)}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,7 +51,11 @@ CHECKPOINT_OBJECTS = ("generator", "discriminator", "ema_generator", "g_optimize
 # sample. (eval.* may change too: evaluation does not change the trajectory.)
 RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every", "train.log_every",
                   "train.sv_every", "train.sample_every", "train.keep_checkpoints", "train.sample_columns",
-                  "train.replay_input", "train.sample_stats_passes", "train.sample_stats_batch"}
+                  "train.replay_input", "train.sample_stats_passes", "train.sample_stats_batch",
+                  # collapse detection only watches the run (training/collapse.py)
+                  "stability.detect_collapse", "stability.on_collapse", "stability.collapse_window",
+                  "stability.collapse_sigma_jump", "stability.collapse_d_loss_floor", "stability.collapse_g_loss_jump",
+                  "stability.collapse_d_loss_jump", "stability.collapse_patience", "stability.keep_before_collapse"}
 
 
 class RunCheckpoint:
@@ -63,10 +67,13 @@ class RunCheckpoint:
     """
 
     def __init__(self, g, d, ema_g, g_opt, d_opt, step: tf.Variable, model_dir: Optional[str] = None,
-                 max_to_keep: int = 5, chief: bool = True, worker_id: int = 0):
+                 max_to_keep: int = 5, chief: bool = True, worker_id: int = 0, extra: Optional[dict] = None):
         objects = dict(generator=variables_checkpoint(g), discriminator=variables_checkpoint(d),
                        ema_generator=variables_checkpoint(ema_g), g_optimizer=g_opt, d_optimizer=d_opt, step=step)
         assert tuple(objects) == CHECKPOINT_OBJECTS
+        # Optional state of enabled features, by their own names (augment_p, ... with augment.kind
+        # != none: AugmentState.checkpoint_objects).
+        objects.update(extra or {})
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.model_dir, self.step = model_dir, step
         self.manager, self._temp_dir = None, None

@@ -118,9 +118,28 @@ def sample_grid_action(trainer, summaries: Summaries) -> Action:
     return Action("sample_grid", trainer.hp.train.sample_every, sample)
 
 
+def augment_action(trainer, summaries: Summaries, progress: Progress) -> Action:
+    """augment/p to TensorBoard, and a warning each time ADA's p reaches augment.p_max."""
+    state = trainer.augment
+
+    def log_p(loop_state: LoopState) -> None:
+        summaries.scalars(loop_state.step, {"augment/p": float(state.p.numpy())})
+        at_cap = state.at_cap()
+        if at_cap and not getattr(state, "warned_at_cap", False):
+            progress.log(f"WARNING: augment/p reached its cap augment.p_max={trainer.hp.augment.p_max} at step "
+                         f"{loop_state.step}: D still overfits with the strongest safe augmentation. More data, "
+                         "early stopping (eval.best_fid_every) or a smaller D help; p near 1 would let "
+                         "augmentations leak into the samples (seed 003, Appendix C.5.1)")
+        state.warned_at_cap = at_cap
+    return Action("augment", trainer.hp.train.log_every, log_p)
+
+
 def standard_actions(trainer, summaries: Summaries, progress: Progress, best_fid_keeper=None) -> List[Action]:
-    """log, σ (chief), save, best FID (if a keeper is given), sample grid (with a model_dir)."""
+    """log, augment p (when augmenting), σ (chief), save, best FID (if a keeper is given), sample
+    grid (with a model_dir)."""
     actions = [log_action(trainer, summaries, progress)]
+    if trainer.augment.enabled:
+        actions.append(augment_action(trainer, summaries, progress))
     if trainer.chief:
         actions.append(singular_values_action(trainer, summaries))
     actions.append(save_action(trainer))
@@ -141,6 +160,8 @@ def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict
               "d_loss": m.get("d_loss"), "checkpoint": state.last_checkpoint,
               "seconds": time.time() - state.wall_start, "replicas": trainer.num_replicas,
               "strategy": type(trainer.strategy).__name__, "metrics": m}
+    if trainer.augment.enabled:
+        report["augment_p"] = float(trainer.augment.p.numpy())
     if error:
         report["error"] = error
     if trainer.model_dir and trainer.chief:

@@ -1,0 +1,123 @@
+"""Loading a training run back: the ONE way every mode that reads a run gets its networks.
+
+A run directory (`--model_dir`) holds `hparams.yaml` and the trainer's checkpoints: G, D, EMA-G
+(each variable named by its path in the model, `training.checkpoints.variables_checkpoint`), both
+optimisers and the step. Evaluation, export, synthesis and the qualitative figures sample the EMA
+generator (paper Section 3: "moving averages of G's weights"); the memorisation test (Section 4.2)
+needs D. `load_run` builds only the networks the caller asks for and restores them from the latest
+checkpoint, or from `--checkpoint` (any checkpoint of the run: `MODEL_DIR/ckpt-N`, or the best-FID
+one kept in `MODEL_DIR/best_fid`), without building the optimisers.
+
+`run_hparams(model_dir, hp, flags)` is the configuration a mode applies to a run: the run's own
+model / data / train sections, the eval section of `--hparams` when one is named, and `eval.*` keys
+of `--hparams_overrides` on top (e.g. `eval.num_samples=50000`, `eval.export_truncations=[...]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from tf_biggan.errors import UserError
+
+HPARAMS_FILE = "hparams.yaml"
+
+
+@dataclasses.dataclass
+class Run:
+    """What `load_run` restored: networks not asked for are None."""
+
+    model_dir: str
+    checkpoint: str  # the checkpoint prefix restored
+    step: int
+    hp: object
+    ema_generator: Optional[object] = None
+    generator: Optional[object] = None
+    discriminator: Optional[object] = None
+
+
+def require_model_dir(model_dir: Optional[str], mode: str) -> str:
+    """`--model_dir`, checked to be an existing directory; a UserError naming the flag otherwise."""
+    if not model_dir:
+        raise UserError(f"--model_dir is required for --mode={mode}: pass the training run's directory "
+                        "(it holds hparams.yaml and the checkpoints)")
+    if not tf.io.gfile.isdir(model_dir):
+        raise UserError(f"--model_dir={model_dir} does not exist; train first with --mode=train "
+                        f"--model_dir={model_dir}")
+    return model_dir
+
+
+def saved_hparams(model_dir: str):
+    """The resolved hparams a run was trained with (MODEL_DIR/hparams.yaml)."""
+    from tf_biggan.config import load_hparams
+
+    path = os.path.join(model_dir, HPARAMS_FILE)
+    if not tf.io.gfile.exists(path):
+        raise UserError(f"--model_dir={model_dir} has no {HPARAMS_FILE}: is it a tf-biggan training run? "
+                        f"Train first with --mode=train --model_dir={model_dir}")
+    return load_hparams(path)
+
+
+def run_hparams(model_dir: str, hp=None, flags=None):
+    """The hparams a mode applies to a run: the run's own (model, data, train), with the eval section
+    of --hparams when one is named (`hp`), and the eval.* keys of --hparams_overrides on top."""
+    from tf_biggan.config import hparams_from_dict, parse_overrides
+
+    run = saved_hparams(model_dir)
+    if hp is not None and getattr(flags, "hparams", None):
+        run = dataclasses.replace(run, eval=hp.eval)
+    overrides = parse_overrides(getattr(flags, "hparams_overrides", "") or "")
+    if overrides.get("eval"):
+        run = hparams_from_dict({"eval": overrides["eval"]}, "--hparams_overrides", base=run)
+    return run.validate()
+
+
+def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
+    """The checkpoint prefix to restore: `checkpoint` (checked to exist) or the run's latest."""
+    if checkpoint:
+        if not tf.io.gfile.exists(checkpoint + ".index"):
+            raise UserError(f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index): pass a checkpoint "
+                            f"prefix such as {os.path.join(model_dir, 'ckpt-3000')} or "
+                            f"{os.path.join(model_dir, 'best_fid', 'ckpt-3000')} (see the *.index files), or omit "
+                            "--checkpoint to use the latest")
+        return checkpoint
+    latest = tf.train.latest_checkpoint(model_dir)
+    if not latest:
+        raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train it first (--mode=train)")
+    return latest
+
+
+def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_generator: bool = True,
+             generator: bool = False, discriminator: bool = False) -> Run:
+    """The networks asked for, restored from `checkpoint` (default: the latest of `model_dir`).
+
+    `hp` defaults to the run's saved hparams (`run_hparams` gives the one a mode should pass). The
+    networks are built from hp.model exactly as the trainer builds them and restored by variable
+    path; a checkpoint that lacks one of them (e.g. an export, or another model size) is a UserError.
+    """
+    from tf_biggan.models import Discriminator, Generator
+    from tf_biggan.training.checkpoints import variables_checkpoint
+
+    hp = hp or saved_hparams(model_dir)
+    path = resolve_checkpoint(model_dir, checkpoint)
+    nets = {}
+    if ema_generator:
+        nets["ema_generator"] = Generator(hp.model, hp.data.num_classes, name="ema_generator")
+    if generator:
+        nets["generator"] = Generator(hp.model, hp.data.num_classes, name="generator")
+    if discriminator:
+        nets["discriminator"] = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
+    for net in nets.values():
+        net.build_for_input(2)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(step=step, **{name: variables_checkpoint(net) for name, net in nets.items()})
+    try:
+        ckpt.restore(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError) as exc:
+        raise UserError(f"checkpoint {path} does not hold {', '.join(nets)} matching the run's hparams "
+                        f"(model.*): {str(exc)[:300]}. Pass a training checkpoint of --model_dir={model_dir} "
+                        "(ckpt-N, or best_fid/ckpt-N)") from None
+    return Run(model_dir=model_dir, checkpoint=path, step=int(step.numpy()), hp=hp, **nets)
