@@ -28,6 +28,9 @@ flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.", lower_
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy "
                      "(every mode that builds models).", lower_bound=0)
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
+flags.DEFINE_string("intervene", None, "--mode=train: resume --model_dir from --checkpoint (default: the latest) with "
+                    "changes, recorded in MODEL_DIR/interventions.json (paper Appendix G.1): comma-separated "
+                    "g_lr=, d_lr=, disc_steps=, d_beta1=, freeze=none|g|d, reset_adam=g|d|both.")
 flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to count (0 = the whole split; "
                      "default 50,000).", lower_bound=0)
 # Evaluation, export and synthesis.
