@@ -117,6 +117,10 @@ class TrainConfig:
     replay_input: bool = True
     # Columns of the PNG grid of EMA-G samples (rows are classes, at most 10).
     sample_columns: int = 8
+    # Compile each replica's training step with XLA (tf.function(jit_compile=True); not in the paper,
+    # whose TPU steps are always XLA-compiled). Same numerics to float rounding; off by default on
+    # CPU/GPU (benchmarks/bench_memory_speed.py measures what it gives on a machine).
+    jit_compile: bool = False
     # Standing statistics of the periodic sample grid (a monitoring picture, Appendix C.1's method
     # at a small budget): passes x batch latents through EMA-G under the strategy before the grid.
     # 0 passes = EMA-G's own BN statistics (copied from G). The full Appendix C.1 budget

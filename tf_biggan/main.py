@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
@@ -114,6 +114,10 @@ EXCLUSIVE_IN_MODE = {
 }
 
 
+# Modes that run under the launch's tf.distribute strategy (training.strategy.strategy_from_flags).
+STRATEGY_MODES = ("train", "cas", "cas_sweep", "all")
+
+
 def _given(name: str) -> bool:
     value = FLAGS[name].value
     return value not in (None, "", 0) if not isinstance(value, bool) else value
@@ -143,17 +147,21 @@ def main(argv) -> int:
 
     try:
         check_flags(FLAGS.mode)
-        if FLAGS.cpu_replicas:
-            # First TensorFlow work of the process: the split must precede device initialisation.
+        if not FLAGS["verbosity"].present:  # TF's strategy / checkpoint INFO lines drown the progress lines
+            logging.set_verbosity(logging.WARNING)
+        # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
+        # collectives must precede the runtime's initialisation (which importing a module that makes
+        # a tf.constant at import time, e.g. while validating hparams, already does).
+        if FLAGS.mode in STRATEGY_MODES:
+            from tf_biggan.training.strategy import strategy_from_flags
+
+            strategy_from_flags(FLAGS)  # made once; the mode's own call gets the same strategy
+        elif FLAGS.cpu_replicas:
             from tf_biggan.training.strategy import split_cpu
 
             split_cpu(FLAGS.cpu_replicas)
-        from absl import logging
-
         from tf_biggan.config import load_hparams
 
-        if not FLAGS["verbosity"].present:  # TF's checkpoint INFO lines drown the progress lines
-            logging.set_verbosity(logging.WARNING)
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)

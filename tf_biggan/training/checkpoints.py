@@ -55,7 +55,8 @@ RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every
                   # collapse detection only watches the run (training/collapse.py)
                   "stability.detect_collapse", "stability.on_collapse", "stability.collapse_window",
                   "stability.collapse_sigma_jump", "stability.collapse_d_loss_floor", "stability.collapse_g_loss_jump",
-                  "stability.collapse_d_loss_jump", "stability.collapse_patience", "stability.keep_before_collapse"}
+                  "stability.collapse_d_loss_jump", "stability.collapse_patience", "stability.keep_before_collapse",
+                  "train.jit_compile"}
 
 
 class RunCheckpoint:

@@ -23,6 +23,7 @@ import tensorflow as tf
 from tf_biggan.augment import hooks as augment_hooks
 from tf_biggan.augment.controller import AugmentState
 from tf_biggan.errors import UserError
+from tf_biggan.layers.orthogonal_init import placeholder_kernels
 from tf_biggan.models import Discriminator, Generator
 from tf_biggan.progress import Progress
 from tf_biggan.training import intervene, stability
@@ -76,8 +77,10 @@ class GANTrainer:
             self.g = Generator(hp.model, hp.data.num_classes, name="generator")
             self.d = Discriminator(hp.model, hp.data.num_classes, dropout=hp.stability.d_dropout, name="discriminator")
             self.ema_g = Generator(hp.model, hp.data.num_classes, name="ema_generator")
-            for model in (self.g, self.d, self.ema_g):
-                model.build_for_input(2)
+            self.g.build_for_input(2)
+            self.d.build_for_input(2)
+            with placeholder_kernels():  # EMA-G is a copy of G (ema.copy() below): no orthogonal draws
+                self.ema_g.build_for_input(2)
             adam = dict(beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
             self.g_opt = keras.optimizers.Adam(learning_rate=cfg.g_lr, name="g_adam", **adam)
             self.d_opt = keras.optimizers.Adam(learning_rate=cfg.d_lr, name="d_adam", **adam)
@@ -95,6 +98,8 @@ class GANTrainer:
         # The Section 4 knobs that are on (all off by default); after augmentation, so D's dropout
         # keys are set around the augmented d_inputs.
         stability.install(self)
+        # Compiled last: every hook above is part of the compiled step.
+        self.train_step.compile(jit_compile=cfg.jit_compile)
 
         # The iterator is made on first use, after `restore`, so it can start at the restored step.
         self._dataset_fn = dataset_fn
