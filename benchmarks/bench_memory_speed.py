@@ -56,6 +56,14 @@ class Stages:
 
     @staticmethod
     def _reset_peak():
+        # Free heap pages go back to the OS first, so each stage's peak is what it holds, not what
+        # an earlier stage left in malloc's free lists.
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
@@ -73,6 +81,8 @@ class Stages:
     def mark(self, name: str, seconds: float = None) -> None:
         now = time.time()
         self.rows[name] = {"seconds": now - self.last if seconds is None else seconds, "peak_gb": self.rss_gb()}
+        print(f"STAGE {name} {self.rows[name]['seconds']:.1f}s peak {self.rows[name]['peak_gb']:.2f}GB",
+              file=sys.stderr, flush=True)  # partial results survive a stopped run
         self.last = now
         self._reset_peak()
 
@@ -258,10 +268,10 @@ def run_worker(kind: str, args, python: str) -> dict:
     if args.no_flops:
         cmd.append("--no_flops")
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)  # stages: stderr
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode or not lines:
-        raise SystemExit(f"{kind} worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{kind} worker failed ({proc.returncode}); its stderr is above")
     result = json.loads(lines[-1][len("RESULT "):])
     result["load_average"] = os.getloadavg()
     return result

@@ -54,3 +54,22 @@ def test_a_generator_gets_the_weights_keras_orthogonal_gave(monkeypatch):
     assert len(ours) == len(keras_weights)
     for a, b in zip(ours, keras_weights):
         np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_placeholder_kernels_skip_only_the_draws_inside():
+    from tf_biggan.layers.orthogonal_init import placeholder_kernels
+
+    init = Orthogonal(seed=3)
+    with placeholder_kernels():
+        assert not init((30, 4)).numpy().any()
+    np.testing.assert_allclose(init((30, 4)).numpy(), keras.initializers.Orthogonal(seed=3)((30, 4)).numpy(),
+                               atol=2e-5)
+
+
+def test_trainer_ema_generator_starts_as_a_copy_of_g():
+    from tf_biggan.training.trainer import GANTrainer
+
+    trainer = GANTrainer(load_hparams(None, "model.ch=2,train.batch_size=4"), verbose=False)
+    for g, e in zip(trainer.g.weights, trainer.ema_g.weights):
+        np.testing.assert_array_equal(g.numpy(), e.numpy())
+    assert any(np.abs(w.numpy()).max() > 0 for w in trainer.ema_g.trainable_weights if len(w.shape) >= 2)

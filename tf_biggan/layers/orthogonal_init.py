@@ -18,11 +18,28 @@ small (n x n at most 2n x n).
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import keras
 import tensorflow as tf
 
 # Cholesky QR for matrices at least this many times taller than wide (condition number <= 5.8).
 CHOLESKY_MIN_ASPECT = 2
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def placeholder_kernels():
+    """Kernels built inside get zeros instead of an orthogonal draw: for a model whose weights are
+    assigned right after it is built (the EMA generator, a copy of G). The seeds are fixed when the
+    initialisers are constructed, so skipping the draws changes no other weight."""
+    previous = getattr(_state, "placeholder", False)
+    _state.placeholder = True
+    try:
+        yield
+    finally:
+        _state.placeholder = previous
 
 
 def orthonormal_columns(a: tf.Tensor) -> tf.Tensor:
@@ -46,6 +63,8 @@ class Orthogonal(keras.initializers.Orthogonal):
             rows *= int(dim)
         cols = int(shape[-1])
         dtype = dtype or "float32"
+        if getattr(_state, "placeholder", False):
+            return tf.zeros(shape, dtype)
         a = keras.random.normal((max(rows, cols), min(rows, cols)), seed=self.seed, dtype="float32")
         q = orthonormal_columns(tf.convert_to_tensor(a))
         if rows < cols:

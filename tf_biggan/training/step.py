@@ -18,7 +18,8 @@ Extension points (so augmentation, stability and speed plug in without editing `
   streams train_z / train_y). Replace it to draw training latents differently (Appendix E).
 - `post_step`: callables `fn(step)` run in cross-replica context after each step, before the EMA
   (e.g. weight clamps).
-- `compile(jit_compile=...)` builds the tf.function of `steps_per_loop` steps in one place.
+- `compile(jit_compile=...)` builds the tf.function of `steps_per_loop` steps in one place
+  (train.jit_compile: each replica's update XLA-compiled, its latents drawn outside XLA).
 
 Distribution. Each replica's loss is its examples' sum divided by the GLOBAL batch (losses.py) and
 global penalties are divided by the replica count, so the all-reduced gradient of N replicas equals
@@ -134,6 +135,7 @@ class TrainStep:
         self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)]
         self.post_step: List[Callable] = []
         self._loop_fn = None
+        self._update_fn = self.replica_update
 
     def d_inputs(self, images, step, substep: int):
         """Every image D sees passes through here (augmentation hook); the identity by default."""
@@ -147,9 +149,17 @@ class TrainStep:
     # ------------------------------------------------------------------ the paper's step
     def replica_step(self, real_batches, step) -> Dict[str, tf.Tensor]:
         """`disc_steps` D steps, one G step on this replica; each metric is this replica's share."""
+        # The latents are drawn outside the update, which train.jit_compile compiles with XLA: XLA's
+        # float stateless draws are other numbers than TF's for the same key (tests/test_xla.py),
+        # so drawing them here keeps the trajectory of a jit-compiled run the same.
+        latents = [self.latents(step, k) for k in range(self.disc_steps + 1)]
+        return self._update_fn(real_batches, step, latents)
+
+    def replica_update(self, real_batches, step, latents) -> Dict[str, tf.Tensor]:
+        """The updates of `replica_step` given this replica's latents [(z, y)] * (disc_steps + 1)."""
         gb, metrics = self.global_batch, {}
         for k, (x_real, y_real) in enumerate(real_batches):
-            z, y_fake = self.latents(step, k)
+            z, y_fake = latents[k]
             x_fake = self.g((z, y_fake), training=True)
             x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
             with tf.GradientTape() as tape:
@@ -167,7 +177,7 @@ class TrainStep:
         metrics.update(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part, d_real=share(real_logits),
                        d_fake=share(fake_logits), **penalties)
 
-        z, y = self.latents(step, self.disc_steps)
+        z, y = latents[self.disc_steps]
         with tf.GradientTape() as tape:
             x_fake = self.g((z, y), training=True)
             fake_logits = self.d((self.d_inputs(x_fake, step, self.disc_steps), y), training=True)
@@ -199,8 +209,14 @@ class TrainStep:
         return metrics
 
     def compile(self, jit_compile: Optional[bool] = None) -> Callable:
-        """The tf.function running `num_steps` steps (built once; hooks must be set before)."""
-        self._loop_fn = tf.function(self._steps, jit_compile=jit_compile)
+        """The tf.function running `num_steps` steps (built once; hooks must be set before).
+
+        jit_compile=True (train.jit_compile) compiles each replica's update with XLA; the loop
+        around it stays a graph: it reads the input iterator, which XLA cannot compile.
+        """
+        self._update_fn = (tf.function(self.replica_update, jit_compile=True) if jit_compile
+                           else self.replica_update)
+        self._loop_fn = tf.function(self._steps)
         return self._loop_fn
 
     def run(self, iterator, num_steps: int) -> Dict[str, float]:
