@@ -37,13 +37,10 @@ def flags(model_dir=None, **values):
 
 
 def mode(name: str):
-    """The function `tf-biggan --mode=NAME` runs (main.py's dispatch table)."""
-    import importlib
+    """The function `tf-biggan --mode=NAME` runs (tf_biggan/modes.py, main.py's dispatch table)."""
+    from tf_biggan.modes import mode_function
 
-    from tf_biggan import main
-
-    module_name, function_name = main._MODE_TABLE[name]
-    return getattr(importlib.import_module(module_name), function_name)
+    return mode_function(name)
 
 
 def train(model_dir: str, extra: str = "") -> str:

@@ -7,7 +7,6 @@ as one line naming the flag or file, with exit status 2, not as a traceback.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -15,8 +14,7 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
-MODES = ("summary", "train", "inspect_data", "eval", "sweep", "interpolate", "neighbors", "memorization",
-         "export", "synthesize", "cas", "cas_sweep", "all")
+from tf_biggan.modes import MODES, mode_function
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hparams/digits.yaml); "
@@ -68,23 +66,6 @@ flags.DEFINE_string("eval_data", None, "--mode=cas / cas_sweep: the REAL held-ou
                     "validation-*, or digits:test).")
 flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and labels as .npz (for other FID toolkits).")
 
-
-# mode -> (module, function); the function takes (hp, FLAGS). Each module is named for its feature.
-_MODE_TABLE = {
-    "summary": ("tf_biggan.models.summary", "run_summary"),
-    "train": ("tf_biggan.training.trainer", "run_train"),
-    "inspect_data": ("tf_biggan.data.inspect", "run_inspect_data"),
-    "eval": ("tf_biggan.evaluation.evaluate", "run_eval"),
-    "sweep": ("tf_biggan.evaluation.evaluate", "run_sweep"),
-    "interpolate": ("tf_biggan.evaluation.qualitative", "run_interpolate"),
-    "neighbors": ("tf_biggan.evaluation.qualitative", "run_neighbors"),
-    "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
-    "export": ("tf_biggan.export.hub", "run_export"),
-    "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
-    "cas": ("tf_biggan.cas.train", "run_cas_mode"),
-    "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),
-    "all": ("tf_biggan.main_job", "run_all"),
-}
 
 _RUN = "the training run's directory"
 # mode -> {flag: why it is needed}: checked once, before any work (modules' run_* trust them).
@@ -166,8 +147,7 @@ def main(argv) -> int:
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
         hp = load_hparams(FLAGS.hparams, overrides)
-        module_name, function_name = _MODE_TABLE[FLAGS.mode]
-        getattr(importlib.import_module(module_name), function_name)(hp, FLAGS)
+        mode_function(FLAGS.mode)(hp, FLAGS)
     except UserError as exc:
         print(f"tf-biggan: error: {exc}", file=sys.stderr)
         return 2

@@ -132,13 +132,9 @@ class MainJob:
     # ------------------------------------------------------------------ stage bodies
     def _mode(self, name: str, hp=None, **overrides):
         """Runs `--mode=name` exactly as the absl app would (main.py's table), with this stage's flags."""
-        import importlib
+        from tf_biggan.modes import mode_function
 
-        from tf_biggan.main import _MODE_TABLE
-
-        module_name, function_name = _MODE_TABLE[name]
-        run = getattr(importlib.import_module(module_name), function_name)
-        return run(hp or self.hp, self._stage_flags(**overrides))
+        return mode_function(name)(hp or self.hp, self._stage_flags(**overrides))
 
     def _train(self):
         return self._mode("train")

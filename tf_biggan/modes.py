@@ -1,0 +1,36 @@
+"""The modes of the absl app, each a function `run(hp, flags)` in the module named for its feature.
+
+A table of its own (not in main.py) so that the main job (`main_job.py`) and tests can run a mode
+exactly as `tf-biggan --mode=NAME` does without importing main.py, whose flag definitions must run
+once per process (`python -m tf_biggan.main` imports it as `__main__`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+# mode -> (module, function); the function takes (hp, FLAGS). Each module is named for its feature.
+MODE_TABLE = {
+    "summary": ("tf_biggan.models.summary", "run_summary"),
+    "train": ("tf_biggan.training.trainer", "run_train"),
+    "inspect_data": ("tf_biggan.data.inspect", "run_inspect_data"),
+    "eval": ("tf_biggan.evaluation.evaluate", "run_eval"),
+    "sweep": ("tf_biggan.evaluation.evaluate", "run_sweep"),
+    "interpolate": ("tf_biggan.evaluation.qualitative", "run_interpolate"),
+    "neighbors": ("tf_biggan.evaluation.qualitative", "run_neighbors"),
+    "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
+    "export": ("tf_biggan.export.hub", "run_export"),
+    "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
+    "cas": ("tf_biggan.cas.train", "run_cas_mode"),
+    "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),
+    "all": ("tf_biggan.main_job", "run_all"),
+}
+
+MODES = tuple(MODE_TABLE)
+
+
+def mode_function(name: str) -> Callable:
+    """The function `tf-biggan --mode=name` runs."""
+    module_name, function_name = MODE_TABLE[name]
+    return getattr(importlib.import_module(module_name), function_name)
