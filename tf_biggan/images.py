@@ -57,3 +57,26 @@ def tile(images: np.ndarray, scale: Optional[int] = None, gap: int = GRID_GAP) -
             top, left = r * (ch + gap), col * (cw + gap)
             grid[top:top + ch, left:left + cw] = pixels[r, col]
     return grid
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed): the one way figures are drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # safe before pyplot's first import
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_figure(fig, path: str) -> None:
+    """A matplotlib figure as a PNG at `path`, written atomically; the figure is closed."""
+    import io
+
+    from tf_biggan import atomic
+
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    pyplot().close(fig)
+    atomic.write_bytes(path, buffer.getvalue())

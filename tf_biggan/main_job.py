@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional
 
 from tf_biggan import atomic
 from tf_biggan.errors import UserError
+from tf_biggan.images import pyplot, write_figure
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -297,10 +298,7 @@ def _latest_sample_grid(model_dir: str) -> Optional[str]:
 
 
 def _plot_cas(report: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=100)
     names = ["real data", f"synthetic only\n(truncation {report['truncation']:g})"]
@@ -311,13 +309,7 @@ def _plot_cas(report: dict, path: str) -> None:
     ax.set_ylim(0, 110)
     ax.set_ylabel("top-1 on real held-out images (%)")
     ax.set_title("Classification Accuracy Score")
-    fig.tight_layout()
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic.write_bytes(path, buffer.getvalue())
+    write_figure(fig, path)
 
 
 def _stage_time(stage: dict) -> str:

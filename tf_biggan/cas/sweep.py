@@ -31,6 +31,7 @@ import tensorflow as tf
 from tf_biggan import atomic
 from tf_biggan.cas.train import run_cas
 from tf_biggan.errors import UserError
+from tf_biggan.images import pyplot, write_figure
 from tf_biggan.training import strategy as strategy_lib
 
 REPORT = "cas_sweep_report.json"
@@ -93,10 +94,7 @@ def name_of(cas) -> str:
 
 def plot_cas(points: List[dict], metric: str, path: str, baseline: Optional[float], title: str) -> None:
     """CAS top-1 against IS or FID, each point labelled with its truncation (PNG, atomic)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     pts = [p for p in points if p.get(metric) is not None and math.isfinite(p[metric])]
     pts.sort(key=lambda p: -p["truncation"] if p["truncation"] > 0 else -math.inf)
@@ -113,11 +111,7 @@ def plot_cas(points: List[dict], metric: str, path: str, baseline: Optional[floa
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    write_figure(fig, path)
 
 
 def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_data: Optional[str] = None,

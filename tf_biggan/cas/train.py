@@ -38,18 +38,12 @@ from tf_biggan.cas.sources import parse_sources, select_mixture
 from tf_biggan.config import save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models.classifiers import build_classifier, decayed_variables
+from tf_biggan.progress import format_seconds
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import variables_checkpoint
 
 REPORT = "cas_report.json"
 PLAN = "cas_plan.json"  # the sources and protocol of the run in a model_dir
-
-
-def _format_seconds(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 class CasClassifier:
@@ -246,7 +240,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
                 eta = (total_steps - step) * cas.batch_size / max(ips, 1e-9)
                 log(f"step {step:>7}/{total_steps} (epoch {step / steps_per_epoch:6.2f})  "
                     f"loss {metrics['loss/cross_entropy']:.4f} + wd {metrics['loss/weight_decay']:.4f}  "
-                    f"lr {lr:.4g}  {ips:8.1f} img/s  ETA {_format_seconds(eta)}")
+                    f"lr {lr:.4g}  {ips:8.1f} img/s  ETA {format_seconds(eta)}")
             if step % cas.save_every == 0 or step == total_steps:
                 manager.save(checkpoint_number=step)
     except tf.errors.InvalidArgumentError as exc:

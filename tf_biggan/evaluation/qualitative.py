@@ -24,7 +24,6 @@ from the `qualitative` seed stream (`tf_biggan.seeds`), so a figure is reproduci
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Callable, Iterable, Optional, Tuple
 
@@ -37,7 +36,7 @@ from tf_biggan.progress import Progress
 from tf_biggan.evaluation.evaluator import eval_latents, inference_fn
 from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message, real_batches, real_data_config, real_dataset_id
-from tf_biggan.images import png_bytes, tile
+from tf_biggan.images import png_bytes, pyplot, tile, write_figure
 from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
@@ -197,10 +196,7 @@ def memorization_shares(train_logits: np.ndarray, heldout_logits: np.ndarray) ->
 
 
 def _plot_memorization(train_logits, heldout_logits, shares: dict, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     lo = float(min(train_logits.min(), heldout_logits.min()))
@@ -215,11 +211,7 @@ def _plot_memorization(train_logits, heldout_logits, shares: dict, path: str, ti
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    write_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence
 from tf_biggan import atomic
 from tf_biggan.evaluation.evaluator import Evaluator, truncation_label
 from tf_biggan.evaluation.real_data import no_validation_message
+from tf_biggan.images import pyplot, write_figure
 
 SWEEP_REPORT = "sweep_report.json"
 SWEEP_CSV = "sweep_report.csv"
@@ -48,10 +49,7 @@ def plot_is_vs_fid(points: Sequence[dict], path: str, table2: Optional[dict] = N
                    validation_is: Optional[float] = None, title: str = "") -> None:
     """Appendix D's curve (Figures 17-19): IS on x, FID on y, one point per truncation labelled with
     its threshold, Table 2's points circled, the real validation IS as a dashed line. PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; safe to call before pyplot is first imported
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     pts = [p for p in points if math.isfinite(p["fid"]) and math.isfinite(p["is"])]
     # Along the curve the threshold runs from untruncated (0 = infinity) down to the smallest.
@@ -75,11 +73,7 @@ def plot_is_vs_fid(points: Sequence[dict], path: str, table2: Optional[dict] = N
     ax.set_title(title or "IS vs FID over truncation thresholds")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
+    write_figure(fig, path)
 
 
 def write_points_csv(points: Sequence[dict], path: str) -> None:
