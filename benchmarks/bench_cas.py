@@ -39,13 +39,14 @@ V2_8_PEAK_TFLOPS = 180.0  # Cloud TPU v2-8: 4 chips x 45 TFLOP/s (bf16 matmul), 
 def digits_cas(gan_dir: str, out: str) -> dict:
     from tf_biggan.cas import run_cas
     from tf_biggan.export import synthesize as syn
+    from tf_biggan.export.sources import CheckpointSource
 
     hp = load_hparams("hparams/cas_digits.yaml")
     t = time.time()
     real = run_cas(hp, os.path.join(out, "real"), "digits:train", "digits:test")
     real_s = time.time() - t
     synthetic_dir = os.path.join(gan_dir, "bench_cas_synthetic")
-    source = syn.CheckpointSource(gan_dir)
+    source = CheckpointSource(gan_dir)
     syn.synthesize(source, synthetic_dir, [300] * source.num_classes, num_shards=4, truncation=0.0, seed=0)
     t = time.time()
     synthetic = run_cas(hp, os.path.join(out, "synthetic"), f"synthetic:{synthetic_dir}/train-*", "digits:test")

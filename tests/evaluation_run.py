@@ -38,9 +38,12 @@ def flags(model_dir=None, **values):
 
 def mode(name: str):
     """The function `tf-biggan --mode=NAME` runs (main.py's dispatch table)."""
+    import importlib
+
     from tf_biggan import main
 
-    return main._dispatch(name)
+    module_name, function_name = main._MODE_TABLE[name]
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 def train(model_dir: str, extra: str = "") -> str:

@@ -268,6 +268,32 @@ def test_controller_matches_the_numpy_reference():
         assert float(state.p.numpy()) == pytest.approx(p, abs=1e-6)
 
 
+def test_p_is_one_value_from_the_sign_of_every_replica():
+    """accumulate() in replica context sums sign(D(real)) over replicas (an all-reduced variable);
+    update() in cross-replica context moves the one p every replica reads."""
+    strategy = mirrored_strategy(2)
+    cfg = AugmentConfig(kind="ada", interval=1, speed_kimg=0.004, target=0.6, p_max=0.8)
+    with strategy.scope():
+        state = AugmentState(cfg, seed=0, global_batch=4)
+    # replica 0: D(real) = (+, +), replica 1: (+, -): E[sign] = 0.5 < 0.6 -> p stays 0 (clipped);
+    # replica 1 alone would say 0.0, replica 0 alone 1.0 (up): only the sum gives "down".
+    logits = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant([[1.0], [2.0]]) if ctx.replica_id_in_sync_group == 0 else tf.constant([[3.0], [-1.0]]))
+    up = strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant([[1.0], [1.0]]))
+
+    @tf.function
+    def step(x):
+        share = strategy.run(state.accumulate, args=(x,))
+        state.update(None, 4)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, share, axis=None)
+    assert float(step(logits)) == pytest.approx(0.5)
+    assert float(state.p.numpy()) == 0.0
+    assert float(step(up)) == pytest.approx(1.0)
+    # E[sign] = 1 > 0.6: p += 4 images / (0.004 kimg x 1000) = 1, clipped to p_max on both replicas
+    assert [float(v.numpy()) for v in strategy.experimental_local_results(state.p)] == [pytest.approx(0.8)] * 2
+    assert float(state.sign_sum.numpy()) == 0.0 and float(state.count.numpy()) == 0.0  # reset after the interval
+
+
 def test_fixed_p_does_not_move():
     state = AugmentState(AugmentConfig(kind="fixed", p=0.3), seed=0, global_batch=4)
     for _ in range(10):
@@ -308,6 +334,25 @@ def test_configuration_that_leaks_is_refused():
         load_hparams(None, "augment.kind=diffaugment,augment.policy=rotate")
     hp = load_hparams(None, "augment.kind=ada")
     assert hp.augment.p_max == 0.8 and hp.augment.pipeline == "bgc"
+
+
+# ------------------------------------------------------------------ limited data
+def test_digits_max_per_class_keeps_the_first_images_of_each_class():
+    from tf_biggan.data.digits import load_digits_split
+    from tf_biggan.data.pipeline import examples
+    from tf_biggan.errors import UserError
+
+    full_x, full_y = load_digits_split("train")
+    x, y = load_digits_split("train", max_per_class=5)
+    assert np.array_equal(np.bincount(y), [5] * 10)
+    for c in range(10):
+        np.testing.assert_array_equal(x[y == c], full_x[full_y == c][:5])
+    hp = load_hparams(None, "data.max_per_class=3")
+    assert sum(1 for _ in examples(hp.data, 16)) == 30
+    with pytest.raises(HParamsError, match="data.max_per_class"):
+        load_hparams(None, "data.max_per_class=-1")
+    with pytest.raises(UserError, match="digits only"):
+        examples(load_hparams(None, "data.kind=tfrecord,data.pattern=/x/*,data.max_per_class=3").data, 16)
 
 
 # ------------------------------------------------------------------ DiffAugment

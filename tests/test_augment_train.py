@@ -20,6 +20,7 @@ TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,
         "eval.standing_stats_batch=20")
 
 
+@pytest.mark.slow  # ~25 s idle (a bf16 G and D traced on 2 replicas); the parts are fast tests in test_augment.py
 def test_ada_p_under_two_replicas_bf16_and_in_the_checkpoint(tmp_path):
     """p moves by whole steps of the heuristic, holds one value on both replicas, and is saved in the
     checkpoint; bf16 images go through the augmentation."""

@@ -214,3 +214,39 @@ def test_cas_sweep_joins_fid_is_and_writes_table_csv_plots(tmp_path, monkeypatch
     assert rows[0] == ",".join(sweep.CSV_FIELDS) and rows[2].startswith("1.0,0.875,0.9375,10.0,6.0,1000,")
     for name in sweep.PLOTS.values():
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_crop_is_the_references_central_crop_and_normalisation():
+    from tf_biggan.cas.input import eval_preprocess, train_preprocess
+
+    cas = dataclasses.replace(load_hparams("hparams/cas_resnet50_v2-8.yaml").cas, image_size=4, eval_crop_fraction=0.5)
+    image = np.arange(8 * 12 * 3).reshape(8, 12, 3).astype(np.uint8)
+    out = eval_preprocess(tf.constant(image), cas).numpy()
+    # int(0.5 x 8) = 4 px square, offsets ((8 - 4 + 1) // 2, (12 - 4 + 1) // 2) = (2, 4); 4 -> 4 px is exact.
+    expected = (image[2:6, 4:8] / 255.0 - np.array(cas.mean)) / np.array(cas.std)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # Training crops: image_size output, a pure function of the key (resumable), different keys differ.
+    cas = dataclasses.replace(cas, image_size=6)
+    big = tf.constant(np.random.default_rng(0).integers(0, 255, (40, 30, 3)).astype(np.uint8))
+    a = train_preprocess(big, tf.constant([1, 2], tf.int64), cas).numpy()
+    assert a.shape == (6, 6, 3)
+    np.testing.assert_array_equal(a, train_preprocess(big, tf.constant([1, 2], tf.int64), cas).numpy())
+    assert not np.allclose(a, train_preprocess(big, tf.constant([1, 3], tf.int64), cas).numpy())
+
+
+def test_every_epoch_draws_exactly_each_sources_count():
+    """The input interleaves sources by a per-epoch permutation of their counts: with source A = 30
+    zeros and source B = 10 ones, every 40-image epoch holds exactly 30 zeros and 10 ones."""
+    from tf_biggan.cas.input import train_dataset
+
+    a = parse_sources("real:digits:train", "--train_data", 10)[0]
+    b = parse_sources("synthetic:digits:test", "--train_data", 10)[0]
+    a.keep = (a.labels == 0) & (np.cumsum(a.labels == 0) <= 30)
+    b.keep = (b.labels == 1) & (np.cumsum(b.labels == 1) <= 10)
+    cas = dataclasses.replace(_digits_hp().cas, batch_size=20)
+    for start in (0, 3):  # a fresh run, and one resumed at step 3 (reseeded by the step)
+        ds = train_dataset([a, b], cas, global_batch=20, steps_per_epoch=2, start_step=start)
+        labels = np.concatenate([y.numpy() for _, y in ds.take(6)])
+        first = 0 if start % 2 == 0 else 20  # a resumed run starts mid-epoch
+        for epoch in range(first, len(labels) - 39, 40):
+            assert np.bincount(labels[epoch:epoch + 40], minlength=2).tolist() == [30, 10]

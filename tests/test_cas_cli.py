@@ -9,9 +9,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_biggan.data import digits, tfrecord
+from tf_biggan.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = ("cas.epochs=2,cas.batch_size=16,cas.save_every=10,cas.steps_per_loop=5,cas.log_every=20,"
@@ -83,3 +85,7 @@ def test_cas_cli_resumes_after_kill_and_reports(tmp_path):
     lines = []
     assert run_cas(hp, model_dir, f"digits:train,{synthetic}/train-*", "digits:test", log=lines.append) == report
     assert "is complete" in lines[0]
+    # Another protocol in the same directory is refused, naming what differs.
+    other = load_hparams(os.path.join(ROOT, "hparams/cas_digits.yaml"), OVERRIDES + ",cas.epochs=3")
+    with pytest.raises(UserError, match="holds a CAS run with other cas"):
+        run_cas(other, model_dir, f"digits:train,{synthetic}/train-*", "digits:test", log=lines.append)

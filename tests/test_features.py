@@ -165,6 +165,7 @@ def test_local_saved_model_loads_and_is_scaled_like_tfgan(tmp_path, callable_mod
     np.testing.assert_allclose(logits, ref["logits"].numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # the full-width InceptionV3 (24M parameters, a 96 MB weights file): long by nature
 def test_keras_inception_v3_weights_file(tmp_path):
     import keras
 

@@ -193,3 +193,22 @@ def test_records_from_jsonl_reads_the_trainer_scalars():
     (rec,) = collapse.records_from_jsonl(lines)
     assert rec.step == 100 and rec.g_sigma0 == {"generator/linear/kernel": 3.0}
     assert (rec.d_loss, rec.g_loss) == (0.5, 1.0)
+
+
+def recorded(name):
+    with open(os.path.join(DATA, name)) as f:
+        data = json.load(f)
+    return data, [collapse.Record(r["step"], r["g_sigma0"], r["d_loss"], r["g_loss"]) for r in data["records"]]
+
+
+def test_collapse_detection_on_recorded_digits_traces():
+    """Traces recorded by benchmarks/bench_stability.py --record_traces (the embedded default, σ0 of
+    every G layer and both losses every 25 steps): the healthy run never fires; the same run with D
+    frozen at step 150 (Appendix G.1: G "immediately and dramatically collapses") fires at the first
+    record after the freeze."""
+    _, healthy = recorded("healthy_trace.json")
+    assert collapse.scan(healthy, collapse.CollapseDetector()) is None
+    data, frozen = recorded("freeze_d_trace.json")
+    event = collapse.scan(frozen, collapse.CollapseDetector())
+    assert event is not None and event.step == data["frozen_d_from"] + 25
+    assert all("D's loss jumped" in r for r in event.reasons)

@@ -167,7 +167,7 @@ def test_multi_worker_two_processes(tmp_path):
     outputs = []
     try:
         for p in procs:
-            out, _ = p.communicate(timeout=150)
+            out, _ = p.communicate(timeout=600)
             outputs.append(out)
     finally:
         for p in procs:

@@ -29,6 +29,7 @@ class FakeTrainer:
         self.hp = types.SimpleNamespace(train=types.SimpleNamespace(steps_per_loop=steps_per_loop, disc_steps=1))
         self.global_batch, self.num_replicas, self.strategy = 4, 1, object()
         self.model_dir, self.chief, self.calls, self.nan_at = None, True, [], nan_at
+        self.augment = types.SimpleNamespace(enabled=False)
         self._step = start
         self.step = types.SimpleNamespace(numpy=lambda: self._step)
 

@@ -1,13 +1,17 @@
 """Typed hyper-parameters: YAML files in `hparams/` validated into dataclasses.
 
-A configuration has six sections, `model`, `train`, `data`, `eval`, `augment` (what D sees) and `cas` (the CAS
-classifier). Every key is
+A configuration has seven sections, `model`, `train`, `data`, `eval`, `augment` (what D sees),
+`cas` (the CAS classifier) and `stability` (the paper's Section 4 knobs). Every key is
 declared below with its type; an unknown key, a key of the wrong type or a value out of
 range is a `HParamsError` that names the file and the key and says what would be valid.
 Command-line overrides use the same names: `--hparams_overrides model.ch=64,train.disc_steps=1`.
 
 The resolved configuration (file + overrides + defaults) is written beside each run as
 `hparams.yaml` (`save_hparams`), so a run can always be reproduced and resumed.
+
+Why this module is longer than the project's ~450-line norm: it is the ONE glossary of every
+hyper-parameter, each field with its type and its source in the paper beside it; split across the
+packages that use them, the glossary would be scattered and the strict loader would have to find them.
 """
 
 from __future__ import annotations
@@ -123,6 +127,25 @@ class TrainConfig:
     # (eval.standing_stats_*) stays for eval, sweep, export and synthesis.
     sample_stats_passes: int = 4
     sample_stats_batch: int = 64
+    # R1 zero-centred gradient penalty γ/2 E||∇D(x)||² on real data (Section 4.2, Eq. 5; Appendix I
+    # sweeps 1e-3..10, 10 = Mescheder's default). 0 = off. r1_every = k > 1: lazy, every k-th D step
+    # with weight k.
+    r1_gamma: float = 0.0
+    r1_every: int = 1
+    # Training prior of z (Appendix E), a name of sampling.latents.LATENT_DISTRIBUTIONS; "normal"
+    # is the paper's main setting. Its parameters: latents_p = P(1) of the Bernoulli-based priors
+    # (the paper gives none; 0.5); variance annealing σ from latents_sigma_start (2) to
+    # latents_sigma_end (1) over latents_anneal_steps (0 = train_steps); per-sample variance
+    # σ_i ~ U[latents_sigma_low, latents_sigma_high] (hyper-parameters in the paper).
+    latents: Literal["normal", "uniform", "bernoulli", "censored_normal", "bernoulli_symmetric", "categorical",
+                     "normal_times_bernoulli", "normal_bernoulli_concat", "variance_annealed",
+                     "variable_variance"] = "normal"
+    latents_p: float = 0.5
+    latents_sigma_start: float = 2.0
+    latents_sigma_end: float = 1.0
+    latents_anneal_steps: int = 0
+    latents_sigma_low: float = 0.5
+    latents_sigma_high: float = 1.5
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",
@@ -136,6 +159,72 @@ class TrainConfig:
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, where, "train.beta1/beta2", "must be in [0, 1)")
         _require(0 <= self.ema_decay < 1, where, "train.ema_decay", f"must be in [0, 1), got {self.ema_decay}")
         _require(self.ema_start_step >= 0, where, "train.ema_start_step", "must be >= 0")
+        _require(self.r1_gamma >= 0, where, "train.r1_gamma", f"must be >= 0 (0 = off), got {self.r1_gamma}")
+        _require(self.r1_every >= 1, where, "train.r1_every", f"must be >= 1, got {self.r1_every}")
+        _require(0 <= self.latents_p <= 1, where, "train.latents_p", f"must be in [0, 1], got {self.latents_p}")
+        _require(self.latents_anneal_steps >= 0, where, "train.latents_anneal_steps", "must be >= 0")
+        _require(self.latents_sigma_start > 0 and self.latents_sigma_end > 0, where,
+                 "train.latents_sigma_start/end", "must be > 0 (variances)")
+        _require(0 <= self.latents_sigma_low <= self.latents_sigma_high, where, "train.latents_sigma_low/high",
+                 f"need 0 <= low <= high, got {self.latents_sigma_low}, {self.latents_sigma_high}")
+
+
+@dataclass
+class StabilityConfig:
+    """The stability study's knobs (Section 4, Appendices G-I); every default is off.
+
+    R1 and the training latents live in `train` (train.r1_gamma, train.latents).
+    """
+
+    # Section 4.1: regularise σ0 of every G weight, strength x (σ0 - target)², 0 = off; or clamp σ0
+    # after every G update by the partial SVD of Eq. (4). target: "fixed" = sigma_reg (Figure 21
+    # regularises towards 1), "ratio" = sigma_ratio x sg(σ1) (the paper names no r).
+    g_sigma0_reg: float = 0.0
+    g_sigma0_clamp: bool = False
+    sigma0_target: Literal["fixed", "ratio"] = "fixed"
+    sigma_reg: float = 1.0
+    sigma_ratio: float = 2.0
+    # Subspace-iteration steps of the partial SVD (layers/conditioning.py).
+    sigma_iterations: int = 10
+    # Dropout on D's last feature layer, as a DROP probability (Appendix I sweeps keep 0.5-0.95;
+    # Figures 25-26 keep 0.8 = 0.2 here). 0 = off.
+    d_dropout: float = 0.0
+    # Hinge margin (Appendix G.2: x0.5 hurt, up to x3 no change, > 3 unstable). 1 = the hinge loss.
+    hinge_margin: float = 1.0
+    # D's Adam β1 (Appendix I sweeps 0.1-0.5: light regularisation). None = train.beta1.
+    d_beta1: Optional[float] = None
+    # Weight decay λ||E||² on G's shared embedding only (Appendix H: 1e-6 hurt, 1e-8 too weak). 0 = off.
+    shared_embedding_decay: float = 0.0
+    # Gradient norm clipping of G and D (Appendix H): global norm and per-parameter norm; 0 = off.
+    grad_clip_global: float = 0.0
+    grad_clip_per_param: float = 0.0
+    # Appendix G.1 interventions: stop updating G or D (set with --intervene=freeze=g|d).
+    freeze: Literal["none", "g", "d"] = "none"
+    # Online collapse detection (training/collapse.py documents the rule), at every sv_every step.
+    detect_collapse: bool = False
+    on_collapse: Literal["stop", "continue"] = "stop"
+    collapse_window: int = 5
+    collapse_sigma_jump: float = 2.0
+    collapse_d_loss_floor: float = 0.1
+    collapse_g_loss_jump: float = 1.0
+    collapse_d_loss_jump: float = 1.0
+    collapse_patience: int = 2
+    # Checkpoints from before a detected collapse copied to MODEL_DIR/pre_collapse (never rotated).
+    keep_before_collapse: int = 2
+
+    def validate(self, where: str) -> None:
+        for key in ("g_sigma0_reg", "sigma_reg", "sigma_ratio", "shared_embedding_decay", "grad_clip_global",
+                    "grad_clip_per_param"):
+            value = getattr(self, key)
+            _require(value >= 0, where, f"stability.{key}", f"must be >= 0 (0 = off), got {value}")
+        _require(0 <= self.d_dropout < 1, where, "stability.d_dropout",
+                 f"is a drop probability in [0, 1), got {self.d_dropout}")
+        _require(self.hinge_margin > 0, where, "stability.hinge_margin", f"must be > 0, got {self.hinge_margin}")
+        _require(self.d_beta1 is None or 0 <= self.d_beta1 < 1, where, "stability.d_beta1", "must be in [0, 1)")
+        for key in ("sigma_iterations", "collapse_window", "collapse_patience", "keep_before_collapse"):
+            value = getattr(self, key)
+            _require(value >= 1, where, f"stability.{key}", f"must be >= 1, got {value}")
+        _require(self.collapse_sigma_jump > 1, where, "stability.collapse_sigma_jump", "must be > 1")
 
 
 @dataclass
@@ -353,8 +442,8 @@ class AugmentConfig:
         from tf_biggan.augment.diffaugment import parse_policy  # avoids an import cycle
         from tf_biggan.augment.startup import check_config
 
-        _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1), got {self.p_max}")
-        _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1), got {self.p}")
+        _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1) (1 leaks), got {self.p_max}")
+        _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1], got {self.p}")
         _require(-1.0 < self.target < 1.0, where, "augment.target",
                  f"is a target for E[sign(D(real))], must be in (-1, 1), got {self.target}")
         _require(self.speed_kimg > 0, where, "augment.speed_kimg", f"must be > 0, got {self.speed_kimg}")
@@ -378,6 +467,7 @@ class HParams:
     eval: EvalConfig = field(default_factory=EvalConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cas: CasConfig = field(default_factory=CasConfig)
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
     # Where this configuration was read from (not a key of the file).
     source: str = field(default="<defaults>", compare=False, repr=False)
 
@@ -390,7 +480,7 @@ class HParams:
         return {s: _plain(dataclasses.asdict(getattr(self, s))) for s in SECTIONS}
 
 
-SECTIONS = ("model", "train", "data", "eval", "augment", "cas")
+SECTIONS = ("model", "train", "data", "eval", "augment", "cas", "stability")
 _SECTION_TYPES = {f.name: f.type for f in dataclasses.fields(HParams) if f.name in SECTIONS}
 
 

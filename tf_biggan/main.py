@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
@@ -28,6 +28,9 @@ flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.", lower_
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy "
                      "(every mode that builds models).", lower_bound=0)
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
+flags.DEFINE_string("intervene", None, "--mode=train: resume --model_dir from --checkpoint (default: the latest) with "
+                    "changes, recorded in MODEL_DIR/interventions.json (paper Appendix G.1): comma-separated "
+                    "g_lr=, d_lr=, disc_steps=, d_beta1=, freeze=none|g|d, reset_adam=g|d|both.")
 flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to count (0 = the whole split; "
                      "default 50,000).", lower_bound=0)
 # Evaluation, export and synthesis.
@@ -111,6 +114,10 @@ EXCLUSIVE_IN_MODE = {
 }
 
 
+# Modes that run under the launch's tf.distribute strategy (training.strategy.strategy_from_flags).
+STRATEGY_MODES = ("train", "cas", "cas_sweep", "all")
+
+
 def _given(name: str) -> bool:
     value = FLAGS[name].value
     return value not in (None, "", 0) if not isinstance(value, bool) else value
@@ -140,17 +147,21 @@ def main(argv) -> int:
 
     try:
         check_flags(FLAGS.mode)
-        if FLAGS.cpu_replicas:
-            # First TensorFlow work of the process: the split must precede device initialisation.
+        if not FLAGS["verbosity"].present:  # TF's strategy / checkpoint INFO lines drown the progress lines
+            logging.set_verbosity(logging.WARNING)
+        # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
+        # collectives must precede the runtime's initialisation (which importing a module that makes
+        # a tf.constant at import time, e.g. while validating hparams, already does).
+        if FLAGS.mode in STRATEGY_MODES:
+            from tf_biggan.training.strategy import strategy_from_flags
+
+            strategy_from_flags(FLAGS)  # made once; the mode's own call gets the same strategy
+        elif FLAGS.cpu_replicas:
             from tf_biggan.training.strategy import split_cpu
 
             split_cpu(FLAGS.cpu_replicas)
-        from absl import logging
-
         from tf_biggan.config import load_hparams
 
-        if not FLAGS["verbosity"].present:  # TF's checkpoint INFO lines drown the progress lines
-            logging.set_verbosity(logging.WARNING)
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)

@@ -24,6 +24,7 @@ STREAMS = {
     "train_sample_grid": 3,  # fixed z of the periodic sample grid
     "train_latent_aux": 4,  # extra draws of Appendix E training latents (e.g. per-sample variance)
     "train_sample_stats": 5,  # standing-statistics latents of the periodic sample grid (train.sample_stats_*)
+    "train_d_dropout": 6,  # D's dropout masks (stability.d_dropout, Appendix I)
     # sampling and evaluation
     "standing_stats": 10,  # latents of the standing-statistics passes (Appendix C.1)
     "eval_z": 11,

@@ -40,19 +40,25 @@ def rand_color(x, draws):
 
 
 def rand_translation(x, draws, ratio: float = 0.125):
-    """Integer shifts with zero fill, as one exact resampling (integer positions: no interpolation)."""
+    """Integer shifts with zero fill, as one exact resampling (integer positions: no interpolation).
+
+    Two batched gathers (rows, then columns) and a mask rather than ImageProjectiveTransformV3,
+    which XLA cannot compile (no XLA kernel: a TPU step with DiffAugment would not build;
+    tests/test_xla.py).
+    """
     height, width = int(x.shape[1]), int(x.shape[2])
     shift_x, shift_y = int(width * ratio + 0.5), int(height * ratio + 0.5)
     u = draws.uniform(2)
-    tx = tf.floor(u[:, 0] * (2 * shift_x + 1)) - shift_x
-    ty = tf.floor(u[:, 1] * (2 * shift_y + 1)) - shift_y
-    n = tf.shape(x)[0]
-    one, zero = tf.ones([n]), tf.zeros([n])
-    # output (col, row) reads input (col - tx, row - ty)
-    transforms = tf.stack([one, zero, -tx, zero, one, -ty, zero, zero], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=tf.constant([height, width], tf.int32),
-        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="CONSTANT")
+    tx = tf.cast(tf.floor(u[:, 0] * (2 * shift_x + 1)), tf.int32) - shift_x
+    ty = tf.cast(tf.floor(u[:, 1] * (2 * shift_y + 1)), tf.int32) - shift_y
+    # output (row, col) reads input (row - ty, col - tx), zero where that falls outside
+    rows = tf.range(height)[None, :] - ty[:, None]
+    cols = tf.range(width)[None, :] - tx[:, None]
+    out = tf.gather(x, tf.clip_by_value(rows, 0, height - 1), axis=1, batch_dims=1)
+    out = tf.gather(out, tf.clip_by_value(cols, 0, width - 1), axis=2, batch_dims=1)
+    inside = tf.logical_and(tf.logical_and(rows >= 0, rows < height)[:, :, None],
+                            tf.logical_and(cols >= 0, cols < width)[:, None, :])
+    return out * tf.cast(inside, x.dtype)[..., None]
 
 
 def rand_cutout(x, draws, p, ratio: float = 0.5):

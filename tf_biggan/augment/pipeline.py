@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import tensorflow as tf
 
 from tf_biggan.augment.resample import affine_resample
@@ -128,7 +129,9 @@ def scale3d(s):
     return _matrix([[s, 0, 0, 0], [0, s, 0, 0], [0, 0, s, 0], [0, 0, 0, 1]])
 
 
-LUMA = tf.constant([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3.0)  # the grey axis in [-1, 1] RGB
+# The grey axis in [-1, 1] RGB. numpy, not a tf constant: importing this module (hparams validation does)
+# must not initialise TensorFlow's context, or MultiWorkerMirroredStrategy cannot configure collectives.
+LUMA = np.array([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3.0)
 
 
 def rotate_luma(theta):
@@ -223,7 +226,7 @@ def ada_parameters(p, draws, pipeline, height: int, width: int):
         c = tf.where(draw_gate("contrast"), _exp2(draws.normal() * spec.contrast_std), 1.0)
         out["contrast"] = c
         color = scale3d(c) @ color
-    vv = tf.tensordot(LUMA, LUMA, axes=0)  # v v^T
+    vv = tf.constant(np.outer(LUMA, LUMA), tf.float32)  # v v^T
     if spec.lumaflip > 0:
         i = tf.where(draw_gate("lumaflip"), tf.floor(draws.uniform() * 2.0), 0.0)
         out["lumaflip"] = i

@@ -3,7 +3,7 @@
 Training (tensorflow/tpu resnet_preprocessing.py, `cas.train_crop`):
   inception  a random box covering 8-100% of the image with aspect ratio 3/4-4/3
              (sample_distorted_bounding_box, 10 attempts, else the central crop), resized to
-             image_size (bilinear), random horizontal flip;
+             image_size (bicubic, as the reference), random horizontal flip;
   pad_crop   He et al. 2016 CIFAR: pad `cas.pad` pixels (zeros), random image_size crop, flip;
   none       resized to image_size.
 Evaluation: the central crop of `eval_crop_fraction` of the short side (224 / 256: the reference's
@@ -30,6 +30,7 @@ from tf_biggan.cas.sources import Source
 from tf_biggan.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
+RESIZE = "bicubic"  # resnet_preprocessing._resize_image (an identity at the same size, e.g. 16 px digits)
 _plain = tf.autograph.experimental.do_not_convert
 
 
@@ -91,13 +92,13 @@ def train_preprocess(image, key, cas):
             min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
             max_attempts=10, use_image_if_no_bounding_boxes=True)
         crop = tf.slice(image, begin, extent)
-        image = tf.image.resize(crop, [size, size], method="bilinear")
+        image = tf.image.resize(crop, [size, size], method=RESIZE)
     elif cas.train_crop == "pad_crop":
-        image = tf.image.resize(image, [size, size], method="bilinear") if image.shape[0] != size else image
+        image = tf.image.resize(image, [size, size], method=RESIZE)
         image = tf.pad(tf.cast(image, tf.float32), [[cas.pad, cas.pad], [cas.pad, cas.pad], [0, 0]])
         image = tf.image.stateless_random_crop(image, [size, size, 3], seed=k_crop)
     else:
-        image = tf.image.resize(image, [size, size], method="bilinear")
+        image = tf.image.resize(image, [size, size], method=RESIZE)
     if cas.random_flip:
         image = tf.image.stateless_random_flip_left_right(image, k_flip)
     return _normalise(image, cas)
@@ -108,9 +109,10 @@ def eval_preprocess(image, cas):
     size = cas.image_size
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
-    side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * cas.eval_crop_fraction + 0.5, tf.int32)
-    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
-    image = tf.image.resize(image, [size, size], method="bilinear")
+    # As resnet_preprocessing._decode_and_center_crop: int(fraction x short side), offsets rounded up.
+    side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * cas.eval_crop_fraction, tf.int32)
+    image = tf.image.crop_to_bounding_box(image, (h - side + 1) // 2, (w - side + 1) // 2, side, side)
+    image = tf.image.resize(image, [size, size], method=RESIZE)
     return _normalise(image, cas)
 
 

@@ -76,8 +76,9 @@ def evaluate_report(path: str) -> Optional[dict]:
 
 def _synthesize(run_dir: str, out_dir: str, truncation: float, per_class: int, log) -> str:
     from tf_biggan.export import synthesize as syn
+    from tf_biggan.export.sources import CheckpointSource
 
-    source = syn.CheckpointSource(run_dir)
+    source = CheckpointSource(run_dir)
     counts = ([per_class] * source.num_classes if per_class
               else syn.default_counts(source.hp.data.kind, source.hp.data.split, "cas.sweep_images_per_class"))
     total = sum(counts)
@@ -123,13 +124,13 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
                   strategy: Optional[tf.distribute.Strategy] = None, inception_path: Optional[str] = None,
                   log: Optional[Callable[[str], None]] = None) -> Dict:
     """The whole sweep (module docstring); every stage resumes, so a rerun only does what is missing."""
-    from tf_biggan.training.checkpoints import run_hparams
+    from tf_biggan.sampling.run import saved_hparams
 
     log = log or (lambda m: print(f"[cas_sweep] {m}", flush=True))
     if not run_dir or not os.path.isdir(run_dir):
         raise UserError(f"--model_dir={run_dir!r}: --mode=cas_sweep needs a training run's directory "
                         f"(train first with --mode=train --model_dir=DIR)")
-    run_hp = run_hparams(run_dir)
+    run_hp = saved_hparams(run_dir)
     if run_hp.data.num_classes != hp.data.num_classes:
         raise UserError(f"--hparams: data.num_classes={hp.data.num_classes} but the run {run_dir} has "
                         f"{run_hp.data.num_classes} classes")

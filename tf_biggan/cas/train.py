@@ -14,7 +14,8 @@ Checkpoints: tf.train.CheckpointManager in MODEL_DIR/checkpoints (model variable
 optimizer with its step) every cas.save_every steps and at the end; a rerun restores the latest
 and trains to the same last step (input reseeded by the step: input.py). The report,
 MODEL_DIR/cas_report.json, is written atomically last; a rerun whose report is complete for the
-same sources and protocol returns it without training. TensorBoard scalars in MODEL_DIR/train.
+same sources and protocol returns it without training; one with other sources or another protocol
+is refused (MODEL_DIR/cas_plan.json records them). TensorBoard scalars in MODEL_DIR/train.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import variables_checkpoint
 
 REPORT = "cas_report.json"
+PLAN = "cas_plan.json"  # the sources and protocol of the run in a model_dir
 
 
 def _format_seconds(seconds: float) -> str:
@@ -171,6 +173,18 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     cas = hp.cas
     num_classes = hp.data.num_classes
     tf.io.gfile.makedirs(model_dir)
+    # A model_dir holds one CAS run: resuming under other sources or another protocol would mix them.
+    plan_path = os.path.join(model_dir, PLAN)
+    plain_key = json.loads(json.dumps(key))
+    if tf.io.gfile.exists(plan_path):
+        with tf.io.gfile.GFile(plan_path) as f:
+            plan = json.load(f)
+        if plan != plain_key:
+            diffs = [k for k in sorted(set(plan) | set(plain_key)) if plan.get(k) != plain_key.get(k)]
+            raise UserError(f"--model_dir={model_dir} holds a CAS run with other {', '.join(diffs)} (see {plan_path}); "
+                            f"rerun with the same flags and protocol to resume it, or pass a new --model_dir")
+    elif chief:
+        atomic.write_json(plan_path, plain_key)
     if chief:
         save_hparams(hp, os.path.join(model_dir, "hparams.yaml"))
     cache = os.path.join(model_dir, "cas_index")

@@ -17,6 +17,7 @@ import os
 
 from tf_biggan import atomic
 from tf_biggan.errors import UserError
+from tf_biggan.progress import Progress
 from tf_biggan.evaluation.evaluator import Evaluator, truncation_label
 from tf_biggan.evaluation.sweep import SWEEP_CSV, SWEEP_PLOT, SWEEP_REPORT, sweep_report
 from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
@@ -56,9 +57,9 @@ def run_eval(hp, flags) -> dict:
                                   "batch": run.hp.eval.standing_stats_batch})
     path = os.path.join(run.model_dir, EVAL_REPORT)
     atomic.write_json(path, report)
-    print(f"[eval] step {run.step}, truncation {truncation_label(truncation)}: FID {point['fid']:.3f}  "
+    Progress("eval").log(f"step {run.step}, truncation {truncation_label(truncation)}: FID {point['fid']:.3f}  "
           f"IS {point['is']:.3f} +- {point['is_std']:.3f}  KID {point['kid']:.4f}  "
-          f"class accuracy {point['class_accuracy']:.3f} -> {path}", flush=True)
+          f"class accuracy {point['class_accuracy']:.3f} -> {path}")
     return report
 
 
@@ -71,14 +72,14 @@ def run_sweep(hp, flags) -> dict:
         raise UserError("eval.truncations is empty: give the thresholds to sweep, e.g. "
                         "--hparams_overrides 'eval.truncations=[0.5,1.0,0]'")
     evaluator = Evaluator.for_run(run.hp, run.model_dir, _flag(flags, "inception_path"),
-                                  seed=int(_flag(flags, "seed", 0)), log=lambda m: print(f"[sweep] {m}", flush=True))
+                                  seed=int(_flag(flags, "seed", 0)), log=Progress("sweep").log)
     report = sweep_report(evaluator, run.ema_generator, run.hp.eval.truncations, run.step, run.checkpoint,
                           run.model_dir)
     for name in ("best_fid", "valid_is", "max_is"):
         p = report[name]
         if p:
-            print(f"[sweep] {name:>8s}: truncation {truncation_label(p['truncation'])}  FID {p['fid']:.3f}  "
-                  f"IS {p['is']:.3f}", flush=True)
-    print(f"[sweep] {len(report['points'])} truncations in {report['seconds']:.1f} s -> "
-          f"{os.path.join(run.model_dir, SWEEP_REPORT)}, {SWEEP_CSV}, {SWEEP_PLOT}", flush=True)
+            Progress("sweep").log(f"{name:>8s}: truncation {truncation_label(p['truncation'])}  FID {p['fid']:.3f}  "
+                  f"IS {p['is']:.3f}")
+    Progress("sweep").log(f"{len(report['points'])} truncations in {report['seconds']:.1f} s -> "
+          f"{os.path.join(run.model_dir, SWEEP_REPORT)}, {SWEEP_CSV}, {SWEEP_PLOT}")
     return report

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tf_biggan import atomic, seeds
 from tf_biggan.errors import UserError
+from tf_biggan.progress import Progress
 from tf_biggan.evaluation.evaluator import eval_latents, inference_fn
 from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message, real_batches, real_data_config, real_dataset_id
@@ -276,7 +277,7 @@ def run_interpolate(hp, flags) -> dict:
               "class": dict(files["class"], figure="Figure 9: interpolations between classes, z held constant",
                             class_pairs=out["pairs_class"].tolist())}
     atomic.write_json(os.path.join(out_dir, INTERPOLATE_REPORT), report)
-    print(f"[interpolate] step {step}: {INTERPOLATE_ZC_PNG}, {INTERPOLATE_CLASS_PNG} in {out_dir}", flush=True)
+    Progress("interpolate").log(f"step {step}: {INTERPOLATE_ZC_PNG}, {INTERPOLATE_CLASS_PNG} in {out_dir}")
     return report
 
 
@@ -288,7 +289,7 @@ def run_neighbors(hp, flags) -> dict:
     generator, step, ckpt, hp, model_dir = run.ema_generator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
     extractor = feature_extractor(hp, model_dir, _flag(flags, "inception_path"),
-                                  log=lambda m: print(f"[neighbors] {m}", flush=True))
+                                  log=Progress("neighbors").log)
     samples, classes = _neighbor_queries(generator, ev.qualitative_rows, truncation, seed)
     spaces = {"pixel": (None, NEIGHBORS_PIXEL_PNG, "Figure 12: nearest neighbours in pixel space"),
               "feature": (lambda x: extractor.activations(x, ev.batch_size), NEIGHBORS_FEATURE_PNG,
@@ -305,7 +306,7 @@ def run_neighbors(hp, flags) -> dict:
         report[space] = {"file": name, "shape": list(grid.shape), "figure": figure,
                          "distances": nn["distances"].tolist(), "indices": nn["indices"].tolist()}
     atomic.write_json(os.path.join(out_dir, NEIGHBORS_REPORT), report)
-    print(f"[neighbors] step {step}: {NEIGHBORS_PIXEL_PNG}, {NEIGHBORS_FEATURE_PNG} in {out_dir}", flush=True)
+    Progress("neighbors").log(f"step {step}: {NEIGHBORS_PIXEL_PNG}, {NEIGHBORS_FEATURE_PNG} in {out_dir}")
     return report
 
 
@@ -328,8 +329,8 @@ def run_memorization(hp, flags) -> dict:
                   train_data=real_dataset_id(hp, "train", ev.memorization_max_examples),
                   note="paper (ImageNet, uncollapsed D): > 98% of training vs 50-55% of validation images called real")
     atomic.write_json(os.path.join(out_dir, MEMORIZATION_REPORT), report)
-    print(f"[memorization] step {step}: D calls {100 * shares['train_real_share']:.1f}% of training and "
-          f"{100 * shares['heldout_real_share']:.1f}% of held-out images real -> {out_dir}", flush=True)
+    Progress("memorization").log(f"step {step}: D calls {100 * shares['train_real_share']:.1f}% of training and "
+          f"{100 * shares['heldout_real_share']:.1f}% of held-out images real -> {out_dir}")
     return report
 
 

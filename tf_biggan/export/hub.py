@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from tf_biggan import atomic, seeds
 from tf_biggan.errors import UserError
+from tf_biggan.progress import Progress
 from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
 from tf_biggan.sampling.latents import truncated_z
 from tf_biggan.sampling.standing_stats import apply_standing_stats, get_bn_stats, set_bn_stats
@@ -156,5 +157,5 @@ def run_export(hp, flags) -> str:
                 "source": os.path.abspath(model_dir)}
     path = export_generator(run.ema_generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,
                             hp.eval.standing_stats_batch, metadata, seed=hp.train.seed)
-    print(f"[export] the EMA generator of step {run.step} ({run.checkpoint}) -> {path}", flush=True)
+    Progress("export").log(f"the EMA generator of step {run.step} ({run.checkpoint}) -> {path}")
     return path

@@ -59,6 +59,7 @@ from tf_biggan.data import tfrecord
 from tf_biggan.errors import UserError
 from tf_biggan.export.sources import CheckpointSource, ModuleSource
 from tf_biggan.images import to_uint8
+from tf_biggan.progress import Progress, format_seconds
 from tf_biggan.sampling.labels import interleaved_labels
 from tf_biggan.sampling.latents import LATENT_CONVENTIONS, convention_z
 
@@ -206,13 +207,6 @@ def _remove_stale_temporaries(output_dir: str, names: Sequence[str]) -> int:
     return removed
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
 # ------------------------------------------------------------------------------------------------
 # The synthesis.
 
@@ -246,7 +240,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
     `counts[c]` images of 0-based class c. Returns {"written", "skipped", "manifest" (dict or None),
     "images", "seconds", "generate_seconds", "encode_seconds"}.
     """
-    log = log or (lambda message: print(f"[synthesize] {message}", flush=True))
+    log = log or Progress("synthesize").log
     counts = [int(n) for n in counts]
     total = sum(counts)
     if len(counts) != source.num_classes:
@@ -369,7 +363,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
                         last_log = time.perf_counter()
                         left = todo_images - timer.images
                         log(f"  {names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
-                            f"ETA {_format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+                            f"ETA {format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
 
             path = os.path.join(output_dir, names[i])
             records = tfrecord.write_shard(path, examples())
@@ -382,7 +376,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
             last_log = time.perf_counter()
             left = todo_images - timer.images
             log(f"{names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; "
-                f"ETA {_format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+                f"ETA {format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
 
     manifest = None
     missing = [names[i] for i in range(num_shards) if not complete(i)]

@@ -7,6 +7,11 @@ image to ch channels with a 3x3 conv (Table 7).
 
 D is called as D((x, y)), x [batch, H, W, 3] in [-1, 1], y int labels [batch] or class vectors
 [batch, num_classes]; it returns logits [batch], float32.
+
+`dropout` (a drop probability, stability.d_dropout) applies dropout to the last feature layer, the
+pooled features both outputs read (Section 4.2, Appendix I, Figures 25-26), in training calls only,
+with a stateless mask drawn from `dropout_seed` (int64 [2]) or, when the call passes none, from
+`self.dropout_key`, which the training step sets for each D call (training/stability.py).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from tf_biggan.models.staged import StagedNetwork
 
 
 class Discriminator(StagedNetwork):
-    def __init__(self, cfg, num_classes: int, **kwargs):
+    def __init__(self, cfg, num_classes: int, dropout: float = 0.0, **kwargs):
         kwargs.setdefault("name", "discriminator")
         super().__init__(cfg, num_classes, **kwargs)
+        self.dropout = dropout
+        self.dropout_key = None
         ch = cfg.ch
         sn = dict(sn_epsilon=cfg.sn_epsilon, dtype=self.dtype_policy)
         self.in_conv = SNConv2D(ch, 3, name="in_conv", **sn) if self.deep else None
@@ -41,10 +48,10 @@ class Discriminator(StagedNetwork):
         self.linear = SNDense(1, name="linear", **sn)
         self.embed = SNEmbedding(num_classes, last, name="embed", **sn)
 
-    def call(self, inputs, training=False):
-        return self.forward(inputs, training=training)
+    def call(self, inputs, training=False, dropout_seed=None):
+        return self.forward(inputs, training=training, dropout_seed=dropout_seed)
 
-    def forward(self, inputs, training=False, trace=None):
+    def forward(self, inputs, training=False, trace=None, dropout_seed=None):
         x, y = inputs
         h = tf.cast(x, self.compute_dtype)
         if self.in_conv is not None:
@@ -54,6 +61,11 @@ class Discriminator(StagedNetwork):
         h = self._run_stages(h, lambda i, block, h: block(h, training=training), training, trace)
         h = tf.reduce_sum(tf.nn.relu(h), axis=[1, 2])  # global sum pooling
         h = tf.cast(h, tf.float32)
+        if training and self.dropout > 0:
+            dropout_seed = self.dropout_key if dropout_seed is None else dropout_seed
+            if dropout_seed is None:
+                raise ValueError("D has dropout: a training call needs dropout_seed (int64 [2])")
+            h = tf.nn.experimental.stateless_dropout(h, rate=self.dropout, seed=dropout_seed)
         y = class_vectors(y, self.num_classes, self.compute_dtype)
         projection = tf.reduce_sum(tf.cast(self.embed(y, training=training), tf.float32) * h, axis=-1)
         out = tf.cast(self.linear(tf.cast(h, self.compute_dtype), training=training), tf.float32)[:, 0] + projection

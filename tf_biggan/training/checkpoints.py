@@ -52,6 +52,10 @@ CHECKPOINT_OBJECTS = ("generator", "discriminator", "ema_generator", "g_optimize
 RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every", "train.log_every",
                   "train.sv_every", "train.sample_every", "train.keep_checkpoints", "train.sample_columns",
                   "train.replay_input", "train.sample_stats_passes", "train.sample_stats_batch",
+                  # collapse detection only watches the run (training/collapse.py)
+                  "stability.detect_collapse", "stability.on_collapse", "stability.collapse_window",
+                  "stability.collapse_sigma_jump", "stability.collapse_d_loss_floor", "stability.collapse_g_loss_jump",
+                  "stability.collapse_d_loss_jump", "stability.collapse_patience", "stability.keep_before_collapse",
                   "train.jit_compile"}
 
 

@@ -139,3 +139,53 @@ def scan(records: Iterable[Record], detector: CollapseDetector) -> Optional[Coll
         if event is not None:
             return event
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# In the training loop (training/loop.py actions).
+
+def with_collapse_actions(trainer, actions: list, summaries) -> list:
+    """The loop's actions with stability scalars added to the log action and, when
+    stability.detect_collapse is on, the σ action replaced by one that also feeds the detector and,
+    on a collapse, keeps the checkpoints from before it, writes collapse.json, and stops or goes on.
+    It runs before the save action of the same step, so the collapsed step is never among the kept."""
+    from tf_biggan import atomic
+    from tf_biggan.errors import UserError
+    from tf_biggan.training import intervene, loop, stability
+
+    st = trainer.hp.stability
+    out = []
+    for action in actions:
+        if action.name == "log":
+            def log(state, inner=action.fn):
+                inner(state)
+                summaries.scalars(state.step, stability.scalars(trainer, state.step))
+            action = loop.Action("log", action.every, log)
+        elif action.name == "singular_values" and st.detect_collapse:
+            detector = CollapseDetector.from_config(st)
+
+            def sigma(state):
+                spectra = {f"sv/{name}/sigma{i}": float(value) for name, sv in trainer.singular_values().items()
+                           for i, value in enumerate(sv)}
+                summaries.scalars(state.step, spectra)
+                losses = {D_LOSS: state.metrics["d_loss"], G_LOSS: state.metrics["g_loss"]}
+                event = detector.update(record_from_scalars(state.step, dict(spectra, **losses)))
+                if event is None:
+                    return
+                kept = []
+                if trainer.model_dir:
+                    kept = intervene.keep_checkpoints_before(trainer.model_dir, event.step, st.keep_before_collapse)
+                    atomic.write_json(f"{trainer.model_dir}/collapse.json", dict(event.to_dict(), kept=kept))
+                summaries.scalars(state.step, {"stability/collapse": 1.0})
+                text = "; ".join(event.reasons)
+                trainer.progress.log(f"COLLAPSE detected at step {event.step}: {text}; kept {kept or 'nothing'}")
+                if st.on_collapse == "stop":
+                    loop.write_report(trainer, state, error=f"collapse detected at step {event.step}")
+                    raise UserError(
+                        f"training collapse detected at step {event.step} ({text}). Checkpoints from before it "
+                        f"are kept: {', '.join(kept) or 'none had been saved'}. Intervene from one (Appendix G.1): "
+                        f"--mode=train --model_dir={trainer.model_dir} --checkpoint=<one of them> "
+                        f"--intervene=g_lr=...,d_lr=...,freeze=g|d,reset_adam=g|d|both")
+            action = loop.Action("singular_values", action.every, sigma)
+        out.append(action)
+    return out

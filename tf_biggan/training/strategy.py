@@ -82,8 +82,21 @@ def make_strategy(tpu: Optional[str] = None, cpu_replicas: int = 0) -> tf.distri
     return tf.distribute.get_strategy()
 
 
+_LAUNCH_STRATEGIES = {}
+
+
 def strategy_from_flags(flags) -> tf.distribute.Strategy:
-    return make_strategy(getattr(flags, "tpu", None), int(getattr(flags, "cpu_replicas", 0) or 0))
+    """The launch's strategy, made once per process and launch (--tpu, --cpu_replicas, TF_CONFIG).
+
+    main() makes it before anything else touches TensorFlow: MultiWorkerMirroredStrategy must
+    configure collective ops, and --cpu_replicas split the CPU, before the runtime initialises
+    (which any module-level tf.constant in an imported module does)."""
+    launch = (getattr(flags, "tpu", None), int(getattr(flags, "cpu_replicas", 0) or 0), os.environ.get("TF_CONFIG"))
+    if not any(launch):  # local devices only: nothing to set up before the runtime starts
+        return make_strategy(None, 0)
+    if launch not in _LAUNCH_STRATEGIES:
+        _LAUNCH_STRATEGIES[launch] = make_strategy(launch[0], launch[1])
+    return _LAUNCH_STRATEGIES[launch]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

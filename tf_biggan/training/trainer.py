@@ -26,7 +26,9 @@ from tf_biggan.errors import UserError
 from tf_biggan.layers.orthogonal_init import placeholder_kernels
 from tf_biggan.models import Discriminator, Generator
 from tf_biggan.progress import Progress
+from tf_biggan.training import intervene, stability
 from tf_biggan.training import loop as loop_lib
+from tf_biggan.training.collapse import with_collapse_actions
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import RunCheckpoint, check_resume_hparams, prepare_model_dir
 from tf_biggan.training.ema import EMA
@@ -73,7 +75,7 @@ class GANTrainer:
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             self.g = Generator(hp.model, hp.data.num_classes, name="generator")
-            self.d = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
+            self.d = Discriminator(hp.model, hp.data.num_classes, dropout=hp.stability.d_dropout, name="discriminator")
             self.ema_g = Generator(hp.model, hp.data.num_classes, name="ema_generator")
             self.g.build_for_input(2)
             self.d.build_for_input(2)
@@ -93,6 +95,10 @@ class GANTrainer:
             self.augment = AugmentState(hp.augment, cfg.seed, self.global_batch)
         self.train_step = TrainStep(hp, self.strategy, self.g, self.d, self.g_opt, self.d_opt, self.ema, self.step)
         augment_hooks.install(self.train_step, self.augment)
+        # The Section 4 knobs that are on (all off by default); after augmentation, so D's dropout
+        # keys are set around the augmented d_inputs.
+        stability.install(self)
+        # Compiled last: every hook above is part of the compiled step.
         self.train_step.compile(jit_compile=cfg.jit_compile)
 
         # The iterator is made on first use, after `restore`, so it can start at the restored step.
@@ -140,10 +146,15 @@ class GANTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def restore(self, path: Optional[str] = None) -> Optional[str]:
-        """Restores `path` or the latest checkpoint of model_dir, if any; returns its path."""
+        """Restores `path` or the latest checkpoint of model_dir, if any; returns its path. The
+        learning rates are the hparams', not the checkpoint's (an intervention may change them)."""
         if self._iterator is not None:
             raise RuntimeError("restore() must come before the first training step")
-        return self.run_checkpoint.restore(path)
+        restored = self.run_checkpoint.restore(path)
+        if restored:
+            self.g_opt.learning_rate.assign(self.cfg.g_lr)
+            self.d_opt.learning_rate.assign(self.cfg.d_lr)
+        return restored
 
     def save(self) -> Optional[str]:
         return self.run_checkpoint.save()
@@ -159,6 +170,7 @@ class GANTrainer:
         summaries = Summaries(f"{self.model_dir}/train" if self.model_dir and self.chief else None)
         self.progress = Progress("train", total=target, start=int(self.step.numpy()), enabled=self.progress.enabled)
         actions = loop_lib.standard_actions(self, summaries, self.progress, best_fid_keeper)
+        actions = with_collapse_actions(self, actions, summaries)  # stability scalars, collapse detection
         return loop_lib.fit(self, target, actions, self.progress, summaries)
 
 
@@ -172,11 +184,25 @@ def train_from_flags(hp, flags):
     checked that --model_dir is given."""
     model_dir = flags.model_dir
     strategy = strategy_lib.strategy_from_flags(flags)
+    hp = intervene.replay(hp, model_dir)  # the run's recorded interventions (Appendix G.1)
     prepare_model_dir(hp, model_dir, strategy_lib.is_chief(strategy))
+    chosen, actions = None, {}
+    if getattr(flags, "checkpoint", None) and not getattr(flags, "intervene", None):
+        raise UserError("--mode=train --checkpoint=... resumes from an older checkpoint only as an intervention: "
+                        "add --intervene=... (e.g. --intervene=g_lr=2.5e-5); without --checkpoint the run resumes "
+                        "from its latest checkpoint")
+    if getattr(flags, "intervene", None):
+        hp, chosen, actions = intervene.begin(hp, model_dir, flags.intervene, getattr(flags, "checkpoint", None),
+                                              chief=strategy_lib.is_chief(strategy))
     trainer = GANTrainer(hp, strategy, model_dir)
-    restored = trainer.restore()
+    restored = trainer.restore(chosen)
     if restored:
         trainer.progress.log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
+    for net in ("g", "d"):
+        if actions.get("reset_adam") in (net, "both"):
+            intervene.reset_adam(getattr(trainer, f"{net}_opt"))
+    if chosen:
+        trainer.progress.log(f"intervention {flags.intervene} from {chosen} (recorded in {intervene.HISTORY})")
     keeper = None
     if hp.eval.best_fid_every:
         if strategy_lib.is_multi_worker(strategy):
