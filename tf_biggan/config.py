@@ -286,7 +286,7 @@ class EvalConfig:
     # Where real statistics are cached ("" = MODEL_DIR/eval_cache). Point several runs at one
     # directory to share Inception statistics; keys name the dataset and the extractor.
     stats_cache_dir: str = ""
-    # Periodic FID during training (tf_biggan.evaluate.BestFidKeeper): every best_fid_every steps
+    # Periodic FID during training (tf_biggan.evaluation.best_fid.BestFidKeeper): every best_fid_every steps
     # (0 = off) the EMA-G is scored with best_fid_samples samples (0 = num_samples) and the best
     # checkpoint is kept in MODEL_DIR/best_fid (the paper stops early, before collapse).
     best_fid_every: int = 0

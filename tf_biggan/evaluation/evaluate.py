@@ -24,7 +24,6 @@ from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
 
 # training/trainer.py imports the keeper from here; its new home is evaluation/best_fid.py (this
 # re-export goes when the training loop imports it from there).
-from tf_biggan.evaluation.best_fid import BestFidKeeper  # noqa: F401,E402
 
 EVAL_REPORT = "eval_report.json"
 

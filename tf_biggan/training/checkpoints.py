@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional, Tuple
+from typing import Optional
 
 import tensorflow as tf
 
-from tf_biggan.config import hparams_from_dict, load_hparams, save_hparams
+from tf_biggan.config import hparams_from_dict, save_hparams
 from tf_biggan.errors import UserError
-from tf_biggan.models import Generator
 
 
 def variables_checkpoint(model) -> tf.train.Checkpoint:
@@ -137,31 +136,3 @@ def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:
     if chief:
         os.makedirs(model_dir, exist_ok=True)
         save_hparams(hp, path)  # rewrites resumable keys (e.g. a longer train_steps)
-
-
-def run_hparams(model_dir: str):
-    """The resolved hparams a run was trained with (model_dir/hparams.yaml)."""
-    path = os.path.join(model_dir, "hparams.yaml")
-    if not os.path.exists(path):
-        raise UserError(f"--model_dir={model_dir} has no hparams.yaml: is it a tf-biggan training run? "
-                        f"Train first with --mode=train --model_dir={model_dir}")
-    return load_hparams(path)
-
-
-def latest_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
-    path = checkpoint or tf.train.latest_checkpoint(model_dir)
-    if not path:
-        raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train it first (--mode=train)")
-    return path
-
-
-def load_ema_generator(model_dir: str, checkpoint: Optional[str] = None, hp=None) -> Tuple[Generator, object, int]:
-    """(EMA generator, hparams, step) from the latest (or the given) checkpoint of a run."""
-    hp = hp or run_hparams(model_dir)
-    path = latest_checkpoint(model_dir, checkpoint)
-    generator = Generator(hp.model, hp.data.num_classes, name="ema_generator")
-    generator.build_for_input(2)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ckpt = tf.train.Checkpoint(ema_generator=variables_checkpoint(generator), step=step)
-    ckpt.restore(path).expect_partial().assert_existing_objects_matched()
-    return generator, hp, int(step.numpy())

@@ -208,7 +208,7 @@ def train_from_flags(hp, flags):
         if strategy_lib.is_multi_worker(strategy):
             raise UserError("eval.best_fid_every > 0 is not supported with several workers yet: set it to 0 "
                             "and run --mode=sweep on the saved checkpoints")
-        from tf_biggan.evaluation.evaluate import BestFidKeeper
+        from tf_biggan.evaluation.best_fid import BestFidKeeper
 
         keeper = BestFidKeeper(hp, model_dir, inception_path=flags.inception_path, log=trainer.progress.log)
     from tf_biggan.data.pipeline import data_errors
