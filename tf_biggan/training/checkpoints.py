@@ -1,4 +1,4 @@
-"""A training run on disk: its hparams.yaml, its checkpoints (save / restore / chief), reading it back.
+"""A training run on disk: its hparams.yaml and its checkpoints (save / restore / chief).
 
 A run directory holds the resolved `hparams.yaml` (written on the first start; resuming with
 different hparams is a UserError listing the differences) and tf.train.CheckpointManager
@@ -9,9 +9,8 @@ checkpoints `ckpt-STEP` (atomic) of these objects, by name:
     step                                      the global step: RNG state and input position
 
 `RunCheckpoint` saves and restores them; under MultiWorkerMirroredStrategy every worker takes part
-in saving and only the chief's copy is kept. Evaluation, export and synthesis only need the EMA
-generator (paper Section 3: "moving averages of G's weights" are what is sampled), which
-`load_ema_generator` restores without building D or the optimisers.
+in saving and only the chief's copy is kept. Reading a run back (evaluation, export, synthesis) is
+`tf_biggan.sampling.run.load_run`.
 """
 
 from __future__ import annotations
