@@ -61,6 +61,15 @@ class Stage:
                  images: Callable[[], int] = lambda: 0, output: str = "", rate: Optional[Callable[[], float]] = None):
         self.name, self.done, self.run, self.images, self.output, self.rate = name, done, run, images, output, rate
 
+    def own_timing(self) -> dict:
+        """What a stage's own report says of its time and rate (the train stage's train_report.json)."""
+        if self.name != "train" or self.rate is None:
+            return {}
+        report = _read_json(self.output) or {}
+        if "seconds" not in report:
+            return {}
+        return {"seconds": round(float(report["seconds"]), 2), "images_per_sec": self.images_per_sec(1.0)}
+
     def images_per_sec(self, seconds: float) -> Optional[float]:
         """The stage's own measured rate when it reports one, else images made / wall seconds."""
         if self.rate is not None:
@@ -236,7 +245,12 @@ class MainJob:
         for stage in self.stages():
             if stage.done():
                 _log(f"{stage.name}: complete, skipped ({stage.output})")
-                self.timings[stage.name] = dict(previous.get("stages", {}).get(stage.name, {}), skipped=True)
+                # Its timing from the invocation that ran it; a stage finished by an invocation that was
+                # killed before writing report.json reports its own seconds (train_report.json).
+                earlier = previous.get("stages", {}).get(stage.name) or {}
+                if "seconds" not in earlier:
+                    earlier = stage.own_timing()
+                self.timings[stage.name] = dict(earlier, skipped=True, output=stage.output)
                 continue
             _log(f"{stage.name}: running")
             t0 = time.time()
@@ -313,7 +327,9 @@ def _plot_cas(report: dict, path: str) -> None:
 
 
 def _stage_time(stage: dict) -> str:
-    return "skipped (complete)" if stage.get("skipped") else f"{stage.get('seconds', 0):.1f} s"
+    if not stage.get("skipped"):
+        return f"{stage.get('seconds', 0):.1f} s"
+    return f"skipped (complete; ran earlier in {stage['seconds']:.1f} s)" if "seconds" in stage else "skipped (complete)"
 
 
 def write_report(model_dir: str, report: dict) -> None:
