@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic
+from tf_biggan import atomic, seeds
 from tf_biggan.cas import input as cas_input
 from tf_biggan.cas.accuracy import AccuracyCounter
 from tf_biggan.cas.schedule import learning_rate_schedule
@@ -163,6 +163,10 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
             f"{existing['top5']:.4f} (delete it to score again)")
         return existing
     strategy = strategy or tf.distribute.get_strategy()
+    # tf.data's seeded shuffles combine their seed with the GLOBAL seed, which whatever ran earlier in
+    # the process may have set (the main job trains a GAN first): pin it, so a run is the same
+    # whether it is the first thing a process does or the last.
+    keras.utils.set_random_seed(seeds.int_seed("cas_data", hp.cas.seed))
     chief = strategy_lib.is_chief(strategy)
     cas = hp.cas
     num_classes = hp.data.num_classes
