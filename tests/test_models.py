@@ -58,6 +58,7 @@ def _counts(name, overrides=""):
     return _params(g), _params(d)
 
 
+@pytest.mark.slow  # builds every paper configuration at full width (up to 160M parameters): long by nature
 def test_parameter_counts_match_the_paper(fast_init):
     g, d = _counts("biggan_128")
     # compare_gan's and BigGAN-PyTorch's exact counts; the paper's 70.4M / 88.0M / 158.3M (Table 1 row 8)
