@@ -41,6 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1], one loader)
+
 KINDS = ("none", "ada")
 
 
@@ -66,16 +68,6 @@ def train(args, kind: str) -> dict:
     report = trainer.fit()
     report["train_minutes"] = (time.time() - t0) / 60
     return report
-
-
-def digits_images(split: str, resolution: int):
-    from tf_biggan.data.digits import digits_dataset
-
-    xs, ys = [], []
-    for ex in digits_dataset(split, resolution).batch(512):
-        xs.append(ex["image"].numpy().astype(np.float32) / 127.5 - 1.0)
-        ys.append(ex["labels"].numpy()[:, 0].astype(np.int32))
-    return np.concatenate(xs), np.concatenate(ys)
 
 
 def d4(images: np.ndarray, element: int) -> np.ndarray:
