@@ -31,3 +31,76 @@ def test_wide_kernel_monitoring_never_builds_the_fan_out_gram():
     sizes = [int(np.prod(out.shape)) for op in graph.get_operations() for out in op.outputs
              if out.shape.is_fully_defined()]
     assert max(sizes) == 20 * 24576
+
+
+def _attention_inputs(rng, batch=3, n=64, m=16, c8=4, c2=8):
+    return [tf.constant(rng.randn(batch, *shape), tf.float32) for shape in ((n, c8), (m, c8), (m, c2), (n, c2))]
+
+
+def test_per_image_attention_equals_the_formula_with_first_and_second_order_gradients():
+    """The memory-lean attention (training calls) is softmax(theta phi^T) g (numpy), and its gradients,
+    including the gradient of an input-gradient penalty (R1 differentiates through D), equal autodiff of
+    the batched form."""
+    from tf_biggan.layers.attention import attend
+
+    theta, phi, g, w = _attention_inputs(np.random.RandomState(0))
+    logits = np.einsum("bnc,bmc->bnm", theta.numpy(), phi.numpy())
+    soft = np.exp(logits - logits.max(-1, keepdims=True))
+    soft /= soft.sum(-1, keepdims=True)
+    np.testing.assert_allclose(attend(theta, phi, g, per_image=True).numpy(), soft @ g.numpy(), rtol=1e-5, atol=1e-5)
+
+    @tf.function
+    def grads(per_image):
+        with tf.GradientTape() as outer:
+            outer.watch([theta, phi, g])
+            with tf.GradientTape() as inner:
+                inner.watch([theta, phi, g])
+                loss = tf.reduce_sum(attend(theta, phi, g, per_image=per_image) * w)
+            first = inner.gradient(loss, [theta, phi, g])
+            penalty = tf.reduce_sum(tf.square(first[0]))
+        return first, outer.gradient(penalty, [theta, phi, g])
+
+    for lean, batched in zip(tf.nest.flatten(grads(True)), tf.nest.flatten(grads(False))):
+        assert float(tf.norm(batched)) > 0
+        np.testing.assert_allclose(lean.numpy(), batched.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_training_attention_never_holds_a_batch_of_attention_maps():
+    """At 64 px a (batch, 4096, 1024) map is 16 MB per image: the training graph (forward and backward)
+    builds maps of one image only; inference keeps the batched form."""
+    from tf_biggan.layers.attention import SelfAttention
+
+    layer = SelfAttention()
+    x = tf.random.normal((4, 16, 16, 16))
+    layer(x)
+
+    def largest_map(training):
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x, training=training))
+            return tape.gradient(loss, layer.trainable_variables)
+
+        graph = tf.function(step).get_concrete_function(tf.TensorSpec(x.shape)).graph
+        sizes = []
+        for g in [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]:
+            sizes += [out.shape.as_list() for op in g.get_operations() for out in op.outputs
+                      if out.shape.rank == 3 and out.shape.is_fully_defined() and out.shape[-2:] == (256, 64)]
+        return sizes
+
+    assert [4, 256, 64] in largest_map(training=False)
+    assert largest_map(training=True) == []
+
+
+def test_freed_tensors_leave_the_process_resident_set():
+    """tf_biggan's host settings (host_memory.py): a step's freed activations go back to the OS
+    (TF's default oneDNN BFC arena kept every byte it ever held)."""
+    def rss_mb():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+
+    before = rss_mb()
+    xs = [tf.fill((4 * 1024 * 1024 + i,), float(i)) for i in range(24)]  # 24 activations of 16 MB
+    held = rss_mb()
+    del xs
+    assert held - before > 300, (before, held)  # they were resident
+    assert rss_mb() - before < 50, (before, held, rss_mb())  # and freeing them released the memory

@@ -5,6 +5,15 @@ each max-pooled 2x2 (SA-GAN's memory saving); attention = softmax(theta phi^T) o
 positions; o = 1x1 conv C/2 -> C of (attention g); output = x + gamma * o with the learned gate
 gamma initialised at 0, so the block starts as the identity. All convs are spectrally normalised and
 bias-free, as in SA-GAN and BigGAN. The softmax is taken in float32 under bf16 mixed precision.
+
+Memory (issue 14). The attention map is the largest tensor of a BigGAN step: at 64 px it is
+(batch, 4096, 1024) floats, 268 MB for D's 16 images of a D step, and autodiff keeps the softmax
+for the backward pass and then builds three more maps of that size (its gradient and the softmax
+gradient's temporaries) at once. In training calls `attend` therefore works one image at a time
+and keeps only theta, phi, g: the backward pass recomputes one image's map (theta phi^T is a
+c/8-deep product, a small fraction of the block's FLOPs) and differentiates it with TF's own
+gradients, so values are those of the batched form within float round-off, and at most one
+image's map (16 MB) and its gradients are alive.
 """
 
 from __future__ import annotations
@@ -13,6 +22,36 @@ import keras
 import tensorflow as tf
 
 from tf_biggan.layers.spectral_norm import SNConv2D
+
+
+def _attend(theta, phi, g):
+    """softmax(theta phi^T) g, the logits and softmax in float32, the product in g's dtype."""
+    logits = tf.matmul(tf.cast(theta, tf.float32), tf.cast(phi, tf.float32), transpose_b=True)
+    return tf.matmul(tf.cast(tf.nn.softmax(logits, axis=-1), g.dtype), g)
+
+
+@tf.custom_gradient
+def _attend_per_image(theta, phi, g):
+    """`_attend` on (batch, positions, channels) inputs, one image at a time in both passes."""
+    out = tf.map_fn(lambda a: _attend(*a), (theta, phi, g), fn_output_signature=g.dtype, parallel_iterations=1)
+
+    def grad(d_out):
+        def one(args):
+            t, p, v, d = args
+            with tf.GradientTape() as tape:
+                tape.watch([t, p, v])
+                o = _attend(t, p, v)
+            return tape.gradient(o, [t, p, v], output_gradients=d)
+
+        return tf.map_fn(one, (theta, phi, g, d_out), fn_output_signature=[theta.dtype, phi.dtype, g.dtype],
+                         parallel_iterations=1)
+
+    return out, grad
+
+
+def attend(theta, phi, g, per_image: bool = False):
+    """softmax(theta phi^T) g over a batch; per_image: the memory-lean form (module docstring)."""
+    return _attend_per_image(theta, phi, g) if per_image else _attend(theta, phi, g)
 
 
 class SelfAttention(keras.layers.Layer):
@@ -39,8 +78,6 @@ class SelfAttention(keras.layers.Layer):
         phi = tf.reshape(phi, (batch, (h // 2) * (w // 2), c // 8))
         g = tf.nn.max_pool2d(self.g(x, training=training), 2, 2, "VALID")
         g = tf.reshape(g, (batch, (h // 2) * (w // 2), c // 2))
-        logits = tf.matmul(tf.cast(theta, tf.float32), tf.cast(phi, tf.float32), transpose_b=True)
-        attention = tf.cast(tf.nn.softmax(logits, axis=-1), self.compute_dtype)
-        o = tf.reshape(tf.matmul(attention, g), (batch, h, w, c // 2))
+        o = tf.reshape(attend(theta, phi, g, per_image=bool(training)), (batch, h, w, c // 2))
         o = self.o(o, training=training)
         return x + tf.cast(self.gamma, self.compute_dtype) * o

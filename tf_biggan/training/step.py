@@ -115,6 +115,11 @@ def ortho_reg_term(generator, beta: float) -> PenaltyTerm:
     return PenaltyTerm("ortho_reg", lambda ctx: ortho_reg(kernels, beta) / ctx.num_replicas)
 
 
+def _done(grads) -> list:
+    """Tensors that exist once every gradient in `grads` is computed (a control-dependency barrier)."""
+    return [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
+
+
 class TrainStep:
     """The per-replica step of G, D, their optimisers and the EMA (module docstring)."""
 
@@ -158,27 +163,35 @@ class TrainStep:
     def replica_update(self, real_batches, step, latents) -> Dict[str, tf.Tensor]:
         """The updates of `replica_step` given this replica's latents [(z, y)] * (disc_steps + 1)."""
         gb, metrics = self.global_batch, {}
+        # Each pass (a D step, then the G step) starts once the previous pass's backward is done.
+        # Without this the graph only orders G's passes among themselves (they share G's
+        # variables), so the executor ran the G step's taped forward (G activations kept for its
+        # backward) and the next pass's G forward during a D step's backward, holding both passes'
+        # activations at the peak. Same ops and values, one pass's activations alive at a time.
+        barrier = []
         for k, (x_real, y_real) in enumerate(real_batches):
             z, y_fake = latents[k]
-            x_fake = self.g((z, y_fake), training=True)
-            x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
-            with tf.GradientTape() as tape:
-                images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
-                logits = self.d((images, tf.concat([y_real, y_fake], 0)), training=True)
-                real_logits, fake_logits = logits[:self.local_batch], logits[self.local_batch:]
-                d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
-                ctx = DContext(step, k, images[:self.local_batch], y_real, images[self.local_batch:], y_fake,
-                               real_logits, fake_logits, gb, self.num_replicas)
-                penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
-                d_total = d_loss + sum(penalties.values())
-            grads = tape.gradient(d_total, self.d.trainable_variables)
+            with tf.control_dependencies(barrier):
+                x_fake = self.g((z, y_fake), training=True)
+                x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
+                with tf.GradientTape() as tape:
+                    images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
+                    logits = self.d((images, tf.concat([y_real, y_fake], 0)), training=True)
+                    real_logits, fake_logits = logits[:self.local_batch], logits[self.local_batch:]
+                    d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
+                    ctx = DContext(step, k, images[:self.local_batch], y_real, images[self.local_batch:], y_fake,
+                                   real_logits, fake_logits, gb, self.num_replicas)
+                    penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
+                    d_total = d_loss + sum(penalties.values())
+                grads = tape.gradient(d_total, self.d.trainable_variables)
             self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+            barrier = _done(grads)
         share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
         metrics.update(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part, d_real=share(real_logits),
                        d_fake=share(fake_logits), **penalties)
 
         z, y = latents[self.disc_steps]
-        with tf.GradientTape() as tape:
+        with tf.control_dependencies(barrier), tf.GradientTape() as tape:
             x_fake = self.g((z, y), training=True)
             fake_logits = self.d((self.d_inputs(x_fake, step, self.disc_steps), y), training=True)
             g_loss = self.g_loss_fn(fake_logits, gb)
