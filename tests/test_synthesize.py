@@ -65,10 +65,8 @@ def run_dir(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def module_dir(run_dir, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("synth_module") / "hub")
-    evaluation_run.mode("export")(None, evaluation_run.flags(run_dir, export_dir=path))
-    return path
+def module_dir(tiny_module):
+    return tiny_module
 
 
 # ------------------------------------------------------------------------------------------------
