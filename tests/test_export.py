@@ -16,6 +16,9 @@ import evaluation_run
 from tf_biggan.export.hub import export_generator, standing_stats_grid
 from tf_biggan.sampling.standing_stats import set_bn_stats
 
+# The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
 GRID = [0.5, 1.0]  # evaluation_run's eval.export_truncations
 
 

@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+# This module's fixtures are built once: all its tests run on one xdist worker (CI: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("main_job")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The embedded default made tiny: a few steps, two truncations, one CAS epoch.
