@@ -28,7 +28,7 @@ NUMBERS = ["fid", "is", "truncation", "sample_class_accuracy", "cas_top1", "real
 def _run_all(model_dir, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=all", f"--model_dir={model_dir}",
-                           f"--hparams_overrides={TINY}", *extra], cwd=ROOT, env=env, capture_output=True,
+                           f"--hparams_overrides={TINY}", "--images_per_class=30", *extra], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
