@@ -19,6 +19,24 @@ ours / peer --rounds times so that load from other processes hits both alike, an
 The peer's dataset and image-saving imports (torchvision, PIL, h5py, tqdm) are stubbed: its training
 step does not use them.
 
+Measured (issue 14, second pass; AMD EPYC, 2 cores, avx512_bf16; BigGAN-128 ch 96, batch 8, fp32,
+ortho reg on; the lead and another helper loaded the machine: load average 5-9, so seconds are
+inflated and only comparable within a row's run). One variable at a time, fresh processes; peak
+RSS of the first iteration / of the next iteration, GB:
+  main before this pass                                  7.93 / 8.04 (BFC arena live peak 5.3)
+  + each pass after the previous backward (step.py)      6.80 / 7.01
+  + that, TF_ENABLE_ONEDNN_OPTS=0 (rejected: 1.5x slower) 5.87 / 6.17
+  + TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1                     6.50 / 6.44
+  + glibc mmap threshold 1 MB (tf_biggan/host_memory.py)  5.97 / 6.09
+  + attention one image at a time in training            5.77 / 5.90
+  paired run, this code vs BigGAN-PyTorch: peak 5.89 GB vs 5.10 GB (1.15x); 210 vs 255 s per
+  iteration (1.21x faster, load 8-10); start to first iteration 422 vs 406 s.
+The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
+arena), which never gives memory back, so its resident set was its high-water mark plus
+fragmentation. What is left above the peer: TF's runtime (0.69 GB at import vs torch's 0.22),
+about 0.9 GB that stays resident after the first step (graphs, kernels' caches), and autodiff's
+extra saved tensors (BatchNorm keeps x - mean and x_hat where the peer keeps x).
+
 Run:  python benchmarks/bench_memory_speed.py [--config biggan_128|default|both] [--iters 3]
           [--overrides model.dtype=mixed_bfloat16,train.jit_compile=true]
           [--peer_dir /tmp/biggan_pytorch --peer_python /tmp/torchenv/bin/python --rounds 2]
