@@ -66,11 +66,11 @@ def test_per_image_attention_equals_the_formula_with_first_and_second_order_grad
 
 
 def test_training_attention_never_holds_a_batch_of_attention_maps():
-    """At 64 px a (batch, 4096, 1024) map is 16 MB per image: the training graph (forward and backward)
-    builds maps of one image only; inference keeps the batched form."""
+    """model.attention_per_image: at 64 px a (batch, 4096, 1024) map is 16 MB per image; the training
+    graph (forward and backward) builds maps of one image only; inference keeps the batched form."""
     from tf_biggan.layers.attention import SelfAttention
 
-    layer = SelfAttention()
+    layer = SelfAttention(per_image=True)
     x = tf.random.normal((4, 16, 16, 16))
     layer(x)
 

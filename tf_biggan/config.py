@@ -69,6 +69,11 @@ class ModelConfig:
     hub_output_conv: bool = False
     # "float32", or "mixed_bfloat16" (bf16 compute, float32 variables: the TPU path).
     dtype: Literal["float32", "mixed_bfloat16"] = "float32"
+    # Not in the paper: a memory/time trade of the non-local block (SA-GAN, Section 3). True computes
+    # training-mode attention one image at a time and recomputes the map in the backward pass (same
+    # values within float round-off): 0.2 GB less peak at BigGAN-128 batch 8, about 10% slower
+    # (benchmarks/bench_memory_speed.py).
+    attention_per_image: bool = False
 
     def validate(self, where: str) -> None:
         from tf_biggan.models.arch import check_model_config  # avoids an import cycle

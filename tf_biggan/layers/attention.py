@@ -9,8 +9,8 @@ bias-free, as in SA-GAN and BigGAN. The softmax is taken in float32 under bf16 m
 Memory (issue 14). The attention map is the largest tensor of a BigGAN step: at 64 px it is
 (batch, 4096, 1024) floats, 268 MB for D's 16 images of a D step, and autodiff keeps the softmax
 for the backward pass and then builds three more maps of that size (its gradient and the softmax
-gradient's temporaries) at once. In training calls `attend` therefore works one image at a time
-and keeps only theta, phi, g: the backward pass recomputes one image's map (theta phi^T is a
+gradient's temporaries) at once. With `per_image` (model.attention_per_image), training calls
+work one image at a time and keep only theta, phi, g: the backward pass recomputes one image's map (theta phi^T is a
 c/8-deep product, a small fraction of the block's FLOPs) and differentiates it with TF's own
 gradients, so values are those of the batched form within float round-off, and at most one
 image's map (16 MB) and its gradients are alive.
@@ -55,9 +55,10 @@ def attend(theta, phi, g, per_image: bool = False):
 
 
 class SelfAttention(keras.layers.Layer):
-    def __init__(self, sn_epsilon: float = 1e-4, **kwargs):
+    def __init__(self, sn_epsilon: float = 1e-4, per_image: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.sn_epsilon = sn_epsilon
+        self.per_image = per_image  # training calls only (module docstring)
 
     def build(self, input_shape):
         c = int(input_shape[-1])
@@ -78,6 +79,6 @@ class SelfAttention(keras.layers.Layer):
         phi = tf.reshape(phi, (batch, (h // 2) * (w // 2), c // 8))
         g = tf.nn.max_pool2d(self.g(x, training=training), 2, 2, "VALID")
         g = tf.reshape(g, (batch, (h // 2) * (w // 2), c // 2))
-        o = tf.reshape(attend(theta, phi, g, per_image=bool(training)), (batch, h, w, c // 2))
+        o = tf.reshape(attend(theta, phi, g, per_image=self.per_image and bool(training)), (batch, h, w, c // 2))
         o = self.o(o, training=training)
         return x + tf.cast(self.gamma, self.compute_dtype) * o

@@ -35,7 +35,7 @@ class StagedNetwork(keras.Model):
             attention = None
             if not attention_done and stage.resolution == attention_resolution:
                 attention = SelfAttention(name=f"attention{stage.resolution}", sn_epsilon=self.cfg.sn_epsilon,
-                                          dtype=self.dtype_policy)
+                                          per_image=self.cfg.attention_per_image, dtype=self.dtype_policy)
                 attention_done = True
             self.stages.append((stage.resolution, blocks, attention))
         # Flat lists as attributes keep Keras' layer tracking (and variable paths) simple.
