@@ -28,9 +28,13 @@ RSS of the first iteration / of the next iteration, GB:
   + that, TF_ENABLE_ONEDNN_OPTS=0 (rejected: 1.5x slower) 5.87 / 6.17
   + TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1                     6.50 / 6.44
   + glibc mmap threshold 1 MB (tf_biggan/host_memory.py)  5.97 / 6.09
-  + attention one image at a time in training            5.77 / 5.90
-  paired run, this code vs BigGAN-PyTorch: peak 5.89 GB vs 5.10 GB (1.15x); 210 vs 255 s per
-  iteration (1.21x faster, load 8-10); start to first iteration 422 vs 406 s.
+  + attention one image at a time in training            5.77 / 5.90 (model.attention_per_image,
+                                                         off by default: ~10% slower)
+  paired run with that lever on, vs BigGAN-PyTorch: peak 5.89 GB vs 5.10 GB (1.15x); 210 vs 255 s
+  per iteration (1.21x faster, load 8-10); start to first iteration 422 vs 406 s.
+  defaults (attention batched), load 4-5: peak 6.09 GB, 44.5 s/iteration, start to first 156 s;
+  the commit before issue 14 (d0c9db9, model.ortho_reg=0 since ortho on needs 17 GB), load 8:
+  peak 7.60 GB, 135 s/iteration, start to first 223 s (build 90 s: orthogonal init).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. What is left above the peer: TF's runtime (0.69 GB at import vs torch's 0.22),
