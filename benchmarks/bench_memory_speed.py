@@ -33,6 +33,10 @@ RSS of the first iteration / of the next iteration, GB:
   paired run with that lever on, vs BigGAN-PyTorch: peak 5.89 GB vs 5.10 GB (1.15x); 210 vs 255 s
   per iteration (1.21x faster, load 8-10); start to first iteration 422 vs 406 s.
   defaults (attention batched), load 4-5: peak 6.09 GB, 44.5 s/iteration, start to first 156 s;
+  quiet machine (load < 1), back to back: ours 6.09 GB, 31.7 s/iteration, start to first 87.8 s
+  (build 21.5, trace + first iteration 62.6); BigGAN-PyTorch 5.17 GB, 30.2 s, 42.9 s: peak 1.18x,
+  iteration 0.95x (no faster), start-up 2.05x. Levers at load 3-4: model.dtype=mixed_bfloat16
+  5.63 GB, 35.4 s/iteration; train.jit_compile=true 8.53 GB, 46.9 s/iteration (no help on this CPU).
   the commit before issue 14 (d0c9db9, model.ortho_reg=0 since ortho on needs 17 GB), load 8:
   peak 7.60 GB, 135 s/iteration, start to first 223 s (build 90 s: orthogonal init).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
