@@ -47,12 +47,13 @@ KINDS = ("none", "ada")
 
 
 def overrides(args, kind: str) -> str:
-    common = (f"data.max_per_class={args.per_class},train.train_steps={args.steps},train.save_every={args.steps},"
+    save = args.save_every or args.steps
+    common = (f"data.max_per_class={args.per_class},train.train_steps={args.steps},train.save_every={save},"
               f"train.sample_every={args.steps},train.sv_every={args.steps},train.log_every=100,"
-              f"train.steps_per_loop=50,train.seed={args.seed}")
+              f"train.steps_per_loop=50,train.seed={args.seed},train.keep_checkpoints=20")
     if kind == "ada":
-        common += f",augment.kind=ada,augment.speed_kimg={args.speed_kimg}"
-    return common
+        common += f",augment.kind=ada,augment.speed_kimg={args.speed_kimg},augment.pipeline={args.pipeline}"
+    return common + (f",{args.extra}" if args.extra else "")
 
 
 def train(args, kind: str) -> dict:
@@ -76,14 +77,60 @@ def d4(images: np.ndarray, element: int) -> np.ndarray:
     return out[:, :, ::-1] if element >= 4 else out
 
 
-def samples(args, kind: str):
+def split_seen(x, y, per_class: int):
+    """The training subset (first `per_class` of each class, as data.max_per_class) and the rest."""
+    rank = np.zeros(len(y), dtype=np.int64)
+    for c in range(10):
+        (members,) = np.nonzero(y == c)
+        rank[members] = np.arange(len(members))
+    return rank < per_class
+
+
+class Judge:
+    """Real-data judges: a digit classifier (FID features, class accuracy) and a D4-orientation classifier
+    (leaks), both trained on ALL real training digits; the held-out digits for reference."""
+
+    def __init__(self):
+        from tf_biggan.evaluation.features import train_classifier
+
+        self.x_train, self.y_train = digits_images("train", 16)
+        self.x_test, self.y_test = digits_images("test", 16)
+        self.classifier = train_classifier(self.x_train, self.y_train, 10, seed=0)
+        orient_x = np.concatenate([d4(self.x_train, e) for e in range(8)])
+        orient_y = np.repeat(np.arange(8, dtype=np.int32), len(self.x_train))
+        self.orientation = train_classifier(orient_x, orient_y, 8, seed=1, epochs=8)
+        self.real_acts = self.classifier.activations(self.x_train)
+
+    def leaks(self, images) -> dict:
+        pred = np.argmax(self.orientation.logits(images), axis=1)
+        return {"share_read_rotated_or_flipped": float(np.mean(pred != 0)),
+                "share_inverted_background": float(np.mean(images.mean(axis=(1, 2, 3)) > 0.0))}
+
+    def reference(self) -> dict:
+        return {"classifier_heldout_accuracy": self.classifier.accuracy(self.x_test, self.y_test),
+                "orientation_heldout_accuracy": float(np.mean(np.concatenate(
+                    [np.argmax(self.orientation.logits(d4(self.x_test, e)), 1) == e for e in range(8)]))),
+                "real_heldout": self.leaks(self.x_test)}
+
+    def score(self, images, labels) -> dict:
+        from tf_biggan.evaluation.metrics import frechet_distance
+
+        return {"fid_classifier_features": frechet_distance(self.classifier.activations(images), self.real_acts),
+                "sample_class_accuracy": self.classifier.accuracy(images, labels), **self.leaks(images)}
+
+
+def load_trainer(args, kind: str):
     from tf_biggan.config import load_hparams
-    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
     from tf_biggan.training.trainer import GANTrainer
 
     hp = load_hparams(os.path.join(args.out, kind, "hparams.yaml"))
-    trainer = GANTrainer(hp, model_dir=os.path.join(args.out, kind), verbose=False)
-    trainer.restore()
+    return hp, GANTrainer(hp, model_dir=os.path.join(args.out, kind), verbose=False)
+
+
+def samples(hp, trainer):
+    """1,000 EMA-G samples, 100 per class, after standing statistics (fixed latents)."""
+    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
+
     ev = hp.eval
     accumulate_standing_stats(trainer.ema_g, num_passes=ev.standing_stats_passes, batch_size=ev.standing_stats_batch,
                               seed=12345)
@@ -91,39 +138,74 @@ def samples(args, kind: str):
     z = tf.random.stateless_normal((len(labels), hp.model.dim_z), seed=(2024, 1))
     images = np.concatenate([trainer.ema_g((z[i:i + 100], labels[i:i + 100]), training=False).numpy()
                              for i in range(0, len(labels), 100)])
-    return images, labels, float(trainer.augment.p.numpy())
+    return images, labels
 
 
-def evaluate(args) -> dict:
-    from tf_biggan.evaluation.features import train_classifier
-    from tf_biggan.evaluation.metrics import frechet_distance
+def nearest_distance(a, b) -> np.ndarray:
+    """Per row of a: the L2 distance to the nearest row of b (images flattened)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    d2 = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None]
+    return np.sqrt(np.maximum(d2.min(axis=1), 0))
+
+
+def overfitting(trainer, judge: Judge, per_class: int, images) -> dict:
+    """D on its training digits vs unseen training-split digits (same count per class), and whether G
+    copies its training digits: samples' nearest-neighbour distance to the seen vs to unseen digits."""
+    seen = split_seen(judge.x_train, judge.y_train, per_class)
+    unseen = ~seen & split_seen(judge.x_train, judge.y_train, 2 * per_class)
+    d = lambda m: trainer.d((tf.constant(judge.x_train[m]), tf.constant(judge.y_train[m])),  # noqa: E731
+                            training=False).numpy().ravel()
+    d_seen, d_unseen = d(seen), d(unseen)
+    return {"d_seen_mean": float(d_seen.mean()), "d_unseen_mean": float(d_unseen.mean()),
+            "d_seen_sign": float(np.sign(d_seen).mean()), "d_unseen_sign": float(np.sign(d_unseen).mean()),
+            "nn_to_seen": float(nearest_distance(images, judge.x_train[seen]).mean()),
+            "nn_to_unseen": float(nearest_distance(images, judge.x_train[unseen]).mean()),
+            "nn_real_unseen_to_seen": float(nearest_distance(judge.x_train[unseen], judge.x_train[seen]).mean())}
+
+
+def trajectory(model_dir: str, bucket: int = 500) -> dict:
+    """From MODEL_DIR/train/scalars.jsonl: per `bucket` steps, the mean of the logged E[sign(D(real))]
+    (ADA's r_t, logged every train.log_every steps) and p at the bucket's end."""
+    rows = {}
+    with open(os.path.join(model_dir, "train", "scalars.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["tag"] in ("losses/ada_sign_real", "augment/p"):
+                rows.setdefault(r["tag"], {})[r["step"]] = r["value"]
+    out = {}
+    for tag, name in (("losses/ada_sign_real", "r_t"), ("augment/p", "p")):
+        by = {}
+        for step, v in sorted(rows.get(tag, {}).items()):
+            by.setdefault((step - 1) // bucket, []).append(v)
+        out[name] = {(b + 1) * bucket: round(float(np.mean(v) if name == "r_t" else v[-1]), 3)
+                     for b, v in sorted(by.items())}
+    return out
+
+
+def evaluate(args, kinds=KINDS, every_checkpoint: bool = False) -> dict:
+    """Scores the last checkpoint of each arm (every kept checkpoint with every_checkpoint)."""
     from tf_biggan.images import tile
 
-    x_train, y_train = digits_images("train", 16)
-    x_test, y_test = digits_images("test", 16)
-    classifier = train_classifier(x_train, y_train, 10, seed=0)
-    orient_x = np.concatenate([d4(x_train, e) for e in range(8)])
-    orient_y = np.repeat(np.arange(8, dtype=np.int32), len(x_train))
-    orientation = train_classifier(orient_x, orient_y, 8, seed=1, epochs=8)
-    real_acts = classifier.activations(x_train)
-
-    def leak_stats(images):
-        pred = np.argmax(orientation.logits(images), axis=1)
-        return {"share_read_rotated_or_flipped": float(np.mean(pred != 0)),
-                "share_inverted_background": float(np.mean(images.mean(axis=(1, 2, 3)) > 0.0))}
-
-    out = {"classifier_heldout_accuracy": classifier.accuracy(x_test, y_test),
-           "orientation_heldout_accuracy": float(np.mean(np.concatenate(
-               [np.argmax(orientation.logits(d4(x_test, e)), 1) == e for e in range(8)]))),
-           "real_heldout": leak_stats(x_test)}
-    for kind in KINDS:
-        images, labels, p = samples(args, kind)
-        report_path = os.path.join(args.out, kind, "train_report.json")
-        with open(report_path) as f:
+    judge = Judge()
+    out = judge.reference()
+    for kind in kinds:
+        hp, trainer = load_trainer(args, kind)
+        paths = tf.train.get_checkpoint_state(os.path.join(args.out, kind)).all_model_checkpoint_paths
+        rows = {}
+        for path in (paths if every_checkpoint else paths[-1:]):
+            trainer.run_checkpoint.restore(path)
+            step = int(trainer.step.numpy())
+            images, labels = samples(hp, trainer)
+            rows[step] = {**judge.score(images, labels), **overfitting(trainer, judge, hp.data.max_per_class, images),
+                          "p": float(trainer.augment.p.numpy())}
+            print(f"[bench] {kind} step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in rows[step].items()), flush=True)
+        last = rows[max(rows)]
+        with open(os.path.join(args.out, kind, "train_report.json")) as f:
             report = json.load(f)
-        out[kind] = {"fid_classifier_features": frechet_distance(classifier.activations(images), real_acts),
-                     "sample_class_accuracy": classifier.accuracy(images, labels), "final_p": p,
-                     "train_seconds": report["seconds"], "steps": report["step"], **leak_stats(images)}
+        out[kind] = {**last, "final_p": last["p"], "train_seconds": report["seconds"], "steps": report["step"],
+                     **trajectory(os.path.join(args.out, kind))}
+        if every_checkpoint:
+            out[kind]["by_step"] = rows
         grid = tile(images.reshape(10, 100, 16, 16, 3)[:, :10])
         tf.io.write_file(os.path.join(args.out, f"samples_{kind}.png"), tf.io.encode_png(grid))
     return out
@@ -152,12 +234,15 @@ def cost(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--phase", default="all", choices=("all", "train", "evaluate", "cost"))
+    parser.add_argument("--phase", default="all", choices=("all", "train", "evaluate", "diagnose", "cost"))
     parser.add_argument("--kind", default=None, choices=KINDS)
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--per_class", type=int, default=50)
     parser.add_argument("--speed_kimg", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save_every", type=int, default=0, help="checkpoint period (default: the end only)")
+    parser.add_argument("--pipeline", default="bgc")
+    parser.add_argument("--extra", default="", help="more hparams overrides for both arms")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.phase == "train":
@@ -165,15 +250,18 @@ def main() -> int:
         return 0
     results = {}
     if args.phase == "all":
-        # Both runs at once, each in its own process (same steps and seeds).
-        procs = [subprocess.Popen([sys.executable, __file__, "--phase", "train", "--kind", k, "--out", args.out,
-                                   "--steps", str(args.steps), "--per_class", str(args.per_class),
-                                   "--speed_kimg", str(args.speed_kimg), "--seed", str(args.seed)])
-                 for k in KINDS]
-        if any(p.wait() for p in procs):
-            return 1
+        # One run after the other, each in its own process (same steps and seeds).
+        for k in KINDS:
+            cmd = [sys.executable, __file__, "--phase", "train", "--kind", k, "--out", args.out, "--steps",
+                   str(args.steps), "--per_class", str(args.per_class), "--speed_kimg", str(args.speed_kimg),
+                   "--seed", str(args.seed), "--save_every", str(args.save_every), "--pipeline", args.pipeline,
+                   "--extra", args.extra]
+            if subprocess.call(cmd):
+                return 1
     if args.phase in ("all", "evaluate"):
         results["limited_data"] = evaluate(args)
+    if args.phase == "diagnose":
+        results["limited_data"] = evaluate(args, [args.kind] if args.kind else KINDS, every_checkpoint=True)
     if args.phase in ("all", "cost"):
         results["cost"] = cost(args)
     import platform

@@ -87,6 +87,9 @@ PIPELINES = {
     "blit": AdaSpec(**_on(("xflip", "rotate90", "xint"))),
     "geom": AdaSpec(**_on(("scale", "rotate", "aniso", "xfrac"))),
     "color": AdaSpec(**_on(COLOR)),
+    # blit + geom, the reference's `bg`: for data whose colour carries no variation to learn from
+    # (greyscale digits: hue and saturation only paint a grey digit), seed 003 Figure 4a.
+    "bg": AdaSpec(**_on(GEOMETRIC)),
     "bgc": AdaSpec(**_on(GEOMETRIC + COLOR)),  # the reference default
     "bgcnc": AdaSpec(**_on(TRANSFORMS)),
 }
