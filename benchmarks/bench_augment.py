@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1], one loader)
 
-KINDS = ("none", "ada")
+KINDS = ("none", "ada")  # the two arms of the claim; "fixed" (augment.p = --p) is a control
 
 
 def overrides(args, kind: str) -> str:
@@ -53,6 +53,8 @@ def overrides(args, kind: str) -> str:
               f"train.steps_per_loop=50,train.seed={args.seed},train.keep_checkpoints=20")
     if kind == "ada":
         common += f",augment.kind=ada,augment.speed_kimg={args.speed_kimg},augment.pipeline={args.pipeline}"
+    if kind == "fixed":
+        common += f",augment.kind=fixed,augment.p={args.p},augment.pipeline={args.pipeline}"
     return common + (f",{args.extra}" if args.extra else "")
 
 
@@ -235,7 +237,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--phase", default="all", choices=("all", "train", "evaluate", "diagnose", "cost"))
-    parser.add_argument("--kind", default=None, choices=KINDS)
+    parser.add_argument("--kind", default=None, choices=KINDS + ("fixed",))
+    parser.add_argument("--p", type=float, default=0.4, help="augment.p of the fixed-p control arm")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--per_class", type=int, default=50)
     parser.add_argument("--speed_kimg", type=float, default=10.0)
