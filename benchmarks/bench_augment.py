@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1], one loader)
+from tf_biggan.atomic import write_json  # noqa: E402
 
 KINDS = ("none", "ada")  # the two arms of the claim; "fixed" (augment.p = --p) is a control
 
@@ -239,11 +240,11 @@ def main() -> int:
     parser.add_argument("--phase", default="all", choices=("all", "train", "evaluate", "diagnose", "cost"))
     parser.add_argument("--kind", default=None, choices=KINDS + ("fixed",))
     parser.add_argument("--p", type=float, default=0.4, help="augment.p of the fixed-p control arm")
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--per_class", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--per_class", type=int, default=10)
     parser.add_argument("--speed_kimg", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save_every", type=int, default=0, help="checkpoint period (default: the end only)")
+    parser.add_argument("--save_every", type=int, default=1000, help="checkpoint period: each checkpoint is scored")
     parser.add_argument("--pipeline", default="bgc")
     parser.add_argument("--extra", default="", help="more hparams overrides for both arms")
     args = parser.parse_args()
@@ -261,17 +262,17 @@ def main() -> int:
                    "--extra", args.extra]
             if subprocess.call(cmd):
                 return 1
-    if args.phase in ("all", "evaluate"):
-        results["limited_data"] = evaluate(args)
-    if args.phase == "diagnose":
+    if args.phase == "evaluate":
+        results["limited_data"] = evaluate(args, [args.kind] if args.kind else KINDS)
+    if args.phase in ("all", "diagnose"):
         results["limited_data"] = evaluate(args, [args.kind] if args.kind else KINDS, every_checkpoint=True)
     if args.phase in ("all", "cost"):
         results["cost"] = cost(args)
     import platform
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}"
     print(json.dumps(results, indent=2, sort_keys=True))
-    with open(os.path.join(args.out, f"bench_augment_{args.phase}.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
+    name = f"bench_augment_{args.phase}" + (f"_{args.kind}" if args.kind else "")
+    write_json(os.path.join(args.out, f"{name}.json"), results)
     return 0
 
 
