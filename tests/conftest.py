@@ -55,3 +55,14 @@ def tiny_run(tmp_path_factory):
 
     model_dir = evaluation_run.train(str(tmp_path_factory.mktemp("tiny_run")))
     return model_dir, saved_hparams(model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_module(tiny_run, tmp_path_factory):
+    """The tiny run exported by `--mode=export` with its defaults (latest checkpoint, the run's
+    eval.export_truncations): the one TF-Hub module the export and synthesis tests read."""
+    import evaluation_run
+
+    path = str(tmp_path_factory.mktemp("tiny_module") / "hub")
+    evaluation_run.mode("export")(None, evaluation_run.flags(tiny_run[0], export_dir=path))
+    return path

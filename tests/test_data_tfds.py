@@ -1,6 +1,5 @@
 """TFDS datasets: a tiny one is built under tmp_path by a GeneratorBasedBuilder (no download)."""
 
-import io
 
 import numpy as np
 import pytest
@@ -13,6 +12,9 @@ from tf_biggan.data import pipeline  # noqa: E402
 from tf_biggan.errors import UserError  # noqa: E402
 
 from test_data_preprocess import reference_crop_resize  # noqa: E402
+
+# This module's fixtures are built once: all its tests run on one xdist worker (CI: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("data_tfds")
 
 tfds.disable_progress_bar()
 

@@ -22,6 +22,9 @@ from tf_biggan.sampling.labels import class_balanced_labels
 from tf_biggan.sampling.run import load_run
 from tf_biggan.sampling.standing_stats import apply_standing_stats, get_bn_stats
 
+# The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
 
 @pytest.fixture(scope="module")
 def swept(tiny_run):

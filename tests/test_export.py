@@ -1,4 +1,6 @@
-"""TF-Hub export: the official modules' contract, truncation-indexed standing statistics (Appendix C.1)."""
+"""TF-Hub export: the official modules' contract, truncation-indexed standing statistics (Appendix C.1).
+
+One export of the session's tiny run serves every test that reads a module (conftest.py `tiny_module`)."""
 
 import json
 import os
@@ -10,25 +12,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_biggan.config import load_hparams
+import evaluation_run
 from tf_biggan.export.hub import export_generator, standing_stats_grid
-from tf_biggan.models import Generator
 from tf_biggan.sampling.standing_stats import set_bn_stats
 
-GRID = [0.5, 1.0, 2.0]
+# The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
+GRID = [0.5, 1.0]  # evaluation_run's eval.export_truncations
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    hp = load_hparams("digits", "model.ch=4")
-    g = Generator(hp.model, 10)
-    g.build_for_input()
-    for seed in range(3):  # move the weights' BN state away from the initial values
-        g((tf.random.normal((16, 60), seed=seed), tf.range(16) % 10), training=True)
-    path = str(tmp_path_factory.mktemp("export") / "module")
-    export_generator(g, path, GRID, num_passes=3, batch_size=32, metadata={"step": 123}, seed=5)
-    tables = standing_stats_grid(g, GRID, num_passes=3, batch_size=32, seed=5)
-    return g, path, tables
+def exported(tiny_run, tiny_module):
+    """The session's tiny run exported by `--mode=export` with its defaults (conftest.py `tiny_module`),
+    the run's EMA-G restored in memory, and the per-truncation BN statistics the export must hold
+    (standing statistics over eval.export_truncations, Appendix C.1)."""
+    from tf_biggan.sampling.run import load_run
+
+    model_dir, hp = tiny_run
+    run = load_run(model_dir, hp=hp)
+    g = run.ema_generator
+    tables = standing_stats_grid(g, hp.eval.export_truncations, num_passes=hp.eval.standing_stats_passes,
+                                 batch_size=hp.eval.standing_stats_batch, seed=hp.train.seed)
+    return g, tiny_module, tables, run
 
 
 def _inputs():
@@ -51,7 +57,8 @@ def _reference(g, tables, weights_fn):
 
 
 def test_hub_load_in_a_fresh_process_matches_the_in_memory_generator(exported, tmp_path):
-    g, path, tables = exported
+    g, path, tables, _ = exported
+    assert GRID == [0.5, 1.0]
     z, y = _inputs()
     np.save(tmp_path / "z.npy", z)
     np.save(tmp_path / "y.npy", y)
@@ -75,7 +82,8 @@ def test_hub_load_in_a_fresh_process_matches_the_in_memory_generator(exported, t
 
 
 def test_signature_names_shapes_dtypes_and_metadata(exported):
-    _, path, _ = exported
+    """--mode=export's defaults: the LATEST checkpoint, the run's eval.export_truncations."""
+    _, path, _, run = exported
     m = tf.saved_model.load(path)
     fn = m.signatures["default"]
     _, kwargs = fn.structured_input_signature
@@ -87,8 +95,10 @@ def test_signature_names_shapes_dtypes_and_metadata(exported):
     assert images.dtype == tf.float32 and float(tf.reduce_max(tf.abs(images))) <= 1.0
     with open(os.path.join(path, "assets", "metadata.json")) as f:
         meta = json.load(f)
-    assert (meta["resolution"], meta["dim_z"], meta["num_classes"], meta["step"]) == (16, 60, 10, 123)
+    assert (meta["resolution"], meta["dim_z"], meta["num_classes"]) == (16, 60, 10)
+    assert meta["step"] == run.step == evaluation_run.STEPS and meta["checkpoint"] == os.path.abspath(run.checkpoint)
     assert meta["truncation_grid"] == GRID and meta["latent_convention"] == "paper_resample"
+    assert meta["hparams"]["model"]["ch"] == 4
     z = m.signatures["sample_latents"](batch_size=tf.constant(500), seed=tf.constant(3, tf.int64),
                                        truncation=tf.constant(0.5))["z"]
     assert z.shape == (500, 60) and float(tf.reduce_max(tf.abs(z))) <= 0.5
@@ -101,7 +111,7 @@ def test_loads_as_hub_keras_layer_in_a_tf_keras_model(exported):
     import tensorflow_hub as hub
     import tf_keras
 
-    _, path, _ = exported
+    _, path, _, _ = exported
     z, y = _inputs()
     layer = hub.KerasLayer(path, signature="default", output_key="default",
                            arguments=dict(truncation=tf.constant(0.5)))
@@ -113,55 +123,47 @@ def test_loads_as_hub_keras_layer_in_a_tf_keras_model(exported):
 
 
 def test_export_replaces_atomically(exported, tmp_path):
-    g, _, _ = exported
+    g = exported[0]
     target = tmp_path / "m"
-    for step in (1, 2):
-        export_generator(g, str(target), [1.0], num_passes=1, batch_size=8, metadata={"step": step})
+    (target / "assets").mkdir(parents=True)  # an earlier export at the same path
+    (target / "assets" / "metadata.json").write_text(json.dumps({"step": 1}))
+    (target / "stale.txt").write_text("from the earlier export")
+    export_generator(g, str(target), [1.0], num_passes=1, batch_size=8, metadata={"step": 2})
     with open(target / "assets" / "metadata.json") as f:
         assert json.load(f)["step"] == 2
-    assert sorted(os.listdir(tmp_path)) == ["m"]
-
-
-def test_export_mode_from_a_training_run(tiny_run, tmp_path):
-    """--mode=export honours the run's eval.* overrides (here eval.export_truncations) and exports the
-    latest checkpoint by default; the module is the run's EMA-G with per-truncation statistics."""
-    from evaluation_run import flags, mode
-    from tf_biggan.sampling.run import load_run
-
-    model_dir, hp = tiny_run
-    out = str(tmp_path / "hub")
-    mode("export")(None, flags(model_dir, export_dir=out, hparams_overrides="eval.export_truncations=[0.5,1.5]"))
-    module = tf.saved_model.load(out)
-    run = load_run(model_dir, hp=hp)
-    tables = standing_stats_grid(run.ema_generator, [0.5, 1.5], num_passes=hp.eval.standing_stats_passes,
-                                 batch_size=hp.eval.standing_stats_batch, seed=hp.train.seed)
-    expected = _reference(run.ema_generator, tables, lambda rows: rows[1])
-    z, y = _inputs()
-    got = module.signatures["default"](z=tf.constant(z), y=tf.constant(y), truncation=tf.constant(1.5))["default"]
-    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
-    with open(os.path.join(out, "assets", "metadata.json")) as f:
-        meta = json.load(f)
-    assert meta["step"] == run.step and meta["checkpoint"] == os.path.abspath(run.checkpoint)
-    assert meta["truncation_grid"] == [0.5, 1.5] and meta["hparams"]["model"]["ch"] == 4
+    assert not (target / "stale.txt").exists()  # replaced whole, not merged
+    assert sorted(os.listdir(tmp_path)) == ["m"]  # no temporary left beside it
 
 
 def test_export_cli_exports_the_checkpoint_it_is_given(tiny_run, tmp_path):
     """Through the real CLI: --checkpoint=<an earlier checkpoint> exports THAT step (it used to
-    export the latest silently), and a missing checkpoint or run is a one-line error (exit 2)."""
-    import evaluation_run
+    export the latest silently) and honours the run's eval.* overrides (here eval.export_truncations,
+    once dropped); a missing checkpoint or run is a one-line error (exit 2)."""
+    from tf_biggan.sampling.run import load_run
 
-    model_dir, _ = tiny_run
+    model_dir, hp = tiny_run
     earlier = os.path.join(model_dir, f"ckpt-{evaluation_run.STEPS // 2}")
     out = tmp_path / "hub"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     cli = [sys.executable, "-m", "tf_biggan.main", "--mode=export", f"--model_dir={model_dir}"]
-    proc = subprocess.run(cli + [f"--checkpoint={earlier}", f"--export_dir={out}"], cwd=repo, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(cli + [f"--checkpoint={earlier}", f"--export_dir={out}",
+                                 "--hparams_overrides=eval.export_truncations=[0.5,1.5]"],
+                          cwd=repo, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = json.loads((out / "assets" / "metadata.json").read_text())
     assert meta["step"] == evaluation_run.STEPS // 2 and meta["checkpoint"] == os.path.abspath(earlier)
+    assert meta["truncation_grid"] == [0.5, 1.5]
     assert f"step {evaluation_run.STEPS // 2}" in proc.stdout
+    # The module is the EARLIER checkpoint's EMA-G with statistics at truncation 1.5 (grid row 1).
+    g = load_run(model_dir, earlier, hp=hp).ema_generator
+    tables = standing_stats_grid(g, [0.5, 1.5], num_passes=hp.eval.standing_stats_passes,
+                                 batch_size=hp.eval.standing_stats_batch, seed=hp.train.seed)
+    expected = _reference(g, tables, lambda rows: rows[1])
+    z, y = _inputs()
+    module = tf.saved_model.load(str(out))
+    got = module.signatures["default"](z=tf.constant(z), y=tf.constant(y), truncation=tf.constant(1.5))["default"]
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
     bad = subprocess.run(cli + [f"--checkpoint={model_dir}/ckpt-7", f"--export_dir={tmp_path / 'x'}"], cwd=repo,
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "--checkpoint=" in bad.stderr and "does not exist" in bad.stderr

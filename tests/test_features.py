@@ -11,6 +11,9 @@ from sklearn.datasets import load_digits
 from tf_biggan.evaluation import features, metrics, real_stats
 from tf_biggan.errors import UserError
 
+# This module's fixtures are built once: all its tests run on one xdist worker (CI: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("features")
+
 
 # ---------------------------------------------------------------------------------------------
 # The project's classifier on the embedded digits (sklearn 8x8, upscaled to 16 px, in [-1, 1]).

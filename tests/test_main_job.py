@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+# This module's fixtures are built once: all its tests run on one xdist worker (CI: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("main_job")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The embedded default made tiny: a few steps, two truncations, one CAS epoch.
@@ -25,7 +28,7 @@ NUMBERS = ["fid", "is", "truncation", "sample_class_accuracy", "cas_top1", "real
 def _run_all(model_dir, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=all", f"--model_dir={model_dir}",
-                           f"--hparams_overrides={TINY}", *extra], cwd=ROOT, env=env, capture_output=True,
+                           f"--hparams_overrides={TINY}", "--images_per_class=30", *extra], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

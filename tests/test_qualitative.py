@@ -21,6 +21,9 @@ from tf_biggan.evaluation.real_data import real_images
 from tf_biggan.sampling.run import load_run
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
+# The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
 
 @pytest.fixture(scope="module")
 def run(tiny_run):

@@ -1,24 +1,19 @@
 """The stability toolkit inside training (paper Section 4, Appendices E, G): training latents reach
-the step, interventions and kept checkpoints on disk, and the real CLI from a detected collapse to
-an intervention resume (Appendix G.1).
+the step, interventions and kept checkpoints on disk. The real CLI from a detected collapse to an intervention
+resume (Appendix G.1) is tests/test_cli.py's two-replica scenario.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 from tf_biggan.config import HParamsError, load_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.training import intervene
 from tf_biggan.training.stability import PriorLatentSampler
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,train.save_every=2,"
         "train.sv_every=2,train.sample_every=100,train.sample_columns=2,eval.standing_stats_passes=2,"
         "eval.standing_stats_batch=20")
@@ -169,55 +164,3 @@ def test_intervention_moves_the_abandoned_branch_and_records_itself(tmp_path):
             intervene.parse(bad)
     with pytest.raises(UserError, match="--checkpoint"):
         intervene.begin(hp, run, "g_lr=1.0e-5", os.path.join(run, "ckpt-99"))
-
-
-def cli(model_dir, overrides, *extra):
-    return subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=train", f"--model_dir={model_dir}",
-                           f"--hparams_overrides={overrides}", *extra], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-
-
-def test_cli_collapse_stop_then_intervene_from_a_kept_checkpoint(tmp_path):
-    """Through the real CLI: a detected collapse stops the run and keeps the checkpoint before it;
-    --intervene resumes from that checkpoint with the changed settings and the rest identical."""
-    run = str(tmp_path / "run")
-    # A rule that fires on the second record (D's loss "jumps" by more than -100) exercises the
-    # plumbing deterministically; the rule itself is tested on traces in test_stability.py.
-    detect = (",stability.detect_collapse=true,stability.collapse_window=1,stability.collapse_patience=1,"
-              "stability.collapse_d_loss_jump=-100.0,stability.keep_before_collapse=1")
-    first = cli(run, TINY + ",train.train_steps=8" + detect)
-    assert first.returncode == 2, first.stderr[-2000:]
-    assert "collapse detected at step 4" in first.stderr and "pre_collapse" in first.stderr
-    with open(os.path.join(run, "collapse.json")) as f:
-        assert json.load(f)["step"] == 4
-    chosen = os.path.join(run, "pre_collapse", "ckpt-2")
-    assert tf.io.gfile.exists(chosen + ".index")
-    with open(os.path.join(run, "hparams.yaml")) as f:
-        before = yaml.safe_load(f)
-
-    second = cli(run, TINY + ",train.train_steps=6,stability.detect_collapse=false", f"--checkpoint={chosen}",
-                 "--intervene=g_lr=1.0e-4,freeze=d,reset_adam=g")
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "resumed from" in second.stdout and "ckpt-2 at step 2" in second.stdout
-    with open(os.path.join(run, "hparams.yaml")) as f:
-        after = yaml.safe_load(f)
-    assert after["train"]["g_lr"] == 1e-4 and after["stability"]["freeze"] == "d"
-    from tf_biggan.training.checkpoints import RESUMABLE_KEYS
-
-    for section in before:  # everything else as the run had it
-        for key, value in before[section].items():
-            if f"{section}.{key}" not in RESUMABLE_KEYS | {"train.g_lr", "stability.freeze"}:
-                assert after[section][key] == value, (section, key)
-    (entry,) = intervene.history(run)
-    assert entry["checkpoint"] == chosen and entry["actions"] == {"reset_adam": "g"}
-
-    old, new = tf.train.load_checkpoint(chosen), tf.train.load_checkpoint(os.path.join(run, "ckpt-6"))
-    names = [n for n, _ in tf.train.list_variables(chosen)]
-    d_kernels = [n for n in names if n.startswith("discriminator/") and n.endswith("kernel/.ATTRIBUTES/VARIABLE_VALUE")]
-    g_kernels = [n for n in names if n.startswith("generator/") and n.endswith("kernel/.ATTRIBUTES/VARIABLE_VALUE")]
-    assert d_kernels and g_kernels
-    for n in d_kernels:  # D frozen from the chosen checkpoint on: identical weights
-        np.testing.assert_array_equal(old.get_tensor(n), new.get_tensor(n), err_msg=n)
-    assert any(not np.array_equal(old.get_tensor(n), new.get_tensor(n)) for n in g_kernels)
-    iterations = {n.split("/")[0]: new.get_tensor(n) for n in names if n.endswith("iterations/.ATTRIBUTES/VARIABLE_VALUE")}
-    assert iterations == {"g_optimizer": 4, "d_optimizer": 2}, iterations  # G's Adam reset at step 2

@@ -21,6 +21,9 @@ from tf_biggan.errors import UserError
 from tf_biggan.export import synthesize as synth
 from tf_biggan.sampling.labels import interleaved_labels
 
+# The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
 # The ImageNet layout exactly as a reader that knows nothing of tf_biggan parses it.
 IMAGENET_FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -65,10 +68,8 @@ def run_dir(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def module_dir(run_dir, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("synth_module") / "hub")
-    evaluation_run.mode("export")(None, evaluation_run.flags(run_dir, export_dir=path))
-    return path
+def module_dir(tiny_module):
+    return tiny_module
 
 
 # ------------------------------------------------------------------------------------------------

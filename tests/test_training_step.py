@@ -12,6 +12,9 @@ from tf_biggan.training.checkpoints import CHECKPOINT_OBJECTS, variables_checkpo
 from tf_biggan.training.step import LatentSampler, PenaltyTerm
 from tf_biggan.training.trainer import GANTrainer
 
+# This module's fixtures are built once: all its tests run on one xdist worker (CI: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("training_step")
+
 TINY = "model.ch=4,train.batch_size=8,train.disc_steps=2,train.steps_per_loop=1"
 
 
