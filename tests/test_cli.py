@@ -1,7 +1,7 @@
-"""Flags through the real CLI (a subprocess, cwd = the repository root): --mode=train with
---cpu_replicas trains, stops at a detected collapse, and resumes from a kept --checkpoint with
---intervene; required / exclusive / out-of-range flags fail before any work with exit status 2 and
-one line naming the flag."""
+"""Flags through the real CLI (a subprocess, cwd = the repository root): --mode=train stops at a
+detected collapse and resumes from a kept --checkpoint with --intervene and --cpu_replicas=2;
+required / exclusive / out-of-range flags fail before any work with exit status 2 and one line
+naming the flag."""
 
 import json
 import os
@@ -28,19 +28,18 @@ def cli(*args, timeout=900):
 
 
 def test_two_cpu_replicas_collapse_stop_then_intervene_resumes(tmp_path):
-    """A user's run on a laptop, through the real CLI (paper Appendix G.1's workflow): --cpu_replicas=2
-    trains under MirroredStrategy; a detected collapse stops the run (exit 2) and keeps the checkpoint
-    before it; --checkpoint + --intervene resume from that checkpoint to a later step with the changed
-    settings and everything else as the run had it, and write train_report.json and the final grid."""
+    """A user's run, through the real CLI (paper Appendix G.1's workflow): a detected collapse stops the
+    run (exit 2) and keeps the checkpoint before it; --checkpoint + --intervene resume from that
+    checkpoint with --cpu_replicas=2 (MirroredStrategy: a checkpoint does not depend on the replica
+    count) to a later step, with the changed settings and everything else as the run had it, and write
+    train_report.json and the final grid."""
     run = str(tmp_path / "run")
     # A rule that fires on the second record (D's loss "jumps" by more than -100) exercises the
     # plumbing deterministically; the rule itself is tested on traces in test_stability.py.
     detect = (",stability.detect_collapse=true,stability.collapse_window=1,stability.collapse_patience=1,"
               "stability.collapse_d_loss_jump=-100.0,stability.keep_before_collapse=1")
-    common = ["--mode=train", "--cpu_replicas=2", f"--model_dir={run}"]
-    first = cli(*common, f"--hparams_overrides={SCENARIO},train.train_steps=8{detect}")
+    first = cli("--mode=train", f"--model_dir={run}", f"--hparams_overrides={SCENARIO},train.train_steps=8{detect}")
     assert first.returncode == 2, first.stdout[-2000:] + first.stderr[-3000:]
-    assert "on 2 replica(s) (MirroredStrategy)" in first.stdout
     assert "collapse detected at step 4" in first.stderr and "pre_collapse" in first.stderr
     with open(os.path.join(run, "collapse.json")) as f:
         assert json.load(f)["step"] == 4
@@ -49,9 +48,11 @@ def test_two_cpu_replicas_collapse_stop_then_intervene_resumes(tmp_path):
     with open(os.path.join(run, "hparams.yaml")) as f:
         before = yaml.safe_load(f)
 
-    second = cli(*common, f"--hparams_overrides={SCENARIO},train.train_steps=6,stability.detect_collapse=false",
+    second = cli("--mode=train", "--cpu_replicas=2", f"--model_dir={run}",
+                 f"--hparams_overrides={SCENARIO},train.train_steps=6,stability.detect_collapse=false",
                  f"--checkpoint={chosen}", "--intervene=g_lr=1.0e-4,freeze=d,reset_adam=g")
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
+    assert "on 2 replica(s) (MirroredStrategy)" in second.stdout
     assert "resumed from" in second.stdout and "ckpt-2 at step 2" in second.stdout
     with open(os.path.join(run, "train_report.json")) as f:
         report = json.load(f)
