@@ -58,8 +58,9 @@ Why ADA does not deliver the claim here (the --phase diagnose scores every check
     digits gives 100%.
 ada_augment bgc cost, two runs (one at load 0.5, one beside a training job): 16 px batch 64:
   3,040-3,140 img/s at p = 1, 3,180-3,600 at p = 0.2; 128 px batch 16: 47-72 img/s at p = 1, 54-85 at
-  p = 0.2. Training at 16 px runs at ~470 img/s without augmentation, ~290 with ADA (3 augmented batches
-  per step).
+  p = 0.2. Training at 16 px ran at ~470 img/s without augmentation, ~290 with ADA (3 augmented batches
+  per step) even while p sat at 0; the step now skips the pipeline at p = 0 (ADA at p = 0: 518-644 img/s
+  vs 578-624 without augmentation, alternating runs at load ~3).
 
 Run:  python benchmarks/bench_augment.py --out DIR [--steps 4000] [--per_class 10] [--seed 0]
       (phases: --phase train --kind none|ada|fixed; --phase evaluate (last checkpoints);
