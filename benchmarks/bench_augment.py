@@ -1,8 +1,12 @@
 """Benchmark of tf_biggan.augment (issue 11): ADA on limited data, leaks, and the augmentation's cost.
 
 1. Limited data: the embedded digits with at most `--per_class` training images per class
-   (data.max_per_class), trained twice with the same steps and seeds, augment.kind=none and
-   augment.kind=ada (pipeline bgc; speed_kimg lowered so p can move within a short run).
+   (data.max_per_class), trained with the same steps and seeds as augment.kind=none, augment.kind=ada
+   (pipeline bgc; speed_kimg 10 instead of 500: a run here is ~130-190 kimg, not 25,000) and, as a
+   control, augment.kind=fixed (p = --p), one after the other; every --save_every checkpoint is scored.
+   Diagnosis at each checkpoint: D on its training digits vs unseen digits of the training split,
+   r_t and the paper's validation heuristic r_v (seed 003, Section 3), and G's nearest-neighbour
+   distances to seen vs unseen digits (memorisation); r_t and p over training from train/scalars.jsonl.
 2. Scores of 1,000 EMA-G samples (100 per class, standing statistics first) with the project's
    classifier trained on ALL real training digits (tf_biggan.evaluation.features):
    FID on its features against the real training digits, and the share labelled as the asked class.
@@ -13,17 +17,55 @@
 4. Cost: images/s of ada_augment (pipeline bgc, every transform applied: p = 1, and p = 0.2) at
    16 px (batch 64) and 128 px (batch 16), after compilation.
 
-Measured (AMD EPYC, 2 cores shared with other jobs at load 12-18, so img/s are pessimistic), 1,500 steps:
-  50/class  none: FID 4.28, class acc 98.7%, read rotated/flipped 16.6%  | ada: 4.47, 96.2%, 13.0%
-  10/class  none: FID 16.15, class acc 99.5%, rotated/flipped 8.6%      | ada: 11.11, 90.9%, 18.1%
-  real held-out digits read rotated/flipped: 11.8%; inverted backgrounds: 0% everywhere.
-  ADA's p peaks at ~0.2 after 100 steps and settles at 0-0.08: with BigGAN's hinge loss and spectral
-  norm, E[sign(D(real))] stays below the 0.6 target here, so ADA hardly augments and the differences
-  are within seed noise (an earlier run at 50/class gave ada FID 2.86 vs 4.91).
-  ada_augment bgc: 16 px ~1,000-1,500 img/s, 128 px ~8-18 img/s (loaded machine).
+Measured (AMD EPYC, 2 cores shared with two other jobs; seed = train.seed; pipeline bgc, speed_kimg 10;
+FID on classifier features, lower is better; acc = sample class accuracy; rot/flip = share read as a
+rotated or flipped digit, real held-out digits: 11.8%; r_t = mean of the logged E[sign(D(real))];
+Dgap = E[D(seen digits)] - E[D(unseen digits)]; nn = samples' nearest-neighbour distance to the seen /
+unseen digits, a real unseen digit's to the seen ones: 9.9 at 10/class, 9.1 at 50/class):
+  setting                 seed  FID    acc     rot/flip  final p  r_t   Dgap  r_v   nn seen/unseen
+  10/class 4k none         0   18.63  100.0%   0.0%     -        -     1.08  0.60  6.00 / 9.44
+  10/class 4k ada          0   19.40   98.5%   6.6%     0.00     0.50  0.78  0.43  6.13 / 9.87
+  10/class 4k fixed 0.2    0   12.67  100.0%   3.9%     0.20     -     0.28  0.38  7.64 / 10.24
+  10/class 4k none         1   14.00   99.8%   6.0%     -        -     1.53  1.03  5.74 / 10.04
+  10/class 4k ada          1   12.40  100.0%   4.7%     0.00     0.53  1.17  0.78  6.15 / 10.19
+  10/class 4k fixed 0.2    1   12.53   99.5%   8.2%     0.20     -     0.26  0.27  8.04 / 10.88
+  50/class 6k none         0    3.03   98.3%   9.8%     -        -     0.55  0.72  7.25 / 8.94
+  50/class 6k ada          0    2.64   98.3%   9.0%     0.00     0.31  0.57  0.63  7.42 / 9.05
+  50/class 6k fixed 0.4    0   17.18   53.3%  34.2%     0.40     -     0.04   -    10.74 / 11.34
+  10/class 4k ada, 2 D steps (the paper's) 0: 15.61, 100.0%, 2.2%, final p 0.03 (held at ~0.1 for
+    steps 500-2,500), logged r_t 0.65, Dgap 0.93, r_v 0.43, nn 6.06 / 9.96: a stronger D lifts r_t to
+    the target and p engages a little, G still copies; its none arm did not fit in the session.
+Why ADA does not deliver the claim here (the --phase diagnose scores every checkpoint):
+  - D does overfit: it scores its training digits above unseen real digits by 0.3-1.2 logits, and the
+    paper's validation heuristic r_v = (D(seen) - D(unseen)) / (D(seen) - D(G)) grows steadily
+    (50/class: 0.21, 0.27, 0.37, 0.41, 0.61, 0.72 at steps 1k-6k). At 10/class G memorises: its samples
+    sit at distance 6.0 from the nearest training digit against 9.9 for a real unseen digit, which is
+    what makes its class accuracy 100%.
+  - r_t = E[sign(D(real))] does not see it: with the hinge loss (D lr 2x G lr, beta1 = 0) D's output
+    level for ALL reals swings from step to step (the logged per-step sign goes from -0.9 to +1.0;
+    D(seen) at the checkpoints -0.34 ... +1.37) while the seen-unseen gap stays, so sign(D(real)) reads
+    the level, not the overfitting. Its mean sits at 0.3-0.5, under the 0.6 target: p rises to ~0.2 in
+    the first 100 steps (D is confident early) and then falls to 0 for good, so the ada arm is the none
+    arm with another random trajectory and the differences are seed noise: ada vs none flips sign
+    between seeds (FID 19.40 vs 18.63 on seed 0, 12.40 vs 14.00 on seed 1).
+  - Augmentation itself does what the paper says when p is where it should be: at 10/class a fixed
+    p = 0.2 lowers FID on both seeds (12.67 vs 18.63, 12.53 vs 14.00), stops the copying (nn to seen
+    7.6-8.0 vs 5.7-6.0), shrinks D's gap (0.26-0.28 vs 1.08-1.53), leaks nothing (rot/flip 3.9%, 8.2%
+    <= 11.8%), and keeps class accuracy at the memorising G's (100.0 vs 100.0%, 99.5 vs 99.8%).
+    Too much (p = 0.4 at 50/class, where D overfits mildly) slows this tiny G so much that 6,000
+    steps are not enough (FID 17 vs 3).
+  - "Higher class accuracy" cannot be shown against a memorising G at 10/class: copying the training
+    digits gives 100%.
+ada_augment bgc cost, two runs (one at load 0.5, one beside a training job): 16 px batch 64:
+  3,040-3,140 img/s at p = 1, 3,180-3,600 at p = 0.2; 128 px batch 16: 47-72 img/s at p = 1, 54-85 at
+  p = 0.2. Training at 16 px ran at ~470 img/s without augmentation, ~290 with ADA (3 augmented batches
+  per step) even while p sat at 0; the step now skips the pipeline at p = 0 (ADA at p = 0: 518-644 img/s
+  vs 578-624 without augmentation, alternating runs at load ~3).
 
-Run:  python benchmarks/bench_augment.py --out DIR [--steps 1200] [--per_class 50]
-      (phases: --phase train --kind none|ada; --phase evaluate; --phase cost; default: all)
+Run:  python benchmarks/bench_augment.py --out DIR [--steps 4000] [--per_class 10] [--seed 0]
+      (phases: --phase train --kind none|ada|fixed; --phase evaluate (last checkpoints);
+       --phase diagnose [--kind K] (every checkpoint); --phase cost; default all: train none, ada and the
+       fixed-p control one after the other, diagnose them, cost)
 """
 
 from __future__ import annotations
@@ -42,17 +84,21 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1], one loader)
+from tf_biggan.atomic import write_json  # noqa: E402
 
-KINDS = ("none", "ada")
+KINDS = ("none", "ada", "fixed")  # the two arms of the claim and a fixed-p control (augment.p = --p)
 
 
 def overrides(args, kind: str) -> str:
-    common = (f"data.max_per_class={args.per_class},train.train_steps={args.steps},train.save_every={args.steps},"
+    save = args.save_every or args.steps
+    common = (f"data.max_per_class={args.per_class},train.train_steps={args.steps},train.save_every={save},"
               f"train.sample_every={args.steps},train.sv_every={args.steps},train.log_every=100,"
-              f"train.steps_per_loop=50,train.seed={args.seed}")
+              f"train.steps_per_loop=50,train.seed={args.seed},train.keep_checkpoints=20")
     if kind == "ada":
-        common += f",augment.kind=ada,augment.speed_kimg={args.speed_kimg}"
-    return common
+        common += f",augment.kind=ada,augment.speed_kimg={args.speed_kimg},augment.pipeline={args.pipeline}"
+    if kind == "fixed":
+        common += f",augment.kind=fixed,augment.p={args.p},augment.pipeline={args.pipeline}"
+    return common + (f",{args.extra}" if args.extra else "")
 
 
 def train(args, kind: str) -> dict:
@@ -76,14 +122,60 @@ def d4(images: np.ndarray, element: int) -> np.ndarray:
     return out[:, :, ::-1] if element >= 4 else out
 
 
-def samples(args, kind: str):
+def split_seen(x, y, per_class: int):
+    """The training subset (first `per_class` of each class, as data.max_per_class) and the rest."""
+    rank = np.zeros(len(y), dtype=np.int64)
+    for c in range(10):
+        (members,) = np.nonzero(y == c)
+        rank[members] = np.arange(len(members))
+    return rank < per_class
+
+
+class Judge:
+    """Real-data judges: a digit classifier (FID features, class accuracy) and a D4-orientation classifier
+    (leaks), both trained on ALL real training digits; the held-out digits for reference."""
+
+    def __init__(self):
+        from tf_biggan.evaluation.features import train_classifier
+
+        self.x_train, self.y_train = digits_images("train", 16)
+        self.x_test, self.y_test = digits_images("test", 16)
+        self.classifier = train_classifier(self.x_train, self.y_train, 10, seed=0)
+        orient_x = np.concatenate([d4(self.x_train, e) for e in range(8)])
+        orient_y = np.repeat(np.arange(8, dtype=np.int32), len(self.x_train))
+        self.orientation = train_classifier(orient_x, orient_y, 8, seed=1, epochs=8)
+        self.real_acts = self.classifier.activations(self.x_train)
+
+    def leaks(self, images) -> dict:
+        pred = np.argmax(self.orientation.logits(images), axis=1)
+        return {"share_read_rotated_or_flipped": float(np.mean(pred != 0)),
+                "share_inverted_background": float(np.mean(images.mean(axis=(1, 2, 3)) > 0.0))}
+
+    def reference(self) -> dict:
+        return {"classifier_heldout_accuracy": self.classifier.accuracy(self.x_test, self.y_test),
+                "orientation_heldout_accuracy": float(np.mean(np.concatenate(
+                    [np.argmax(self.orientation.logits(d4(self.x_test, e)), 1) == e for e in range(8)]))),
+                "real_heldout": self.leaks(self.x_test)}
+
+    def score(self, images, labels) -> dict:
+        from tf_biggan.evaluation.metrics import frechet_distance
+
+        return {"fid_classifier_features": frechet_distance(self.classifier.activations(images), self.real_acts),
+                "sample_class_accuracy": self.classifier.accuracy(images, labels), **self.leaks(images)}
+
+
+def load_trainer(args, kind: str):
     from tf_biggan.config import load_hparams
-    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
     from tf_biggan.training.trainer import GANTrainer
 
     hp = load_hparams(os.path.join(args.out, kind, "hparams.yaml"))
-    trainer = GANTrainer(hp, model_dir=os.path.join(args.out, kind), verbose=False)
-    trainer.restore()
+    return hp, GANTrainer(hp, model_dir=os.path.join(args.out, kind), verbose=False)
+
+
+def samples(hp, trainer):
+    """1,000 EMA-G samples, 100 per class, after standing statistics (fixed latents)."""
+    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
+
     ev = hp.eval
     accumulate_standing_stats(trainer.ema_g, num_passes=ev.standing_stats_passes, batch_size=ev.standing_stats_batch,
                               seed=12345)
@@ -91,39 +183,78 @@ def samples(args, kind: str):
     z = tf.random.stateless_normal((len(labels), hp.model.dim_z), seed=(2024, 1))
     images = np.concatenate([trainer.ema_g((z[i:i + 100], labels[i:i + 100]), training=False).numpy()
                              for i in range(0, len(labels), 100)])
-    return images, labels, float(trainer.augment.p.numpy())
+    return images, labels
 
 
-def evaluate(args) -> dict:
-    from tf_biggan.evaluation.features import train_classifier
-    from tf_biggan.evaluation.metrics import frechet_distance
+def nearest_distance(a, b) -> np.ndarray:
+    """Per row of a: the L2 distance to the nearest row of b (images flattened)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    d2 = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None]
+    return np.sqrt(np.maximum(d2.min(axis=1), 0))
+
+
+def overfitting(trainer, judge: Judge, per_class: int, images, labels) -> dict:
+    """D on its training digits vs unseen training-split digits (same count per class) and on the samples:
+    the paper's validation heuristic r_v = (E[D(seen)] - E[D(unseen)]) / (E[D(seen)] - E[D(G)]) beside
+    r_t = E[sign(D(seen))] (seed 003, Section 3); and whether G copies its training digits: samples'
+    nearest-neighbour distance to the seen vs to unseen digits."""
+    seen = split_seen(judge.x_train, judge.y_train, per_class)
+    unseen = ~seen & split_seen(judge.x_train, judge.y_train, 2 * per_class)
+    d = lambda x, y: trainer.d((tf.constant(x), tf.constant(y)), training=False).numpy().ravel()  # noqa: E731
+    d_seen, d_unseen = d(judge.x_train[seen], judge.y_train[seen]), d(judge.x_train[unseen], judge.y_train[unseen])
+    d_fake = d(images, labels)
+    return {"d_seen_mean": float(d_seen.mean()), "d_unseen_mean": float(d_unseen.mean()),
+            "d_fake_mean": float(d_fake.mean()),
+            "r_v": float((d_seen.mean() - d_unseen.mean()) / (d_seen.mean() - d_fake.mean())),
+            "d_seen_sign": float(np.sign(d_seen).mean()), "d_unseen_sign": float(np.sign(d_unseen).mean()),
+            "nn_to_seen": float(nearest_distance(images, judge.x_train[seen]).mean()),
+            "nn_to_unseen": float(nearest_distance(images, judge.x_train[unseen]).mean()),
+            "nn_real_unseen_to_seen": float(nearest_distance(judge.x_train[unseen], judge.x_train[seen]).mean())}
+
+
+def trajectory(model_dir: str, bucket: int = 500) -> dict:
+    """From MODEL_DIR/train/scalars.jsonl: per `bucket` steps, the mean of the logged E[sign(D(real))]
+    (ADA's r_t, logged every train.log_every steps) and p at the bucket's end."""
+    rows = {}
+    with open(os.path.join(model_dir, "train", "scalars.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["tag"] in ("losses/ada_sign_real", "augment/p"):
+                rows.setdefault(r["tag"], {})[r["step"]] = r["value"]
+    out = {}
+    for tag, name in (("losses/ada_sign_real", "r_t"), ("augment/p", "p")):
+        by = {}
+        for step, v in sorted(rows.get(tag, {}).items()):
+            by.setdefault((step - 1) // bucket, []).append(v)
+        out[name] = {(b + 1) * bucket: round(float(np.mean(v) if name == "r_t" else v[-1]), 3)
+                     for b, v in sorted(by.items())}
+    return out
+
+
+def evaluate(args, kinds=KINDS, every_checkpoint: bool = False) -> dict:
+    """Scores the last checkpoint of each arm (every kept checkpoint with every_checkpoint)."""
     from tf_biggan.images import tile
 
-    x_train, y_train = digits_images("train", 16)
-    x_test, y_test = digits_images("test", 16)
-    classifier = train_classifier(x_train, y_train, 10, seed=0)
-    orient_x = np.concatenate([d4(x_train, e) for e in range(8)])
-    orient_y = np.repeat(np.arange(8, dtype=np.int32), len(x_train))
-    orientation = train_classifier(orient_x, orient_y, 8, seed=1, epochs=8)
-    real_acts = classifier.activations(x_train)
-
-    def leak_stats(images):
-        pred = np.argmax(orientation.logits(images), axis=1)
-        return {"share_read_rotated_or_flipped": float(np.mean(pred != 0)),
-                "share_inverted_background": float(np.mean(images.mean(axis=(1, 2, 3)) > 0.0))}
-
-    out = {"classifier_heldout_accuracy": classifier.accuracy(x_test, y_test),
-           "orientation_heldout_accuracy": float(np.mean(np.concatenate(
-               [np.argmax(orientation.logits(d4(x_test, e)), 1) == e for e in range(8)]))),
-           "real_heldout": leak_stats(x_test)}
-    for kind in KINDS:
-        images, labels, p = samples(args, kind)
-        report_path = os.path.join(args.out, kind, "train_report.json")
-        with open(report_path) as f:
+    judge = Judge()
+    out = judge.reference()
+    for kind in kinds:
+        hp, trainer = load_trainer(args, kind)
+        paths = tf.train.get_checkpoint_state(os.path.join(args.out, kind)).all_model_checkpoint_paths
+        rows = {}
+        for path in (paths if every_checkpoint else paths[-1:]):
+            trainer.run_checkpoint.restore(path)
+            step = int(trainer.step.numpy())
+            images, labels = samples(hp, trainer)
+            rows[step] = {**judge.score(images, labels), **overfitting(trainer, judge, hp.data.max_per_class, images, labels),
+                          "p": float(trainer.augment.p.numpy())}
+            print(f"[bench] {kind} step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in rows[step].items()), flush=True)
+        last = rows[max(rows)]
+        with open(os.path.join(args.out, kind, "train_report.json")) as f:
             report = json.load(f)
-        out[kind] = {"fid_classifier_features": frechet_distance(classifier.activations(images), real_acts),
-                     "sample_class_accuracy": classifier.accuracy(images, labels), "final_p": p,
-                     "train_seconds": report["seconds"], "steps": report["step"], **leak_stats(images)}
+        out[kind] = {**last, "final_p": last["p"], "train_seconds": report["seconds"], "steps": report["step"],
+                     **trajectory(os.path.join(args.out, kind))}
+        if every_checkpoint:
+            out[kind]["by_step"] = rows
         grid = tile(images.reshape(10, 100, 16, 16, 3)[:, :10])
         tf.io.write_file(os.path.join(args.out, f"samples_{kind}.png"), tf.io.encode_png(grid))
     return out
@@ -152,12 +283,16 @@ def cost(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--phase", default="all", choices=("all", "train", "evaluate", "cost"))
+    parser.add_argument("--phase", default="all", choices=("all", "train", "evaluate", "diagnose", "cost"))
     parser.add_argument("--kind", default=None, choices=KINDS)
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--per_class", type=int, default=50)
+    parser.add_argument("--p", type=float, default=0.2, help="augment.p of the fixed-p control arm")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--per_class", type=int, default=10)
     parser.add_argument("--speed_kimg", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save_every", type=int, default=1000, help="checkpoint period: each checkpoint is scored")
+    parser.add_argument("--pipeline", default="bgc")
+    parser.add_argument("--extra", default="", help="more hparams overrides for both arms")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.phase == "train":
@@ -165,22 +300,25 @@ def main() -> int:
         return 0
     results = {}
     if args.phase == "all":
-        # Both runs at once, each in its own process (same steps and seeds).
-        procs = [subprocess.Popen([sys.executable, __file__, "--phase", "train", "--kind", k, "--out", args.out,
-                                   "--steps", str(args.steps), "--per_class", str(args.per_class),
-                                   "--speed_kimg", str(args.speed_kimg), "--seed", str(args.seed)])
-                 for k in KINDS]
-        if any(p.wait() for p in procs):
-            return 1
-    if args.phase in ("all", "evaluate"):
-        results["limited_data"] = evaluate(args)
+        # One run after the other, each in its own process (same steps and seeds).
+        for k in KINDS:
+            cmd = [sys.executable, __file__, "--phase", "train", "--kind", k, "--out", args.out, "--steps",
+                   str(args.steps), "--per_class", str(args.per_class), "--speed_kimg", str(args.speed_kimg),
+                   "--seed", str(args.seed), "--save_every", str(args.save_every), "--pipeline", args.pipeline,
+                   "--extra", args.extra, "--p", str(args.p)]
+            if subprocess.call(cmd):
+                return 1
+    if args.phase == "evaluate":
+        results["limited_data"] = evaluate(args, [args.kind] if args.kind else KINDS)
+    if args.phase in ("all", "diagnose"):
+        results["limited_data"] = evaluate(args, [args.kind] if args.kind else KINDS, every_checkpoint=True)
     if args.phase in ("all", "cost"):
         results["cost"] = cost(args)
     import platform
     results["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}"
     print(json.dumps(results, indent=2, sort_keys=True))
-    with open(os.path.join(args.out, f"bench_augment_{args.phase}.json"), "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
+    name = f"bench_augment_{args.phase}" + (f"_{args.kind}" if args.kind else "")
+    write_json(os.path.join(args.out, f"{name}.json"), results)
     return 0
 
 

@@ -17,7 +17,7 @@ from tf_biggan.augment.controller import REAL, AugmentState, ada_update
 from tf_biggan.augment.diffaugment import diff_augment, rand_cutout, rand_translation
 from tf_biggan.augment.draws import Draws
 from tf_biggan.augment.leak import applied_with_probability
-from tf_biggan.augment.pipeline import (COLOR, PIPELINES, TRANSFORMS, AdaSpec, ada_augment, ada_parameters,
+from tf_biggan.augment.pipeline import (GEOMETRIC, PIPELINES, TRANSFORMS, AdaSpec, ada_augment, ada_parameters,
                                         with_overrides)
 from tf_biggan.augment.resample import affine_resample
 from tf_biggan.config import AugmentConfig, HParamsError, load_hparams
@@ -75,6 +75,19 @@ def test_gated_off_samples_are_untouched_when_others_move():
     assert 0 < off.sum() < 64
     assert np.array_equal(y[off], x.numpy()[off])
     assert not np.allclose(y[~off], x.numpy()[~off])
+
+
+def test_bg_moves_pixels_but_never_changes_their_values():
+    """`bg` (blit + geom): with reflection padding a constant image stays constant under every
+    geometric transform, while the colour transforms of `bgc` change it."""
+    assert PIPELINES["bg"].enabled() == GEOMETRIC
+    flat = tf.fill((16, 8, 8, 3), 0.3)
+    # (the truncated sym6 filter's DC gain is 1 to ~1e-3)
+    np.testing.assert_allclose(ada_augment(flat, 0.7, draws(16, counter=6), "bg").numpy(), 0.3, atol=5e-3)
+    assert np.abs(ada_augment(flat, 0.7, draws(16, counter=6), "bgc").numpy() - 0.3).max() > 0.05
+    x = tf.random.uniform((16, 8, 8, 3), -1, 1, seed=4)
+    assert not np.allclose(ada_augment(x, 0.7, draws(16, counter=6), "bg").numpy(), x.numpy())
+    assert AugmentConfig(kind="ada", pipeline="bg").pipeline == "bg"
 
 
 @pytest.mark.parametrize("name", TRANSFORMS)

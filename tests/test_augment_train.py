@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from conftest import mirrored_strategy
 from tf_biggan.config import load_hparams
-from tf_biggan.training.trainer import GANTrainer, prepare_model_dir
+from tf_biggan.training.trainer import GANTrainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,train.save_every=2,"

@@ -425,9 +425,9 @@ class AugmentConfig:
     kind: Literal["none", "ada", "fixed", "diffaugment"] = "none"
     # ADA transforms (seed 003 Section 2.3 / Appendix B): blit (x-flip, 90-degree rotations, integer
     # translation), geom (scaling, rotation, anisotropy, fractional translation), color (brightness,
-    # contrast, luma flip, hue, saturation), bgc = all three (the reference default), bgcnc = bgc
-    # + additive noise + cutout.
-    pipeline: Literal["blit", "geom", "color", "bgc", "bgcnc"] = "bgc"
+    # contrast, luma flip, hue, saturation), bg = blit + geom, bgc = all three (the reference
+    # default), bgcnc = bgc + additive noise + cutout.
+    pipeline: Literal["blit", "geom", "color", "bg", "bgc", "bgcnc"] = "bgc"
     # ADA heuristic r_t = E[sign(D(real))] target (seed 003 Section 3: 0.6).
     target: float = 0.6
     # p can move from 0 to 1 in this many thousand real images (seed 003: 500k).

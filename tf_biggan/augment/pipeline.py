@@ -87,6 +87,9 @@ PIPELINES = {
     "blit": AdaSpec(**_on(("xflip", "rotate90", "xint"))),
     "geom": AdaSpec(**_on(("scale", "rotate", "aniso", "xfrac"))),
     "color": AdaSpec(**_on(COLOR)),
+    # blit + geom, the reference's `bg` (seed 003 Figure 4a: geometric augmentations carry most of
+    # the gain on small datasets); no brightness, contrast or luma flip.
+    "bg": AdaSpec(**_on(GEOMETRIC)),
     "bgc": AdaSpec(**_on(GEOMETRIC + COLOR)),  # the reference default
     "bgcnc": AdaSpec(**_on(TRANSFORMS)),
 }

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tf_biggan.layers.batch_norm import ConditionalBatchNorm
+from tf_biggan.layers.container import BuildsOnFirstCall
 from tf_biggan.layers.spectral_norm import SNConv2D
 
 
@@ -28,7 +29,7 @@ def downsample(x):
     return tf.nn.avg_pool2d(x, 2, 2, "VALID")
 
 
-class GBlock(keras.layers.Layer):
+class GBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN ResBlock up (Figure 15b). Called as block((x, cond))."""
 
     def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4,
@@ -62,7 +63,7 @@ class GBlock(keras.layers.Layer):
         return h + shortcut
 
 
-class DBlock(keras.layers.Layer):
+class DBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN ResBlock down (Figure 15c)."""
 
     def __init__(self, in_channels, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4,

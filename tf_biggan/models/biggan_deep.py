@@ -16,11 +16,12 @@ import keras
 import tensorflow as tf
 
 from tf_biggan.layers.batch_norm import ConditionalBatchNorm
+from tf_biggan.layers.container import BuildsOnFirstCall
 from tf_biggan.layers.spectral_norm import SNConv2D
 from tf_biggan.models.biggan import downsample, upsample
 
 
-class DeepGBlock(keras.layers.Layer):
+class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN-deep ResBlock (up) (Figure 16b). Called as block((x, cond))."""
 
     def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4,
@@ -56,7 +57,7 @@ class DeepGBlock(keras.layers.Layer):
         return h + shortcut
 
 
-class DeepDBlock(keras.layers.Layer):
+class DeepDBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN-deep ResBlock (down) (Figure 16c)."""
 
     def __init__(self, in_channels, out_channels, downsample=True, sn_epsilon=1e-4, **kwargs):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import keras
 
 from tf_biggan.layers.attention import SelfAttention
+from tf_biggan.layers.container import BuildsOnFirstCall
 from tf_biggan.models.arch import build_arch
 
 
-class StagedNetwork(keras.Model):
+class StagedNetwork(BuildsOnFirstCall, keras.Model):
     def __init__(self, cfg, num_classes: int, **kwargs):
         kwargs.setdefault("dtype", cfg.dtype)
         super().__init__(**kwargs)
