@@ -39,6 +39,11 @@ RSS of the first iteration / of the next iteration, GB:
   5.63 GB, 35.4 s/iteration; train.jit_compile=true 8.53 GB, 46.9 s/iteration (no help on this CPU).
   the commit before issue 14 (d0c9db9, model.ortho_reg=0 since ortho on needs 17 GB), load 8:
   peak 7.60 GB, 135 s/iteration, start to first 223 s (build 90 s: orthogonal init).
+  + blocks, G and D built without Keras' symbolic pass (layers/container.py), paired at load 1.6-1.8:
+  ours 6.10 GB, 31.65 s/iteration, start to first 71.6 s (import 3.3, build 12.1, trace + first
+  iteration 56.2); BigGAN-PyTorch 5.17 GB, 31.28 s, 46.7 s: peak 1.18x, iteration 0.99x, start-up 1.53x.
+  Through the CLI (--mode=train --hparams=hparams/biggan_128.yaml --train_steps=2, batch 8, ImageNet-
+  layout shards, final sample grid included), idle: exit after 3 min 17 s, max RSS 6.61 GB.
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. What is left above the peer: TF's runtime (0.69 GB at import vs torch's 0.22),
