@@ -84,6 +84,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1], one loader)
+from tf_biggan.data.digits import first_per_class  # noqa: E402
 from tf_biggan.atomic import write_json  # noqa: E402
 
 KINDS = ("none", "ada", "fixed")  # the two arms of the claim and a fixed-p control (augment.p = --p)
@@ -120,15 +121,6 @@ def d4(images: np.ndarray, element: int) -> np.ndarray:
     """Element 0..7 of the dihedral group: k = element % 4 quarter turns, then a flip if element >= 4."""
     out = np.rot90(images, k=element % 4, axes=(1, 2))
     return out[:, :, ::-1] if element >= 4 else out
-
-
-def split_seen(x, y, per_class: int):
-    """The training subset (first `per_class` of each class, as data.max_per_class) and the rest."""
-    rank = np.zeros(len(y), dtype=np.int64)
-    for c in range(10):
-        (members,) = np.nonzero(y == c)
-        rank[members] = np.arange(len(members))
-    return rank < per_class
 
 
 class Judge:
@@ -187,10 +179,11 @@ def samples(hp, trainer):
 
 
 def nearest_distance(a, b) -> np.ndarray:
-    """Per row of a: the L2 distance to the nearest row of b (images flattened)."""
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    d2 = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None]
-    return np.sqrt(np.maximum(d2.min(axis=1), 0))
+    """Per image of a: the pixel-space L2 distance to the nearest image of b, whatever its class."""
+    from tf_biggan.evaluation.qualitative import nearest_neighbors
+
+    any_class = lambda x: np.zeros(len(x), np.int32)  # noqa: E731  (one class: nearest of all)
+    return nearest_neighbors(a, any_class(a), [(b, any_class(b))], k=1)["distances"][:, 0]
 
 
 def overfitting(trainer, judge: Judge, per_class: int, images, labels) -> dict:
@@ -198,8 +191,8 @@ def overfitting(trainer, judge: Judge, per_class: int, images, labels) -> dict:
     the paper's validation heuristic r_v = (E[D(seen)] - E[D(unseen)]) / (E[D(seen)] - E[D(G)]) beside
     r_t = E[sign(D(seen))] (seed 003, Section 3); and whether G copies its training digits: samples'
     nearest-neighbour distance to the seen vs to unseen digits."""
-    seen = split_seen(judge.x_train, judge.y_train, per_class)
-    unseen = ~seen & split_seen(judge.x_train, judge.y_train, 2 * per_class)
+    seen = first_per_class(judge.y_train, per_class)  # the training subset, as data.max_per_class
+    unseen = ~seen & first_per_class(judge.y_train, 2 * per_class)
     d = lambda x, y: trainer.d((tf.constant(x), tf.constant(y)), training=False).numpy().ravel()  # noqa: E731
     d_seen, d_unseen = d(judge.x_train[seen], judge.y_train[seen]), d(judge.x_train[unseen], judge.y_train[unseen])
     d_fake = d(images, labels)

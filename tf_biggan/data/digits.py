@@ -62,12 +62,18 @@ def load_digits_split(split: str, max_per_class: int = 0):
     keep = held_out if split == "test" else ~held_out
     images, labels = images[keep], labels[keep]
     if max_per_class > 0:
-        rank = np.zeros(len(labels), dtype=np.int64)
-        for c in range(NUM_CLASSES):
-            (members,) = np.nonzero(labels == c)
-            rank[members] = np.arange(len(members))
-        images, labels = images[rank < max_per_class], labels[rank < max_per_class]
+        keep = first_per_class(labels, max_per_class)
+        images, labels = images[keep], labels[keep]
     return images.copy(), labels.copy()
+
+
+def first_per_class(labels: np.ndarray, count: int) -> np.ndarray:
+    """Boolean mask of the first `count` positions of each class in `labels` (data.max_per_class)."""
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in range(NUM_CLASSES):
+        (members,) = np.nonzero(labels == c)
+        rank[members] = np.arange(len(members))
+    return rank < count
 
 
 def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:

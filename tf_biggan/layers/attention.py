@@ -10,9 +10,9 @@ Memory (issue 14). The attention map is the largest tensor of a BigGAN step: at 
 (batch, 4096, 1024) floats, 268 MB for D's 16 images of a D step, and autodiff keeps the softmax
 for the backward pass and then builds three more maps of that size (its gradient and the softmax
 gradient's temporaries) at once. With `per_image` (model.attention_per_image), training calls
-work one image at a time and keep only theta, phi, g: the backward pass recomputes one image's map (theta phi^T is a
-c/8-deep product, a small fraction of the block's FLOPs) and differentiates it with TF's own
-gradients, so values are those of the batched form within float round-off, and at most one
+work one image at a time and keep only theta, phi, g: the backward pass recomputes one image's
+map (theta phi^T is a c/8-deep product, a small fraction of the block's FLOPs) and differentiates
+it with TF's own gradients, so values are those of the batched form within float round-off, and at most one
 image's map (16 MB) and its gradients are alive.
 """
 
