@@ -41,25 +41,31 @@ def test_ada_p_under_two_replicas_bf16_and_in_the_checkpoint(tmp_path):
     assert len(saved) == 1 and float(next(iter(saved.values()))) == pytest.approx(p)
 
 
-def test_cli_trains_with_ada_reports_p_and_refuses_a_leaking_p_max(tmp_path):
-    """augment.* through the real CLI: p in train_report.json and TensorBoard scalars; p_max = 1
-    refused with the leak checker's reason (seed 003 C.4) and no traceback."""
+def test_cli_trains_with_ada_rv_reports_p_r_v_and_refuses_a_leaking_p_max(tmp_path):
+    """augment.* through the real CLI, with the validation heuristic (augment.heuristic=rv) on 10 digits
+    per class: the held-out digits are scored, p, r_v and r_t land in train_report.json and TensorBoard
+    scalars, and p moved the way the reported r_v says (one interval of 2 steps x 8 reals at speed
+    0.01 kimg: a whole step to the cap). p_max = 1 is refused with the leak checker's reason (seed 003
+    C.4) and no traceback. (The heuristics' arithmetic: tests/test_augment_rv.py.)"""
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     model_dir = str(tmp_path / "run")
     proc = subprocess.run(
         [sys.executable, "-m", "tf_biggan.main", "--mode=train", f"--model_dir={model_dir}", "--train_steps=2",
-         f"--hparams_overrides={TINY},augment.kind=ada,augment.pipeline=color,augment.speed_kimg=0.01,"
-         "augment.interval=2,augment.target=-0.99,augment.p_max=0.3"],
+         f"--hparams_overrides={TINY},data.max_per_class=10,augment.kind=ada,augment.heuristic=rv,"
+         "augment.validation_examples=64,augment.pipeline=color,augment.speed_kimg=0.01,augment.interval=2,"
+         "augment.target=0.05,augment.p_max=0.3"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(model_dir, "train_report.json")) as f:
         report = json.load(f)
-    # E[sign(D(real))] > -0.99 unless D calls all 16 reals fake: p goes up by 16 / 10 per interval and
-    # sits at the cap 0.3 after one interval (0 in the other, unlikely case).
-    assert report["augment_p"] in (pytest.approx(0.3), 0.0)
+    assert -1.0 <= report["augment_r_t"] <= 1.0 and np.isfinite(report["augment_r_v"])
+    assert report["augment_rv_no_evidence_intervals"] in (0, 1) and "ada_rv_gap" in report["metrics"]
+    assert report["augment_p"] == (pytest.approx(0.3) if report["augment_r_v"] > 0.05 else 0.0)
     with open(os.path.join(model_dir, "train", "scalars.jsonl")) as f:
-        ps = [json.loads(line)["value"] for line in f if '"augment/p"' in line]
+        rows = [json.loads(line) for line in f]
+    ps = [r["value"] for r in rows if r["tag"] == "augment/p"]
     assert ps and ps[-1] == pytest.approx(report["augment_p"])
+    assert {"augment/r_v", "augment/r_t", "losses/ada_rv_gap"} <= {r["tag"] for r in rows}
     if report["augment_p"] > 0:
         assert "reached its cap augment.p_max=0.3" in proc.stdout + proc.stderr
     proc = subprocess.run(

@@ -428,7 +428,12 @@ class AugmentConfig:
     # contrast, luma flip, hue, saturation), bg = blit + geom, bgc = all three (the reference
     # default), bgcnc = bgc + additive noise + cutout.
     pipeline: Literal["blit", "geom", "color", "bg", "bgc", "bgcnc"] = "bgc"
-    # ADA heuristic r_t = E[sign(D(real))] target (seed 003 Section 3: 0.6).
+    # kind=ada: the overfitting heuristic that moves p (seed 003 Section 3). rt: r_t = E[sign(D(real))]
+    # (the paper's choice: needs no held-out data). rv: the validation heuristic r_v = (E[D(train
+    # reals)] - E[D(held-out reals)]) / (E[D(train reals)] - E[D(generated)]), invariant to an offset
+    # of D's outputs (which swings from step to step under the hinge loss); needs held-out reals.
+    heuristic: Literal["rt", "rv"] = "rt"
+    # Target of the heuristic (seed 003 Section 3: r_t target 0.6); r = 0: no overfitting, 1: complete.
     target: float = 0.6
     # p can move from 0 to 1 in this many thousand real images (seed 003: 500k).
     speed_kimg: float = 500.0
@@ -442,6 +447,12 @@ class AugmentConfig:
     p_max: float = 0.8
     # kind=diffaugment: comma list of color, translation, cutout (Zhao et al.'s policies).
     policy: str = "color,translation,cutout"
+    # heuristic=rv: held-out real images D never trains on (seed 003 Section 3's validation set):
+    # a TFRecord file glob, read like data.pattern. "" = for data.kind=digits with
+    # data.max_per_class > 0, the training digits beyond data.max_per_class.
+    validation_pattern: str = ""
+    # heuristic=rv: at most this many held-out images are read once and kept in memory (per replica).
+    validation_examples: int = 1000
 
     def validate(self, where: str) -> None:
         from tf_biggan.augment.diffaugment import parse_policy  # avoids an import cycle
@@ -449,8 +460,14 @@ class AugmentConfig:
 
         _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1) (1 leaks), got {self.p_max}")
         _require(0.0 <= self.p <= 1.0, where, "augment.p", f"must be in [0, 1], got {self.p}")
-        _require(-1.0 < self.target < 1.0, where, "augment.target",
-                 f"is a target for E[sign(D(real))], must be in (-1, 1), got {self.target}")
+        if self.heuristic == "rt":
+            _require(-1.0 < self.target < 1.0, where, "augment.target",
+                     f"is a target for E[sign(D(real))], must be in (-1, 1), got {self.target}")
+        else:
+            _require(0.0 < self.target < 1.0, where, "augment.target",
+                     f"is a target for r_v (0: no overfitting, 1: complete), must be in (0, 1), got {self.target}")
+        _require(self.validation_examples >= 1, where, "augment.validation_examples",
+                 f"must be >= 1, got {self.validation_examples}")
         _require(self.speed_kimg > 0, where, "augment.speed_kimg", f"must be > 0, got {self.speed_kimg}")
         _require(self.interval >= 1, where, "augment.interval", f"must be >= 1, got {self.interval}")
         if self.kind == "fixed":

@@ -41,6 +41,7 @@ STREAMS = {
     "cas_mixture": 24,  # which real / synthetic images enter a mixture
     # augmentation
     "augment": 30,
+    "augment_heldout": 31,  # which held-out reals D scores for ADA's r_v (counter = training step)
     # data pipeline
     "data_shuffle": 40,
     "data_flip": 41,

@@ -6,6 +6,11 @@
     d_penalties  `ada_sign_real`: adds this replica's sum of sign(D(real)) to the run's accumulator
                  (an all-reduced variable) and logs E[sign(D(real))] of the step; it contributes a
                  constant with no gradient to D's loss
+    d_extra      heuristic rv: one batch of held-out reals (heldout.py), augmented like the reals,
+                 joins the LAST D step's D call (same weights, mode and spectral-norm state as the
+                 reals and fakes it is compared with); it is outside the loss
+    d_penalties  `ada_rv_gap` (rv): adds that call's sums of D(train), D(held-out), D(fake) to the
+                 run's all-reduced sums and logs the step's E[D(train reals)] - E[D(held-out reals)]
     post_step    in cross-replica context: ADA's p moves once per augment.interval steps
 """
 
@@ -13,7 +18,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_biggan.augment.controller import FAKE, G_FAKE, REAL
+from tf_biggan.augment.controller import FAKE, G_FAKE, HELDOUT, REAL
+from tf_biggan.augment.heldout import HeldOut, heldout_images
 from tf_biggan.training.step import PenaltyTerm
 
 
@@ -33,5 +39,31 @@ def install(train_step, state) -> None:
     train_step.d_inputs = d_inputs
     if state.adaptive:
         train_step.d_penalties.append(PenaltyTerm("ada_sign_real", lambda ctx: state.accumulate(ctx.real_logits)))
+        if state.rv:
+            install_rv(train_step, state)
         real_per_step = train_step.global_batch * disc_steps
         train_step.post_step.append(lambda step: state.update(None, real_per_step))
+
+
+def install_rv(train_step, state) -> None:
+    """The held-out reals of r_v (UserError when the run has none) in the last D step's D call."""
+    images, labels = heldout_images(train_step.hp)
+    with train_step.strategy.scope():
+        state.heldout = HeldOut(images, labels, state.seed, train_step.global_batch)
+    local, last = train_step.local_batch, train_step.disc_steps - 1
+
+    def d_extra(step, substep: int):
+        if substep != last:
+            return None
+        ctx = tf.distribute.get_replica_context()
+        replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+        x, y = state.heldout.batch(step, local, replica)
+        return state.augment_images(x, step, substep, HELDOUT, local_batch=local, replica=replica), y
+
+    def rv_gap(ctx):
+        if ctx.substep != last:
+            return tf.constant(0.0)
+        return state.accumulate_rv(ctx.real_logits, ctx.fake_logits, ctx.extra_logits)
+
+    train_step.d_extra = d_extra
+    train_step.d_penalties.append(PenaltyTerm("ada_rv_gap", rv_gap))

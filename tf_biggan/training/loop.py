@@ -119,11 +119,11 @@ def sample_grid_action(trainer, summaries: Summaries) -> Action:
 
 
 def augment_action(trainer, summaries: Summaries, progress: Progress) -> Action:
-    """augment/p to TensorBoard, and a warning each time ADA's p reaches augment.p_max."""
+    """augment/p (and ADA's r_t / r_v) to TensorBoard, and a warning each time ADA's p reaches augment.p_max."""
     state = trainer.augment
 
     def log_p(loop_state: LoopState) -> None:
-        summaries.scalars(loop_state.step, {"augment/p": float(state.p.numpy())})
+        summaries.scalars(loop_state.step, state.scalars())
         at_cap = state.at_cap()
         if at_cap and not getattr(state, "warned_at_cap", False):
             progress.log(f"WARNING: augment/p reached its cap augment.p_max={trainer.hp.augment.p_max} at step "
@@ -161,7 +161,7 @@ def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict
               "seconds": time.time() - state.wall_start, "replicas": trainer.num_replicas,
               "strategy": type(trainer.strategy).__name__, "metrics": m}
     if trainer.augment.enabled:
-        report["augment_p"] = float(trainer.augment.p.numpy())
+        report.update(trainer.augment.report())
     if error:
         report["error"] = error
     if trainer.model_dir and trainer.chief:

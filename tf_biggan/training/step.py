@@ -18,6 +18,8 @@ Extension points (so augmentation, stability and speed plug in without editing `
   streams train_z / train_y). Replace it to draw training latents differently (Appendix E).
 - `post_step`: callables `fn(step)` run in cross-replica context after each step, before the EMA
   (e.g. weight clamps).
+- `d_extra(step, substep)`: None or (images, labels) that D also scores in that D step's call,
+  outside the loss (ADA's held-out reals for r_v); their outputs are `DContext.extra_logits`.
 - `compile(jit_compile=...)` builds the tf.function of `steps_per_loop` steps in one place
   (train.jit_compile: each replica's update XLA-compiled, its latents drawn outside XLA).
 
@@ -85,6 +87,7 @@ class DContext:
     fake_logits: tf.Tensor
     global_batch: int
     num_replicas: int
+    extra_logits: Optional[tf.Tensor] = None  # D's outputs on d_extra's images, if any
 
 
 @dataclasses.dataclass
@@ -139,6 +142,7 @@ class TrainStep:
         # The ortho metric is logged even at beta = 0 (a constant 0), so every run has the same metrics.
         self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)]
         self.post_step: List[Callable] = []
+        self.d_extra: Optional[Callable] = None
         self._loop_fn = None
         self._update_fn = self.replica_update
 
@@ -174,13 +178,19 @@ class TrainStep:
             with tf.control_dependencies(barrier):
                 x_fake = self.g((z, y_fake), training=True)
                 x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
+                extra = self.d_extra(step, k) if self.d_extra is not None else None
                 with tf.GradientTape() as tape:
                     images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
-                    logits = self.d((images, tf.concat([y_real, y_fake], 0)), training=True)
-                    real_logits, fake_logits = logits[:self.local_batch], logits[self.local_batch:]
+                    d_images, d_labels = images, tf.concat([y_real, y_fake], 0)
+                    if extra is not None:
+                        d_images = tf.concat([images, tf.cast(extra[0], images.dtype)], 0)
+                        d_labels = tf.concat([d_labels, tf.cast(extra[1], tf.int32)], 0)
+                    logits = self.d((d_images, d_labels), training=True)
+                    lb = self.local_batch
+                    real_logits, fake_logits = logits[:lb], logits[lb:2 * lb]
                     d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
-                    ctx = DContext(step, k, images[:self.local_batch], y_real, images[self.local_batch:], y_fake,
-                                   real_logits, fake_logits, gb, self.num_replicas)
+                    ctx = DContext(step, k, images[:lb], y_real, images[lb:], y_fake, real_logits, fake_logits, gb,
+                                   self.num_replicas, extra_logits=logits[2 * lb:] if extra is not None else None)
                     penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
                     d_total = d_loss + sum(penalties.values())
                 grads = tape.gradient(d_total, self.d.trainable_variables)
