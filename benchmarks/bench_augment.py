@@ -87,7 +87,9 @@ from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1]
 from tf_biggan.data.digits import first_per_class  # noqa: E402
 from tf_biggan.atomic import write_json  # noqa: E402
 
-KINDS = ("none", "ada", "fixed")  # the two arms of the claim and a fixed-p control (augment.p = --p)
+# The two arms of the claim, ADA with the validation heuristic r_v (augment.heuristic=rv, held-out:
+# the training digits beyond --per_class) and a fixed-p control (augment.p = --p).
+KINDS = ("none", "ada", "ada_rv", "fixed")
 
 
 def overrides(args, kind: str) -> str:
@@ -95,8 +97,9 @@ def overrides(args, kind: str) -> str:
     common = (f"data.max_per_class={args.per_class},train.train_steps={args.steps},train.save_every={save},"
               f"train.sample_every={args.steps},train.sv_every={args.steps},train.log_every=100,"
               f"train.steps_per_loop=50,train.seed={args.seed},train.keep_checkpoints=20")
-    if kind == "ada":
+    if kind in ("ada", "ada_rv"):
         common += f",augment.kind=ada,augment.speed_kimg={args.speed_kimg},augment.pipeline={args.pipeline}"
+        common += ",augment.heuristic=rv" if kind == "ada_rv" else ""
     if kind == "fixed":
         common += f",augment.kind=fixed,augment.p={args.p},augment.pipeline={args.pipeline}"
     return common + (f",{args.extra}" if args.extra else "")
@@ -212,14 +215,14 @@ def trajectory(model_dir: str, bucket: int = 500) -> dict:
     with open(os.path.join(model_dir, "train", "scalars.jsonl")) as f:
         for line in f:
             r = json.loads(line)
-            if r["tag"] in ("losses/ada_sign_real", "augment/p"):
+            if r["tag"] in ("losses/ada_sign_real", "augment/p", "augment/r_v"):
                 rows.setdefault(r["tag"], {})[r["step"]] = r["value"]
     out = {}
-    for tag, name in (("losses/ada_sign_real", "r_t"), ("augment/p", "p")):
+    for tag, name in (("losses/ada_sign_real", "r_t"), ("augment/p", "p"), ("augment/r_v", "r_v_heuristic")):
         by = {}
         for step, v in sorted(rows.get(tag, {}).items()):
             by.setdefault((step - 1) // bucket, []).append(v)
-        out[name] = {(b + 1) * bucket: round(float(np.mean(v) if name == "r_t" else v[-1]), 3)
+        out[name] = {(b + 1) * bucket: round(float(v[-1] if name == "p" else np.mean(v)), 3)
                      for b, v in sorted(by.items())}
     return out
 
