@@ -163,3 +163,29 @@ def test_held_out_digits_are_the_training_digits_beyond_max_per_class_and_errors
                      ("augment.validation_examples=0", "augment.validation_examples")):
         with pytest.raises(HParamsError, match=key):
             load_hparams(None, bad)
+
+
+def test_held_out_batch_in_the_d_call_is_outside_the_loss():
+    """step.d_extra's images join the D step's D call but not its loss: D's update equals a run
+    without them, and the D penalties see D's outputs on them (DContext.extra_logits)."""
+    from tf_biggan.training.step import PenaltyTerm
+    from tf_biggan.training.trainer import GANTrainer
+
+    hp = load_hparams(None, "model.ch=4,train.batch_size=4,train.steps_per_loop=1")
+    extra_x = tf.random.stateless_uniform((4, 16, 16, 3), (1, 2), -1, 1)
+    extra_y = tf.constant([3, 1, 4, 1])
+    weights = []
+    for with_extra in (False, True):
+        trainer = GANTrainer(hp, verbose=False)
+        if with_extra:
+            before = [v.numpy() for v in trainer.d.trainable_variables]
+            step = trainer.train_step
+            step.d_extra = lambda s, k: (extra_x, extra_y)
+            step.d_penalties.append(PenaltyTerm("extra", lambda ctx: tf.constant(float(ctx.extra_logits.shape[0]))))
+            step.compile()
+        metrics = trainer.train_steps(1)
+        weights.append([v.numpy() for v in trainer.d.trainable_variables])
+    assert metrics["extra"] == 4.0  # the penalty saw one output per extra image
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, b) for a, b in zip(before, weights[1]))
