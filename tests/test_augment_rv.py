@@ -165,6 +165,7 @@ def test_held_out_digits_are_the_training_digits_beyond_max_per_class_and_errors
             load_hparams(None, bad)
 
 
+@pytest.mark.slow  # two tiny trainers traced (~15 s idle); the statistic's parts are the fast tests above
 def test_held_out_batch_in_the_d_call_is_outside_the_loss():
     """step.d_extra's images join the D step's D call but not its loss: D's update equals a run
     without them, and the D penalties see D's outputs on them (DContext.extra_logits)."""
