@@ -106,7 +106,6 @@ def test_freed_tensors_leave_the_process_resident_set():
     assert rss_mb() - before < 50, (before, held, rss_mb())  # and freeing them released the memory
 
 
-
 def test_training_step_turns_constant_folding_off_unless_asked(monkeypatch):
     """training/grappler.py: Grappler's constant folding baked the memory optimizer's zero
     accumulators of G's kernel gradients into 281 MB of resident Consts at BigGAN-128 (measured
