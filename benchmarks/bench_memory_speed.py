@@ -148,6 +148,9 @@ def ours_worker(args) -> dict:
     stages.mark("iterations", statistics.median(times))
     trainer.singular_values()
     stages.mark("sigma_monitoring")
+    if args.sample_grid:
+        trainer.sample_grid()  # the periodic / final picture (train.sample_stats_*, then the grid)
+        stages.mark("sample_grid")
     if args.stage_profile:
         profile_steps(trainer, stages)
     out = stages.report()
@@ -298,6 +301,8 @@ def run_worker(kind: str, args, python: str) -> dict:
         cmd.append("--stage_profile")
     if args.no_flops:
         cmd.append("--no_flops")
+    if args.sample_grid and kind == "ours":
+        cmd.append("--sample_grid")
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)  # stages: stderr
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
@@ -326,6 +331,7 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1, help="alternating ours/peer rounds")
     parser.add_argument("--stage_profile", action="store_true", help="peak RSS of D step, G step, EMA alone")
+    parser.add_argument("--sample_grid", action="store_true", help="also the training sample grid's peak")
     parser.add_argument("--no_flops", action="store_true")
     parser.add_argument("--peer_dir", default="", help="a BigGAN-PyTorch checkout (times its iteration too)")
     parser.add_argument("--peer_python", default=sys.executable, help="a python that imports torch")

@@ -75,6 +75,14 @@ def test_ints_widen_to_float_and_overrides_apply(tmp_path):
     assert hp.model.ch == 64 and hp.model.skip_z is False and hp.eval.truncations == (0.5, 1.0)
 
 
+def test_exponent_floats_without_a_dot_are_floats():
+    """YAML 1.1 (PyYAML) reads 1e-4 as a string; a float field takes it as 1e-4, a string stays an error."""
+    hp = load_hparams(None, "model.ortho_reg=1e-4,train.g_lr=2E-4")
+    assert hp.model.ortho_reg == 1e-4 and hp.train.g_lr == 2e-4 and isinstance(hp.model.ortho_reg, float)
+    with pytest.raises(HParamsError, match="train.g_lr must be float"):
+        load_hparams(None, "train.g_lr=1e-4x")
+
+
 def test_bad_override_is_clear():
     with pytest.raises(HParamsError, match="--hparams_overrides: 'ch64' is not of the form section.key=value"):
         parse_overrides("ch64")

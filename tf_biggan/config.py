@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
@@ -566,12 +567,18 @@ def _coerce(value, tp, where: str, key: str):
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            # YAML 1.1 reads 1e-4 (no dot) as a string; it is a float to anyone typing it.
+            return float(value)
         raise bad
     if tp is str:
         if isinstance(value, str):
             return value
         raise bad
     raise TypeError(f"unsupported hparams type {tp!r} for {key}")
+
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _section_from_dict(section: str, values: dict, base, where: str):

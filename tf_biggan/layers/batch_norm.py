@@ -19,6 +19,12 @@ Three ways to normalise:
   statistics; `finalize_standing_stats` then stores the pooled moments of all passes. Pooling keeps
   the between-pass spread: var = mean_p(var_p) + mean_p(mean_p^2) - mean_p(mean_p)^2, the variance
   of all samples of all passes (per-pass batch variances alone would miss the spread of the means).
+
+In training, normalisation and the (conditional) affine map are one op with a closed-form gradient
+(`_train_batch_norm`): autodiff of the plain formula keeps x - mean twice and x_hat for the backward
+pass, three activation-sized tensors per BN; the closed form keeps x alone and recomputes x_hat
+(issue 14: G's step at 128 px holds a few hundred MB less). Same function, same gradient up to
+float rounding (tests/test_batch_norm.py checks both against autodiff of the formula).
 """
 
 from __future__ import annotations
@@ -44,6 +50,48 @@ def cross_replica_moments(x, axes):
     local_sq = tf.reduce_sum(tf.square(x - mean), axis=axes)
     sq = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_sq) if replicas > 1 else local_sq
     return mean, sq / n
+
+
+def _sum_to(t, shape, axes):
+    """Sums `t` over `axes` (keeping them) and reshapes it to `shape`: the gradient of a broadcast."""
+    return tf.reshape(tf.reduce_sum(t, axis=axes, keepdims=True), shape)
+
+
+def _train_batch_norm(x, gain, bias, epsilon: float):
+    """(x_hat * gain + bias, mean, var) with batch moments over all replicas, float32.
+
+    x: (batch, ..., C); gain, bias: float32, broadcastable to x ((C,) or (batch, 1, 1, C)). The
+    gradient is BatchNorm's closed form with moments over the global batch of n values per channel,
+        dx = inv * (g - mean(g) - x_hat * mean(g * x_hat)),  g = dy * gain,  inv = 1 / sqrt(var + eps)
+    whose two means are all-reduced like the forward moments. mean and var are returned for the
+    moving averages / standing statistics only: no gradient flows through them.
+    """
+    axes = list(range(len(x.shape) - 1))
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    gain_axes = [a for a in axes if gain.shape.rank == len(x.shape) and gain.shape[a] == 1] if gain.shape.rank > 1 \
+        else axes
+
+    @tf.custom_gradient
+    def bn(x, gain, bias):
+        x32 = tf.cast(x, tf.float32)
+        mean, var = cross_replica_moments(x32, axes)
+        inv = tf.math.rsqrt(var + epsilon)
+        out = (x32 - mean) * inv * gain + bias
+        def grad(dy, _dmean, _dvar):
+            x_hat = (tf.cast(x, tf.float32) - mean) * inv  # recomputed: x is all the backward keeps
+            dy = tf.cast(dy, tf.float32)
+            g = dy * gain
+            n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(g), axes)), tf.float32)
+            sums = [tf.reduce_sum(g, axis=axes), tf.reduce_sum(g * x_hat, axis=axes), n]
+            if replicas > 1:
+                sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+            dx = inv * (g - sums[0] / sums[2] - x_hat * (sums[1] / sums[2]))
+            return (tf.cast(dx, x.dtype), _sum_to(dy * x_hat, tf.shape(gain), gain_axes),
+                    _sum_to(dy, tf.shape(bias), gain_axes))
+        return (out, tf.stop_gradient(mean), tf.stop_gradient(var)), grad
+
+    return bn(x, gain, bias)
 
 
 class CrossReplicaBatchNorm(keras.layers.Layer):
@@ -77,11 +125,10 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
         self._build_stats(channels)
 
-    def _normalize(self, x, training, accumulate):
-        """x normalised to zero mean / unit variance per channel, in float32."""
-        axes = list(range(len(x.shape) - 1))
+    def _batch_norm(self, x, gain, bias, training, accumulate):
+        """x normalised per channel, times `gain` plus `bias` (float32 tensors broadcastable to x)."""
         if training or accumulate:
-            mean, var = cross_replica_moments(x, axes)
+            out, mean, var = _train_batch_norm(x, gain, bias, self.epsilon)
             if training:
                 d = self.moving_decay
                 self.moving_mean.assign(d * self.moving_mean + (1.0 - d) * mean)
@@ -91,16 +138,16 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
                 self.accum_mean_sq.assign_add(tf.square(mean))
                 self.accum_var.assign_add(var)
                 self.accum_count.assign_add(1.0)
-        elif self.stats_override is not None:
+            return out
+        if self.stats_override is not None:
             mean, var = self.stats_override
         else:
             mean = tf.convert_to_tensor(self.moving_mean)
             var = tf.convert_to_tensor(self.moving_var)
-        return (tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(var + self.epsilon)
+        return (tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(var + self.epsilon) * gain + bias
 
     def call(self, x, training=False, accumulate=False):
-        x_hat = self._normalize(x, training, accumulate)
-        out = x_hat * tf.cast(self.gamma, tf.float32) + tf.cast(self.beta, tf.float32)
+        out = self._batch_norm(x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), training, accumulate)
         return tf.cast(out, self.compute_dtype)
 
     def reset_standing_stats(self) -> None:
@@ -139,14 +186,13 @@ class ConditionalBatchNorm(CrossReplicaBatchNorm):
 
     def call(self, inputs, training=False, accumulate=False):
         x, cond = inputs
-        x_hat = self._normalize(x, training, accumulate)
         gain = 1.0 + tf.cast(self.gain(cond, training=training), tf.float32)
         bias = tf.cast(self.bias(cond, training=training), tf.float32)
         # (batch, C) -> (batch, 1, 1, C) for feature maps
         for _ in range(len(x.shape) - 2):
             gain = gain[:, None]
             bias = bias[:, None]
-        return tf.cast(x_hat * gain + bias, self.compute_dtype)
+        return tf.cast(self._batch_norm(x, gain, bias, training, accumulate), self.compute_dtype)
 
 
 def batch_norm_layers(model) -> list:
