@@ -19,9 +19,11 @@ over the interval, D's outputs on the last D step's reals, fakes and one batch o
 r_v unchanged; r_t reads their level, which under the hinge loss swings from step to step while
 the gap between seen and unseen reals (the overfitting) stays (benchmarks/bench_augment.py). When
 D does not score its training reals above the fakes (E[D(train)] - E[D(G)] <= RV_MIN_SEPARATION)
-there is no evidence of overfitting: r_v reads 0 and p does not move up. The cap p_max < 1 keeps the safe distance of Appendix C.5.1 (condition
-number 1 / (1 - p)); the reference clamps only at 0 and users saw p run to 10-20 with leaked
-colours (stylegan2-ada-pytorch #175, #295).
+there is no evidence of overfitting: r_v reads 0 and p does not move up.
+
+The cap p_max < 1 keeps the safe distance of Appendix C.5.1 (condition number 1 / (1 - p)); the
+reference clamps only at 0 and users saw p run to 10-20 with leaked colours (stylegan2-ada-pytorch
+#175, #295).
 
 `AugmentState` owns p and the interval's accumulators as tf.Variables made in the strategy's scope:
 they go into the checkpoint (a resumed run continues the same p trajectory) and are updated in
