@@ -20,29 +20,29 @@
    16 px (batch 64) and 128 px (batch 16), after compilation.
 
 THIRD PASS: the validation heuristic r_v (augment.heuristic=rv, target 0.6 as r_t's), runs at commit
-3950163 (AMD EPYC, 2 cores shared with the lead's benchmarks; columns as in the second pass below; FID
+3950163 (AMD EPYC, 2 cores shared with the lead's benchmarks; columns as in the second pass below;
 last3 = mean FID of the last 3 checkpoints, because one checkpoint's FID moves by 1-4 between
-checkpoints; rv(train) = mean of the logged r_v (each the last interval's) over the run's second half, where
-the logged r_t averaged -0.01 / 0.14 (r_t would have held p at 0); rv(ckpt) = the
-checkpoint's r_v on unaugmented seen / unseen digits; the real held-out digits read rotated or flipped
-in 11.8%, real unseen digits sit at 10.24 (20/class) / 9.9 (10/class) from the nearest seen one):
-  setting                   seed  FID    last3  acc    rot/flip final p  rv(train) rv(ckpt) Dgap  nn seen/unseen
-  20/class 6k 2 D st. none   0   12.25  12.53  99.2%  11.1%    -        -        1.18     2.07  6.03 / 9.54
-  20/class 6k 2 D st. ada_rv 0   10.99  12.63  98.8%  15.1%    0.15    0.47      0.53     0.60  7.04 / 9.91
-  20/class 6k 2 D st. none   1   11.60  13.07  99.3%  11.0%    -        -        1.14     1.98  6.07 / 9.53
-  20/class 6k 2 D st. ada_rv 1   12.02  12.04  99.1%  13.4%    0.15    0.51      0.80     0.89  7.14 / 10.05
-  10/class 4k 1 D step none   0   18.63  18.47 100.0%   0.0%    -        -        0.60     1.08  6.00 / 9.44
-  10/class 4k 1 D step ada_rv 0   17.64  15.98  99.9%  11.4%    0.00    0.50      0.36     0.61  6.63 / 10.10
-  10/class 4k 1 D step none   1   14.00  13.50  99.8%   6.0%    -        -        1.03     1.53  5.74 / 10.04
-  10/class 4k 1 D step ada_rv 1   15.78  12.75  96.1%   4.9%    0.15    0.57      0.65     0.78  6.50 / 10.23
+checkpoints; rv(train) = mean of the logged r_v (each the last interval's) over the run's second
+half; rv(ckpt) = the checkpoint's r_v on unaugmented seen / unseen digits; real held-out digits read
+rotated or flipped in 11.8%; a real unseen digit sits at 10.24 (20/class) / 9.9 (10/class) from the
+nearest seen one):
+  setting               arm    seed    FID  last3     acc rot/flip      p rv(train) rv(ckpt)  Dgap  nn seen/unseen
+  20/class 6k 2 D steps none      0  12.25  12.52   99.2%    11.1%      -         -     1.18  2.07  6.03 / 9.54
+  20/class 6k 2 D steps ada_rv    0  10.99  12.63   98.8%    15.1%   0.15      0.47     0.53  0.60  7.04 / 9.91
+  20/class 6k 2 D steps none      1  11.60  13.07   99.3%    11.0%      -         -     1.14  1.98  6.07 / 9.53
+  20/class 6k 2 D steps ada_rv    1  12.02  12.04   99.1%    13.4%   0.15      0.51     0.80  0.89  7.14 / 10.05
+  10/class 4k 1 D step  none      0  18.63  18.47  100.0%     0.0%      -         -     0.60  1.08  6.00 / 9.44
+  10/class 4k 1 D step  ada_rv    0  17.64  15.98   99.9%    11.4%   0.00      0.50     0.36  0.61  6.63 / 10.10
+  10/class 4k 1 D step  none      1  14.00  13.50   99.8%     6.0%      -         -     1.03  1.53  5.74 / 10.04
+  10/class 4k 1 D step  ada_rv    1  15.78  12.75   96.1%     4.9%   0.15      0.57     0.65  0.78  6.50 / 10.23
   (the none arms, rerun at 3950163, reproduce the second pass's numbers to the digit: the runs are
   deterministic, so each ada_rv - none difference is the heuristic's, on that seed's trajectory.)
-RT20_LINEWhat r_v does: it reads the overfitting that r_t missed. With 2 D steps (the paper's recipe) at 20 digits
-per class, r_t starts at 0.75-0.95 (D confident on everything early, when nothing is memorised yet) and
-falls to 0.2 ... -0.3 by the end while D's seen-unseen gap GROWS (none: Dgap 0.5 at 2k -> 2.0 at 6k, the
-checkpoint r_v 0.35 -> 1.18, i.e. D ends scoring unseen real digits BELOW G's samples). r_v instead starts at
-0.2 and climbs to the 0.6 target as the gap opens; p stays ~0 for the first ~3,000 steps and then
-moves between 0.1 and 0.49 / 0.38 (the per-interval r_v is noisy: 128 images of each kind), and the
+What r_v does: it reads the overfitting that r_t missed. With 2 D steps (the paper's recipe) at 20 digits
+per class, r_t starts at 0.75-0.95 (D confident on everything early, when nothing is memorised yet)
+and falls to 0.2 ... -0.3 by the end (second-half mean -0.01 / 0.14: r_t would hold p at 0) while D's
+seen-unseen gap GROWS (none: Dgap 0.5 at 2k -> 2.0 at 6k, checkpoint r_v 0.35 -> 1.18, i.e. D ends
+scoring unseen real digits BELOW G's samples). r_v instead starts at 0.2 and climbs to the 0.6
+target as the gap opens; p stays ~0 for the first ~3,000 steps and then moves between 0.1 and 0.49 / 0.38 (the per-interval r_v is noisy: 128 images of each kind), and the
 controller keeps D where the target says: Dgap 0.60 / 0.89 vs 2.07 / 1.98, checkpoint r_v 0.53 / 0.80
 vs 1.18 / 1.14, and G copies less (nearest seen digit 7.0-7.1 vs 6.0-6.1 for none).
 The claim ("lower FID AND higher class accuracy, no leak", both seeds) is still NOT shown:
@@ -64,7 +64,7 @@ The claim ("lower FID AND higher class accuracy, no leak", both seeds) is still 
     has time to settle and G to benefit. Tuning target or speed to engage p earlier is not done (the
     paper fixes 0.6 for r_t; it does not state r_v's default).
 
-SECOND PASS (rt) measured (AMD EPYC, 2 cores shared with two other jobs; seed = train.seed; pipeline bgc, speed_kimg 10;
+SECOND PASS (rt), measured (AMD EPYC, 2 cores shared with two other jobs; seed = train.seed; bgc, speed_kimg 10;
 FID on classifier features, lower is better; acc = sample class accuracy; rot/flip = share read as a
 rotated or flipped digit, real held-out digits: 11.8%; r_t = mean of the logged E[sign(D(real))];
 Dgap = E[D(seen digits)] - E[D(unseen digits)]; nn = samples' nearest-neighbour distance to the seen /
