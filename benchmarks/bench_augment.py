@@ -42,9 +42,10 @@ per class, r_t starts at 0.75-0.95 (D confident on everything early, when nothin
 and falls to 0.2 ... -0.3 by the end (second-half mean -0.01 / 0.14: r_t would hold p at 0) while D's
 seen-unseen gap GROWS (none: Dgap 0.5 at 2k -> 2.0 at 6k, checkpoint r_v 0.35 -> 1.18, i.e. D ends
 scoring unseen real digits BELOW G's samples). r_v instead starts at 0.2 and climbs to the 0.6
-target as the gap opens; p stays ~0 for the first ~3,000 steps and then moves between 0.1 and 0.49 / 0.38 (the per-interval r_v is noisy: 128 images of each kind), and the
-controller keeps D where the target says: Dgap 0.60 / 0.89 vs 2.07 / 1.98, checkpoint r_v 0.53 / 0.80
-vs 1.18 / 1.14, and G copies less (nearest seen digit 7.0-7.1 vs 6.0-6.1 for none).
+target as the gap opens; p stays ~0 for the first ~3,000 steps and then moves between 0.1 and
+0.49 / 0.38 (the per-interval r_v is noisy: 128 images of each kind), and the controller keeps D
+where the target says: Dgap 0.60 / 0.89 vs 2.07 / 1.98, checkpoint r_v 0.53 / 0.80 vs 1.18 / 1.14,
+and G copies less (nearest seen digit 7.0-7.1 vs 6.0-6.1 for none).
 The claim ("lower FID AND higher class accuracy, no leak", both seeds) is still NOT shown:
   - FID, last checkpoint: ada_rv - none flips sign between seeds in both regimes (20/class: -1.26, +0.42;
     10/class: -0.99, +1.78). Mean of the last 3 checkpoints: lower with ada_rv on 3 of 4 pairs (10/class
