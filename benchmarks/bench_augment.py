@@ -37,6 +37,11 @@ nearest seen one):
   10/class 4k 1 D step  ada_rv    1  15.78  12.75   96.1%     4.9%   0.15      0.57     0.65  0.78  6.50 / 10.23
   (the none arms, rerun at 3950163, reproduce the second pass's numbers to the digit: the runs are
   deterministic, so each ada_rv - none difference is the heuristic's, on that seed's trajectory.)
+  20/class 6k 2 D steps ada (r_t) 0: FID 13.58 (last3 11.87), 99.5%, rot/flip 11.8%, final p 0.00, Dgap
+    1.05, rv(ckpt) 0.63, nn 6.38 / 9.46. r_t reads 0.5-0.78 in the first 2,500 steps, when D is confident
+    on everything and nothing is memorised yet: p is 0.15 at step 500 (up to 0.38), which slows G
+    (class accuracy 10% / 35% at 1k / 2k steps vs 72% / 99.6% for none), then decays to 0 by step 3,000,
+    just when D starts to overfit: the opposite timing of r_v's. Seed 1 did not fit in the session.
 What r_v does: it reads the overfitting that r_t missed. With 2 D steps (the paper's recipe) at 20 digits
 per class, r_t starts at 0.75-0.95 (D confident on everything early, when nothing is memorised yet)
 and falls to 0.2 ... -0.3 by the end (second-half mean -0.01 / 0.14: r_t would hold p at 0) while D's
