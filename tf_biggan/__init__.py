@@ -5,7 +5,3 @@ from tf_biggan import host_memory as _host_memory
 __version__ = "0.1.0"
 
 _host_memory.configure()  # before TF makes its CPU device: see host_memory.py
-
-from tf_biggan.training import grappler as _grappler  # noqa: E402  (imports TensorFlow)
-
-_grappler.configure_for_training()  # the same graph optimisations in every process: see grappler.py
