@@ -44,6 +44,16 @@ RSS of the first iteration / of the next iteration, GB:
   iteration 56.2); BigGAN-PyTorch 5.17 GB, 31.28 s, 46.7 s: peak 1.18x, iteration 0.99x, start-up 1.53x.
   Through the CLI (--mode=train --hparams=hparams/biggan_128.yaml --train_steps=2, batch 8, ImageNet-
   layout shards, final sample grid included), idle: exit after 3 min 17 s, max RSS 6.61 GB.
+  Third pass (this machine, load 5-7: seconds inflated; peaks in GiB, first / next iteration):
+  main at the start                                      5.98 / 6.10; sample grid stage 5.42
+  + BatchNorm as one op with its closed-form gradient    5.77 / 5.91 (layers/batch_norm.py)
+  + sample grid drawn a row at a time                    grid stage 5.05
+  + Grappler constant folding off (training/grappler.py) 5.57 / 5.67; grid 4.80; resident after the
+    first step 3.40 -> 3.14 (281 MB of folded zero accumulators of G's kernel gradients gone),
+    60.3 vs 58.7-59.3 s per iteration beside each other (no slower)
+  tf.config.threading inter-op threads = 1: 5.77 / 5.88 (no help, not kept).
+  Through the CLI (2 steps, ImageNet-layout shards, /usr/bin/time max RSS): 5.90 GiB; with at most
+  2 glibc arenas (host_memory.py, now the default): 5.74 GiB (6,013,776 kB).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. What is left above the peer: TF's runtime (0.69 GB at import vs torch's 0.22),

@@ -39,6 +39,7 @@ from tf_biggan.config import save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models.classifiers import build_classifier, decayed_variables
 from tf_biggan.progress import format_seconds
+from tf_biggan.training import grappler
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import variables_checkpoint
 
@@ -162,6 +163,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
         log(f"{os.path.join(model_dir, REPORT)} is complete: top-1 {existing['top1']:.4f}, top-5 "
             f"{existing['top5']:.4f} (delete it to score again)")
         return existing
+    grappler.configure_for_training()  # the same graph options whether or not a GAN trained first
     strategy = strategy or tf.distribute.get_strategy()
     # tf.data's seeded shuffles combine their seed with the GLOBAL seed, which whatever ran earlier in
     # the process may have set (the main job trains a GAN first): pin it, so a run is the same

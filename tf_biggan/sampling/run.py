@@ -99,8 +99,10 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
     path; a checkpoint that lacks one of them (e.g. an export, or another model size) is a UserError.
     """
     from tf_biggan.models import Discriminator, Generator
+    from tf_biggan.training import grappler
     from tf_biggan.training.checkpoints import variables_checkpoint
 
+    grappler.configure_for_training()  # the trainer's graph options, so the numbers match its process's
     hp = hp or saved_hparams(model_dir)
     path = resolve_checkpoint(model_dir, checkpoint)
     nets = {}

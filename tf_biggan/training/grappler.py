@@ -10,8 +10,12 @@ life of the process. With constant folding off the zeros are a Fill at run time,
 step's other temporaries: resident memory after the first step 3.40 -> 3.14 GB, peak of an
 iteration 5.91 -> 5.65 GB, and no slower (58.7-59.3 vs 60.3 s per iteration beside each other,
 benchmarks/bench_memory_speed.py). The option is process-wide (TF has no per-function Grappler
-options), set before the step's first call and never flipped back: a function's executor is
-instantiated per Grappler configuration, so toggling it would re-optimise and hold a second copy.
+options), never flipped back: a function's executor is instantiated per Grappler configuration,
+so toggling it would re-optimise and hold a second copy. Set by every CLI mode before its first
+graph, by the training step, and by `sampling.run.load_run` and `cas.run_cas` (the library's
+entry points), so every process computes the same numbers: folded constants round differently,
+and a synthesis resumed in a fresh process wrote other bytes than the one that followed
+training in-process (tests/test_main_job.py).
 
 TF_BIGGAN_CONSTANT_FOLDING=1 keeps TF's default.
 """
