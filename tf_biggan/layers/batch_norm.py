@@ -20,11 +20,9 @@ Three ways to normalise:
   the between-pass spread: var = mean_p(var_p) + mean_p(mean_p^2) - mean_p(mean_p)^2, the variance
   of all samples of all passes (per-pass batch variances alone would miss the spread of the means).
 
-In training, normalisation, the (conditional) affine map and G's following ReLU (`relu=True`) are one
-op with a closed-form gradient
+In training, normalisation and the (conditional) affine map are one op with a closed-form gradient
 (`_train_batch_norm`): autodiff of the plain formula keeps x - mean twice and x_hat for the backward
-pass, three activation-sized tensors per BN, and the ReLU its output; the closed form keeps x alone
-and recomputes x_hat
+pass, three activation-sized tensors per BN; the closed form keeps x alone and recomputes x_hat
 (issue 14: BigGAN-128's iteration at batch 8 peaked at 5.91 instead of 6.10 GiB). Same function, same gradient up to
 float rounding (tests/test_batch_norm.py checks both against autodiff of the formula).
 """
@@ -59,15 +57,14 @@ def _sum_to(t, shape, axes):
     return tf.reshape(tf.reduce_sum(t, axis=axes, keepdims=True), shape)
 
 
-def _train_batch_norm(x, gain, bias, epsilon: float, relu: bool = False):
-    """(x_hat * gain + bias [then ReLU], mean, var) with batch moments over all replicas, float32.
+def _train_batch_norm(x, gain, bias, epsilon: float):
+    """(x_hat * gain + bias, mean, var) with batch moments over all replicas, float32.
 
     x: (batch, ..., C); gain, bias: float32, broadcastable to x ((C,) or (batch, 1, 1, C)). The
     gradient is BatchNorm's closed form with moments over the global batch of n values per channel,
         dx = inv * (g - mean(g) - x_hat * mean(g * x_hat)),  g = dy * gain,  inv = 1 / sqrt(var + eps)
-    whose two means are all-reduced like the forward moments; with `relu`, dy is first masked where
-    the recomputed pre-activation is <= 0 (so the ReLU's output is not kept either). mean and var
-    are returned for the moving averages / standing statistics only: no gradient flows through them.
+    whose two means are all-reduced like the forward moments. mean and var are returned for the
+    moving averages / standing statistics only: no gradient flows through them.
     """
     axes = list(range(len(x.shape) - 1))
     ctx = tf.distribute.get_replica_context()
@@ -83,14 +80,10 @@ def _train_batch_norm(x, gain, bias, epsilon: float, relu: bool = False):
         mean, var = cross_replica_moments(x32, axes)
         inv = tf.math.rsqrt(var + epsilon)
         out = (x32 - mean) * inv * gain + bias
-        if relu:
-            out = tf.nn.relu(out)
 
         def grad(dy, _dmean, _dvar):
             x_hat = (tf.cast(x, tf.float32) - mean) * inv  # recomputed: x is all the backward keeps
             dy = tf.cast(dy, tf.float32)
-            if relu:
-                dy = tf.where(x_hat * gain + bias > 0, dy, 0.0)
             g = dy * gain
             n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(g), axes)), tf.float32)
             sums = [tf.reduce_sum(g, axis=axes), tf.reduce_sum(g * x_hat, axis=axes), n]
@@ -111,12 +104,9 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     Subclasses replace the gain and bias by conditional projections.
     """
 
-    def __init__(self, epsilon: float = 1e-4, moving_decay: float = 0.9, relu: bool = False, **kwargs):
+    def __init__(self, epsilon: float = 1e-4, moving_decay: float = 0.9, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
-        # G applies a ReLU after every BN (Tables 4-7: "BN, ReLU, ..."): with relu=True it is part of
-        # this op, whose backward then keeps only the BN's input.
-        self.relu = relu
         self.moving_decay = moving_decay
         # (mean, var) tensors used at inference instead of the stored statistics, set only while
         # tracing a function that selects statistics by truncation (see `stats_from`).
@@ -141,7 +131,7 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     def _batch_norm(self, x, gain, bias, training, accumulate):
         """x normalised per channel, times `gain` plus `bias` (float32 tensors broadcastable to x)."""
         if training or accumulate:
-            out, mean, var = _train_batch_norm(x, gain, bias, self.epsilon, self.relu)
+            out, mean, var = _train_batch_norm(x, gain, bias, self.epsilon)
             if training:
                 d = self.moving_decay
                 self.moving_mean.assign(d * self.moving_mean + (1.0 - d) * mean)
@@ -157,8 +147,7 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         else:
             mean = tf.convert_to_tensor(self.moving_mean)
             var = tf.convert_to_tensor(self.moving_var)
-        out = (tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(var + self.epsilon) * gain + bias
-        return tf.nn.relu(out) if self.relu else out
+        return (tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(var + self.epsilon) * gain + bias
 
     def call(self, x, training=False, accumulate=False):
         out = self._batch_norm(x, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32), training, accumulate)

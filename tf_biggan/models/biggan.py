@@ -39,9 +39,9 @@ class GBlock(BuildsOnFirstCall, keras.layers.Layer):
         common = dict(dtype=self.dtype_policy)
         bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay, **common)
         conv = dict(sn_epsilon=sn_epsilon, **common)
-        self.bn1 = ConditionalBatchNorm(name="bn1", relu=True, **bn)
+        self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
         self.conv1 = SNConv2D(out_channels, 3, name="conv1", **conv)
-        self.bn2 = ConditionalBatchNorm(name="bn2", relu=True, **bn)
+        self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
         self.conv2 = SNConv2D(out_channels, 3, name="conv2", **conv)
         self.learnable_shortcut = in_channels != out_channels or upsample
         if self.learnable_shortcut:
@@ -49,11 +49,11 @@ class GBlock(BuildsOnFirstCall, keras.layers.Layer):
 
     def call(self, inputs, training=False, accumulate=False):
         x, cond = inputs
-        h = self.bn1((x, cond), training=training, accumulate=accumulate)  # BN + ReLU
+        h = tf.nn.relu(self.bn1((x, cond), training=training, accumulate=accumulate))
         if self.upsample:
             h = upsample(h)
         h = self.conv1(h, training=training)
-        h = self.bn2((h, cond), training=training, accumulate=accumulate)
+        h = tf.nn.relu(self.bn2((h, cond), training=training, accumulate=accumulate))
         h = self.conv2(h, training=training)
         shortcut = x
         if self.learnable_shortcut:

@@ -34,26 +34,26 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
         common = dict(dtype=self.dtype_policy)
         bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay, **common)
         conv = dict(sn_epsilon=sn_epsilon, **common)
-        self.bn1 = ConditionalBatchNorm(name="bn1", relu=True, **bn)
+        self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
         self.conv1 = SNConv2D(hidden, 1, name="conv1", **conv)
-        self.bn2 = ConditionalBatchNorm(name="bn2", relu=True, **bn)
+        self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
         self.conv2 = SNConv2D(hidden, 3, name="conv2", **conv)
-        self.bn3 = ConditionalBatchNorm(name="bn3", relu=True, **bn)
+        self.bn3 = ConditionalBatchNorm(name="bn3", **bn)
         self.conv3 = SNConv2D(hidden, 3, name="conv3", **conv)
-        self.bn4 = ConditionalBatchNorm(name="bn4", relu=True, **bn)
+        self.bn4 = ConditionalBatchNorm(name="bn4", **bn)
         self.conv4 = SNConv2D(out_channels, 1, name="conv4", **conv)
 
     def call(self, inputs, training=False, accumulate=False):
         x, cond = inputs
         kw = dict(training=training, accumulate=accumulate)
-        h = self.conv1(self.bn1((x, cond), **kw), training=training)  # BN + ReLU
-        h = self.bn2((h, cond), **kw)
+        h = self.conv1(tf.nn.relu(self.bn1((x, cond), **kw)), training=training)
+        h = tf.nn.relu(self.bn2((h, cond), **kw))
         shortcut = x[..., : self.out_channels] if self.out_channels != self.in_channels else x
         if self.upsample:
             h, shortcut = upsample(h), upsample(shortcut)
         h = self.conv2(h, training=training)
-        h = self.conv3(self.bn3((h, cond), **kw), training=training)
-        h = self.conv4(self.bn4((h, cond), **kw), training=training)
+        h = self.conv3(tf.nn.relu(self.bn3((h, cond), **kw)), training=training)
+        h = self.conv4(tf.nn.relu(self.bn4((h, cond), **kw)), training=training)
         return h + shortcut
 
 

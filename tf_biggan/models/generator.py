@@ -53,7 +53,7 @@ class Generator(StagedNetwork):
         self._build_stages(self.arch.g_stages, self.arch.g_attention, lambda spec, name: block_cls(
             spec.in_mult * ch, spec.out_mult * ch, upsample=spec.resample, name=name, **bn))
         self.out_bn = CrossReplicaBatchNorm(epsilon=cfg.bn_epsilon, moving_decay=cfg.bn_moving_decay,
-                                            name="out_bn", relu=True, **common)
+                                            name="out_bn", **common)
         # Table 7 says ch -> 3; the official BigGAN-deep modules use ch -> ch and keep 3 channels.
         out_channels = ch if (self.deep and cfg.hub_output_conv) else 3
         self.out_conv = SNConv2D(out_channels, 3, name="out_conv", **sn)
@@ -92,7 +92,7 @@ class Generator(StagedNetwork):
             trace.append(("linear", h.shape, self.linear))
         kw = dict(training=training, accumulate=accumulate)
         h = self._run_stages(h, lambda i, block, h: block((h, block_conds[i]), **kw), training, trace)
-        h = self.out_bn(h, **kw)  # BN + ReLU
+        h = tf.nn.relu(self.out_bn(h, **kw))
         h = self.out_conv(h, training=training)[..., :3]
         out = tf.tanh(tf.cast(h, tf.float32))
         if trace is not None:
