@@ -54,6 +54,14 @@ RSS of the first iteration / of the next iteration, GB:
   tf.config.threading inter-op threads = 1: 5.77 / 5.88 (no help, not kept).
   Through the CLI (2 steps, ImageNet-layout shards, /usr/bin/time max RSS): 5.90 GiB; with at most
   2 glibc arenas (host_memory.py, now the default): 5.74 GiB (6,013,776 kB).
+  Paired, idle (load 1.0-1.8), final code of the third pass: ours 30.81 s/iteration, peak 5.69 GiB, start
+  to first iteration 71.9 s (import 3.8, build 12.6, trace + first iteration 55.5), 69.3% of a 188 GFLOP/s
+  matmul peak; BigGAN-PyTorch 30.73 s, 5.10 GiB, 44.5 s: iteration 1.00x, peak 1.12x, start-up 1.61x.
+  Ours alone ten minutes earlier: 31.73 s, 5.67 GiB, 66.3 s. bf16 (model.dtype=mixed_bfloat16), idle:
+  22.63 s/iteration (1.43x our fp32, 1.32x the peer's 29.94 s measured beside it), 5.24 GiB, 62.2 s.
+  Rejected: G's ReLU inside the BN op (keeps only x for the backward): start to first iteration 66.3 ->
+  94.1 s with no memory gain (5.71 GiB), reverted. CLI 2 steps, idle: exit 3 min 11 s, 5.73 GiB.
+  A 2x speed-up over the peer would need 134-138% of the matmul peak: out of reach on this CPU.
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. What is left above the peer: TF's runtime (0.69 GB at import vs torch's 0.22),
