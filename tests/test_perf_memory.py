@@ -115,7 +115,7 @@ def test_training_step_turns_constant_folding_off_unless_asked(monkeypatch):
 
     monkeypatch.setenv("TF_BIGGAN_CONSTANT_FOLDING", "1")
     tf.config.optimizer.set_experimental_options({"constant_folding": True})
-    grappler.configure_for_training()
+    grappler.configure()
     assert tf.config.optimizer.get_experimental_options()["constant_folding"] is True
     monkeypatch.delenv("TF_BIGGAN_CONSTANT_FOLDING")
     from tf_biggan.config import load_hparams

@@ -144,7 +144,7 @@ def main(argv) -> int:
         from tf_biggan.config import load_hparams
         from tf_biggan.training import grappler
 
-        grappler.configure_for_training()  # every mode optimises graphs alike: see training/grappler.py
+        grappler.configure()  # every mode optimises graphs alike: see training/grappler.py
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)

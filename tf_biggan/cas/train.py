@@ -163,7 +163,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
         log(f"{os.path.join(model_dir, REPORT)} is complete: top-1 {existing['top1']:.4f}, top-5 "
             f"{existing['top5']:.4f} (delete it to score again)")
         return existing
-    grappler.configure_for_training()  # the same graph options whether or not a GAN trained first
+    grappler.configure()  # the same graph options whether or not a GAN trained first
     strategy = strategy or tf.distribute.get_strategy()
     # tf.data's seeded shuffles combine their seed with the GLOBAL seed, which whatever ran earlier in
     # the process may have set (the main job trains a GAN first): pin it, so a run is the same

@@ -102,7 +102,7 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
     from tf_biggan.training import grappler
     from tf_biggan.training.checkpoints import variables_checkpoint
 
-    grappler.configure_for_training()  # the trainer's graph options, so the numbers match its process's
+    grappler.configure()  # the trainer's graph options, so the numbers match its process's
     hp = hp or saved_hparams(model_dir)
     path = resolve_checkpoint(model_dir, checkpoint)
     nets = {}

@@ -1,4 +1,4 @@
-"""Grappler options for the training step's graph (issue 14: resident memory of training).
+"""Grappler options of every graph tf_biggan runs (issue 14: resident memory of training).
 
 Grappler's memory optimizer turns an AddN whose inputs become ready at different times into an
 in-place accumulation into a temporary initialised with zeros. A G kernel's gradient is such a
@@ -27,8 +27,8 @@ import os
 import tensorflow as tf
 
 
-def configure_for_training() -> None:
-    """Turns Grappler's constant folding off for this process (module docstring)."""
+def configure() -> None:
+    """Turns Grappler's constant folding off for this process (idempotent; module docstring)."""
     if os.environ.get("TF_BIGGAN_CONSTANT_FOLDING", "0") == "1":
         return
     tf.config.optimizer.set_experimental_options({"constant_folding": False})

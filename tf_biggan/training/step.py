@@ -39,8 +39,8 @@ from typing import Callable, Dict, List, Optional
 import tensorflow as tf
 
 from tf_biggan import seeds
-from tf_biggan.training import grappler
 from tf_biggan.layers.ortho_reg import ortho_reg
+from tf_biggan.training import grappler
 from tf_biggan.training.losses import D_LOSSES, G_LOSSES
 
 BASE_METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
@@ -238,7 +238,7 @@ class TrainStep:
         jit_compile=True (train.jit_compile) compiles each replica's update with XLA; the loop
         around it stays a graph: it reads the input iterator, which XLA cannot compile.
         """
-        grappler.configure_for_training()  # before the first call instantiates the graph
+        grappler.configure()  # before the first call instantiates the graph
         self._update_fn = (tf.function(self.replica_update, jit_compile=True) if jit_compile
                            else self.replica_update)
         self._loop_fn = tf.function(self._steps)
