@@ -8,12 +8,12 @@ bias-free, as in SA-GAN and BigGAN. The softmax is taken in float32 under bf16 m
 
 Memory (issue 14). The attention map is the largest tensor of a BigGAN step: at 64 px it is
 (batch, 4096, 1024) floats, 268 MB for D's 16 images of a D step, and autodiff keeps the softmax
-for the backward pass and then builds three more maps of that size (its gradient and the softmax
-gradient's temporaries) at once. With `per_image` (model.attention_per_image), training calls
-work one image at a time and keep only theta, phi, g: the backward pass recomputes one image's
-map (theta phi^T is a c/8-deep product, a small fraction of the block's FLOPs) and differentiates
-it with TF's own gradients, so values are those of the batched form within float round-off, and at most one
-image's map (16 MB) and its gradients are alive.
+for the backward pass. Training calls therefore go through `recompute_in_backward`
+(layers/recompute.py): only theta, phi, g are kept and the backward pass forms the map again (theta
+phi^T is a c/8-deep product and one softmax, a small fraction of the block's FLOPs), with TF's own
+gradients, so the values are those of plain autodiff. With `per_image` (model.attention_per_image)
+both passes also work one image at a time, so at most one image's map (16 MB) and its gradients are
+alive at once (slower: ~10%).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_biggan.layers.recompute import recompute_in_backward
 from tf_biggan.layers.spectral_norm import SNConv2D
 
 
@@ -50,8 +51,9 @@ def _attend_per_image(theta, phi, g):
 
 
 def attend(theta, phi, g, per_image: bool = False):
-    """softmax(theta phi^T) g over a batch; per_image: the memory-lean form (module docstring)."""
-    return _attend_per_image(theta, phi, g) if per_image else _attend(theta, phi, g)
+    """softmax(theta phi^T) g over a batch, the map recomputed in the backward pass rather than kept
+    (module docstring); per_image: one image at a time in both passes."""
+    return _attend_per_image(theta, phi, g) if per_image else recompute_in_backward(_attend)(theta, phi, g)
 
 
 class SelfAttention(keras.layers.Layer):

@@ -50,9 +50,8 @@ class GBlock(BuildsOnFirstCall, keras.layers.Layer):
     def call(self, inputs, training=False, accumulate=False):
         x, cond = inputs
         h = tf.nn.relu(self.bn1((x, cond), training=training, accumulate=accumulate))
-        if self.upsample:
-            h = upsample(h)
-        h = self.conv1(h, training=training)
+        # The upsample runs inside conv1's recomputed part: its 4x larger output is not kept.
+        h = self.conv1(h, training=training, pre=upsample if self.upsample else None)
         h = tf.nn.relu(self.bn2((h, cond), training=training, accumulate=accumulate))
         h = self.conv2(h, training=training)
         shortcut = x

@@ -50,8 +50,9 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
         h = tf.nn.relu(self.bn2((h, cond), **kw))
         shortcut = x[..., : self.out_channels] if self.out_channels != self.in_channels else x
         if self.upsample:
-            h, shortcut = upsample(h), upsample(shortcut)
-        h = self.conv2(h, training=training)
+            shortcut = upsample(shortcut)
+        # The upsample runs inside conv2's recomputed part: its 4x larger output is not kept.
+        h = self.conv2(h, training=training, pre=upsample if self.upsample else None)
         h = self.conv3(tf.nn.relu(self.bn3((h, cond), **kw)), training=training)
         h = self.conv4(tf.nn.relu(self.bn4((h, cond), **kw)), training=training)
         return h + shortcut
