@@ -30,6 +30,7 @@ from tf_biggan.training import intervene, stability
 from tf_biggan.training import loop as loop_lib
 from tf_biggan.training.collapse import with_collapse_actions
 from tf_biggan.training import strategy as strategy_lib
+from tf_biggan.training.adam import Adam
 from tf_biggan.training.checkpoints import RunCheckpoint, check_resume_hparams, prepare_model_dir
 from tf_biggan.training.ema import EMA
 from tf_biggan.training.loop import NonFiniteLossError
@@ -82,8 +83,8 @@ class GANTrainer:
             with placeholder_kernels():  # EMA-G is a copy of G (ema.copy() below): no orthogonal draws
                 self.ema_g.build_for_input(2)
             adam = dict(beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
-            self.g_opt = keras.optimizers.Adam(learning_rate=cfg.g_lr, name="g_adam", **adam)
-            self.d_opt = keras.optimizers.Adam(learning_rate=cfg.d_lr, name="d_adam", **adam)
+            self.g_opt = Adam(learning_rate=cfg.g_lr, name="g_adam", **adam)
+            self.d_opt = Adam(learning_rate=cfg.d_lr, name="d_adam", **adam)
             # Keras 3 creates slot variables lazily on the first apply_gradients, which would be inside
             # the replica function of strategy.run; building them here keeps them mirrored.
             self.g_opt.build(self.g.trainable_variables)
