@@ -62,11 +62,34 @@ RSS of the first iteration / of the next iteration, GB:
   Rejected: G's ReLU inside the BN op (keeps only x for the backward): start to first iteration 66.3 ->
   94.1 s with no memory gain (5.71 GiB), reverted. CLI 2 steps, idle: exit 3 min 11 s, 5.73 GiB.
   A 2x speed-up over the peer would need 134-138% of the matmul peak: out of reach on this CPU.
+  Fourth pass (this machine, idle; split runs: fresh process, 2 iterations after the first, peak GiB):
+  main at the start                                      iteration peak 5.70 (31.2-31.7 s)
+  + spectral norm's W / sigma recomputed in the backward 5.75 (no gain: Grappler's common-subgraph
+    elimination merged the recomputed W / sigma back into the forward's, which then stayed alive)
+  + the recomputation ordered after dy (control dependency; layers/recompute.py)  5.42
+  + G's upsample inside conv1's recomputed part, attention map recomputed        5.23 (31.1-32.3 s)
+  + Adam through TF's fused ResourceApplyAdam (training/adam.py)                 5.05-5.09 (30.5-30.8 s;
+    python trace 13.4 -> 11.0 s: ~2,000 fewer ops)
+  model.ortho_reg=0 at the third of these: 5.20 (the lean regulariser costs 0.03 GiB at the peak).
+  Where the peak was (--stage_profile, main at the start): G step 5.64, D step 4.76, EMA 3.71 GiB, from
+  ~3.3 GiB at rest (TF's runtime 0.68 at import: 0.42 of it shared-library pages, 0.28 anonymous).
+  Not kept: glibc's own mmap threshold (TF_BIGGAN_MMAP_THRESHOLD=0) 28.4-29.4 s but 6.28-6.58 GiB;
+  transparent huge pages for malloc (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) 15x fewer page faults
+  (0.41 vs 6.1 M per iteration) but 32.9 s: zeroing fresh pages, not faulting, is the cost;
+  MALLOC_TRIM_THRESHOLD_ 64 MB 30.4 s, mmap threshold 4 MB 30.1 s (no gain beyond noise).
+  Paired, idle (load 1.7-1.9), final code: ours 30.26 s/iteration, peak 4.98 GiB, start to first
+  iteration 66.1 s (import 3.7, build 12.5, trace + first iteration 49.9), 65.5% of a 202 GFLOP/s
+  matmul peak; BigGAN-PyTorch 31.05 s, 5.20 GiB, 57.3 s (its import 10.2 s this time): iteration
+  1.03x faster, peak 0.96x, start-up 1.15x. CLI, 2 steps, idle: exit 3 min 24 s, max RSS 5.14 GiB
+  (5,390,692 kB). The commit before issue 14 (d0c9db9) through the same CLI, alternating with ours
+  (log line of step 1): 112.1 / 125.3 s from process start to the first finished iteration (build
+  49.6 / 54.8 s, iteration 28.4-28.8 s, 16.7 GiB) against ours' 76.3 / 73.6 s then.
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
-fragmentation. What is left above the peer: TF's runtime (0.69 GB at import vs torch's 0.22),
-about 0.9 GB that stays resident after the first step (graphs, kernels' caches), and autodiff's
-extra saved tensors (BatchNorm keeps x - mean and x_hat where the peer keeps x).
+fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the
+step's graphs and kernels after the first run); since the fourth pass the step's transient memory is
+enough below the peer's (W / sigma, upsampled inputs and attention maps not kept; Adam without
+temporaries) that the peak is below it.
 
 Run:  python benchmarks/bench_memory_speed.py [--config biggan_128|default|both] [--iters 3]
           [--overrides model.dtype=mixed_bfloat16,train.jit_compile=true]
