@@ -76,7 +76,14 @@ RSS of the first iteration / of the next iteration, GB:
   Not kept: glibc's own mmap threshold (TF_BIGGAN_MMAP_THRESHOLD=0) 28.4-29.4 s but 6.28-6.58 GiB;
   transparent huge pages for malloc (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) 15x fewer page faults
   (0.41 vs 6.1 M per iteration) but 32.9 s: zeroing fresh pages, not faulting, is the cost;
-  MALLOC_TRIM_THRESHOLD_ 64 MB 30.4 s, mmap threshold 4 MB 30.1 s (no gain beyond noise).
+  MALLOC_TRIM_THRESHOLD_ 64 MB 30.4 s, mmap threshold 4 MB 30.1 s (no gain beyond noise); with the
+  levers below, mmap threshold 1 / 16 / 64 MB: 31.0-31.4 s at 5.01 / 31.1-32.8 s at 5.60 / 27.3-28.5 s
+  at 6.32 GiB (speed only comes with keeping the large tensors mapped, i.e. the old footprint).
+  bf16 (model.dtype=mixed_bfloat16) with these levers: 23.71 s, 5.35 GiB. Cause of the excess: Keras
+  autocasts a variable read inside a bf16 layer, so SN's power iteration and W / sigma saw a
+  bf16-rounded kernel and a float32 copy of it was kept per layer. SN kernels now have autocast=False
+  (the layer casts W / sigma itself): 22.81 s/iteration (1.36x the peer's 31.05 s), 4.82 GiB (0.93x),
+  62.9 s to the first iteration.
   Paired, idle (load 1.7-1.9), final code: ours 30.26 s/iteration, peak 4.98 GiB, start to first
   iteration 66.1 s (import 3.7, build 12.5, trace + first iteration 49.9), 65.5% of a 202 GFLOP/s
   matmul peak; BigGAN-PyTorch 31.05 s, 5.20 GiB, 57.3 s (its import 10.2 s this time): iteration

@@ -90,3 +90,24 @@ def test_top_three_singular_values_match_svd():
     layer(tf.zeros((1, 5, 5, 16)))
     layer.kernel.assign(kernel)
     np.testing.assert_allclose(layer.singular_values().numpy(), s[:3], rtol=1e-4)
+
+
+def test_mixed_bfloat16_power_iteration_sees_the_float32_kernel():
+    """Under mixed_bfloat16 the power iteration and W / sigma use the float32 kernel, not Keras'
+    bf16-rounded read of it (the kernel is not autocast); only W / sigma is cast for the conv."""
+    layer = SNConv2D(6, 3, dtype="mixed_bfloat16")
+    x = tf.constant(np.random.RandomState(5).randn(2, 5, 5, 4).astype(np.float32))
+    layer(x)
+    rng = np.random.RandomState(6)
+    kernel = (rng.randn(*layer.kernel.shape) * 0.3).astype(np.float32)
+    layer.kernel.assign(kernel)
+    u0 = layer.u.numpy().astype(np.float64)
+    y = layer(x, training=True)
+    assert y.dtype == tf.bfloat16
+    w = kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)
+    v = u0 @ w.T
+    v /= np.linalg.norm(v)
+    u1 = v @ w
+    u1 /= np.linalg.norm(u1)
+    # A bf16-rounded kernel (8 significant bits) moves u by ~1e-3.
+    np.testing.assert_allclose(layer.u.numpy(), u1, rtol=2e-5, atol=2e-6)

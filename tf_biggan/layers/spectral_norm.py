@@ -81,7 +81,11 @@ class _SpectralNormLayer(keras.layers.Layer):
                                    else keras.initializers.get(kernel_initializer))
 
     def _build_kernel(self, shape) -> None:
-        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
+        # autocast=False: under mixed bf16, Keras would hand a call a bf16-rounded kernel, so the power
+        # iteration and W / sigma would see a rounded W (and a float32 copy of it would be kept for the
+        # backward pass). The layer casts W / sigma to the compute dtype itself.
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer,
+                                      autocast=False)
         out = shape[-1]
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(out,), initializer="zeros")
