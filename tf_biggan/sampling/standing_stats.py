@@ -62,7 +62,7 @@ def accumulate_standing_stats(generator, num_passes: int = 100, batch_size: int 
         layer.reset_standing_stats()
     draw = latents or standing_stats_latents(generator.dim_z, generator.num_classes, batch_size, 0.0, seed)
 
-    @tf.function
+    @tf.function(autograph=False)  # plain graph code: no conversion cost
     def one_pass(step):
         z, y = draw(step)
         generator((z, y), training=False, accumulate=True)

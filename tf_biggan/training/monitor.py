@@ -75,7 +75,7 @@ class SampleGrid:
             z, y = _replica_slice(self.z, self.per_replica), _replica_slice(self.classes, self.per_replica)
             rows = i * self.chunk + tf.range(self.chunk)  # a static chunk shape: one trace for all chunks
             return tf.cast(self.ema_g((tf.gather(z, rows), tf.gather(y, rows)), training=False), tf.float32)
-        self._sample = tf.function(sample)
+        self._sample = tf.function(sample, autograph=False)  # plain graph code: no conversion cost
 
     def _stats_latents(self, counter):
         """This replica's slice of the pass's global batch (stream train_sample_stats)."""

@@ -219,8 +219,8 @@ class TrainStep:
         """`num_steps` steps in one graph (train.steps_per_loop); the last step's metrics, summed
         over replicas (each replica returns its share)."""
         names = self.metric_names
-        metrics = {k: tf.constant(0.0) for k in names}
-        for _ in tf.range(num_steps):
+
+        def body(i, metrics):
             batches = [next(iterator) for _ in range(self.disc_steps)]
             step = tf.convert_to_tensor(self.step_var)
             per_replica = self.strategy.run(self.replica_step, args=(batches, step))
@@ -230,7 +230,10 @@ class TrainStep:
             for hook in self.post_step:
                 hook(self.step_var)
             self.ema.update(self.step_var)
-        return metrics
+            return i + 1, metrics
+
+        start = (tf.constant(0, num_steps.dtype), {k: tf.constant(0.0) for k in names})
+        return tf.while_loop(lambda i, _: i < num_steps, body, start)[1]
 
     def compile(self, jit_compile: Optional[bool] = None) -> Callable:
         """The tf.function running `num_steps` steps (built once; hooks must be set before).
@@ -239,9 +242,12 @@ class TrainStep:
         around it stays a graph: it reads the input iterator, which XLA cannot compile.
         """
         grappler.configure()  # before the first call instantiates the graph
-        self._update_fn = (tf.function(self.replica_update, jit_compile=True) if jit_compile
+        # autograph=False: the step is plain graph code (its one loop is an explicit while_loop);
+        # converting the whole call tree (models, losses, hooks) cost ~2 s of every process's first
+        # trace (issue 14, start-up).
+        self._update_fn = (tf.function(self.replica_update, jit_compile=True, autograph=False) if jit_compile
                            else self.replica_update)
-        self._loop_fn = tf.function(self._steps)
+        self._loop_fn = tf.function(self._steps, autograph=False)
         return self._loop_fn
 
     def run(self, iterator, num_steps: int) -> Dict[str, float]:
