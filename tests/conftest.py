@@ -6,6 +6,11 @@ The logical-device split must happen before TensorFlow initialises its devices, 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One intra-op thread per xdist worker (and per CLI subprocess it starts, through the
+    # environment): the workers already fill the cores, and two 2-thread pools on 2 cores
+    # oversubscribe them.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import tensorflow as tf  # noqa: E402
 
