@@ -14,12 +14,21 @@ rounding there: R^T R = A^T A by Cholesky (R with a positive diagonal, so the sa
 Q = A R^-1 by a triangular solve; both are matmul-shaped and multi-threaded (about 3x faster).
 Near-square matrices, whose condition number grows with n, keep the Householder QR; they are
 small (n x n at most 2n x n).
+
+Deferred draws (`deferred_kernels`, issue 14, start-up): the draws of BigGAN-128 take ~8 s of
+matmul-shaped work, which nothing needs until the first step runs. Kernels built inside get zeros
+and their orthogonal values are computed in a background thread, while the trainer traces its
+step (one Python thread); the values are assigned, and anyone may read the weights, only after
+`DeferredKernels.finish()`. The values are the ones the immediate draw gives: the seeds are fixed
+when the initialisers are constructed, and each draw is stateless.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
+from typing import List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -40,6 +49,83 @@ def placeholder_kernels():
         yield
     finally:
         _state.placeholder = previous
+
+
+class DeferredKernels:
+    """Orthogonal draws of the kernels built inside `deferred_kernels()`, computed in a background
+    thread from `start()` on; `finish()` waits for them and assigns them (module docstring)."""
+
+    def __init__(self):
+        self._pending: List[Tuple[object, "Orthogonal", tuple]] = []  # (variable, initializer, shape)
+        self._values: List[tf.Tensor] = []
+        self._queue: "queue.Queue" = queue.Queue()
+        self._error: Optional[BaseException] = None
+        self._cancelled = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def add(self, variable, initializer, shape) -> None:
+        self._pending.append((variable, initializer, tuple(shape)))
+        self._queue.put((initializer, tuple(shape)))
+
+    def start(self) -> None:
+        """Starts the draws in a background thread (after the models are built: drawing while
+        they are built slowed the build more than it overlapped)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._draw_all, name="orthogonal_init", daemon=True)
+            self._thread.start()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _draw_all(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None or self._cancelled.is_set():
+                return
+            if self._error is None:
+                try:
+                    self._values.append(item[0](item[1], "float32"))
+                except BaseException as error:  # re-raised by finish() in the caller's thread
+                    self._error = error
+
+    def _stop(self) -> None:
+        self.start()  # (finish() without start(): the draws run now)
+        self._queue.put(None)
+        self._thread.join()
+
+    def finish(self) -> None:
+        """Waits for the draws and assigns them (in the caller's thread and strategy scope)."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+        for (variable, _, _), value in zip(self._pending, self._values):
+            variable.assign(tf.cast(value, variable.dtype))
+        self._pending, self._values = [], []
+
+    def cancel(self) -> None:
+        """Drops the draws (every kernel is about to be overwritten, e.g. by a checkpoint restore)."""
+        self._cancelled.set()
+        self._stop()
+        self._pending, self._values = [], []
+
+
+@contextlib.contextmanager
+def deferred_kernels(pending: DeferredKernels):
+    """Orthogonal kernels built inside (through `register`) get zeros now and their draw in `pending`."""
+    previous = getattr(_state, "deferred", None)
+    _state.deferred = pending
+    try:
+        yield pending
+    finally:
+        _state.deferred = previous
+
+
+def register(variable, initializer, shape) -> None:
+    """Called by a layer right after creating `variable` with `initializer`: inside
+    `deferred_kernels()`, an Orthogonal initialiser's draw is deferred (the variable holds zeros)."""
+    pending = getattr(_state, "deferred", None)
+    if pending is not None and isinstance(initializer, Orthogonal) and not getattr(_state, "placeholder", False):
+        pending.add(variable, initializer, shape)
 
 
 def orthonormal_columns(a: tf.Tensor) -> tf.Tensor:
@@ -63,7 +149,7 @@ class Orthogonal(keras.initializers.Orthogonal):
             rows *= int(dim)
         cols = int(shape[-1])
         dtype = dtype or "float32"
-        if getattr(_state, "placeholder", False):
+        if getattr(_state, "placeholder", False) or getattr(_state, "deferred", None) is not None:
             return tf.zeros(shape, dtype)
         a = keras.random.normal((max(rows, cols), min(rows, cols)), seed=self.seed, dtype="float32")
         q = orthonormal_columns(tf.convert_to_tensor(a))

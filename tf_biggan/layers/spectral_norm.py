@@ -24,6 +24,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_biggan.layers import orthogonal_init
 from tf_biggan.layers.orthogonal_init import Orthogonal
 from tf_biggan.layers.recompute import recompute_in_backward
 
@@ -86,6 +87,7 @@ class _SpectralNormLayer(keras.layers.Layer):
         # backward pass). The layer casts W / sigma to the compute dtype itself.
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer,
                                       autocast=False)
+        orthogonal_init.register(self.kernel, self.kernel_initializer, shape)  # deferred draw, if asked
         out = shape[-1]
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(out,), initializer="zeros")

@@ -144,6 +144,9 @@ class TrainStep:
         self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)]
         self.post_step: List[Callable] = []
         self.d_extra: Optional[Callable] = None
+        # Called once, after the first trace and graph optimisation and before the first step runs
+        # (the trainer's deferred orthogonal draws finish there, overlapped with both).
+        self.before_first_run: Optional[Callable[[], None]] = None
         self._loop_fn = None
         self._update_fn = self.replica_update
 
@@ -254,5 +257,13 @@ class TrainStep:
         """Runs `num_steps` steps (one tf.function call); the last step's metrics as floats."""
         if self._loop_fn is None:
             self.compile()
-        metrics = self._loop_fn(iterator, tf.constant(num_steps, tf.int64))
+        num_steps = tf.constant(num_steps, tf.int64)
+        if self.before_first_run is not None:
+            # Trace, then a call of 0 steps: the runtime optimises (Grappler) and instantiates the
+            # graph, which reads no variable and no input while the loop runs no iteration; the
+            # hook and the real call follow, reusing both.
+            self._loop_fn(iterator, tf.constant(0, tf.int64))
+            hook, self.before_first_run = self.before_first_run, None
+            hook()
+        metrics = self._loop_fn(iterator, num_steps)
         return {k: float(v.numpy()) for k, v in metrics.items()}

@@ -14,6 +14,7 @@ cannot itself be checkpointed), so a killed run resumes on the same trajectory.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Dict, Optional
 
 import keras
@@ -23,7 +24,7 @@ import tensorflow as tf
 from tf_biggan.augment import hooks as augment_hooks
 from tf_biggan.augment.controller import AugmentState
 from tf_biggan.errors import UserError
-from tf_biggan.layers.orthogonal_init import placeholder_kernels
+from tf_biggan.layers.orthogonal_init import DeferredKernels, deferred_kernels, placeholder_kernels
 from tf_biggan.models import Discriminator, Generator
 from tf_biggan.progress import Progress
 from tf_biggan.training import intervene, stability
@@ -56,10 +57,15 @@ class GANTrainer:
     int labels [b]); default: `hp.data` through tf_biggan.data.pipeline. `model_dir=None` keeps
     everything in memory (tests, benchmarks). Extend the step through `trainer.train_step`
     (step.TrainStep: d_inputs, d_penalties, g_penalties, latents, post_step) before the first step.
+
+    `defer_init=True` (the train mode, benchmarks): G's and D's orthogonal draws run in a background
+    thread while the first step is traced (layers/orthogonal_init.py); the weights are final once
+    `restore`, the first training step, `save`, `sample_grid` or `singular_values` has run (or after
+    `weights_ready()`). A restored checkpoint replaces the draws.
     """
 
     def __init__(self, hp, strategy: Optional[tf.distribute.Strategy] = None, model_dir: Optional[str] = None,
-                 dataset_fn: Optional[Callable] = None, verbose: bool = True):
+                 dataset_fn: Optional[Callable] = None, verbose: bool = True, defer_init: bool = False):
         self.hp = hp
         self.cfg = cfg = hp.train
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -74,12 +80,16 @@ class GANTrainer:
 
         # Same initial weights on every worker and in every re-run with the same train.seed.
         keras.utils.set_random_seed(cfg.seed)
+        # Several workers keep the draw at creation: its values are broadcast from the chief.
+        self._deferred = (DeferredKernels() if defer_init and not strategy_lib.is_multi_worker(self.strategy)
+                          else None)
         with self.strategy.scope():
             self.g = Generator(hp.model, hp.data.num_classes, name="generator")
             self.d = Discriminator(hp.model, hp.data.num_classes, dropout=hp.stability.d_dropout, name="discriminator")
             self.ema_g = Generator(hp.model, hp.data.num_classes, name="ema_generator")
-            self.g.build_for_input(2)
-            self.d.build_for_input(2)
+            with deferred_kernels(self._deferred) if self._deferred is not None else contextlib.nullcontext():
+                self.g.build_for_input(2)
+                self.d.build_for_input(2)
             with placeholder_kernels():  # EMA-G is a copy of G (ema.copy() below): no orthogonal draws
                 self.ema_g.build_for_input(2)
             adam = dict(beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
@@ -91,10 +101,15 @@ class GANTrainer:
             self.d_opt.build(self.d.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.ema = EMA(self.g, self.ema_g, cfg.ema_decay, cfg.ema_start_step)
-            self.ema.copy()
+            if self._deferred is not None:
+                self._deferred.start()  # the EMA copy follows the draws (weights_ready)
+            else:
+                self.ema.copy()
             # ADA / DiffAugment (tf_biggan.augment): p is one value for all replicas, checkpointed.
             self.augment = AugmentState(hp.augment, cfg.seed, self.global_batch)
         self.train_step = TrainStep(hp, self.strategy, self.g, self.d, self.g_opt, self.d_opt, self.ema, self.step)
+        if self._deferred is not None:
+            self.train_step.before_first_run = self.weights_ready  # after the trace, before the run
         augment_hooks.install(self.train_step, self.augment)
         # The Section 4 knobs that are on (all off by default); after augmentation, so D's dropout
         # keys are set around the augmented d_inputs.
@@ -112,6 +127,14 @@ class GANTrainer:
         self.checkpoint = self.run_checkpoint.checkpoint  # what BestFidKeeper saves
         self._singular_values = None
         self._sample_grid = None
+
+    def weights_ready(self) -> None:
+        """Waits for deferred orthogonal draws, assigns them and copies G into EMA-G (no-op after)."""
+        if self._deferred is not None:
+            with self.strategy.scope():
+                self._deferred.finish()
+                self.ema.copy()
+            self._deferred = None
 
     # ------------------------------------------------------------------ steps
     @property
@@ -137,11 +160,13 @@ class GANTrainer:
     # ------------------------------------------------------------------ monitoring
     def singular_values(self) -> Dict[str, np.ndarray]:
         """σ0..σ2 of the raw kernel of every spectrally normalised G and D layer (Appendix F)."""
+        self.weights_ready()
         self._singular_values = self._singular_values or SingularValues(self.g, self.d)
         return self._singular_values()
 
     def sample_grid(self) -> np.ndarray:
         """uint8 grid of EMA-G samples under the strategy (monitor.SampleGrid)."""
+        self.weights_ready()
         self._sample_grid = self._sample_grid or SampleGrid(self.ema_g, self.hp, self.strategy)
         return self._sample_grid()
 
@@ -151,6 +176,10 @@ class GANTrainer:
         learning rates are the hparams', not the checkpoint's (an intervention may change them)."""
         if self._iterator is not None:
             raise RuntimeError("restore() must come before the first training step")
+        if self._deferred is not None and (path or self.run_checkpoint.latest()):
+            # The checkpoint sets every weight (RunCheckpoint.restore asserts that): no draws needed.
+            self._deferred.cancel()
+            self._deferred = None
         restored = self.run_checkpoint.restore(path)
         if restored:
             self.g_opt.learning_rate.assign(self.cfg.g_lr)
@@ -158,6 +187,7 @@ class GANTrainer:
         return restored
 
     def save(self) -> Optional[str]:
+        self.weights_ready()
         return self.run_checkpoint.save()
 
     def latest_checkpoint(self) -> Optional[str]:
@@ -172,7 +202,9 @@ class GANTrainer:
         self.progress = Progress("train", total=target, start=int(self.step.numpy()), enabled=self.progress.enabled)
         actions = loop_lib.standard_actions(self, summaries, self.progress, best_fid_keeper)
         actions = with_collapse_actions(self, actions, summaries)  # stability scalars, collapse detection
-        return loop_lib.fit(self, target, actions, self.progress, summaries)
+        report = loop_lib.fit(self, target, actions, self.progress, summaries)
+        self.weights_ready()  # (a run already at its target ran no step)
+        return report
 
 
 def run_train(hp, flags) -> dict:
@@ -195,7 +227,7 @@ def train_from_flags(hp, flags):
     if getattr(flags, "intervene", None):
         hp, chosen, actions = intervene.begin(hp, model_dir, flags.intervene, getattr(flags, "checkpoint", None),
                                               chief=strategy_lib.is_chief(strategy))
-    trainer = GANTrainer(hp, strategy, model_dir)
+    trainer = GANTrainer(hp, strategy, model_dir, defer_init=True)
     restored = trainer.restore(chosen)
     if restored:
         trainer.progress.log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
