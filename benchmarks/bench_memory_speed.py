@@ -91,6 +91,24 @@ RSS of the first iteration / of the next iteration, GB:
   (5,390,692 kB). The commit before issue 14 (d0c9db9) through the same CLI, alternating with ours
   (log line of step 1): 112.1 / 125.3 s from process start to the first finished iteration (build
   49.6 / 54.8 s, iteration 28.4-28.8 s, 16.7 GiB) against ours' 76.3 / 73.6 s then.
+  Fifth pass (start-up; this machine, idle). Split of the first call (fresh process, the fourth pass's
+  code): import 3.2, build 12.2 (orthogonal draws 8.4 of it, 107 kernels), Python trace 7.9, first
+  call 38.9 (Grappler 5.6-6.6: memory optimizer 1.3, a second round of every pass that changes
+  nothing 1.4, layout 0.3; then the iteration itself) = 62.2 s.
+  + step traced without autograph (explicit while_loop)   trace 10.5 -> 7.9 s (the conversion of the
+    step's call tree; tiny step 6.35 -> 3.74 s)
+  + orthogonal draws deferred (layers/orthogonal_init.py): a background thread draws while the step
+    is traced and, through a 0-step call, optimised; assigned before the first step (same weights
+    bit for bit): build 12.2 -> 4.2 s, trace 9.7 s, 0-step call 8.4 s, joining the draws 0.2 s, the
+    first step 30.3 s: 55.6 s (split) / 59.4-60.8 s (this bench, whose stage marks trim the heap).
+    Drawing while the models are built instead slowed the build more than it overlapped (61.5 s).
+  Paired, idle (load 1.7-1.9): ours 31.00 s/iteration, peak 5.00 GiB, start to first iteration 60.1 s
+  (import 3.4, build 4.1, trace + first iteration 52.5), 63.8% of a 202 GFLOP/s matmul peak;
+  BigGAN-PyTorch 31.59 s, 5.19 GiB, 43.7 s: iteration 1.02x faster, peak 0.96x, start-up 1.37x.
+  Through the CLI (2 steps, train.steps_per_loop=1, log line of step 1, alternating): ours 63.8 s
+  (66.2 s before this pass; the same losses to the digit), the commit before issue 14 (d0c9db9)
+  116.6 s: 0.55. Not taken: Grappler's second round and layout pass are not switchable through
+  tf.config (a thread's FunctionCallOptions config did not reach the function's optimiser).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the

@@ -17,9 +17,9 @@ small (n x n at most 2n x n).
 
 Deferred draws (`deferred_kernels`, issue 14, start-up): the draws of BigGAN-128 take ~8 s of
 matmul-shaped work, which nothing needs until the first step runs. Kernels built inside get zeros
-and their orthogonal values are computed in a background thread, while the trainer traces its
-step (one Python thread); the values are assigned, and anyone may read the weights, only after
-`DeferredKernels.finish()`. The values are the ones the immediate draw gives: the seeds are fixed
+and their orthogonal values are computed in a background thread while the trainer traces its
+step (one Python thread) and the runtime optimises it (Grappler, one thread); the values are
+assigned, and anyone may read the weights, only after `DeferredKernels.finish()`. The values are the ones the immediate draw gives: the seeds are fixed
 when the initialisers are constructed, and each draw is stateless.
 """
 

@@ -59,7 +59,7 @@ class GANTrainer:
     (step.TrainStep: d_inputs, d_penalties, g_penalties, latents, post_step) before the first step.
 
     `defer_init=True` (the train mode, benchmarks): G's and D's orthogonal draws run in a background
-    thread while the first step is traced (layers/orthogonal_init.py); the weights are final once
+    thread while the first step is traced and optimised (layers/orthogonal_init.py); the weights are final once
     `restore`, the first training step, `save`, `sample_grid` or `singular_values` has run (or after
     `weights_ready()`). A restored checkpoint replaces the draws.
     """
