@@ -33,7 +33,12 @@ def _attend(theta, phi, g):
 
 @tf.custom_gradient
 def _attend_per_image(theta, phi, g):
-    """`_attend` on (batch, positions, channels) inputs, one image at a time in both passes."""
+    """`_attend` on (batch, positions, channels) inputs, one image at a time in both passes.
+
+    The recomputation is written out here rather than a map_fn over `recompute_in_backward(_attend)`:
+    that form gives the right first-order gradients but zero second-order ones (a custom gradient
+    inside map_fn's loop is not differentiated again), which R1's double backprop needs
+    (tests/test_perf_memory.py)."""
     out = tf.map_fn(lambda a: _attend(*a), (theta, phi, g), fn_output_signature=g.dtype, parallel_iterations=1)
 
     def grad(d_out):
