@@ -81,21 +81,23 @@ def _all_weights(trainer):
 
 
 def test_deferred_draws_give_the_same_weights_and_step(tmp_path):
-    """defer_init: the kernels hold zeros until the first step, whose trace overlaps the draws; then
-    every weight and the step's result equal the immediate draws' bit for bit; a restored checkpoint
-    replaces the draws."""
+    """defer_init: the kernels hold zeros until the first step, whose trace overlaps the draws; the
+    step then starts from exactly the weights the immediate draws give (so it is the same step); a
+    restored checkpoint replaces the draws."""
     from tf_biggan.training.trainer import GANTrainer
 
     hp = load_hparams(None, "model.ch=2,train.batch_size=4,train.disc_steps=1")
-    immediate = GANTrainer(hp, verbose=False)
+    immediate = _all_weights(GANTrainer(hp, verbose=False))
     deferred = GANTrainer(hp, verbose=False, defer_init=True, model_dir=str(tmp_path))
     kernel = deferred.g.trainable_weights[0]
     assert len(kernel.shape) >= 2 and not kernel.numpy().any()  # not drawn yet
     assert len(deferred._deferred) > 10
-    immediate.train_steps(1)
-    deferred.train_steps(1)  # trace, then the draws are assigned, then the run
-    assert deferred.train_step._loop_fn.experimental_get_tracing_count() == 1  # the trace was reused
-    for a, b in zip(_all_weights(immediate), _all_weights(deferred)):
+    ready, at_first_step = deferred.train_step.before_first_run, []
+    deferred.train_step.before_first_run = lambda: (ready(), at_first_step.append(_all_weights(deferred)))
+    deferred.train_steps(1)  # trace, 0-step call, the draws assigned (captured here), then the step
+    assert deferred.train_step._loop_fn.experimental_get_tracing_count() == 1  # one trace, reused
+    assert int(deferred.step.numpy()) == 1
+    for a, b in zip(immediate, at_first_step[0]):
         np.testing.assert_array_equal(a, b)
     deferred.save()
 
