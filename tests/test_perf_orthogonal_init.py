@@ -118,3 +118,19 @@ def test_a_failed_deferred_draw_is_raised_in_the_caller():
     pending.add(tf.Variable(tf.zeros((4, 2))), Broken(seed=1), (4, 2))
     with pytest.raises(ValueError, match="no draw today"):
         pending.finish()
+
+
+def test_deferred_draws_reach_every_replica_of_a_mirrored_variable():
+    from conftest import mirrored_strategy
+    from tf_biggan.training.trainer import GANTrainer
+
+    hp = load_hparams(None, "model.ch=2,train.batch_size=4,train.disc_steps=1")
+    immediate = _all_weights(GANTrainer(hp, verbose=False))
+    strategy = mirrored_strategy(2)
+    deferred = GANTrainer(hp, strategy, verbose=False, defer_init=True)
+    deferred.weights_ready()
+    variables = deferred.g.weights + deferred.d.weights + deferred.ema_g.weights
+    assert len(variables) < len(immediate)
+    for expected, variable in zip(immediate, variables):
+        for component in strategy.experimental_local_results(variable):
+            np.testing.assert_array_equal(component.numpy(), expected)
