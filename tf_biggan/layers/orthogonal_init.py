@@ -64,8 +64,9 @@ class DeferredKernels:
         self._thread: Optional[threading.Thread] = None
 
     def add(self, variable, initializer, shape) -> None:
-        self._pending.append((variable, initializer, tuple(shape)))
-        self._queue.put((initializer, tuple(shape)))
+        entry = (variable, initializer, tuple(shape))
+        self._pending.append(entry)
+        self._queue.put(entry)
 
     def start(self) -> None:
         """Starts the draws in a background thread (after the models are built: drawing while
@@ -79,12 +80,13 @@ class DeferredKernels:
 
     def _draw_all(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None or self._cancelled.is_set():
+            entry = self._queue.get()
+            if entry is None or self._cancelled.is_set():
                 return
             if self._error is None:
+                _, initializer, shape = entry
                 try:
-                    self._values.append(item[0](item[1], "float32"))
+                    self._values.append(initializer(shape, "float32"))
                 except BaseException as error:  # re-raised by finish() in the caller's thread
                     self._error = error
 
