@@ -46,6 +46,25 @@ def test_hooks_see_every_d_input_and_penalties_are_logged(hooked):
     assert metrics["d_probe"] == pytest.approx(0.25) and metrics["g_probe"] == pytest.approx(0.5)
     assert metrics["ortho_reg"] > 0 and seen["post_step"] == ["traced"]
     assert set(trainer.train_step.metric_names) == set(metrics)
+    # A d_inputs hook reads the substep as a Python number: the D steps are traced one by one.
+    assert trainer.train_step._shared_d_update is None
+
+
+def test_d_steps_share_one_trace_and_give_the_same_weights():
+    """One device, no D hook: the disc_steps D steps call ONE traced function (issue 14, start-up);
+    2 steps give the weights and Adam moments of the unrolled step bit for bit."""
+    hp = load_hparams(None, TINY)
+    shared, unrolled = GANTrainer(hp, verbose=False), GANTrainer(hp, verbose=False)
+    unrolled.train_step.d_trace_shareable = lambda: False
+    for trainer in (shared, unrolled):
+        trainer.train_steps(2)
+    assert shared.train_step._shared_d_update.experimental_get_tracing_count() == 1
+    assert unrolled.train_step._shared_d_update is None
+    variables = lambda t: t.g.weights + t.d.weights + t.ema_g.weights + t.g_opt.variables + t.d_opt.variables  # noqa: E731
+    for a, b in zip(variables(shared), variables(unrolled)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # Several replicas: MirroredStrategy's merge_call refuses a nested function.
+    assert not GANTrainer(hp, strategy=mirrored_strategy(2), verbose=False).train_step.d_trace_shareable()
 
 
 def test_latent_sampler_slices_the_global_batch_from_seed_streams():

@@ -149,6 +149,7 @@ class TrainStep:
         self.before_first_run: Optional[Callable[[], None]] = None
         self._loop_fn = None
         self._update_fn = self.replica_update
+        self._shared_d_update: Optional[Callable] = None  # D's step traced once for all substeps
 
     def d_inputs(self, images, step, substep: int):
         """Every image D sees passes through here (augmentation hook); the identity by default."""
@@ -170,39 +171,27 @@ class TrainStep:
 
     def replica_update(self, real_batches, step, latents) -> Dict[str, tf.Tensor]:
         """The updates of `replica_step` given this replica's latents [(z, y)] * (disc_steps + 1)."""
-        gb, metrics = self.global_batch, {}
+        gb = self.global_batch
         # Each pass (a D step, then the G step) starts once the previous pass's backward is done.
         # Without this the graph only orders G's passes among themselves (they share G's
         # variables), so the executor ran the G step's taped forward (G activations kept for its
         # backward) and the next pass's G forward during a D step's backward, holding both passes'
         # activations at the peak. Same ops and values, one pass's activations alive at a time.
         barrier = []
+        shared = self.d_trace_shareable()
+        if shared and self._shared_d_update is None:
+            # The D steps of one step differ only in their inputs: one traced function called
+            # disc_steps times instead of disc_steps copies (BigGAN-128: a quarter of the step's ops
+            # and ~2 s of its first trace; issue 14, start-up). The runtime inlines the calls: the
+            # same ops and values (tests/test_training_step.py).
+            self._shared_d_update = tf.function(self.d_update, autograph=False)
         for k, (x_real, y_real) in enumerate(real_batches):
             z, y_fake = latents[k]
             with tf.control_dependencies(barrier):
-                x_fake = self.g((z, y_fake), training=True)
-                x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
-                extra = self.d_extra(step, k) if self.d_extra is not None else None
-                with tf.GradientTape() as tape:
-                    images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
-                    d_images, d_labels = images, tf.concat([y_real, y_fake], 0)
-                    if extra is not None:
-                        d_images = tf.concat([images, tf.cast(extra[0], images.dtype)], 0)
-                        d_labels = tf.concat([d_labels, tf.cast(extra[1], tf.int32)], 0)
-                    logits = self.d((d_images, d_labels), training=True)
-                    lb = self.local_batch
-                    real_logits, fake_logits = logits[:lb], logits[lb:2 * lb]
-                    d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
-                    ctx = DContext(step, k, images[:lb], y_real, images[lb:], y_fake, real_logits, fake_logits, gb,
-                                   self.num_replicas, extra_logits=logits[2 * lb:] if extra is not None else None)
-                    penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
-                    d_total = d_loss + sum(penalties.values())
-                grads = tape.gradient(d_total, self.d.trainable_variables)
-            self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
-            barrier = _done(grads)
-        share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
-        metrics.update(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part, d_real=share(real_logits),
-                       d_fake=share(fake_logits), **penalties)
+                if shared:
+                    barrier, metrics = self._shared_d_update(x_real, y_real, z, y_fake, step, tf.constant(k))
+                else:
+                    barrier, metrics = self.d_update(x_real, y_real, z, y_fake, step, k)
 
         z, y = latents[self.disc_steps]
         with tf.control_dependencies(barrier), tf.GradientTape() as tape:
@@ -216,6 +205,32 @@ class TrainStep:
         self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
         metrics.update(g_loss=g_loss, **penalties)
         return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
+
+    def d_update(self, x_real, y_real, z, y_fake, step, k):
+        """One D step (substep k) on this replica: (its gradients, as a barrier list; D's metrics)."""
+        gb = self.global_batch
+        x_fake = self.g((z, y_fake), training=True)
+        x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
+        extra = self.d_extra(step, k) if self.d_extra is not None else None
+        with tf.GradientTape() as tape:
+            images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
+            d_images, d_labels = images, tf.concat([y_real, y_fake], 0)
+            if extra is not None:
+                d_images = tf.concat([images, tf.cast(extra[0], images.dtype)], 0)
+                d_labels = tf.concat([d_labels, tf.cast(extra[1], tf.int32)], 0)
+            logits = self.d((d_images, d_labels), training=True)
+            lb = self.local_batch
+            real_logits, fake_logits = logits[:lb], logits[lb:2 * lb]
+            d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
+            ctx = DContext(step, k, images[:lb], y_real, images[lb:], y_fake, real_logits, fake_logits, gb,
+                           self.num_replicas, extra_logits=logits[2 * lb:] if extra is not None else None)
+            penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
+            d_total = d_loss + sum(penalties.values())
+        grads = tape.gradient(d_total, self.d.trainable_variables)
+        self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+        share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
+        return _done(grads), dict(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part,
+                                  d_real=share(real_logits), d_fake=share(fake_logits), **penalties)
 
     # ------------------------------------------------------------------ several steps in one graph
     def _steps(self, iterator, num_steps):
@@ -237,6 +252,17 @@ class TrainStep:
 
         start = (tf.constant(0, num_steps.dtype), {k: tf.constant(0.0) for k in names})
         return tf.while_loop(lambda i, _: i < num_steps, body, start)[1]
+
+    def d_trace_shareable(self) -> bool:
+        """Whether the D steps can share one trace: several D steps on one device (MirroredStrategy's
+        merge_call, which the optimiser and cross-replica BatchNorm make, refuses to run inside a
+        nested function), and no hook that reads the substep as a Python number (d_inputs, d_extra,
+        D penalties: augmentation and the stability knobs branch on it)."""
+        one_device = (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+                      or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
+        default_inputs = getattr(self.d_inputs, "__func__", None) is TrainStep.d_inputs
+        return (self.disc_steps > 1 and one_device and default_inputs and self.d_extra is None
+                and not self.d_penalties)
 
     def compile(self, jit_compile: Optional[bool] = None) -> Callable:
         """The tf.function running `num_steps` steps (built once; hooks must be set before).

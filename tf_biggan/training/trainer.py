@@ -88,10 +88,10 @@ class GANTrainer:
             self.d = Discriminator(hp.model, hp.data.num_classes, dropout=hp.stability.d_dropout, name="discriminator")
             self.ema_g = Generator(hp.model, hp.data.num_classes, name="ema_generator")
             with deferred_kernels(self._deferred) if self._deferred is not None else contextlib.nullcontext():
-                self.g.build_for_input(2)
-                self.d.build_for_input(2)
+                self.g.build_for_input()
+                self.d.build_for_input()
             with placeholder_kernels():  # EMA-G is a copy of G (ema.copy() below): no orthogonal draws
-                self.ema_g.build_for_input(2)
+                self.ema_g.build_for_input()
             adam = dict(beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
             self.g_opt = Adam(learning_rate=cfg.g_lr, name="g_adam", **adam)
             self.d_opt = Adam(learning_rate=cfg.d_lr, name="d_adam", **adam)
