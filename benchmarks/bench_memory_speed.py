@@ -107,8 +107,22 @@ RSS of the first iteration / of the next iteration, GB:
   BigGAN-PyTorch 31.59 s, 5.19 GiB, 43.7 s: iteration 1.02x faster, peak 0.96x, start-up 1.37x.
   Through the CLI (2 steps, train.steps_per_loop=1, log line of step 1, alternating): ours 63.8 s
   (66.2 s before this pass; the same losses to the digit), the commit before issue 14 (d0c9db9)
-  116.6 s: 0.55. Not taken: Grappler's second round and layout pass are not switchable through
-  tf.config (a thread's FunctionCallOptions config did not reach the function's optimiser).
+  116.6 s: 0.55. Not taken: Grappler's second round is not switchable through tf.config (a thread's
+  FunctionCallOptions config did not reach the function's optimiser).
+  Sixth pass (start-up; this machine, idle; split with the ImageNet-layout shards, fresh processes):
+  + the D steps of a step share one trace (step.py: one tf.function called disc_steps times, on one
+    device and with no D hook; the same weights bit for bit): python trace alone 7.7-8.1 -> 6.2-6.3 s,
+    23,013 -> 17,541 graph nodes
+  + models built by a pass on a batch of 1 instead of 2 (the same weights): build 4.0 -> 3.0 s
+  = import 3.3, build 3.1, iterator 0.5, trace 7.8-8.2 (beside the draws), 0-step call 8.2-9.0, first
+    step 30.4: 53.7-54.8 s. Grappler's layout and implementation-selector passes off (tf.config): 0-step
+    call 7.7-8.3 vs 8.1-9.1 s, inside the run-to-run spread; not kept.
+  Through the CLI (as in the fifth pass, alternating, same session): ours 55.1 / 54.1 / 56.5 s, the
+  commit before issue 14 (d0c9db9) 116.3 / 114.6 / 119.6 s: 0.47 (0.45-0.49); the same losses at step
+  1 (23.3689) in all of ours. --mode=summary of BigGAN-512: 17.1-17.4 s vs 39.2 s for d0c9db9 (0.44).
+  Paired (--iters 2), idle, load 1.9: ours 30.76 s/iteration, peak 4.89 GiB, start to first iteration
+  54.6 s (import 3.2, build 3.0, trace + first iteration 48.4), 66.1% of a 197 GFLOP/s matmul peak;
+  BigGAN-PyTorch 30.15 s, 5.13 GiB, 43.4 s: iteration 0.98x, peak 0.95x, start-up 1.26x.
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the
@@ -178,7 +192,7 @@ class Stages:
     def mark(self, name: str, seconds: float = None) -> None:
         now = time.time()
         self.rows[name] = {"seconds": now - self.last if seconds is None else seconds, "peak_gb": self.rss_gb()}
-        print(f"STAGE {name} {self.rows[name]['seconds']:.1f}s peak {self.rows[name]['peak_gb']:.2f}GB",
+        print(f"STAGE {name} {self.rows[name]['seconds']:.1f}s peak {self.rows[name]['peak_gb']:.2f}GiB",
               file=sys.stderr, flush=True)  # partial results survive a stopped run
         self.last = now
         self._reset_peak()
@@ -382,13 +396,13 @@ def run_worker(kind: str, args, python: str) -> dict:
 
 
 def show(kind: str, r: dict) -> None:
-    stages = "  ".join(f"{k} {v['seconds']:.1f}s/{v['peak_gb']:.2f}GB" for k, v in r["stages"].items())
+    stages = "  ".join(f"{k} {v['seconds']:.1f}s/{v['peak_gb']:.2f}GiB" for k, v in r["stages"].items())
     extra = ""
     if "gflops_per_iteration" in r:
         extra = (f", {r['gflops_per_iteration']:.1f} GFLOP/iteration, {100 * r['fraction_of_peak']:.1f}% of a "
                  f"{r['matmul_peak_gflops']:.0f} GFLOP/s matmul peak")
     print(f"[{kind}] {r['seconds_per_iteration']:.2f} s/iteration ({r['images_per_sec']:.2f} img/s), peak "
-          f"{r['peak_gb']:.2f} GB, start to first iteration {r['start_to_first_iteration']:.1f} s{extra}; "
+          f"{r['peak_gb']:.2f} GiB, start to first iteration {r['start_to_first_iteration']:.1f} s{extra}; "
           f"load {r['load_average'][0]:.1f}\n    {stages}", flush=True)
 
 
