@@ -116,7 +116,7 @@ RSS of the first iteration / of the next iteration, GB:
     inlined graph a little differently: after 2 steps G's and D's kernels are within 2e-4 (relative
     Frobenius) of the unrolled step's, step-2 losses d 0.72437 / g 3.63821 vs 0.72437 / 3.63838; one
     intra-op thread instead of two moves the kernels by 1.3e-3 (G's conv biases, each feeding a
-    BatchNorm have a zero gradient, so Adam turns rounding noise into their ~lr-sized values in every
+    BatchNorm, have a zero gradient, so Adam turns rounding noise into their ~lr-sized values in every
     variant)
   + models built by a pass on a batch of 1 instead of 2 (the same weights): build 4.0 -> 3.0 s
   = import 3.3, build 3.1, iterator 0.5, trace 7.8-8.2 (beside the draws), 0-step call 8.2-9.0, first
