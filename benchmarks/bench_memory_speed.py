@@ -115,7 +115,7 @@ RSS of the first iteration / of the next iteration, GB:
     nodes. The same weights bit for bit on the tests' model; at BigGAN-128 Grappler rewrites the
     inlined graph a little differently: after 2 steps G's and D's kernels are within 2e-4 (relative
     Frobenius) of the unrolled step's, step-2 losses d 0.72437 / g 3.63821 vs 0.72437 / 3.63838; one
-    intra-op thread instead of two moves the kernels by 1.3e-3 (G's conv biases, each feeding a
+    intra-op thread instead of two moves the kernels by 1.3e-3 (the biases of G's block convs, each feeding a
     BatchNorm, have a zero gradient, so Adam turns rounding noise into their ~lr-sized values in every
     variant)
   + models built by a pass on a batch of 1 instead of 2 (the same weights): build 4.0 -> 3.0 s
