@@ -21,7 +21,8 @@ Extension points (so augmentation, stability and speed plug in without editing `
 - `d_extra(step, substep)`: None or (images, labels) that D also scores in that D step's call,
   outside the loss (ADA's held-out reals for r_v); their outputs are `DContext.extra_logits`.
 - `compile(jit_compile=...)` builds the tf.function of `steps_per_loop` steps in one place
-  (train.jit_compile: each replica's update XLA-compiled, its latents drawn outside XLA).
+  (train.jit_compile: each replica's update XLA-compiled, its latents drawn outside XLA). On one
+  device and with no D hook, the D steps call one traced `d_update` (`d_trace_shareable`).
 
 Distribution. Each replica's loss is its examples' sum divided by the GLOBAL batch (losses.py) and
 global penalties are divided by the replica count, so the all-reduced gradient of N replicas equals
