@@ -156,6 +156,20 @@ import sys  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+
+
+def _load_malloc():
+    """tf_biggan/malloc.py alone (no package import: tf_biggan's own host settings must not reach
+    the peer's process)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tf_biggan_malloc", os.path.join(REPO, "tf_biggan", "malloc.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+malloc = _load_malloc()
 CONFIGS = {  # name -> (hparams file, overrides): BigGAN-128 ch 96 at batch 8, and the embedded default
     "biggan_128": ("biggan_128", "train.batch_size=8,train.steps_per_loop=1"),
     "default": (None, "train.steps_per_loop=1"),
@@ -248,6 +262,7 @@ def ours_worker(args) -> dict:
         flops = step_flops(trainer)["step"]
         out.update(gflops_per_iteration=flops / 1e9, matmul_peak_gflops=peak / 1e9,
                    fraction_of_peak=flops / statistics.median(times) / peak)
+    out["malloc"] = malloc.active()
     out["config"] = {"hparams": name or "digits (embedded default)", "overrides": args.overrides,
                      "batch_size": hp.train.batch_size,
                      "dtype": hp.model.dtype, "ch": hp.model.ch, "resolution": hp.model.resolution}
@@ -373,7 +388,7 @@ def peer_worker(args) -> dict:
     out = stages.report()
     out.update(seconds_per_iteration=statistics.median(times), iteration_times=times,
                images_per_sec=8 / statistics.median(times), start_to_first_iteration=start_to_first,
-               torch=torch.__version__, threads=torch.get_num_threads(),
+               torch=torch.__version__, threads=torch.get_num_threads(), malloc=malloc.active(),
                params={"G": sum(p.numel() for p in g.parameters()), "D": sum(p.numel() for p in d.parameters())})
     return out
 
@@ -390,7 +405,10 @@ def run_worker(kind: str, args, python: str) -> dict:
         cmd.append("--no_flops")
     if args.sample_grid and kind == "ours":
         cmd.append("--sample_grid")
-    env = dict(os.environ, PYTHONPATH=REPO)
+    # Ours runs on the malloc the CLI re-executes itself with (tf_biggan/malloc.py); the peer on
+    # --peer_malloc (default: glibc's, as BigGAN-PyTorch ships).
+    setting = os.environ.get(malloc.ENV, malloc.DEFAULT) if kind == "ours" else args.peer_malloc
+    env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: setting}))
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)  # stages: stderr
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -406,7 +424,7 @@ def show(kind: str, r: dict) -> None:
     if "gflops_per_iteration" in r:
         extra = (f", {r['gflops_per_iteration']:.1f} GFLOP/iteration, {100 * r['fraction_of_peak']:.1f}% of a "
                  f"{r['matmul_peak_gflops']:.0f} GFLOP/s matmul peak")
-    print(f"[{kind}] {r['seconds_per_iteration']:.2f} s/iteration ({r['images_per_sec']:.2f} img/s), peak "
+    print(f"[{kind}, {r.get('malloc', '?')}] {r['seconds_per_iteration']:.2f} s/iteration ({r['images_per_sec']:.2f} img/s), peak "
           f"{r['peak_gb']:.2f} GiB, start to first iteration {r['start_to_first_iteration']:.1f} s{extra}; "
           f"load {r['load_average'][0]:.1f}\n    {stages}", flush=True)
 
@@ -422,6 +440,8 @@ def main() -> int:
     parser.add_argument("--no_flops", action="store_true")
     parser.add_argument("--peer_dir", default="", help="a BigGAN-PyTorch checkout (times its iteration too)")
     parser.add_argument("--peer_python", default=sys.executable, help="a python that imports torch")
+    parser.add_argument("--peer_malloc", default="system",
+                        help="the peer's malloc, as TF_BIGGAN_MALLOC spells it (ours: TF_BIGGAN_MALLOC, default auto)")
     parser.add_argument("--json", default="", help="also write all results here")
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

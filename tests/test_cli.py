@@ -21,8 +21,8 @@ SCENARIO = ("model.ch=4,train.batch_size=8,train.disc_steps=1,train.steps_per_lo
             "train.sample_stats_passes=1,train.sample_stats_batch=8")
 
 
-def cli(*args, timeout=900):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+def cli(*args, timeout=900, **extra_env):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", **extra_env)
     return subprocess.run([sys.executable, "-m", "tf_biggan.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -32,7 +32,7 @@ def test_two_cpu_replicas_collapse_stop_then_intervene_resumes(tmp_path):
     run (exit 2) and keeps the checkpoint before it; --checkpoint + --intervene resume from that
     checkpoint with --cpu_replicas=2 (MirroredStrategy: a checkpoint does not depend on the replica
     count) to a later step, with the changed settings and everything else as the run had it, and write
-    train_report.json and the final grid."""
+    train_report.json and the final grid; the resumed run is on TF_BIGGAN_MALLOC=mimalloc."""
     run = str(tmp_path / "run")
     # A rule that fires on the second record (D's loss "jumps" by more than -100) exercises the
     # plumbing deterministically; the rule itself is tested on traces in test_stability.py.
@@ -50,13 +50,15 @@ def test_two_cpu_replicas_collapse_stop_then_intervene_resumes(tmp_path):
 
     second = cli("--mode=train", "--cpu_replicas=2", f"--model_dir={run}",
                  f"--hparams_overrides={SCENARIO},train.train_steps=6,stability.detect_collapse=false",
-                 f"--checkpoint={chosen}", "--intervene=g_lr=1.0e-4,freeze=d,reset_adam=g")
+                 f"--checkpoint={chosen}", "--intervene=g_lr=1.0e-4,freeze=d,reset_adam=g",
+                 TF_BIGGAN_MALLOC="mimalloc")  # the CLI re-executes itself on it (tf_biggan/malloc.py)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
     assert "on 2 replica(s) (MirroredStrategy)" in second.stdout
     assert "resumed from" in second.stdout and "ckpt-2 at step 2" in second.stdout
     with open(os.path.join(run, "train_report.json")) as f:
         report = json.load(f)
     assert report["step"] == 6 and report["replicas"] == 2 and report["strategy"] == "MirroredStrategy"
+    assert report["malloc"] == "mimalloc"
     assert report["checkpoint"].endswith("ckpt-6")
     assert os.path.exists(os.path.join(run, "samples", "step_00000006.png"))  # final step: a grid
     # Progress lines: one format, [stage] prefix, step/total, images/s.

@@ -14,6 +14,7 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
+from tf_biggan import malloc  # noqa: E402
 from tf_biggan.modes import MODES, mode_function
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
@@ -167,6 +168,7 @@ def _parse_flags(argv):
 
 def run() -> None:
     """Console-script entry point (`tf-biggan`)."""
+    malloc.reexec_with_preload()  # before anything allocates much: see malloc.py
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
+from tf_biggan import malloc
 from tf_biggan.atomic import write_bytes, write_json
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
@@ -159,7 +160,7 @@ def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict
     report = {"step": int(state.step), "images_per_sec": float(state.images_per_sec), "g_loss": m.get("g_loss"),
               "d_loss": m.get("d_loss"), "checkpoint": state.last_checkpoint,
               "seconds": time.time() - state.wall_start, "replicas": trainer.num_replicas,
-              "strategy": type(trainer.strategy).__name__, "metrics": m}
+              "strategy": type(trainer.strategy).__name__, "malloc": malloc.active(), "metrics": m}
     if trainer.augment.enabled:
         report.update(trainer.augment.report())
     if error:
