@@ -128,6 +128,29 @@ RSS of the first iteration / of the next iteration, GB:
   Paired (--iters 2), idle, load 1.9: ours 30.76 s/iteration, peak 4.89 GiB, start to first iteration
   54.6 s (import 3.2, build 3.0, trace + first iteration 48.4), 66.1% of a 197 GFLOP/s matmul peak;
   BigGAN-PyTorch 30.15 s, 5.13 GiB, 43.4 s: iteration 0.98x, peak 0.95x, start-up 1.26x.
+  Seventh pass: the host's malloc (tf_biggan/malloc.py, TF_BIGGAN_MALLOC; the peer's --peer_malloc). An
+  Intel Xeon (family 6 model 207, AMX-BF16 / AVX-512 BF16), 2 cores, idle; its speed drifted between runs
+  (the same fp32 matmul peak measured 186-241 GFLOP/s), so ratios come from alternating runs.
+  fp32, paired with the peer as it ships (glibc), 2 rounds each:
+    ours, glibc (the default)      35.69 / 40.66 s, 4.92 / 4.94 GiB, 79.8 / 86.3 s to the first iteration;
+                                   peer 36.39 / 41.39 s, 5.20 / 5.23 GiB, 54.9 / 58.4 s:
+                                   iteration 1.02x, peak 0.95x, start-up 1.47x
+    ours, TF_BIGGAN_MALLOC=tcmalloc 29.99 / 24.69 s, 5.38 / 5.29 GiB, 69.9 / 58.8 s (55-69% of the matmul
+                                   peak); peer 39.44 / 37.66 s, 5.24 / 5.22 GiB, 52.7 / 52.6 s:
+                                   iteration 1.41x, peak 1.02x, start-up 1.22x
+  ours alone, alternating (s/iteration, GiB): glibc 31.51, 33.84, 33.14 / 4.91-4.98; tcmalloc 22.80,
+  23.98, 26.23, 28.31 / 5.27-5.48; mimalloc (MIMALLOC_PURGE_DELAY 10 ms, its default) 25.96, 31.47 /
+  5.26, 5.41; mimalloc purging at once 29.65 / 5.06; jemalloc 33.76 / 4.93; tcmalloc with
+  TCMALLOC_AGGRESSIVE_DECOMMIT (frees go back to the OS at once) 35.95 / 4.95: the speed is the kept
+  pages (no fault-and-zero of every step's tensors), and the memory is what the allocator keeps free at
+  the peak. The same allocator under the peer: BigGAN-PyTorch on tcmalloc 23.40 s at 4.97 GiB (glibc
+  37.7-39.4 s at 5.22-5.24), so on one allocator the fp32 iterations are at parity, as on the AMD
+  machine; the 1.4x of the issue's "today" was the pre-issue code's BFC arena keeping every page
+  (that code here: 29.89 s per iteration at 17.5 GB peak, 175.9 s from process start to the first
+  finished iteration against ours' 64.5-86.3 s, on random data as this bench: 0.37-0.49).
+  bf16 (model.dtype=mixed_bfloat16; AMX here): glibc 19.68 / 22.51 s at 4.79 / 4.80 GiB (peer on
+  tcmalloc beside the second: 23.40 s); tcmalloc 12.46 s at 5.19 GiB, 45.5 s to the first iteration:
+  3.0-3.2x the peer as it ships (37.7-39.4 s) and 1.9x the peer on tcmalloc, at 0.99x its peak.
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the

@@ -48,6 +48,8 @@ def test_preload_environ_puts_the_library_first_and_respects_a_users_preload(tmp
     assert malloc.preload_environ({"LD_PRELOAD": "/x/libfoo.so", **auto})["LD_PRELOAD"] == f"{lib}:/x/libfoo.so"
     users = {"LD_PRELOAD": "/opt/libjemalloc.so.2", **auto}
     assert malloc.preload_environ(users) == users  # the user's own malloc wins
+    with pytest.raises(malloc.MallocError):  # but a bad setting is still named
+        malloc.preload_environ({"LD_PRELOAD": "/opt/libjemalloc.so.2", malloc.ENV: "nonsense"})
     assert malloc.preload_environ({malloc.ENV: "system"}) == {malloc.ENV: "system"}
     assert malloc.preload_environ({malloc.ENV: lib})["LD_PRELOAD"] == lib
 
@@ -92,3 +94,13 @@ def test_cli_refuses_a_bad_setting_in_one_line_before_importing_tensorflow():
     assert out.stderr.strip().splitlines() == [
         f"tf-biggan: error: {malloc.ENV}=/nonexistent/libtcmalloc.so: no such file; give a shared library's "
         f"path, or auto, system, tcmalloc, mimalloc, jemalloc"]
+
+
+def test_module_prints_the_library_to_preload():
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tf_biggan.malloc", *a], capture_output=True, text=True)
+    out = run("mimalloc")
+    assert out.returncode == 0 and out.stdout.strip() == malloc.find("mimalloc")
+    out = run("system")
+    assert out.returncode == 0 and out.stdout == ""
+    out = run("nonsense")
+    assert out.returncode == 2 and "TF_BIGGAN_MALLOC='nonsense' is not one of" in out.stderr

@@ -23,8 +23,9 @@ from Python: the console script re-executes itself once with LD_PRELOAD naming t
   /path/to/lib.so that file
 
 A user's own LD_PRELOAD that already names a malloc library wins; nothing is re-executed.
-Importing tf_biggan from Python (a notebook, the tests) keeps the interpreter's malloc:
-`active()` says which one a process runs on (train_report.json records it as `malloc`).
+Importing tf_biggan from Python (a notebook, the tests) keeps the interpreter's malloc; preload one
+yourself with LD_PRELOAD=$(python3 -m tf_biggan.malloc tcmalloc) python3 ... . `active()` says which
+malloc a process runs on (train_report.json records it as `malloc`).
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ def preload_environ(environ: Mapping[str, str] = os.environ) -> Dict[str, str]:
     for, or when LD_PRELOAD already names a malloc library)."""
     env = dict(environ)
     preload = env.get("LD_PRELOAD", "")
+    path = choose(env)  # a bad setting is an error even where the user's preload wins
     if _names_malloc(preload):
         return env
-    path = choose(env)
     if path is not None:
         env["LD_PRELOAD"] = f"{path}:{preload}" if preload else path
     return env
@@ -150,3 +151,21 @@ def active() -> str:
     except OSError:
         return "unknown"
     return next((kind for kind in NAMES if f"lib{kind}" in maps), "glibc")
+
+
+def main(argv) -> int:
+    """`python3 -m tf_biggan.malloc [SETTING]` prints the library SETTING (default: TF_BIGGAN_MALLOC)
+    names, for preloading into your own Python: LD_PRELOAD=$(python3 -m tf_biggan.malloc tcmalloc)."""
+    env = dict(os.environ, **({ENV: argv[0]} if argv else {}))
+    try:
+        path = choose(env)
+    except MallocError as exc:
+        print(f"tf-biggan: error: {exc}", file=sys.stderr)
+        return 2
+    if path:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
