@@ -151,6 +151,10 @@ RSS of the first iteration / of the next iteration, GB:
   bf16 (model.dtype=mixed_bfloat16; AMX here): glibc 19.68 / 22.51 s at 4.79 / 4.80 GiB (peer on
   tcmalloc beside the second: 23.40 s); tcmalloc 12.46 s at 5.19 GiB, 45.5 s to the first iteration:
   3.0-3.2x the peer as it ships (37.7-39.4 s) and 1.9x the peer on tcmalloc, at 0.99x its peak.
+  XLA (train.jit_compile=true) on tcmalloc: 23.94 s at 8.37 GiB, 94.5 s to the first iteration: no
+  faster than tcmalloc alone and 1.6x the memory (not a lever here either). TCMALLOC_RELEASE_RATE 4 / 20
+  (tcmalloc's incremental release to the OS): 24.99 s at 5.39 GiB / 23.68 s at 5.54 GiB: no less
+  memory at the peak, so the default rate stays.
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the
