@@ -472,7 +472,7 @@ def main() -> int:
     parser.add_argument("--peer_dir", default="", help="a BigGAN-PyTorch checkout (times its iteration too)")
     parser.add_argument("--peer_python", default=sys.executable, help="a python that imports torch")
     parser.add_argument("--peer_malloc", default="system",
-                        help="the peer's malloc, as TF_BIGGAN_MALLOC spells it (ours: TF_BIGGAN_MALLOC, default auto)")
+                        help="the peer's malloc, as TF_BIGGAN_MALLOC spells it (ours: TF_BIGGAN_MALLOC, default system)")
     parser.add_argument("--json", default="", help="also write all results here")
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -43,6 +43,9 @@ NAMES = {
 }
 SYSTEM_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
                "/usr/local/lib", "/lib/x86_64-linux-gnu", "/lib64")
+# How to install each one, for the error when a named allocator is missing.
+INSTALL = {"tcmalloc": "apt-get install libtcmalloc-minimal4", "mimalloc": "pip install cmeel-mimalloc",
+           "jemalloc": "apt-get install libjemalloc2"}
 AUTO_ORDER = ("tcmalloc", "mimalloc")  # the order measured fastest (bench_memory_speed.py)
 DEFAULT = "system"
 
@@ -92,9 +95,8 @@ def choose(environ: Mapping[str, str] = os.environ) -> Optional[str]:
     if setting in NAMES:
         path = find(setting)
         if path is None:
-            hint = ("pip install cmeel-mimalloc" if setting == "mimalloc"
-                    else f"apt-get install {'libtcmalloc-minimal4' if setting == 'tcmalloc' else 'libjemalloc2'}")
-            raise MallocError(f"{ENV}={setting}: no {setting} library found ({hint}), or set {ENV}=auto or system")
+            raise MallocError(f"{ENV}={setting}: no {setting} library found ({INSTALL[setting]}), "
+                              f"or set {ENV}=auto or system")
         return path
     if os.sep in setting:
         if not os.path.isfile(setting):
