@@ -104,3 +104,18 @@ def test_cli_error_is_one_line_without_traceback():
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "tf-biggan: error: --hparams_overrides: unknown key 'model.chh'" in proc.stderr
+
+
+def test_validation_imports_no_tensorflow():
+    """Every published file, with each augment kind, validates without importing TensorFlow (or Keras):
+    the CLI checks hparams before TF starts, so a bad key or value fails in about a second, and the
+    strategy is still made before the runtime initialises (tf_biggan/main.py)."""
+    code = ("import glob, sys\n"
+            "from tf_biggan.config import HPARAMS_DIR, load_hparams\n"
+            "for path in sorted(glob.glob(HPARAMS_DIR + '/*.yaml')):\n"
+            "    for kind in ('none', 'ada', 'fixed', 'diffaugment'):\n"
+            "        load_hparams(path, f'augment.kind={kind},augment.p=0.3')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout

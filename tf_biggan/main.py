@@ -131,9 +131,16 @@ def main(argv) -> int:
         check_flags(FLAGS.mode)
         if not FLAGS["verbosity"].present:  # TF's strategy / checkpoint INFO lines drown the progress lines
             logging.set_verbosity(logging.WARNING)
+        from tf_biggan.config import load_hparams
+
+        # Hparams first: validating them imports no TensorFlow (tests/test_config.py), so a typo in a
+        # key or a refused value fails in about a second instead of after TF's start-up.
+        overrides = FLAGS.hparams_overrides
+        if FLAGS.train_steps is not None:
+            overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
+        hp = load_hparams(FLAGS.hparams, overrides)
         # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
-        # collectives must precede the runtime's initialisation (which importing a module that makes
-        # a tf.constant at import time, e.g. while validating hparams, already does).
+        # collectives must precede the runtime's initialisation.
         if FLAGS.mode in STRATEGY_MODES:
             from tf_biggan.training.strategy import strategy_from_flags
 
@@ -142,14 +149,9 @@ def main(argv) -> int:
             from tf_biggan.training.strategy import split_cpu
 
             split_cpu(FLAGS.cpu_replicas)
-        from tf_biggan.config import load_hparams
         from tf_biggan.training import grappler
 
         grappler.configure()  # every mode optimises graphs alike: see training/grappler.py
-        overrides = FLAGS.hparams_overrides
-        if FLAGS.train_steps is not None:
-            overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
-        hp = load_hparams(FLAGS.hparams, overrides)
         mode_function(FLAGS.mode)(hp, FLAGS)
     except UserError as exc:
         print(f"tf-biggan: error: {exc}", file=sys.stderr)

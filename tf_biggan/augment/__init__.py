@@ -1,5 +1,7 @@
 """Augmentation of everything D sees: ADA (seed 003) and DiffAugment, built not to leak.
 
+    spec.py         what a config may name (pipelines, multipliers, ranges, DiffAugment policies),
+                    without TF
     pipeline.py     ADA transforms (blit / geom / color / noise / cutout), one affine + one colour
                     matrix per sample; resample.py applies the affine (pad, 2x sym6, bilinear, 2x down)
     diffaugment.py  Zhao et al.'s color / translation / cutout (cutout gated by p)

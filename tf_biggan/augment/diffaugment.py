@@ -19,16 +19,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_biggan.augment.pipeline import cutout_mask
-
-POLICIES = ("color", "translation", "cutout")
-
-
-def parse_policy(policy: str):
-    names = tuple(p.strip() for p in policy.split(",") if p.strip())
-    bad = [p for p in names if p not in POLICIES]
-    if bad:
-        raise ValueError(f"unknown DiffAugment policy {', '.join(bad)}; expected a comma list of {', '.join(POLICIES)}")
-    return names
+from tf_biggan.augment.spec import POLICIES, parse_policy  # noqa: F401  (apart: a config checks them without TF)
 
 
 def rand_color(x, draws):

@@ -10,7 +10,7 @@ ADA, p for a fixed p). q = 1 is the uniform distribution: a leak. The continuous
 from __future__ import annotations
 
 from tf_biggan.augment.leak import applied_with_probability, check_leak
-from tf_biggan.augment.pipeline import spec_for
+from tf_biggan.augment.spec import spec_for
 from tf_biggan.errors import UserError
 
 DISCRETE_GROUPS = (("xflip", 2), ("rotate90", 4), ("lumaflip", 2))
