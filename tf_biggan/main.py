@@ -15,7 +15,7 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 
 from tf_biggan import malloc  # noqa: E402
-from tf_biggan.modes import MODES, mode_function
+from tf_biggan.modes import MODES, mode_function, precheck
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 flags.DEFINE_string("hparams", None, "YAML file of hyper-parameters (default: hparams/digits.yaml); "
@@ -139,6 +139,7 @@ def main(argv) -> int:
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
         hp = load_hparams(FLAGS.hparams, overrides)
+        precheck(FLAGS.mode, hp, FLAGS)
         # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
         # collectives must precede the runtime's initialisation.
         if FLAGS.mode in STRATEGY_MODES:

@@ -34,7 +34,6 @@ from typing import Callable, Dict, List, Optional
 
 from tf_biggan import atomic
 from tf_biggan.errors import UserError
-from tf_biggan.images import pyplot, write_figure
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -312,6 +311,8 @@ def _latest_sample_grid(model_dir: str) -> Optional[str]:
 
 
 def _plot_cas(report: dict, path: str) -> None:
+    from tf_biggan.images import pyplot, write_figure  # TF: here, not at import (check_all runs before TF)
+
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=100)
@@ -394,6 +395,12 @@ def print_summary(report: dict) -> None:
 
 def default_model_dir() -> str:
     return os.path.join("runs", time.strftime("all-%Y%m%d-%H%M%S"))
+
+
+def check_all(hp, flags) -> None:
+    """What `--mode=all`'s later stages need (CAS protocol, its data), checked before TensorFlow
+    starts: a wrong --cas_hparams fails in a second, not after TF's start-up (main.py)."""
+    MainJob(hp, flags, getattr(flags, "model_dir", None) or "").check()
 
 
 def run_all(hp, flags) -> dict:

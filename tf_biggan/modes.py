@@ -29,6 +29,19 @@ MODE_TABLE = {
 
 MODES = tuple(MODE_TABLE)
 
+# mode -> (module, function): checks of the flags and hparams a mode needs that import no TensorFlow,
+# run by main.py before TF starts (so a user error fails in about a second).
+PRECHECK_TABLE = {
+    "all": ("tf_biggan.main_job", "check_all"),
+}
+
+
+def precheck(name: str, hp, flags) -> None:
+    """Runs `name`'s TF-free checks, if it has any (UserError naming the flag)."""
+    if name in PRECHECK_TABLE:
+        module_name, function_name = PRECHECK_TABLE[name]
+        getattr(importlib.import_module(module_name), function_name)(hp, flags)
+
 
 def mode_function(name: str) -> Callable:
     """The function `tf-biggan --mode=name` runs."""
