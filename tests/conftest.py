@@ -12,6 +12,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # oversubscribe them.
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
+import tf_biggan  # noqa: E402,F401  (first: its import settings apply before TF starts, as in the CLI)
 import tensorflow as tf  # noqa: E402
 
 NUM_LOGICAL_CPUS = 4
