@@ -255,6 +255,7 @@ class Stages:
 def ours_worker(args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path[:0] = [REPO, HERE]
+    import tf_biggan  # noqa: F401  (first, as in the CLI: its import settings precede TF's; keras_extras.py)
     import tensorflow as tf
 
     from bench_train import matmul_peak, random_data, step_flops
