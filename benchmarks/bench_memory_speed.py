@@ -159,6 +159,14 @@ RSS of the first iteration / of the next iteration, GB:
   shards, final sample grid included; /usr/bin/time): glibc (the default) exit after 3:05.7 at max RSS
   5,308,988 kB (5.06 GiB); TF_BIGGAN_MALLOC=tcmalloc 2:43.8 at 6,466,916 kB (6.17 GiB: the grid's standing
   statistics on top of the kept pages); the same losses at step 2 to the digit (d 2.0951, g -0.3098).
+  Eighth pass: Keras' optional imports withheld from Keras (tf_biggan/keras_extras.py: scikit-learn, matplotlib
+  and IPython, which Keras imports only for its sklearn wrappers, gallery plots and notebook check):
+  `import tf_biggan.training.trainer` 5.25 -> 3.05 s, 681 -> 576 MB resident (4,379 -> 3,161 modules). The same
+  Intel machine, fp32, ours on TF_BIGGAN_MALLOC=tcmalloc, the peer as it ships (glibc), two paired rounds:
+    28.12 / 26.56 s per iteration, peak 5.18 / 5.27 GiB (iterations stage 5.12 / 5.24; the rest is the sigma
+    monitoring stage), start to first iteration 53.6 / 68.4 s; peer 39.24 / 39.09 s, 5.20 / 5.18 GiB, 57.2 /
+    55.0 s: iteration 1.40x / 1.47x faster, peak 1.00x / 1.02x, start-up 0.94x / 1.24x (58% / 79% of a
+    245 / 190 GFLOP/s matmul peak: the machine's speed drifted between the rounds).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the
