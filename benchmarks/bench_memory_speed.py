@@ -167,6 +167,8 @@ RSS of the first iteration / of the next iteration, GB:
     monitoring stage), start to first iteration 53.6 / 68.4 s; peer 39.24 / 39.09 s, 5.20 / 5.18 GiB, 57.2 /
     55.0 s: iteration 1.40x / 1.47x faster, peak 1.00x / 1.02x, start-up 0.94x / 1.24x (58% / 79% of a
     245 / 190 GFLOP/s matmul peak: the machine's speed drifted between the rounds).
+  Through the CLI (2 steps, ImageNet-layout shards, final grid; default glibc): exit after 3:39.3 at max RSS
+  5,035,164 kB (4.80 GiB; 5.06 before this pass), the same step-2 losses to the digit (d 2.0951, g -0.3098).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the
