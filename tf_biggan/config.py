@@ -456,7 +456,7 @@ class AugmentConfig:
     validation_examples: int = 1000
 
     def validate(self, where: str) -> None:
-        from tf_biggan.augment.spec import parse_policy  # avoids an import cycle
+        from tf_biggan.augment.spec import parse_policy  # here: config.py imports no TF (augment/spec.py)
         from tf_biggan.augment.startup import check_config
 
         _require(0.0 < self.p_max <= 1.0, where, "augment.p_max", f"must be in (0, 1) (1 leaks), got {self.p_max}")
