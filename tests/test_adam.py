@@ -70,3 +70,24 @@ def test_fused_adam_equals_keras_adam_and_numpy(hparams):
 def test_amsgrad_is_refused():
     with pytest.raises(ValueError, match="AMSGrad"):
         Adam(amsgrad=True)
+
+
+def test_step_scalars_are_built_once_per_apply_and_follow_the_step():
+    """One set of the step's scalars (t, beta powers) for all variables of an apply call: the graph
+    has one pair of Pow ops, not one per variable, and a second apply in the same graph sees the
+    incremented step (its own pair), which numpy's two-step Adam confirms."""
+    variables = [keras.Variable(x) for x in _initial()]
+    opt = Adam(**HPARAMS)
+    opt.build(variables)
+
+    @tf.function
+    def two_steps(g0, g1):
+        opt.apply_gradients(zip(g0, variables))
+        opt.apply_gradients(zip(g1, variables))
+
+    args = ([tf.constant(g) for g in _grads(0)], [tf.constant(g) for g in _grads(1)])
+    graph = two_steps.get_concrete_function(*args).graph
+    assert sum(op.type == "Pow" for op in graph.get_operations()) == 2 * 2
+    two_steps(*args)
+    for a, r in zip([v.numpy() for v in variables], _numpy_adam(2, **HPARAMS)):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)

@@ -39,8 +39,9 @@ class EMA:
         """One EMA update for the optimisation step `step` (after it): copy before start_step."""
         step = tf.cast(step, tf.float32)
         decay = tf.where(step < float(self.start_step), 0.0, self.decay)
+        rest = 1.0 - decay  # once, not per variable (fewer graph ops; the same value)
         for g, e, is_trainable in self.pairs:
             if is_trainable:
-                e.assign(decay * e + (1.0 - decay) * tf.convert_to_tensor(g))
+                e.assign(decay * e + rest * tf.convert_to_tensor(g))
             else:
                 e.assign(g)
