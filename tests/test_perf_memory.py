@@ -124,3 +124,33 @@ def test_training_step_turns_constant_folding_off_unless_asked(monkeypatch):
     trainer = GANTrainer(load_hparams(None, "model.ch=4,train.batch_size=4,train.steps_per_loop=1"), verbose=False)
     trainer.train_step.compile()
     assert tf.config.optimizer.get_experimental_options()["constant_folding"] is False
+
+
+def test_sigma_monitoring_takes_one_layer_at_a_time_and_matches_svd():
+    """training/monitor.py: each layer's singular values start after the previous layer's are done
+    (its kernel read waits on them), so only one Gram matrix is alive at a time; the values are an
+    SVD's top three for every layer."""
+    from tf_biggan.config import load_hparams
+    from tf_biggan.models import build_models
+    from tf_biggan.training.monitor import SingularValues
+
+    hp = load_hparams(None, "model.ch=4")
+    g, d = build_models(hp)
+    g.build_for_input(1)
+    d.build_for_input(1)
+    monitor = SingularValues(g, d)
+    graph = monitor._fn.get_concrete_function().graph
+    outputs = tf.nest.flatten(graph.structured_outputs)
+    assert len(outputs) == len(monitor.layers) > 10
+    handles = {id(l.kernel): graph.capture(l.kernel.handle if isinstance(l.kernel, tf.Variable)
+                                           else l.kernel.value.handle) for _, l in monitor.layers}
+    # tf.function returns Identity copies of the values; the chain waits on the values themselves.
+    values = [t.op.inputs[0] if t.op.type == "Identity" else t for t in outputs]
+    for i, (_, layer) in enumerate(monitor.layers[1:], start=1):
+        reads = [op for op in graph.get_operations()
+                 if op.type == "ReadVariableOp" and op.inputs[0] is handles[id(layer.kernel)]]
+        assert reads and all(values[i - 1].op in op.control_inputs for op in reads), (i, layer.name)
+    for name, values in monitor().items():
+        layer = next(l for net, l in monitor.layers if f"{net}/{l.kernel.path}" == name)
+        w = layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
+        np.testing.assert_allclose(values, np.linalg.svd(w, compute_uv=False)[:3], rtol=2e-3, err_msg=name)

@@ -32,7 +32,20 @@ class SingularValues:
         self.layers = [("G", l) for l in spectral_norm_layers(g)] + [("D", l) for l in spectral_norm_layers(d)]
         # No AutoGraph: plain Python loops over layers (conversion of the bound methods failed under
         # MultiWorkerMirroredStrategy).
-        self._fn = tf.function(lambda: [layer.singular_values(3) for _, layer in self.layers], autograph=False)
+        self._fn = tf.function(self._all_layers, autograph=False)
+
+    def _all_layers(self):
+        # One layer after another (each after the previous one's result): the runtime would otherwise
+        # start every layer's Gram matrix and subspace iteration at once and hold them all together,
+        # a peak above the training iteration's at BigGAN-128 (issue 14). One at a time it is the
+        # largest single layer's, for the same values.
+        values, after = [], []
+        for _, layer in self.layers:
+            with tf.control_dependencies(after):
+                value = layer.singular_values(3)
+            values.append(value)
+            after = [value]
+        return values
 
     def __call__(self) -> Dict[str, np.ndarray]:
         return {f"{net}/{l.kernel.path}": v.numpy() for (net, l), v in zip(self.layers, self._fn())}
