@@ -72,3 +72,19 @@ def tiny_module(tiny_run, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tiny_module") / "hub")
     evaluation_run.mode("export")(None, evaluation_run.flags(tiny_run[0], export_dir=path))
     return path
+
+
+# Longest work first (xdist hands out work units in collection order): the tiny_run and main_job groups
+# (one unit each, minutes long) and the long single tests, so that the last units to be handed out are
+# short and both workers finish together. Whole modules move, so module fixtures are still built once.
+LONG_MODULES_FIRST = (
+    "test_evaluate.py", "test_export.py", "test_synthesize.py", "test_qualitative.py",  # group tiny_run
+    "test_main_job.py", "test_train.py", "test_cli.py", "test_xla.py", "test_cas_cli.py",
+    "test_augment_train.py", "test_ortho_reg.py", "test_models.py", "test_training_step.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONG_MODULES_FIRST)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), order[id(item)]))

@@ -111,3 +111,28 @@ def test_mixed_bfloat16_power_iteration_sees_the_float32_kernel():
     u1 /= np.linalg.norm(u1)
     # A bf16-rounded kernel (8 significant bits) moves u by ~1e-3.
     np.testing.assert_allclose(layer.u.numpy(), u1, rtol=2e-5, atol=2e-6)
+
+
+def test_power_iteration_shares_its_constants_within_a_graph():
+    """One epsilon / axis Const per graph however many SN layers and power-iteration steps use it,
+    none tied to the control context of its first user, and a fresh one in another graph."""
+    from tf_biggan.layers.spectral_norm import _constant
+
+    layers = [SNDense(5) for _ in range(3)]
+
+    def step(x, barrier):
+        with tf.control_dependencies([barrier]):
+            y = layers[0](x, training=True)
+        for layer in layers[1:]:
+            y = layer(y, training=True)
+        return y, _constant(1e-4, tf.float32)
+
+    spec = (tf.TensorSpec((2, 5)), tf.TensorSpec(()))
+    for layer in layers:
+        layer(tf.zeros((2, 5)))
+    graph = tf.function(step).get_concrete_function(*spec).graph
+    eps = [op for op in graph.get_operations() if op.type == "Const" and op.get_attr("dtype") == tf.float32
+           and op.get_attr("value").float_val == [np.float32(1e-4)]]
+    assert len(eps) == 1 and not eps[0].control_inputs
+    other = tf.function(step).get_concrete_function(*spec).graph
+    assert other is not graph and _constant(1e-4, tf.float32).numpy() == np.float32(1e-4)

@@ -21,6 +21,8 @@ BigGAN-128, batch 8: iteration peak 5.70 -> 5.42 GiB.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import tensorflow as tf
 
@@ -29,10 +31,29 @@ from tf_biggan.layers.orthogonal_init import Orthogonal
 from tf_biggan.layers.recompute import recompute_in_backward
 
 
+_GRAPH_CONSTANTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _constant(value, dtype):
+    """tf.constant(value, dtype), one per graph: spectral norm's axis and epsilon were a Const op per
+    use, ~15% of the training step's ops, each to trace, optimise and instantiate (issue 14, start-up).
+    The same values: the ops that read them are unchanged."""
+    if tf.executing_eagerly():
+        return tf.constant(value, dtype)
+    graph = tf.compat.v1.get_default_graph()
+    cache = _GRAPH_CONSTANTS.setdefault(graph, {})
+    key = (value, dtype)
+    if key not in cache:
+        with tf.control_dependencies(None):  # not tied to the control context of its first user
+            cache[key] = tf.constant(value, dtype)
+    return cache[key]
+
+
 def _l2_normalize(x, eps):
     # tf.norm's own ops (sqrt of the sum of x * x), without its Python-side checks: they were ~10% of
     # the training step's trace (issue 14, start-up).
-    return x / tf.maximum(tf.sqrt(tf.reduce_sum(x * x, axis=-1, keepdims=True)), eps)
+    axis, eps = _constant(-1, tf.int32), _constant(float(eps), x.dtype)
+    return x / tf.maximum(tf.sqrt(tf.reduce_sum(x * x, axis=axis, keepdims=True)), eps)
 
 
 def kernel_matrix(kernel) -> tf.Tensor:
@@ -115,7 +136,7 @@ class _SpectralNormLayer(keras.layers.Layer):
             u = tf.stop_gradient(_l2_normalize(tf.matmul(v, w_mat), self.sn_epsilon))
             self.u.assign(u)
         v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon))
-        sigma = tf.reduce_sum(tf.matmul(v, w_mat) * u)
+        sigma = tf.reduce_sum(tf.matmul(v, w_mat) * u, axis=_constant((0, 1), tf.int32))
         return w, sigma
 
     def sigma(self) -> tf.Tensor:
