@@ -30,15 +30,25 @@ float rounding (tests/test_batch_norm.py checks both against autodiff of the for
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_biggan.layers.spectral_norm import SNDense
 
 
+def _count(x, axes):
+    """The number of elements of `x` over `axes`, float32: a Const when those sizes are static (one op
+    instead of ~7 shape ops, the same number)."""
+    static = [x.shape[a] for a in axes]
+    if all(d is not None for d in static):
+        return tf.constant(float(np.prod(static)), tf.float32)
+    return tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+
+
 def cross_replica_moments(x, axes):
     """Mean and (biased) variance of `x` over `axes` and over all replicas in sync, float32."""
     x = tf.cast(x, tf.float32)
-    count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+    count = _count(x, axes)
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync if ctx is not None else 1
     local_sum = tf.reduce_sum(x, axis=axes)
@@ -85,7 +95,7 @@ def _train_batch_norm(x, gain, bias, epsilon: float):
             x_hat = (tf.cast(x, tf.float32) - mean) * inv  # recomputed: x is all the backward keeps
             dy = tf.cast(dy, tf.float32)
             g = dy * gain
-            n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(g), axes)), tf.float32)
+            n = _count(g, axes)
             sums = [tf.reduce_sum(g, axis=axes), tf.reduce_sum(g * x_hat, axis=axes), n]
             if replicas > 1:
                 sums = ctx.all_reduce(tf.distribute.ReduceOp.SUM, sums)
@@ -191,10 +201,11 @@ class ConditionalBatchNorm(CrossReplicaBatchNorm):
         x, cond = inputs
         gain = 1.0 + tf.cast(self.gain(cond, training=training), tf.float32)
         bias = tf.cast(self.bias(cond, training=training), tf.float32)
-        # (batch, C) -> (batch, 1, 1, C) for feature maps
-        for _ in range(len(x.shape) - 2):
-            gain = gain[:, None]
-            bias = bias[:, None]
+        # (batch, C) -> (batch, 1, 1, C) for feature maps: one Reshape each (a strided slice per new
+        # axis was 4 ops and a StridedSliceGrad in the backward; the same values)
+        if len(x.shape) > 2:
+            shape = (-1,) + (1,) * (len(x.shape) - 2) + (int(gain.shape[-1]),)
+            gain, bias = tf.reshape(gain, shape), tf.reshape(bias, shape)
         return tf.cast(self._batch_norm(x, gain, bias, training, accumulate), self.compute_dtype)
 
 
