@@ -83,8 +83,11 @@ def top_singular_values(kernel, k: int = 3, iterations: int = 30, init=None) -> 
     if first is not None:
         basis = tf.concat([first, basis[:, 1:]], axis=1)
     q, _ = tf.linalg.qr(basis)
-    for _ in range(iterations):
-        q, _ = tf.linalg.qr(tf.matmul(gram, q))
+    # A graph loop, not `iterations` unrolled copies: the monitor traces this for every SN layer
+    # (107 at BigGAN-128), and unrolled it was ~10,000 ops to trace, optimise and hold (the same
+    # values: the same ops, in the same order).
+    q = tf.while_loop(lambda i, q: i < iterations, lambda i, q: (i + 1, tf.linalg.qr(tf.matmul(gram, q))[0]),
+                      (tf.constant(0), q))[1]
     small = tf.matmul(q, tf.matmul(gram, q), transpose_a=True)
     eig = tf.linalg.eigvalsh(0.5 * (small + tf.transpose(small)))
     eig = tf.sort(eig, direction="DESCENDING")[:k]
