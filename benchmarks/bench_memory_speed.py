@@ -169,6 +169,25 @@ RSS of the first iteration / of the next iteration, GB:
     245 / 190 GFLOP/s matmul peak: the machine's speed drifted between the rounds).
   Through the CLI (2 steps, ImageNet-layout shards, final grid; default glibc): exit after 3:39.3 at max RSS
   5,035,164 kB (4.80 GiB; 5.06 before this pass), the same step-2 losses to the digit (d 2.0951, g -0.3098).
+  Ninth pass (AMD EPYC, family 25 model 17, AVX-512 BF16, 2 cores, idle but for this bench; fp32, ours on
+  TF_BIGGAN_MALLOC=tcmalloc, the peer as it ships on glibc, --iters 3, one alternating round each):
+    defaults                             ours 28.90 s, peak 5.25 GiB (iterations 5.23), 67.9 s to the first
+                                         iteration; peer 44.70 s, 5.17 GiB, 62.8 s: 1.55x faster, 1.01x peak
+    model.attention_per_image=true, 1    ours 29.93 s, 4.86 GiB (iterations 4.84), 75.6 s; peer 44.60 s,
+                                         5.20 GiB: 1.49x faster, 0.94x peak
+    model.attention_per_image=true, 2    ours 29.31 s, 4.95 GiB (iterations 4.93), 61.6 s; peer 41.63 s,
+                                         5.19 GiB: 1.42x faster, 0.95x peak
+  So on tcmalloc, attention one image at a time (recomputed in the backward) takes 0.3-0.4 GiB off the peak
+  for 1-4% of the iteration (the ~10% of the second pass was on glibc): with both levers the fp32 step is
+  1.42-1.49x the peer's speed below its peak. Also this pass (start-up and the tests' time, bit-identical
+  unless noted): G's upsample as tile + reshape (5 ops where tf.repeat built ~31; the gradients sum the same
+  pairs, but Grappler rewrites the static-shape graph a little differently: non-noise weights within 5e-8
+  after 2 tiny steps), Adam's step scalars once per apply, EMA's 1 - decay once, spectral norm's axis and
+  epsilon one Const per graph, BatchNorm's per-sample gain / bias in one Reshape and its element counts as
+  constants: the tiny step 7,876 -> 6,216 graph ops (-21%). sigma monitoring runs its layers one after
+  another and its subspace iteration as a graph loop instead of 30 unrolled copies (tiny model: 2,844 ->
+  1,986 ops, first call 1.23 -> 0.59 s; within 4e-7 of the unrolled values); its stage now adds 0.02 GiB
+  to the iterations' peak (0.03-0.05 before).
 The BFC figure: tf.config.experimental.get_memory_info with TF's default allocator (oneDNN's BFC
 arena), which never gives memory back, so its resident set was its high-water mark plus
 fragmentation. TF's runtime still rests higher than torch's (0.68 GiB at import vs 0.22, and the
