@@ -22,7 +22,9 @@ from tf_biggan.layers.spectral_norm import SNConv2D
 def _repeat2(x, axis: int):
     """x with every element along `axis` (1 or 2 of NHWC) repeated twice: a Tile of a new axis after
     it and a Reshape, 5 graph ops where tf.repeat builds ~31 (its dynamic-shape bookkeeping). The
-    gradient sums the same pairs as tf.repeat's, so values and gradients are bit-identical."""
+    gradient sums the same pairs as tf.repeat's: values and gradients bit-identical op for op
+    (tests/test_models.py); inside an optimised step Grappler may rewrite the static-shape form a
+    little differently (float rounding)."""
     shape = x.shape.as_list()
     if any(d is None for d in shape[1:]):
         return tf.repeat(x, 2, axis=axis)
