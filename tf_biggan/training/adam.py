@@ -32,6 +32,7 @@ class Adam(keras.optimizers.Adam):
         super().__init__(*args, **kwargs)
         if self.amsgrad:
             raise ValueError("the fused Adam has no AMSGrad variant (BigGAN does not use it)")
+        self._scalars = None  # {(device, dtype, lr tensor): the step's scalars} during an `apply`
 
     def apply(self, grads, trainable_variables=None):
         # The step's scalars (t, beta powers, lr, epsilon) are built once per device and dtype for
@@ -44,19 +45,16 @@ class Adam(keras.optimizers.Adam):
             self._scalars = None
 
     def _step_scalars(self, variable, learning_rate):
-        dtype = variable.dtype
-        cache = getattr(self, "_scalars", None)
-        key = (variable.device, dtype, id(learning_rate))
-        if cache is not None and key in cache:
-            return cache[key]
-        step = tf.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
-        scalars = dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-                       lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
-                       epsilon=tf.cast(self.epsilon, dtype))
-        if cache is not None:
-            cache[key] = scalars
-        return scalars
+        key = (variable.device, variable.dtype, id(learning_rate))
+        cache = self._scalars if self._scalars is not None else {}
+        if key not in cache:
+            dtype = variable.dtype
+            step = tf.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            cache[key] = dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                              lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+                              epsilon=tf.cast(self.epsilon, dtype))
+        return cache[key]
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
