@@ -24,7 +24,7 @@ from typing import Iterable, Tuple
 
 import tensorflow as tf
 
-from tf_biggan.layers.spectral_norm import kernel_matrix
+from tf_biggan.layers.spectral_norm import kernel_matrix, subspace_iteration
 
 TARGETS = ("fixed", "ratio")
 
@@ -44,11 +44,7 @@ def top_singular_pairs(w: tf.Tensor, k: int = 2, iterations: int = 20) -> Tuple[
     cols = int(a.shape[1])
     gram = tf.matmul(a, a, transpose_a=True)
     width = min(cols, k + 4)  # a few extra columns speed up convergence of the k-th value
-    q, _ = tf.linalg.qr(tf.random.stateless_normal((cols, width), seed=(23, 41)))
-    # A graph loop, not `iterations` unrolled copies: inside the training step this runs for every
-    # penalised kernel, and unrolled it was ~4 ops x 20 iterations each to trace and optimise.
-    q = tf.while_loop(lambda i, q: i < iterations, lambda i, q: (i + 1, tf.linalg.qr(tf.matmul(gram, q))[0]),
-                      (tf.constant(0), q))[1]
+    q = subspace_iteration(gram, tf.random.stateless_normal((cols, width), seed=(23, 41)), iterations)
     small = tf.matmul(q, tf.matmul(gram, q), transpose_a=True)
     eig, vec = tf.linalg.eigh(0.5 * (small + tf.transpose(small)))
     order = tf.argsort(eig, direction="DESCENDING")[:k]

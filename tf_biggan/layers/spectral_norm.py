@@ -62,6 +62,19 @@ def kernel_matrix(kernel) -> tf.Tensor:
     return tf.reshape(tf.cast(kernel, tf.float32), (-1, kernel.shape[-1]))
 
 
+def subspace_iteration(gram, basis, iterations: int) -> tf.Tensor:
+    """An orthonormal basis of the top eigenspace of the symmetric `gram`: QR of `basis`, then
+    `iterations` times q <- QR(gram q) (block power iteration; shared by the σ monitor and the
+    Section 4.1 σ0 knobs, layers/conditioning.py).
+
+    A graph loop, not `iterations` unrolled copies: the monitor traces this for every SN layer (107 at
+    BigGAN-128), and unrolled it was ~10,000 ops to trace, optimise and hold. The same ops in the same
+    order; the values are within 4e-7 of the unrolled graph's, which Grappler rewrote."""
+    q, _ = tf.linalg.qr(basis)
+    return tf.while_loop(lambda i, q: i < iterations, lambda i, q: (i + 1, tf.linalg.qr(tf.matmul(gram, q))[0]),
+                         (tf.constant(0), q))[1]
+
+
 def top_singular_values(kernel, k: int = 3, iterations: int = 30, init=None) -> tf.Tensor:
     """The k largest singular values of a kernel (as a (fan_in, fan_out) matrix), float32.
 
@@ -82,12 +95,7 @@ def top_singular_values(kernel, k: int = 3, iterations: int = 30, init=None) -> 
     basis = tf.random.stateless_normal((n, width), seed=(17, 29), dtype=tf.float32)
     if first is not None:
         basis = tf.concat([first, basis[:, 1:]], axis=1)
-    q, _ = tf.linalg.qr(basis)
-    # A graph loop, not `iterations` unrolled copies: the monitor traces this for every SN layer
-    # (107 at BigGAN-128), and unrolled it was ~10,000 ops to trace, optimise and hold. The same ops
-    # in the same order; the values are within 4e-7 of the unrolled graph's, which Grappler rewrote.
-    q = tf.while_loop(lambda i, q: i < iterations, lambda i, q: (i + 1, tf.linalg.qr(tf.matmul(gram, q))[0]),
-                      (tf.constant(0), q))[1]
+    q = subspace_iteration(gram, basis, iterations)
     small = tf.matmul(q, tf.matmul(gram, q), transpose_a=True)
     eig = tf.linalg.eigvalsh(0.5 * (small + tf.transpose(small)))
     eig = tf.sort(eig, direction="DESCENDING")[:k]
