@@ -184,34 +184,41 @@ def test_cas_sweep_joins_fid_is_and_writes_table_csv_plots(tmp_path, monkeypatch
     save_hparams(load_hparams("hparams/digits.yaml"), str(run / "hparams.yaml"))
     hp = _digits_hp(sweep_truncations=(0.5, 1.0, 0.0), sweep_real_plus=(100, 200))
     top1 = {"0.5": 0.75, "1": 0.875, "untruncated": 0.8125}  # exact in binary
-    calls = []
+    calls, synthesized, gan_asked = [], [], []
 
     def fake_cas(hp_, model_dir, train, evald, strategy=None, log=None):
         calls.append((os.path.basename(model_dir), train, hp_.cas.synthetic_images))
         name = os.path.basename(model_dir)
-        t = top1.get(name[len("cas_t"):], 0.95)
+        t = top1.get(name[len("cas_tau"):], 0.95)
         return {"top1": t, "top5": min(1.0, t + 0.0625), "per_class_top1": {}, "train_images": 1000,
                 "synthetic_fraction": 0.1}
 
     monkeypatch.setattr(sweep, "run_cas", fake_cas)
-    monkeypatch.setattr(sweep, "_synthesize", lambda run_dir, out, t, n, log: os.path.join(out, "train-*"))
-    monkeypatch.setattr(sweep, "_gan_sweep", lambda *a: {0.5: {"fid": 30.0, "is": 8.0}, 1.0: {"fid": 10.0, "is": 6.0},
-                                                          0.0: {"fid": 12.0, "is": 5.0}})
+    monkeypatch.setattr(sweep, "_synthesize", lambda run_dir, out, t, n, log: synthesized.append(t) or
+                        os.path.join(out, "train-*"))
+    # CAS's τ resamples z outside ±2τ: the GAN sweep's matching points are BigGAN thresholds 2τ.
+    monkeypatch.setattr(sweep, "_gan_sweep", lambda run_dir, ts, *a: gan_asked.append(ts) or {
+        1.0: {"fid": 30.0, "is": 8.0}, 2.0: {"fid": 10.0, "is": 6.0}, 0.0: {"fid": 12.0, "is": 5.0},
+        0.5: {"fid": 99.0, "is": 9.0}})
     report = sweep.run_cas_sweep(hp, str(run), log=lambda m: None)
     assert [(p["truncation"], p["top1"], p["fid"], p["is"]) for p in report["points"]] == [
         (0.5, 0.75, 30.0, 8.0), (1.0, 0.875, 10.0, 6.0), (0.0, 0.8125, 12.0, 5.0)]
-    assert calls[:4] == [("cas_t0.5", f"synthetic:{run}/cas_sweep/synthetic_t0.5/train-*", 0),
-                         ("cas_t1", f"synthetic:{run}/cas_sweep/synthetic_t1/train-*", 0),
-                         ("cas_tuntruncated", f"synthetic:{run}/cas_sweep/synthetic_tuntruncated/train-*", 0),
+    assert gan_asked == [[0.0, 1.0, 2.0]] and synthesized == [0.5, 1.0, 0.0]
+    assert [p["z_bound"] for p in report["points"]] == [1.0, 2.0, None]
+    assert report["latent_convention"] == "cas_resample" == sweep.CONVENTION
+    assert calls[:4] == [("cas_tau0.5", f"synthetic:{run}/cas_sweep/synthetic_tau0.5/train-*", 0),
+                         ("cas_tau1", f"synthetic:{run}/cas_sweep/synthetic_tau1/train-*", 0),
+                         ("cas_tauuntruncated", f"synthetic:{run}/cas_sweep/synthetic_tauuntruncated/train-*", 0),
                          ("cas_real", "real:digits:train", 0)]
     # The mixtures use the best-CAS truncation (1.0) and add exactly k synthetic images.
-    assert calls[4:] == [(f"cas_real_plus_{k}", f"real:digits:train,synthetic:{run}/cas_sweep/synthetic_t1/train-*", k)
+    assert calls[4:] == [(f"cas_real_plus_{k}", f"real:digits:train,synthetic:{run}/cas_sweep/synthetic_tau1/train-*", k)
                          for k in (100, 200)]
     assert report["real_plus_synthetic"]["truncation"] == 1.0
     assert [r["synthetic_added"] for r in report["real_plus_synthetic"]["rows"]] == [0, 100, 200]
     with open(run / "cas_sweep_report.csv") as f:
         rows = f.read().splitlines()
-    assert rows[0] == ",".join(sweep.CSV_FIELDS) and rows[2].startswith("1.0,0.875,0.9375,10.0,6.0,1000,")
+    assert rows[0] == ",".join(sweep.CSV_FIELDS) and rows[2].startswith("1.0,2.0,0.875,0.9375,10.0,6.0,1000,")
+    assert rows[3].startswith("0.0,,0.8125,")
     for name in sweep.PLOTS.values():
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

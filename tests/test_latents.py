@@ -76,6 +76,45 @@ def test_hub_notebook_variant_scales_a_fixed_truncnorm():
         latents.convention_z([2, 2], t, 0, "other")
 
 
+@pytest.mark.parametrize("tau", [0.2, 0.5, 1.0])
+def test_cas_convention_resamples_outside_two_tau(tau):
+    """CAS A.1 footnote 5: entries outside [-2τ, 2τ] resampled, so z ~ truncnorm(-2τ, 2τ) (in z units),
+    checked against scipy's closed-form std and by a KS test, through synthesize's shard latents."""
+    from tf_biggan.export import synthesize
+
+    z = synthesize.shard_latents(0, 2000, 20, tau, seed=3, convention="cas_resample").numpy().astype(np.float64)
+    ref = scipy.stats.truncnorm(-2 * tau, 2 * tau)
+    assert np.abs(z).max() <= 2 * tau and np.abs(z).max() > 1.9 * tau  # support [-2τ, 2τ], reached
+    # std of 40,000 draws: standard error ~ std / sqrt(2n) < 0.4%; 2% tolerates 5 sigma.
+    assert z.std() == pytest.approx(ref.std(), rel=0.02)
+    assert scipy.stats.kstest(z.ravel(), ref.cdf).pvalue > 0.01
+    # It is BigGAN's resampling at the bound 2τ, number for number; numpy's twin has the same law.
+    np.testing.assert_array_equal(z, latents.truncated_z([2000, 20], 2 * tau, latents._seed_pair(
+        synthesize.seeds.key("synthesize", 3, 0))).numpy())
+    twin = latents.truncated_z_np([40_000], 2 * tau, seed=1)
+    assert twin.std() == pytest.approx(ref.std(), rel=0.02)
+    assert latents.z_bound(tau, "cas_resample") == 2 * tau and latents.z_bound(tau, "paper_resample") == tau
+
+
+def test_cas_convention_stds_differ_from_biggan_threshold_and_notebook():
+    """The issue's figures: std of z at τ = 0.2 / 1.0 is 0.23 / 0.88 in CAS's convention, 0.115 / 0.54
+    with BigGAN's threshold τ; the notebook's τ · truncnorm(-2, 2) is a third law (0.176 at τ = 0.2)."""
+    for tau, cas, biggan in ((0.2, 0.23, 0.115), (1.0, 0.88, 0.54)):
+        z = latents.convention_z([20_000], tau, 5, "cas_resample").numpy()
+        assert z.std() == pytest.approx(cas, abs=0.01)
+        assert latents.convention_z([20_000], tau, 5, "paper_resample").numpy().std() == pytest.approx(biggan, abs=0.01)
+    hub = latents.convention_z([20_000], 0.2, 5, "hub_notebook").numpy()
+    assert hub.std() == pytest.approx(0.2 * scipy.stats.truncnorm(-2, 2).std(), rel=0.02)
+    assert abs(hub.std() - 0.23) > 0.04
+    # τ <= 0 (also a tensor in a graph) is untruncated N(0, I).
+    np.testing.assert_array_equal(latents.convention_z([64], 0.0, 2, "cas_resample").numpy(),
+                                  latents.normal([64], seed=2).numpy())
+    g = tf.function(lambda t: latents.convention_z([64], t, 2, "cas_resample"))
+    np.testing.assert_array_equal(g(tf.constant(0.0)).numpy(), latents.normal([64], seed=2).numpy())
+    np.testing.assert_array_equal(g(tf.constant(0.3)).numpy(), latents.convention_z([64], 0.3, 2, "cas_resample"))
+    assert latents.z_bound(0, "cas_resample") is None
+
+
 EXTRA = {
     "variance_annealed": dict(step=0, anneal_steps=100),
     "variable_variance": dict(sigma_low=0.5, sigma_high=1.5),

@@ -13,10 +13,10 @@ What is sampled (BigGAN paper, Brock et al. 2019):
   * a source of `tf_biggan.export.sources`: the EMA generator of a checkpoint with standing
     statistics at the requested truncation (Appendix C.1), or an exported TF-Hub module (`--module`);
   * z from the truncation trick of Section 3.1: N(0, I) with entries beyond the threshold resampled
-    (`latent_convention: paper_resample`, `tf_biggan.sampling.latents`). CAS's footnote 5 states
-    its sweep (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0, Appendix A.1) with the TF-Hub notebook's
-    convention, values in [-2τ, 2τ]: `latent_convention: hub_notebook` draws τ · TruncNormal(-2, 2)
-    (tensorflow/hub#214), for reproducing CAS numbers with the official modules;
+    (`latent_convention: paper_resample`, `tf_biggan.sampling.latents`). CAS states its sweep (0.2,
+    0.42, 0.5, 0.8, 1.0, 1.5, 2.0, Appendix A.1 footnote 5) as the same resampling outside [-2τ, 2τ]:
+    `latent_convention: cas_resample` (what `--mode=cas_sweep` uses). `hub_notebook` draws
+    τ · TruncNormal(-2, 2) (tensorflow/hub#214), the TF-Hub notebook's way with the official modules;
   * class-balanced labels: by default as many images per class as the real training set has
     (CAS replaces the real training set one for one), or `--images_per_class` each.
 
@@ -61,7 +61,7 @@ from tf_biggan.export.sources import CheckpointSource, ModuleSource
 from tf_biggan.images import to_uint8
 from tf_biggan.progress import Progress, format_seconds
 from tf_biggan.sampling.labels import interleaved_labels
-from tf_biggan.sampling.latents import LATENT_CONVENTIONS, convention_z
+from tf_biggan.sampling.latents import check_convention, convention_z, z_bound
 
 MANIFEST = "manifest.json"
 PLAN = ".synthesize_plan.json"
@@ -256,8 +256,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
                         f"about 90-95)")
     if truncation < 0:
         raise UserError(f"--truncation={truncation}: must be >= 0 (0 = untruncated N(0, I))")
-    if latent_convention not in LATENT_CONVENTIONS:
-        raise UserError(f"latent_convention={latent_convention!r}: use one of {', '.join(LATENT_CONVENTIONS)}")
+    check_convention(latent_convention, "--latent_convention")
     if latent_convention == "hub_notebook" and truncation <= 0:
         raise UserError("--truncation must be > 0 with latent_convention=hub_notebook (z = truncation · "
                         "TruncNormal(-2, 2))")
@@ -421,10 +420,14 @@ def run_synthesize(hp, flags) -> dict:
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards}: must be >= 1")
     convention = getattr(flags, "latent_convention", None) or "paper_resample"
+    check_convention(convention, "--latent_convention")
     worker_index, num_workers = worker_split(flags)
 
     if module:
         source = ModuleSource(module, truncation)
+        if convention == "cas_resample" and source.metadata.get("latent_convention") == "paper_resample":
+            # Our modules pick their statistics by BigGAN's threshold; CAS's τ resamples at 2τ.
+            source.truncation = z_bound(truncation, convention) or 0.0
         data = ((source.metadata.get("hparams") or {}).get("data") or {})
         kind, split = data.get("kind", "unknown (a module without our metadata)"), data.get("split", "train")
     else:

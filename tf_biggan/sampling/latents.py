@@ -6,10 +6,17 @@ range" (Section 3.1, the Truncation Trick). `truncated_z` does exactly that with
 TensorFlow RNG, so it is deterministic for a seed, runs inside `tf.function`, on TPU (which
 ignores op-level seeds), and accepts a tensor threshold (sweeps, exported modules).
 
+Classification Accuracy Score (Ravuri & Vinyals 2019, Appendix A.1 footnote 5) states its
+truncation τ differently: "dimensions of the noise vector z whose values are outside the range
+of -2τ to 2τ are resampled", i.e. the same resampling with the bound 2τ (`cas_truncated_z`).
+
 The official TF-Hub notebook instead draws from a truncated normal on [-2, 2] and multiplies
-it by `truncation` (tensorflow/hub#214): a *different* distribution (its support is
-[-2t, 2t] and its shape does not change with t). It is here as `hub_notebook_truncated_z`,
-named so nobody mistakes it for the paper's; `convention_z` picks either by name.
+it by `truncation` (tensorflow/hub#214): a *different* distribution from both (its support is
+[-2t, 2t] like CAS's, but its shape does not change with t). It is here as
+`hub_notebook_truncated_z`, named so nobody mistakes it for either paper's.
+
+`convention_z` picks one of the three by name (LATENT_CONVENTIONS); `z_bound` gives the support
+each puts z in.
 
 Appendix E ("Choosing latent spaces") lists the priors the authors tried as drop-in
 replacements for N(0, I); each is a named stateless function below and `sample_latents(name,
@@ -147,26 +154,60 @@ def hub_notebook_truncated_z(shape: Shape, truncation, seed: Seed, dtype=tf.floa
 
     NOT the paper's truncation trick (Section 3.1): it samples a standard normal truncated
     to [-2, 2] and scales it by `truncation`, so values lie in [-2·truncation, 2·truncation]
-    and the shape of the distribution never changes (tensorflow/hub#214). Provided because
-    the official modules were tuned and demonstrated with it, and CAS's footnote 5 states its
-    sweep in this convention; pair it with the module's `truncation` input as the notebook does.
+    and the shape of the distribution never changes (tensorflow/hub#214). Nor is it CAS's
+    (`cas_truncated_z` resamples outside the same [-2τ, 2τ]; the two agree only near τ = 1).
+    Provided because the official modules were demonstrated with it; pair it with the module's
+    `truncation` input as the notebook does.
     """
     base = tf.random.stateless_parameterized_truncated_normal(
         shape, seed=_seed_pair(seed), means=0.0, stddevs=1.0, minvals=-2.0, maxvals=2.0)
     return tf.cast(truncation, dtype) * tf.cast(base, dtype)
 
 
-LATENT_CONVENTIONS = ("paper_resample", "hub_notebook")
+def cas_truncated_z(shape: Shape, truncation, seed: Seed, dtype=tf.float32) -> tf.Tensor:
+    """CAS's truncation (Ravuri & Vinyals 2019, A.1 footnote 5): z ~ N(0, I) with every entry
+    outside [-2τ, 2τ] resampled, i.e. `truncated_z` at the bound 2τ.
+
+    Each entry is N(0, 1) conditioned on |z| <= 2τ (std at τ = 0.2 / 1.0: 0.23 / 0.88, where
+    BigGAN's threshold τ gives 0.115 / 0.54). τ None or <= 0 (also as a tensor): untruncated.
+    """
+    if _is_untruncated(truncation):
+        return truncated_z(shape, None, seed, dtype)
+    return truncated_z(shape, 2.0 * tf.cast(truncation, dtype) if tf.is_tensor(truncation) else 2.0 * truncation,
+                       seed, dtype)
+
+
+# name -> (sampler, support bound per unit of truncation: z lies in [-k·τ, k·τ]).
+_CONVENTIONS = {
+    "paper_resample": (truncated_z, 1.0),  # BigGAN Section 3.1: resampled outside [-τ, τ]
+    "cas_resample": (cas_truncated_z, 2.0),  # CAS A.1 footnote 5: resampled outside [-2τ, 2τ]
+    "hub_notebook": (hub_notebook_truncated_z, 2.0),  # τ · TruncNormal(-2, 2), tensorflow/hub#214
+}
+LATENT_CONVENTIONS = tuple(_CONVENTIONS)
+
+
+def check_convention(convention: str, flag: str = "latent_convention") -> None:
+    if convention not in _CONVENTIONS:
+        raise UserError(f"{flag}={convention!r}: use one of {', '.join(LATENT_CONVENTIONS)} (paper_resample: "
+                        f"BigGAN's threshold; cas_resample: CAS's τ, z resampled outside ±2τ; hub_notebook: "
+                        f"τ · truncnorm(-2, 2))")
+
+
+def z_bound(truncation: float, convention: str = "paper_resample") -> Optional[float]:
+    """The bound b of the support [-b, b] z has at `truncation` in `convention`; None = untruncated
+    (a truncation <= 0 in the resampling conventions)."""
+    check_convention(convention)
+    if _is_untruncated(truncation):
+        return None
+    return _CONVENTIONS[convention][1] * float(truncation)
 
 
 def convention_z(shape: Shape, truncation, seed: Seed, convention: str = "paper_resample") -> tf.Tensor:
-    """z in one of the two named truncation conventions: `paper_resample` (`truncated_z`, Section
-    3.1; truncation <= 0 untruncated) or `hub_notebook` (`hub_notebook_truncated_z`)."""
-    if convention == "paper_resample":
-        return truncated_z(shape, truncation, seed)
-    if convention == "hub_notebook":
-        return hub_notebook_truncated_z(shape, truncation, seed)
-    raise UserError(f"latent_convention={convention!r}: use one of {', '.join(LATENT_CONVENTIONS)}")
+    """z in one of the named truncation conventions: `paper_resample` (`truncated_z`, BigGAN
+    Section 3.1), `cas_resample` (`cas_truncated_z`, CAS A.1 footnote 5) or `hub_notebook`
+    (`hub_notebook_truncated_z`). A truncation <= 0 is untruncated in the first two."""
+    check_convention(convention)
+    return _CONVENTIONS[convention][0](shape, truncation, seed)
 
 
 # --------------------------------------------------------------------------------------------
