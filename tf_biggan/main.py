@@ -53,9 +53,10 @@ flags.DEFINE_integer("num_workers", None, "--mode=synthesize: hosts sharing the 
                      lower_bound=1)
 flags.DEFINE_integer("worker_index", None, "--mode=synthesize: this host's index; it writes shards i with i % num_workers == index.",
                      lower_bound=0)
-flags.DEFINE_enum("latent_convention", "paper_resample", ["paper_resample", "hub_notebook"],
-                  "--mode=synthesize latents: the paper's resampling beyond --truncation (Section 3.1), or the TF-Hub "
-                  "notebook's truncation x truncnorm(-2, 2) (tensorflow/hub#214; CAS footnote 5).")
+flags.DEFINE_enum("latent_convention", "paper_resample", ["paper_resample", "cas_resample", "hub_notebook"],
+                  "--mode=synthesize latents: BigGAN's resampling beyond --truncation (Section 3.1), CAS's "
+                  "resampling beyond 2 x --truncation (CAS A.1 footnote 5), or the TF-Hub notebook's "
+                  "truncation x truncnorm(-2, 2) (tensorflow/hub#214).")
 flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).",
                      lower_bound=1)
 # Classification Accuracy Score (tf_biggan/cas/) and the main job.
