@@ -241,6 +241,27 @@ def test_eval_crop_is_the_references_central_crop_and_normalisation():
     assert not np.allclose(a, train_preprocess(big, tf.constant([1, 3], tf.int64), cas).numpy())
 
 
+def test_inception_crop_falls_back_to_the_central_crop_when_no_box_fits():
+    """resnet_preprocessing._decode_and_random_crop: when 10 attempts find no box (area 8-100%, aspect
+    3/4-4/3), the whole image comes back and the reference takes the central crop instead. A 400 x 3
+    strip admits no such box (area >= 96 px needs a side >= 9 at aspect <= 4/3), whatever the key."""
+    from tf_biggan.cas.input import train_preprocess
+
+    cas = dataclasses.replace(load_hparams("hparams/cas_resnet50_v2-8.yaml").cas, image_size=2,
+                              eval_crop_fraction=0.875, random_flip=False)
+    strip = np.random.default_rng(1).integers(0, 255, (400, 3, 3)).astype(np.uint8)
+    # int(0.875 x 3) = 2 px square at offsets ((400 - 2 + 1) // 2, (3 - 2 + 1) // 2) = (199, 1); 2 -> 2 px exact.
+    expected = (strip[199:201, 1:3] / 255.0 - np.array(cas.mean)) / np.array(cas.std)
+    for k in range(5):
+        out = train_preprocess(tf.constant(strip), tf.constant([k, 7], tf.int64), cas).numpy()
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # A square image has valid boxes: crops differ with the key and are not the central one.
+    square = np.random.default_rng(2).integers(0, 255, (64, 64, 3)).astype(np.uint8)
+    outs = [train_preprocess(tf.constant(square), tf.constant([k, 7], tf.int64), dataclasses.replace(
+        cas, image_size=8)).numpy() for k in range(3)]
+    assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
+
+
 def test_every_epoch_draws_exactly_each_sources_count():
     """The input interleaves sources by a per-epoch permutation of their counts: with source A = 30
     zeros and source B = 10 ones, every 40-image epoch holds exactly 30 zeros and 10 ones."""

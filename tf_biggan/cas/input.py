@@ -2,8 +2,9 @@
 
 Training (tensorflow/tpu resnet_preprocessing.py, `cas.train_crop`):
   inception  a random box covering 8-100% of the image with aspect ratio 3/4-4/3
-             (sample_distorted_bounding_box, 10 attempts, else the central crop), resized to
-             image_size (bicubic, as the reference), random horizontal flip;
+             (sample_distorted_bounding_box, 10 attempts; when none fits, the evaluation's
+             central crop, as the reference), resized to image_size (bicubic, as the
+             reference), random horizontal flip;
   pad_crop   He et al. 2016 CIFAR: pad `cas.pad` pixels (zeros), random image_size crop, flip;
   none       resized to image_size.
 Evaluation: the central crop of `eval_crop_fraction` of the short side (224 / 256: the reference's
@@ -91,7 +92,11 @@ def train_preprocess(image, key, cas):
             shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=k_crop,
             min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0),
             max_attempts=10, use_image_if_no_bounding_boxes=True)
-        crop = tf.slice(image, begin, extent)
+        # No valid box in 10 attempts returns the whole image; the reference then takes the central
+        # crop instead (resnet_preprocessing._decode_and_random_crop: `bad` -> _decode_and_center_crop).
+        failed = tf.reduce_all(tf.equal(extent[:2], shape[:2]))
+        crop = tf.cond(failed, lambda: _central_crop(image, cas.eval_crop_fraction),
+                       lambda: tf.slice(image, begin, extent))
         image = tf.image.resize(crop, [size, size], method=RESIZE)
     elif cas.train_crop == "pad_crop":
         image = tf.image.resize(image, [size, size], method=RESIZE)
@@ -104,15 +109,19 @@ def train_preprocess(image, key, cas):
     return _normalise(image, cas)
 
 
-def eval_preprocess(image, cas):
-    """uint8 [h, w, 3] -> float32 [S, S, 3]: central crop of eval_crop_fraction of the short side."""
-    size = cas.image_size
+def _central_crop(image, fraction):
+    """The square central crop of `fraction` of the short side, as resnet_preprocessing.
+    _decode_and_center_crop: int(fraction x short side) pixels, offsets rounded up."""
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
-    # As resnet_preprocessing._decode_and_center_crop: int(fraction x short side), offsets rounded up.
-    side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * cas.eval_crop_fraction, tf.int32)
-    image = tf.image.crop_to_bounding_box(image, (h - side + 1) // 2, (w - side + 1) // 2, side, side)
-    image = tf.image.resize(image, [size, size], method=RESIZE)
+    side = tf.cast(tf.cast(tf.minimum(h, w), tf.float32) * fraction, tf.int32)
+    return tf.image.crop_to_bounding_box(image, (h - side + 1) // 2, (w - side + 1) // 2, side, side)
+
+
+def eval_preprocess(image, cas):
+    """uint8 [h, w, 3] -> float32 [S, S, 3]: central crop of eval_crop_fraction of the short side."""
+    image = _central_crop(image, cas.eval_crop_fraction)
+    image = tf.image.resize(image, [cas.image_size, cas.image_size], method=RESIZE)
     return _normalise(image, cas)
 
 
