@@ -59,7 +59,7 @@ def test_weight_decay_skips_batch_norm_and_biases():
     assert not decayed & {id(v) for v in bn}
     assert not any(id(v) in decayed for v in model.trainable_variables if "bias" in v.path)
     kernels = [v for v in model.trainable_variables if v.path.endswith("kernel")]
-    assert {id(v) for v in kernels} == decayed and len(kernels) == 1 + 3 * 2 + 2 + 1  # stem, 3 blocks x 2, 2 proj, dense
+    assert {id(v) for v in kernels} == decayed and len(kernels) == 1 + 3 * 2 + 1  # stem, 3 blocks x 2, dense (option-A shortcuts: none)
     # The gradient of the decay term: wd * w on kernels, nothing on BN gamma / beta or the bias.
     with tf.GradientTape() as tape:
         _, wd = clf.losses(tf.zeros([2, 16, 16, 3]), tf.constant([0, 1]))
@@ -164,6 +164,45 @@ def test_one_step_on_two_replicas_equals_one_device():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
     moved = sum(not np.allclose(a, b) for a, b in zip(w1, before))
     assert moved > len(w1) // 2  # the step did change the weights (and the BN moving statistics)
+
+def test_cifar_shortcut_is_option_a_zero_padded_identity():
+    """He et al. 2016 option A: every second pixel, the input's channels, then zeros (numpy); wired in a
+    downsampling block, whose output is relu(shortcut) once the residual branch is zeroed (bn2 gamma 0)."""
+    from tf_biggan.models.classifiers import ZeroPadShortcut
+
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 4)).astype(np.float32)
+    out = ZeroPadShortcut(8, 2)(tf.constant(x)).numpy()
+    expected = np.concatenate([x[:, ::2, ::2], np.zeros((2, 3, 3, 4), np.float32)], axis=-1)
+    np.testing.assert_array_equal(out, expected)
+    cas = dataclasses.replace(_digits_hp().cas, depth=8, width=4, image_size=8)
+    model = build_classifier(cas, 10)
+    assert not [l.name for l in model.layers if "proj" in l.name]
+    block = "stage2_block1"
+    bn2 = model.get_layer(f"{block}_bn2")
+    bn2.gamma.assign(tf.zeros_like(bn2.gamma))
+    bn2.beta.assign(tf.zeros_like(bn2.beta))
+    probe = tf.keras.Model(model.input, [model.get_layer(f"{block}_conv1").input, model.get_layer(f"{block}_out").output])
+    images = np.random.default_rng(1).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    block_in, block_out = (t.numpy() for t in probe(images, training=False))
+    assert block_in.shape == (2, 8, 8, 4) and block_out.shape == (2, 4, 4, 8)
+    shortcut = np.concatenate([block_in[:, ::2, ::2], np.zeros((2, 4, 4, 4), np.float32)], -1)
+    np.testing.assert_allclose(block_out, np.maximum(shortcut, 0), atol=1e-6)
+
+
+def test_resnet56_has_he_et_al_parameter_count():
+    """He et al. 2016 Table 6: ResNet-56 on CIFAR-10 has 0.85M parameters; with option-A shortcuts the
+    trainable count is exactly the convs + BN gamma/beta + dense, counted here by hand."""
+    hp = load_hparams("hparams/cas_resnet56_cifar10.yaml")
+    model = build_classifier(dataclasses.replace(hp.cas, dtype="float32"), 10)
+    n, w = 9, 16
+    convs = 27 * w + 2 * n * 9 * w * w + (9 * w * 2 * w + (2 * n - 1) * 9 * (2 * w) ** 2) \
+        + (9 * 2 * w * 4 * w + (2 * n - 1) * 9 * (4 * w) ** 2)
+    bn = 2 * (w + 2 * n * (w + 2 * w + 4 * w))
+    dense = 4 * w * 10 + 10
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    assert trainable == convs + bn + dense == 853_018
+    assert round(trainable / 1e6, 2) == 0.85
+
 
 def test_resnet50_builds_with_protocol_batch_norm():
     hp = load_hparams("hparams/cas_resnet50_v2-8.yaml")

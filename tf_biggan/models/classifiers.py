@@ -11,8 +11,10 @@
   0.9 / 1e-5; Keras ships 0.99 / 1.001e-5) and, with `cas.sync_bn`, cross-replica moments.
 * `resnet_cifar`: the CIFAR ResNet of He et al. 2016 Section 4.2 (depth 6n + 2: a 3x3 stem, three
   stages of n basic blocks at widths w, 2w, 4w, strides 1, 2, 2, global average pooling, a dense
-  layer). ResNet-56 (CAS A.2) is depth 56, width 16; the digits protocol uses a shallow one.
-  Shortcuts that change shape are 1x1 projections + BN (He et al.'s option B).
+  layer). ResNet-56 (CAS A.2) is depth 56, width 16 (0.85M parameters, He et al. Table 6); the
+  digits protocol uses a shallow one. Shortcuts are identities; where a stage halves the size and
+  doubles the width, the identity of every second pixel with zero channels appended ("option A",
+  parameter-free: Section 4.2, "we use identity shortcuts in all cases"), not a projection.
 
 BatchNorm under tf.distribute: Keras BN normalises with PER-REPLICA batch moments unless
 `synchronized=True`, which all-reduces the moments (the global-batch statistics, what a single
@@ -45,6 +47,26 @@ def _conv(filters: int, kernel: int, stride: int, name: str, seed: int):
                          name=name)
 
 
+class ZeroPadShortcut(layers.Layer):
+    """He et al. 2016 option A: x subsampled by `stride` (every stride-th pixel, as a 1x1 stride-s
+    conv would see it) with zero channels appended up to `filters`. No parameters."""
+
+    def __init__(self, filters: int, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.stride = int(filters), int(stride)
+
+    def call(self, x):
+        x = x[:, ::self.stride, ::self.stride, :]
+        return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.filters - x.shape[-1]]])
+
+    def compute_output_shape(self, shape):
+        ceil = lambda n: None if n is None else -(-n // self.stride)  # noqa: E731
+        return (shape[0], ceil(shape[1]), ceil(shape[2]), self.filters)
+
+    def get_config(self):
+        return dict(super().get_config(), filters=self.filters, stride=self.stride)
+
+
 def resnet_cifar(cas, num_classes: int) -> keras.Model:
     """He et al. 2016 Section 4.2 ResNet-(6n+2) for small images."""
     if (cas.depth - 2) % 6 != 0 or cas.depth < 8:
@@ -62,8 +84,7 @@ def resnet_cifar(cas, num_classes: int) -> keras.Model:
             name = f"stage{stage + 1}_block{block + 1}"
             shortcut = x
             if s != 1 or x.shape[-1] != filters:
-                shortcut = _conv(filters, 1, s, f"{name}_proj", seed + next(counter))(x)
-                shortcut = _bn(cas, f"{name}_proj_bn")(shortcut)
+                shortcut = ZeroPadShortcut(filters, s, name=f"{name}_shortcut")(x)
             y = _conv(filters, 3, s, f"{name}_conv1", seed + next(counter))(x)
             y = layers.ReLU(name=f"{name}_relu1")(_bn(cas, f"{name}_bn1")(y))
             y = _conv(filters, 3, 1, f"{name}_conv2", seed + next(counter))(y)
