@@ -36,11 +36,13 @@ flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to cou
 flags.DEFINE_string("checkpoint", None, "A checkpoint path of the run (default: the latest in --model_dir).")
 flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated). "
                    "eval/synthesize; default: untruncated.", lower_bound=0.0)
-flags.DEFINE_integer("seed", 0, "Seed of the latents (eval, synthesize, qualitative modes).")
+flags.DEFINE_integer("seed", 0, "Seed of the latents (eval, synthesize, qualitative modes); of the "
+                     "validation split (prepare_data).")
 flags.DEFINE_string("inception_path", None, "LOCAL Inception (TF-Hub/SavedModel dir or Keras InceptionV3 file) "
                     "for FID/IS; without it the project's classifier trained on the real data is used.")
 flags.DEFINE_string("export_dir", None, "Where --mode=export writes the TF-Hub module (default: MODEL_DIR/export).")
-flags.DEFINE_string("output_dir", None, "Where --mode=synthesize writes TFRecord shards and manifest.json.")
+flags.DEFINE_string("output_dir", None, "Where --mode=synthesize / prepare_data write TFRecord shards and "
+                    "manifest.json; --mode=real_stats its .npz (default: the statistics cache).")
 flags.DEFINE_string("module", None, "--mode=synthesize from an exported TF-Hub module instead of a checkpoint.")
 flags.DEFINE_integer("images_per_class", None, "Synthetic images per class (default: the real training set's counts).",
                      lower_bound=1)
@@ -67,6 +69,15 @@ flags.DEFINE_string("train_data", None, "--mode=cas / cas_sweep: training images
 flags.DEFINE_string("eval_data", None, "--mode=cas / cas_sweep: the REAL held-out images (TFRecord glob, e.g. "
                     "validation-*, or digits:test).")
 flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and labels as .npz (for other FID toolkits).")
+# Your own images (tf_biggan/data/image_folder.py) and real-data statistics (evaluation/real_stats.py).
+flags.DEFINE_string("image_dir", None, "--mode=prepare_data: a folder of images, one sub-folder per class "
+                    "(DIR/<class>/<image>; JPEG, PNG, BMP, GIF). A DIR/../val tree is the validation split.")
+flags.DEFINE_float("validation_fraction", 0.0, "--mode=prepare_data: fraction of each class held out as "
+                   "validation-* shards (seeded by --seed).", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_integer("resolution", None, "--mode=prepare_data: store images already cropped and area-resized "
+                     "to this size, as training does (default: as they are).", lower_bound=1)
+flags.DEFINE_enum("on_corrupt", "skip", ["skip", "fail"], "--mode=prepare_data: an unreadable image is left "
+                  "out and listed in manifest.json (skip), or stops the import naming it (fail).")
 
 
 _RUN = "the training run's directory"
@@ -85,6 +96,8 @@ REQUIRED = {
             "train_data": "the training images: TFRecord globs (real: / synthetic:) or digits:train",
             "eval_data": "the REAL held-out images: a TFRecord glob such as validation-*, or digits:test"},
     "cas_sweep": {"model_dir": _RUN},
+    "prepare_data": {"image_dir": "the folder of images, one sub-folder per class",
+                     "output_dir": "where the TFRecord shards, labels.txt and manifest.json go"},
 }
 # mode -> groups of flags of which exactly one must be given.
 EXACTLY_ONE = {

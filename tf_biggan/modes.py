@@ -24,6 +24,8 @@ MODE_TABLE = {
     "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
     "cas": ("tf_biggan.cas.train", "run_cas_mode"),
     "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),
+    "prepare_data": ("tf_biggan.data.image_folder", "run_prepare_data"),
+    "real_stats": ("tf_biggan.evaluation.real_stats", "run_real_stats"),
     "all": ("tf_biggan.main_job", "run_all"),
 }
 

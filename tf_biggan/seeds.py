@@ -46,6 +46,7 @@ STREAMS = {
     "data_shuffle": 40,
     "data_flip": 41,
     "data_label": 42,  # one label of a multi-label image
+    "data_split": 43,  # prepare_data's validation split of an image folder (counter = hash of the class)
 }
 
 SEED_BITS = 24  # user seeds are in [0, 2**24); the stream id sits above them

@@ -66,9 +66,22 @@ class Source:
         return np.bincount(self.labels[self.kept], minlength=num_classes).astype(int).tolist()
 
 
+def _is_synthesis_marker(path: str) -> bool:
+    # --mode=prepare_data writes a manifest.json beside REAL images too; it says so ("origin").
+    if not tf.io.gfile.exists(path):
+        return False
+    if os.path.basename(path) != "manifest.json":
+        return True
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f).get("origin") != "image_folder"
+    except (ValueError, AttributeError, tf.errors.OpError):
+        return True
+
+
 def _is_synthetic(files: Sequence[str]) -> bool:
     dirs = {os.path.dirname(f) for f in files}
-    return all(any(tf.io.gfile.exists(os.path.join(d, m)) for m in SYNTHESIS_MARKERS) for d in dirs)
+    return all(any(_is_synthesis_marker(os.path.join(d, m)) for m in SYNTHESIS_MARKERS) for d in dirs)
 
 
 def _scan_file(path: str, num_classes: int, flag: str) -> np.ndarray:

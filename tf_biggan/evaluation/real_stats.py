@@ -9,6 +9,12 @@ one function for real images and samples alike.
 `compute_feature_stats_for_dataset` does: the key (dataset id + extractor name), the file path,
 the computation and the atomic save are in that one function. A damaged file is recomputed.
 Without a cache directory nothing is written (the statistics are computed each time).
+
+`--mode=real_stats` (`run_real_stats`) fills that cache up front, as BigGAN-PyTorch's
+`calculate_inception_moments.py` does, for exactly the files the sweep, eval and the best-FID keeper
+read (the run's eval.fid_reference split, and its validation split when one is configured), and
+writes each split's `mu` / `sigma` also as a plain .npz that other FID tools load (pytorch-fid's
+`--save-stats` layout).
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import hashlib
 import logging
 import os
 import re
-from typing import Dict, Iterable, List, Optional
+import time
+from typing import Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -101,23 +108,114 @@ def stats_cache_path(cache_dir: str, key: str) -> str:
     return os.path.join(cache_dir, f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz")
 
 
-def real_statistics(hp, extractor, which: str, cache_dir: Optional[str]) -> Optional[Dict[str, np.ndarray]]:
+def real_statistics_path(hp, extractor, which: str, cache_dir: str) -> str:
+    """The cache file of the run's real `which` statistics under `extractor` (the dataset id + the
+    extractor's name, `stats_cache_path`)."""
+    return stats_cache_path(cache_dir, f"{real_dataset_id(hp, which, hp.eval.real_max_examples)}__{extractor.name}")
+
+
+def _with_progress(batches: Iterable, progress, every: float = 10.0) -> Iterator:
+    """`batches` unchanged, with a progress line every `every` seconds and one at the end."""
+    done, start, last = 0, time.time(), time.time()
+    for batch in batches:
+        done += int(np.shape(batch[0])[0])
+        yield batch
+        if time.time() - last > every:
+            last = time.time()
+            progress.update(done, rate=done / max(last - start, 1e-9))
+    progress.update(done, rate=done / max(time.time() - start, 1e-9), extra="real images read")
+
+
+def real_statistics(hp, extractor, which: str, cache_dir: Optional[str],
+                    progress=None) -> Optional[Dict[str, np.ndarray]]:
     """`feature_statistics` of the run's real `which` images ("train" / "validation", at most
     eval.real_max_examples) under `extractor`, cached in `cache_dir`; None for "validation" when
-    the run has no held-out data configured."""
+    the run has no held-out data configured. `progress` (a `tf_biggan.progress.Progress`) gets a
+    line every few seconds while the images are read."""
     if real_data_config(hp, which) is None:
         return None
     ev = hp.eval
-    key = f"{real_dataset_id(hp, which, ev.real_max_examples)}__{extractor.name}"
-    path = stats_cache_path(cache_dir, key) if cache_dir else None
+    path = real_statistics_path(hp, extractor, which, cache_dir) if cache_dir else None
     if path and os.path.exists(path):
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
         except Exception as exc:  # noqa: BLE001 -- a damaged cache is recomputed, not fatal
             log.warning("ignoring unreadable statistics cache %s (%s); recomputing", path, exc)
-    stats = feature_statistics(extractor, real_batches(hp, which, ev.batch_size, ev.real_max_examples),
-                               num_classes=hp.data.num_classes, splits=ev.is_splits, batch_size=ev.batch_size)
+    batches = real_batches(hp, which, ev.batch_size, ev.real_max_examples)
+    if progress is not None:
+        batches = _with_progress(batches, progress)
+    stats = feature_statistics(extractor, batches, num_classes=hp.data.num_classes, splits=ev.is_splits, batch_size=ev.batch_size)
     if path:
         atomic.save_npz(path, **stats)
     return stats
+
+
+REAL_STATS_REPORT = "real_stats.json"
+
+
+def fid_npz_name(which: str, extractor_name: str) -> str:
+    """`fid_stats_<split>_<extractor>.npz`: the split's mu / sigma for other FID tools."""
+    return f"fid_stats_{which}_{re.sub(r'[^A-Za-z0-9._-]+', '_', extractor_name)}.npz"
+
+
+def run_real_stats(hp, flags) -> dict:
+    """`--mode=real_stats`: the run's real-data statistics computed once, before training or
+    evaluation need them, into the cache Evaluator.for_run reads (eval.stats_cache_dir, else
+    MODEL_DIR/eval_cache), plus `fid_stats_<split>_<extractor>.npz` (mu, sigma) and real_stats.json
+    in --output_dir (default: the cache directory). The extractor is the one the run's evaluation
+    uses (`features.feature_extractor`): Inception from --inception_path, else the project's
+    classifier, trained here and kept in MODEL_DIR/eval_classifier for every later evaluation."""
+    import tensorflow as tf
+
+    from tf_biggan.errors import UserError
+    from tf_biggan.evaluation.evaluator import STATS_CACHE_DIR
+    from tf_biggan.evaluation.features import feature_extractor
+    from tf_biggan.evaluation.real_data import no_validation_message
+    from tf_biggan.progress import Progress
+    from tf_biggan.sampling.run import HPARAMS_FILE, run_hparams
+
+    model_dir = getattr(flags, "model_dir", None) or None
+    inception_path = getattr(flags, "inception_path", None) or None
+    if model_dir and tf.io.gfile.exists(os.path.join(model_dir, HPARAMS_FILE)):
+        hp = run_hparams(model_dir, hp, flags)  # an existing run: its data and resolution, as eval reads them
+    cache_dir = hp.eval.stats_cache_dir or (os.path.join(model_dir, STATS_CACHE_DIR) if model_dir else None)
+    if not cache_dir:
+        raise UserError("--mode=real_stats needs --model_dir (the statistics go to MODEL_DIR/eval_cache, where "
+                        "eval, sweep and the best-FID keeper look) or eval.stats_cache_dir")
+    if not inception_path and not model_dir:
+        raise UserError("--mode=real_stats without --inception_path uses the project's classifier, which is trained "
+                        "on the real data and kept in MODEL_DIR/eval_classifier: pass --model_dir, or --inception_path")
+    progress = Progress("real_stats", unit="img")
+    which_list = [hp.eval.fid_reference]
+    if hp.eval.fid_reference == "validation" and real_data_config(hp, "validation") is None:
+        raise UserError("eval.fid_reference=validation: " + no_validation_message(hp))
+    if hp.eval.fid_reference == "train" and real_data_config(hp, "validation") is not None:
+        which_list.append("validation")
+    extractor = feature_extractor(hp, model_dir, inception_path, progress.log)
+    output_dir = getattr(flags, "output_dir", None) or cache_dir
+    report = {"extractor": extractor.name, "cache_dir": cache_dir, "resolution": hp.model.resolution,
+              "real_max_examples": hp.eval.real_max_examples, "splits": {}}
+    for which in which_list:
+        path = real_statistics_path(hp, extractor, which, cache_dir)
+        cached = tf.io.gfile.exists(path)
+        progress.log(f"{which}: {real_dataset_id(hp, which, hp.eval.real_max_examples)} under {extractor.name}"
+                     + (f": already cached in {path}" if cached else f" -> {path}"))
+        t0 = time.time()
+        stats = real_statistics(hp, extractor, which, cache_dir, progress=progress)
+        npz = os.path.join(output_dir, fid_npz_name(which, extractor.name))
+        atomic.save_npz(npz, mu=stats["mu"], sigma=stats["sigma"])
+        entry = {"dataset": real_dataset_id(hp, which, hp.eval.real_max_examples), "cache_file": path,
+                 "npz": npz, "num_examples": int(stats["num_examples"][0]), "was_cached": cached,
+                 "seconds": time.time() - t0}
+        if "inception_score" in stats:
+            entry["inception_score"] = [float(v) for v in stats["inception_score"]]
+        if "class_accuracy" in stats:
+            entry["class_accuracy"] = float(stats["class_accuracy"][0])
+        report["splits"][which] = entry
+        progress.log(f"{which}: {entry['num_examples']} images, mu [{stats['mu'].shape[0]}], sigma "
+                     f"[{stats['sigma'].shape[0]}x{stats['sigma'].shape[1]}]"
+                     + (f", IS {entry['inception_score'][0]:.3f}" if "inception_score" in entry else "")
+                     + f" -> {npz}")
+    atomic.write_json(os.path.join(output_dir, REAL_STATS_REPORT), report)
+    return report
