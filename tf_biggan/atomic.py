@@ -2,8 +2,9 @@
 
 Nothing a run writes is ever seen half-written (a killed process leaves the old file, or none):
 the content goes to a temporary name beside the target, then one rename puts it in place.
-Local paths use `os.replace` (atomic on POSIX); remote paths (`gs://...`) go through
-`tf.io.gfile` with `rename(overwrite=True)`, the closest an object store offers.
+Local paths use `os.replace` (atomic on POSIX, no TensorFlow import needed); remote paths
+(`gs://...`, `ram://...`) go through `tf.io.gfile` with `rename(overwrite=True)`, the closest an
+object store offers.
 
     write_bytes(path, data)      write_text(path, text)      write_json(path, obj)
     save_npz(path, **arrays)     with directory(path) as tmp: ...  (a whole directory)
@@ -24,8 +25,7 @@ import uuid
 TEMP_MARK = ".tmp-"  # every temporary is ".<final basename>.tmp-<random>", beside its target
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in str(path)
+from tf_biggan.paths import is_remote as _is_remote  # noqa: E402 (gs://, ram://: through tf.io.gfile)
 
 
 def temporary_path(path: str) -> str:
@@ -50,6 +50,7 @@ def write_bytes(path: str, data: bytes) -> None:
         import tensorflow as tf
 
         tmp = temporary_path(path)
+        tf.io.gfile.makedirs(os.path.dirname(path))  # as locally (and listable on every file system)
         with tf.io.gfile.GFile(tmp, "wb") as f:
             f.write(data)
         tf.io.gfile.rename(tmp, path, overwrite=True)
@@ -112,11 +113,17 @@ def save_npz(path: str, **arrays) -> None:
 def directory(path: str):
     """Yields a fresh temporary directory beside `path`; on success it replaces `path` whole.
 
-    An existing `path` is moved aside, the new one renamed in, the old one deleted, so a reader
-    sees either the complete old directory or the complete new one. On an exception the
-    temporary directory is removed and `path` is untouched. Local paths only (SavedModels and
-    caches are written locally, then copied if needed).
+    Local: an existing `path` is moved aside, the new one renamed in, the old one deleted, so a
+    reader sees either the complete old directory or the complete new one. Remote (gs://): object
+    stores have no directory rename, so the content is written beside `path` first and moved in
+    file by file once complete (a killed writer leaves the old directory whole; the swap itself is
+    a few server-side renames). On an exception the temporary directory is removed and `path` is
+    untouched.
     """
+    if _is_remote(path):
+        with _remote_directory(str(path)) as tmp:
+            yield tmp
+        return
     path = os.path.abspath(str(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -134,3 +141,28 @@ def directory(path: str):
     os.replace(tmp, path)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _remote_directory(path: str):
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
+    path = path.rstrip("/")
+    tmp = temporary_path(path)
+    gfile.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(Exception):
+            gfile.rmtree(tmp)
+        raise
+    if gfile.exists(path):
+        gfile.rmtree(path)
+    gfile.makedirs(path)
+    for root, _, files in gfile.walk(tmp):
+        target_root = path + root[len(tmp):]
+        gfile.makedirs(target_root)
+        for name in files:
+            gfile.rename(f"{root.rstrip('/')}/{name}", f"{target_root.rstrip('/')}/{name}", overwrite=True)
+    gfile.rmtree(tmp)

@@ -26,6 +26,7 @@ from typing import Literal, Optional
 
 import yaml
 
+from tf_biggan import paths
 from tf_biggan.atomic import write_text
 from tf_biggan.errors import UserError
 
@@ -656,7 +657,7 @@ def parse_overrides(text: str, where: str = "--hparams_overrides") -> dict:
 def load_hparams(path: Optional[str] = None, overrides: str = "") -> HParams:
     """Reads a YAML file from `hparams/` (or any path), applies overrides and validates."""
     path = path or DEFAULT_HPARAMS
-    if not os.path.exists(path):
+    if not paths.exists(path):  # may be gs:// (a run's own hparams.yaml)
         candidate = os.path.join(HPARAMS_DIR, path if path.endswith(".yaml") else path + ".yaml")
         if os.path.exists(candidate):
             path = candidate
@@ -665,8 +666,7 @@ def load_hparams(path: Optional[str] = None, overrides: str = "") -> HParams:
             raise HParamsError(
                 f"--hparams: file '{path}' does not exist. Pass a YAML path or one of: {', '.join(known)}")
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
+        raw = yaml.safe_load(paths.read_text(path))
     except yaml.YAMLError as exc:
         raise HParamsError(f"{path}: not valid YAML: {exc}") from None
     hp = hparams_from_dict(raw, path)

@@ -110,6 +110,10 @@ EXCLUSIVE_IN_MODE = {
 }
 
 
+# Flags naming a directory a mode writes into or reads a run from: an existing FILE there would end
+# in a deep traceback (FileExistsError, NotADirectoryError) after TensorFlow's start-up.
+DIRECTORY_FLAGS = ("model_dir", "output_dir", "export_dir")
+
 # Modes that run under the launch's tf.distribute strategy (training.strategy.strategy_from_flags).
 STRATEGY_MODES = ("train", "cas", "cas_sweep", "all")
 
@@ -121,11 +125,17 @@ def _given(name: str) -> bool:
 
 def check_flags(mode: str) -> None:
     """UserError naming the flag when `mode`'s required / exclusive flags are not as the tables say."""
+    from tf_biggan import paths
     from tf_biggan.errors import UserError
 
     for name, why in REQUIRED.get(mode, {}).items():
         if not _given(name):
             raise UserError(f"--mode={mode} needs --{name} ({why})")
+    for name in DIRECTORY_FLAGS:
+        value = FLAGS[name].value
+        if value and paths.existing_file(value):
+            raise UserError(f"--{name}={value} is a file, not a directory: pass a directory (a new path or "
+                            f"an existing one{', e.g. a training run' if name == 'model_dir' else ''})")
     for group in EXACTLY_ONE.get(mode, []):
         if sum(_given(name) for name in group) != 1:
             raise UserError(f"--mode={mode} needs exactly one of " + " or ".join(f"--{n}" for n in group))

@@ -25,14 +25,12 @@ grid, IS-vs-FID curve and the CAS comparison as pictures).
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import time
 import types
 from typing import Callable, Dict, List, Optional
 
-from tf_biggan import atomic
+from tf_biggan import atomic, paths
 from tf_biggan.errors import UserError
 
 REPORT_JSON = "report.json"
@@ -42,11 +40,7 @@ SAMPLES_PNG = "report_samples.png"
 
 
 def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return paths.read_json_or_none(path)  # the model dir may be gs://: tf.io.gfile
 
 
 def _log(message: str) -> None:
@@ -159,9 +153,9 @@ class MainJob:
         # A rerun at a new truncation (a retrained run) must not mix shards of two thresholds.
         manifest = _read_json(os.path.join(self.synthetic_dir, "manifest.json"))
         if manifest and abs(float(manifest.get("truncation", -1.0)) - truncation) > 1e-9:
-            import shutil
+            import tensorflow as tf
 
-            shutil.rmtree(self.synthetic_dir)
+            tf.io.gfile.rmtree(self.synthetic_dir)
         # The ImageNet converter writes 1024 shards; a small embedded set needs a few.
         num_shards = 4 if self.hp.data.kind == "digits" else 1024
         return self._mode("synthesize", output_dir=self.synthetic_dir, truncation=truncation, num_shards=num_shards)
@@ -273,7 +267,7 @@ class MainJob:
         cas_syn = _read_json(os.path.join(self.cas_synthetic_dir, "cas_report.json"))
         stages = self.timings
         return {
-            "model_dir": os.path.abspath(self.model_dir),
+            "model_dir": paths.absolute(self.model_dir),
             "step": self.trained_step(),
             "truncation": truncation,
             "truncation_reason": "the sweep's best-FID threshold (FID penalises lost diversity, which CAS needs)",
@@ -306,8 +300,17 @@ def _yaml_scalar(value) -> str:
 
 
 def _latest_sample_grid(model_dir: str) -> Optional[str]:
-    grids = sorted(glob.glob(os.path.join(model_dir, "samples", "*.png")))
+    import tensorflow as tf
+
+    grids = sorted(tf.io.gfile.glob(os.path.join(model_dir, "samples", "*.png")))
     return grids[-1] if grids else None
+
+
+def _truncation_text(t: float) -> str:
+    """"untruncated" for 0 (z ~ N(0, I)), never "truncation 0"."""
+    from tf_biggan.evaluation.evaluator import truncation_label
+
+    return "untruncated" if t <= 0 else f"truncation {truncation_label(t)}"
 
 
 def _plot_cas(report: dict, path: str) -> None:
@@ -316,7 +319,7 @@ def _plot_cas(report: dict, path: str) -> None:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=100)
-    names = ["real data", f"synthetic only\n(truncation {report['truncation']:g})"]
+    names = ["real data", f"synthetic only\n({_truncation_text(report['truncation'])})"]
     values = [100 * report["real_top1"], 100 * report["cas_top1"]]
     bars = ax.bar(names, values, color=["#4c72b0", "#dd8452"])
     for bar, value in zip(bars, values):
@@ -337,17 +340,19 @@ def write_report(model_dir: str, report: dict) -> None:
     """report.json and report.md (pictures beside it, linked relatively)."""
     _plot_cas(report, os.path.join(model_dir, CAS_PLOT))
     atomic.write_json(os.path.join(model_dir, REPORT_JSON), report)
-    rel = lambda p: os.path.relpath(p, model_dir) if p else ""  # noqa: E731
+    from tf_biggan.evaluation.evaluator import truncation_label
+
+    rel = lambda p: paths.relative(p, model_dir) if p else ""  # noqa: E731
     rows = "\n".join(
         f"| {name} | {_stage_time(s)} | {s.get('images_per_sec') or ''} | `{rel(s.get('output', ''))}` |"
         for name, s in report["stages"].items())
-    text = f"""# tf_biggan main job: {os.path.basename(os.path.abspath(model_dir))}
+    text = f"""# tf_biggan main job: {os.path.basename(paths.absolute(model_dir).rstrip("/"))}
 
 Trained to step {report['step']}; scored with {report['extractor']} features.
 
 | result | value |
 | --- | --- |
-| truncation (sweep's best FID) | {report['truncation']:g} |
+| truncation (sweep's best FID) | {truncation_label(report['truncation'])} |
 | FID | {report['fid']:.3f} |
 | IS | {report['is']:.3f} |
 | sample class accuracy | {100 * report['sample_class_accuracy']:.1f}% |
@@ -377,8 +382,10 @@ Trained to step {report['step']}; scored with {report['extractor']} features.
 
 
 def print_summary(report: dict) -> None:
+    from tf_biggan.evaluation.evaluator import truncation_label
+
     lines = [
-        ("truncation", f"{report['truncation']:g} (best FID of the sweep)"),
+        ("truncation", f"{truncation_label(report['truncation'])} (best FID of the sweep)"),
         ("FID / IS", f"{report['fid']:.3f} / {report['is']:.3f}  ({report['extractor']})"),
         ("sample class accuracy", f"{100 * report['sample_class_accuracy']:.1f}%"),
         ("CAS top-1 vs real top-1", f"{100 * report['cas_top1']:.2f}% vs {100 * report['real_top1']:.2f}%"),

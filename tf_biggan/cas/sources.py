@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, seeds
+from tf_biggan import atomic, paths, seeds
 from tf_biggan.data import digits, tfrecord
 from tf_biggan.errors import UserError
 
@@ -123,9 +123,9 @@ def _index(files: Sequence[str], num_classes: int, flag: str, cache_dir: Optiona
     sizes = [int(tf.io.gfile.stat(f).length) for f in files]
     key = hashlib.sha256(json.dumps([list(files), sizes, num_classes]).encode()).hexdigest()[:24]
     path = os.path.join(cache_dir, f"{key}.npz") if cache_dir else None
-    if path and os.path.exists(path):
-        with np.load(path) as cached:
-            return cached["labels"], cached["offsets"]
+    if path and tf.io.gfile.exists(path):
+        cached = paths.load_npz(path)
+        return cached["labels"], cached["offsets"]
     # Files are scanned in parallel: on gs:// each is mostly waiting for bytes (ImageNet: 1,024 shards).
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(SCAN_THREADS, len(files)))) as pool:
         per_file = list(pool.map(lambda f: _scan_file(f, num_classes, flag), files))

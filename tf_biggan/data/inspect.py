@@ -64,6 +64,8 @@ def _source_description(data) -> dict:
 
 def run_inspect_data(hp, flags) -> dict:
     """Writes the grid and the report for `hp.data` at `hp.model.resolution`; returns the report."""
+    import tensorflow as tf
+
     from tf_biggan.data import pipeline
 
     model_dir = getattr(flags, "model_dir", None)
@@ -71,7 +73,7 @@ def run_inspect_data(hp, flags) -> dict:
         raise UserError("--mode=inspect_data needs --model_dir=DIR (where the grid and report go)")
     limit = getattr(flags, "inspect_images", None)
     limit = DEFAULT_INSPECT_IMAGES if limit is None else int(limit)
-    os.makedirs(model_dir, exist_ok=True)
+    tf.io.gfile.makedirs(model_dir)  # gfile: MODEL_DIR may be gs://
     data, res = hp.data, hp.model.resolution
 
     with pipeline.data_errors():

@@ -54,9 +54,9 @@ class BestFidKeeper:
                                            log=lambda m: log(f"[best_fid] {m}"))
         self.best: Optional[dict] = None
         report = os.path.join(self.directory, BEST_FID_REPORT)
-        if os.path.exists(report):
-            with open(report) as f:
-                self.best = json.load(f)
+        if tf.io.gfile.exists(report):  # gfile: MODEL_DIR may be gs://
+            with tf.io.gfile.GFile(report) as f:
+                self.best = json.loads(f.read())
         self._manager = None
         self._manager_for = None
 

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, seeds
+from tf_biggan import atomic, paths, seeds
 from tf_biggan.errors import UserError
 from tf_biggan.evaluation import metrics
 from tf_biggan.evaluation.extractor import FeatureExtractor, Images, to_channels
@@ -128,12 +128,11 @@ def load_classifier(directory: str) -> Classifier:
     """A classifier saved by `Classifier.save`; a `UserError` if the directory is not one."""
     cfg_path = os.path.join(directory, "classifier.json")
     weights = os.path.join(directory, "classifier.weights.h5")
-    if not (os.path.exists(cfg_path) and os.path.exists(weights)):
+    if not (tf.io.gfile.exists(cfg_path) and tf.io.gfile.exists(weights)):
         raise UserError(f"{directory!r} does not hold a saved classifier (classifier.json and "
                         "classifier.weights.h5); train one with tf_biggan.evaluation.classifier.train_classifier "
                         "on the real dataset and save it there")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
+    cfg = paths.read_json(cfg_path)
     model = _build_classifier_model(cfg["image_shape"], cfg["num_classes"], cfg["width"], cfg["seed"])
     model.load_weights(weights)
     return Classifier(model, cfg["image_shape"], cfg["num_classes"], cfg["width"], cfg["seed"])

@@ -46,7 +46,7 @@ INCEPTION_SIZE = 299  # TF-GAN's INCEPTION_DEFAULT_IMAGE_SIZE
 def _file_fingerprint(paths: Sequence[str]) -> str:
     h = hashlib.sha256()
     for p in paths:
-        with open(p, "rb") as f:
+        with tf.io.gfile.GFile(p, "rb") as f:  # the module may be on gs://
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:12]
@@ -72,7 +72,7 @@ def load_inception(path: Optional[str], batch_size: int = 64) -> "InceptionExtra
     if not path:
         raise UserError("no Inception path was given.\n" + _HOW_TO_GET_INCEPTION)
     path = os.path.expanduser(str(path))
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise UserError(f"Inception path {path!r} does not exist.\n" + _HOW_TO_GET_INCEPTION)
     return InceptionExtractor(path, batch_size=batch_size)
 
@@ -99,8 +99,8 @@ class InceptionExtractor(FeatureExtractor):
         self.pool_key = pool_key
         self.logits_key = logits_key
         self._head = None  # (kernel, bias) of a Keras classifier head
-        if os.path.isdir(path):
-            if not any(os.path.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
+        if tf.io.gfile.isdir(path):
+            if not any(tf.io.gfile.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
                 raise UserError(f"{path!r} is a directory without saved_model.pb: not a TF-Hub/SavedModel "
                                 "module. If you downloaded a .tar.gz, unpack it there first.\n"
                                 + _HOW_TO_GET_INCEPTION)
@@ -115,7 +115,7 @@ class InceptionExtractor(FeatureExtractor):
         else:
             raise UserError(f"{path!r} is neither a SavedModel directory nor a Keras .h5/.keras file.\n"
                             + _HOW_TO_GET_INCEPTION)
-        self.name = f"inception-{self._kind}-{_file_fingerprint([p for p in fp_files if os.path.exists(p)])}"
+        self.name = f"inception-{self._kind}-{_file_fingerprint([p for p in fp_files if tf.io.gfile.exists(p)])}"
 
     # Loading ------------------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ def feature_extractor(hp, model_dir: Optional[str], inception_path: Optional[str
         except UserError as exc:
             raise UserError(f"--inception_path={inception_path}: {exc}") from None
     directory = os.path.join(model_dir, CLASSIFIER_DIR) if model_dir else None
-    if directory and os.path.exists(os.path.join(directory, "classifier.json")):
+    if directory and tf.io.gfile.exists(os.path.join(directory, "classifier.json")):
         return load_classifier(directory)
     images, labels = real_images(hp, "train", hp.eval.classifier_max_examples)
     log(f"no --inception_path: training the project's classifier on {images.shape[0]} real training "

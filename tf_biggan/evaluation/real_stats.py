@@ -27,8 +27,9 @@ import time
 from typing import Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
+import tensorflow as tf
 
-from tf_biggan import atomic
+from tf_biggan import atomic, paths
 from tf_biggan.evaluation import metrics
 from tf_biggan.evaluation.real_data import real_batches, real_data_config, real_dataset_id
 
@@ -136,10 +137,9 @@ def real_statistics(hp, extractor, which: str, cache_dir: Optional[str],
         return None
     ev = hp.eval
     path = real_statistics_path(hp, extractor, which, cache_dir) if cache_dir else None
-    if path and os.path.exists(path):
+    if path and tf.io.gfile.exists(path):  # gfile: the cache may be on gs://
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
+            return paths.load_npz(path)
         except Exception as exc:  # noqa: BLE001 -- a damaged cache is recomputed, not fatal
             log.warning("ignoring unreadable statistics cache %s (%s); recomputing", path, exc)
     batches = real_batches(hp, which, ev.batch_size, ev.real_max_examples)

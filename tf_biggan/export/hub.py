@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, seeds
+from tf_biggan import atomic, paths, seeds
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
 from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
@@ -121,7 +121,7 @@ class GeneratorModule(tf.Module):
 
 def export_generator(generator, export_dir: str, truncations: Sequence[float], num_passes: int,
                      batch_size: int, metadata: dict, seed: int = 0) -> str:
-    """Computes the statistics grid and writes the module to `export_dir` (atomically, locally)."""
+    """Computes the statistics grid and writes the module to `export_dir` (atomically; local or gs://)."""
     truncations = sorted(float(t) for t in truncations if t > 0)
     if not truncations:
         raise UserError("eval.export_truncations must hold at least one threshold > 0 (e.g. [0.5, 1.0, 2.0])")
@@ -130,7 +130,7 @@ def export_generator(generator, export_dir: str, truncations: Sequence[float], n
                     dim_z=generator.dim_z, num_classes=generator.num_classes,
                     resolution=generator.cfg.resolution, family=generator.cfg.family,
                     output_key="default", signature="default")
-    export_dir = os.path.abspath(export_dir)
+    export_dir = paths.absolute(export_dir)
     with atomic.directory(export_dir) as tmp, tempfile.TemporaryDirectory() as meta_dir:
         # The asset's source lies outside the module; saving copies it into assets/metadata.json.
         meta_src = os.path.join(meta_dir, "metadata.json")
@@ -153,8 +153,8 @@ def run_export(hp, flags) -> str:
     hp = run_hparams(model_dir, hp, flags)
     run = load_run(model_dir, getattr(flags, "checkpoint", None), hp=hp)
     export_dir = getattr(flags, "export_dir", None) or os.path.join(model_dir, "export")
-    metadata = {"hparams": hp.to_dict(), "step": run.step, "checkpoint": os.path.abspath(run.checkpoint),
-                "source": os.path.abspath(model_dir)}
+    metadata = {"hparams": hp.to_dict(), "step": run.step, "checkpoint": paths.absolute(run.checkpoint),
+                "source": paths.absolute(model_dir)}
     path = export_generator(run.ema_generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,
                             hp.eval.standing_stats_batch, metadata, seed=hp.train.seed)
     Progress("export").log(f"the EMA generator of step {run.step} ({run.checkpoint}) -> {path}")

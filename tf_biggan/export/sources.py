@@ -17,6 +17,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tf_biggan import paths
 from tf_biggan.errors import UserError
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
@@ -58,8 +59,8 @@ class CheckpointSource(GeneratorSource):
         hp = run_hparams(model_dir, hp, flags)
         run = load_run(model_dir, checkpoint, hp=hp)
         self.hp = hp
-        super().__init__(run.ema_generator, {"kind": "checkpoint", "model_dir": os.path.abspath(model_dir),
-                                             "checkpoint": os.path.abspath(run.checkpoint), "step": run.step},
+        super().__init__(run.ema_generator, {"kind": "checkpoint", "model_dir": paths.absolute(model_dir),
+                                             "checkpoint": paths.absolute(run.checkpoint), "step": run.step},
                          batch_size=hp.eval.batch_size)
         self._stats_args = None
         self.standing_stats = {"passes": int(hp.eval.standing_stats_passes),
@@ -118,7 +119,7 @@ class ModuleSource:
         self.truncation = float(truncation)
         hparams = self.metadata.get("hparams") or {}
         self.batch_size = int((hparams.get("eval") or {}).get("batch_size") or 64)
-        self.description = {"kind": "module", "module": os.path.abspath(path)}
+        self.description = {"kind": "module", "module": paths.absolute(path)}
         if "step" in self.metadata:
             self.description["step"] = int(self.metadata["step"])
         self.standing_stats = None  # the module's own, chosen by its truncation input

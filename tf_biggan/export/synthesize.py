@@ -54,7 +54,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, seeds
+from tf_biggan import atomic, paths, seeds
 from tf_biggan.data import tfrecord
 from tf_biggan.errors import UserError
 from tf_biggan.export.sources import CheckpointSource, ModuleSource
@@ -283,7 +283,7 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
         "jpeg_quality": int(jpeg_quality),
         "shard_prefix": prefix,
         "num_shards": num_shards,
-        "synsets_file": os.path.abspath(synsets_file) if synsets_file else None,
+        "synsets_file": paths.absolute(synsets_file) if synsets_file else None,
         "synsets": synsets[0] if synsets else None,
     }
     tf.io.gfile.makedirs(output_dir)

@@ -16,11 +16,11 @@ in saving and only the chief's copy is kept. Reading a run back (evaluation, exp
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Optional
 
 import tensorflow as tf
 
+from tf_biggan import paths
 from tf_biggan.config import hparams_from_dict, save_hparams
 from tf_biggan.errors import UserError
 
@@ -98,7 +98,8 @@ class RunCheckpoint:
             return None
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
         if self._temp_dir:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            if tf.io.gfile.exists(self._temp_dir):  # gfile: MODEL_DIR may be gs://
+                tf.io.gfile.rmtree(self._temp_dir)
             return None
         return path
 
@@ -117,8 +118,7 @@ def check_resume_hparams(hp, path: str) -> None:
     """UserError if `path` (a run's hparams.yaml) differs from `hp` beyond RESUMABLE_KEYS and eval.*."""
     import yaml
 
-    with open(path) as f:
-        saved = hparams_from_dict(yaml.safe_load(f), path)
+    saved = hparams_from_dict(yaml.safe_load(paths.read_text(path)), path)
     old, new = _flatten(saved.to_dict()), _flatten(hp.to_dict())
     diffs = [f"{k}: {old.get(k)!r} in the run, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
              if k not in RESUMABLE_KEYS and not k.startswith("eval.") and old.get(k) != new.get(k)]
@@ -130,8 +130,10 @@ def check_resume_hparams(hp, path: str) -> None:
 def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:
     """A fresh model_dir gets hparams.yaml; an existing run must have the same hparams (UserError)."""
     path = os.path.join(model_dir, "hparams.yaml")
-    if os.path.exists(path):
+    if paths.existing_file(model_dir):
+        raise UserError(f"--model_dir={model_dir} is a file, not a directory: pass a new or an existing run's directory")
+    if tf.io.gfile.exists(path):  # gfile: MODEL_DIR may be gs://
         check_resume_hparams(hp, path)
     if chief:
-        os.makedirs(model_dir, exist_ok=True)
+        tf.io.gfile.makedirs(model_dir)
         save_hparams(hp, path)  # rewrites resumable keys (e.g. a longer train_steps)

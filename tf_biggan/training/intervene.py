@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
@@ -98,12 +97,12 @@ def with_settings(hp, settings: Dict[str, object], where: str = "--intervene"):
 
 def history(model_dir: str) -> List[dict]:
     path = os.path.join(model_dir, HISTORY)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):  # gfile: MODEL_DIR may be gs://
         return []
     import json
 
-    with open(path) as f:
-        return json.load(f)["interventions"]
+    with tf.io.gfile.GFile(path) as f:
+        return json.loads(f.read())["interventions"]
 
 
 def replay(hp, model_dir: str):
@@ -141,14 +140,15 @@ def keep_checkpoints_before(model_dir: str, step: int, count: int) -> List[str]:
     (outside the CheckpointManager's rotation; already kept ones stay). Returns the kept paths."""
     dest = os.path.join(model_dir, PRE_COLLAPSE)
     before = [p for p in _listed(model_dir) if checkpoint_step(p) < step][-count:]
-    os.makedirs(dest, exist_ok=True)
+    tf.io.gfile.makedirs(dest)
     kept = []
     for path in before:
         for src in _checkpoint_files(path):
             target = os.path.join(dest, os.path.basename(src))
-            if not os.path.exists(target):
-                shutil.copyfile(src, target + ".tmp")
-                os.replace(target + ".tmp", target)
+            if not tf.io.gfile.exists(target):
+                tmp = atomic.temporary_path(target)
+                tf.io.gfile.copy(src, tmp, overwrite=True)
+                tf.io.gfile.rename(tmp, target, overwrite=True)
         kept.append(os.path.join(dest, os.path.basename(path)))
     existing = [p for p in _listed(dest) if p not in kept]
     _write_state(dest, sorted(set(existing + kept), key=checkpoint_step))
@@ -185,10 +185,10 @@ def begin(hp, model_dir: str, text: str, checkpoint: Optional[str], chief: bool 
     moved = []
     if later:
         dest = os.path.join(model_dir, ABANDONED, str(len(history(model_dir))))
-        os.makedirs(dest, exist_ok=True)
+        tf.io.gfile.makedirs(dest)
         for path in later:
             for src in _checkpoint_files(path):
-                os.replace(src, os.path.join(dest, os.path.basename(src)))
+                tf.io.gfile.rename(src, os.path.join(dest, os.path.basename(src)), overwrite=True)
             moved.append(os.path.join(dest, os.path.basename(path)))
         _write_state(model_dir, [p for p in listed if p not in later])
     entry = {"step": step, "checkpoint": chosen, "changes": changes, "actions": actions, "moved": moved,

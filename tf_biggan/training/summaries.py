@@ -22,8 +22,9 @@ class Summaries:
         self.writer = None
         self._jsonl = None
         if logdir:
-            os.makedirs(logdir, exist_ok=True)
-            self._jsonl = open(os.path.join(logdir, "scalars.jsonl"), "a")
+            # tf.io.gfile: MODEL_DIR may be gs:// (append there re-uploads the object at each flush).
+            tf.io.gfile.makedirs(logdir)
+            self._jsonl = tf.io.gfile.GFile(os.path.join(logdir, "scalars.jsonl"), "a")
             self.writer = tf.summary.create_file_writer(logdir)
 
     def scalars(self, step: int, values: Dict[str, float]) -> None:
