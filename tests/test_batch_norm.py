@@ -96,9 +96,26 @@ def test_cross_replica_bn_equals_one_replica_on_the_global_batch(num_replicas):
     assert np.abs(per_replica_only - _numpy_normalize(x)).max() > 0.1
 
 
-def test_standing_stats_pool_all_passes():
+def _biggan_pytorch_standing_stats(passes):
+    """A numpy transcription of BigGAN-PyTorch's standing statistics (`utils.accumulate_standing_stats`
+    with `myBN`'s accumulation branch): per pass the batch mean and biased variance, kept as a
+    running average over passes with `accumulation_counter`."""
+    stored_mean = stored_var = 0.0
+    counter = 0.0
+    for x in passes:
+        x = x.astype(np.float64)
+        mean = x.mean(axis=(0, 1, 2))
+        var = (x * x).mean(axis=(0, 1, 2)) - mean ** 2
+        stored_mean = (stored_mean * counter + mean) / (counter + 1.0)
+        stored_var = (stored_var * counter + var) / (counter + 1.0)
+        counter += 1.0
+    return stored_mean, stored_var
+
+
+def test_standing_stats_average_the_passes_as_the_authors_code_does():
     rng = np.random.RandomState(4)
-    # passes with different means and spreads: the pooled variance must include the spread of means
+    # passes with different means and spreads: the authors average per-pass moments, so the spread
+    # of the pass means is NOT in the variance
     passes = [(rng.randn(16, 4, 4, 3) * s + m).astype(np.float32) for m, s in ((0, 1), (3, 2), (-1, 0.5))]
     layer = CrossReplicaBatchNorm()
     layer(passes[0])
@@ -106,9 +123,11 @@ def test_standing_stats_pool_all_passes():
     for batch in passes:
         layer(batch, training=False, accumulate=True)
     layer.finalize_standing_stats()
-    everything = np.concatenate(passes).astype(np.float64)
-    np.testing.assert_allclose(layer.moving_mean.numpy(), everything.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer.moving_var.numpy(), everything.var(axis=(0, 1, 2)), rtol=1e-4)
+    mean, var = _biggan_pytorch_standing_stats(passes)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.moving_var.numpy(), var, rtol=1e-5)
+    pooled = np.concatenate(passes).astype(np.float64).var(axis=(0, 1, 2))
+    assert np.all(pooled - layer.moving_var.numpy() > 0.5)  # the pooled reading would differ
 
 
 def test_training_updates_moving_stats_and_inference_uses_them():
@@ -148,6 +167,11 @@ def test_training_gradient_is_the_formula_gradient(conditional):
         for v, s in zip(layer.trainable_variables, (0.3, 0.2)):
             v.assign(rng.randn(*v.shape).astype(np.float32) * s)
         call = lambda xt: layer((xt, c), training=True)  # noqa: E731
+        # An inference call from the same stored u does the training call's iteration (and leaves
+        # u as it is): the same W / sigma.
+        gain = (1.0 + layer.gain(c, training=False).numpy())[:, None, None, :]
+        bias = layer.bias(c, training=False).numpy()[:, None, None, :]
+        u_before = [layer.gain.u.numpy(), layer.bias.u.numpy()]
     else:
         layer = CrossReplicaBatchNorm()
         layer(x)
@@ -161,9 +185,6 @@ def test_training_gradient_is_the_formula_gradient(conditional):
         out = call(xt)
         loss = tf.reduce_sum(out * tf.constant(dy, tf.float32))
     dx, *dweights = tape.gradient(loss, [xt] + layer.trainable_variables)
-    if conditional:  # the training call moved u; inference now uses the same W / σ as that call
-        gain = (1.0 + layer.gain(c, training=False).numpy())[:, None, None, :]
-        bias = layer.bias(c, training=False).numpy()[:, None, None, :]
     ref_out, ref_dx, ref_dgain, ref_dbias = _formula_and_grads(x, gain, bias, dy)
     np.testing.assert_allclose(out.numpy(), ref_out, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dx.numpy(), ref_dx, rtol=1e-3, atol=1e-4)
@@ -171,6 +192,8 @@ def test_training_gradient_is_the_formula_gradient(conditional):
         np.testing.assert_allclose(dweights[0].numpy(), ref_dgain, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(dweights[1].numpy(), ref_dbias, rtol=1e-4, atol=1e-4)
     else:  # the projections' gradients through gain = 1 + c W_g / σ: chain rule on the per-sample gain
+        layer.gain.u.assign(u_before[0])  # the training call's σ: inference from the u it started at
+        layer.bias.u.assign(u_before[1])
         with tf.GradientTape() as tape:
             g = 1.0 + layer.gain(c, training=False)
             b = layer.bias(c, training=False)

@@ -1,5 +1,6 @@
 """Spectral norm against numpy SVD (Miyato et al.; paper Appendix C: one power iteration per call)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -31,24 +32,58 @@ def test_sigma_converges_to_largest_singular_value(make, x):
     assert np.linalg.svd(normalized, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)
 
 
-def test_one_power_iteration_per_training_call_and_none_at_inference():
-    layer = SNDense(6)
-    x = tf.random.normal((3, 9))
-    layer(x)
-    w = _matrix(layer)
-    u0 = layer.u.numpy()
+def _biggan_pytorch_sn(w_pt, u, training, eps=1e-4):
+    """A numpy transcription of BigGAN-PyTorch's `layers.SN.W_` / `power_iteration` (one singular
+    value, one iteration), in its layout: W as (out, fan_in), u (1, out). Returns (sigma, stored u)."""
+    normalize = lambda x: x / max(np.linalg.norm(x), eps)  # F.normalize
+    v = normalize(u @ w_pt)          # (1, fan_in)
+    u_new = normalize(v @ w_pt.T)    # (1, out)
+    sigma = (v @ w_pt.T @ u_new.T).item()
+    return sigma, (u_new if training else u)
+
+
+@pytest.mark.parametrize("make,x", [
+    (lambda: SNDense(6), np.random.RandomState(3).randn(3, 9).astype(np.float32)),
+    (lambda: SNConv2D(5, 3), np.random.RandomState(4).randn(2, 5, 5, 4).astype(np.float32)),
+])
+def test_sigma_and_u_follow_biggan_pytorch_over_several_calls(make, x):
+    """Training and inference use the authors' sigma = v W u1^T of the one iteration from the stored
+    u; only training stores u1."""
+    layer = make()
     layer(x, training=False)
-    np.testing.assert_array_equal(layer.u.numpy(), u0)
-    layer(x, training=True)
-    # numpy reference of one power-iteration step, eps = 1e-4 in the normalisation
-    v = u0 @ w.T
-    v /= max(np.linalg.norm(v), 1e-4)
+    rng = np.random.RandomState(5)
+    layer.kernel.assign(rng.randn(*layer.kernel.shape).astype(np.float32) * 0.5)
+    w = _matrix(layer)  # (fan_in, out); BigGAN-PyTorch's W_mat is its transpose
+    u_ref = layer.u.numpy().astype(np.float64)
+    for training in (False, True, True, False, True, False):
+        sigma_ref, u_ref_next = _biggan_pytorch_sn(w.T.astype(np.float64), u_ref, training)
+        out = layer(x, training=training).numpy()
+        if not training:
+            np.testing.assert_allclose(float(layer.sigma()), sigma_ref, rtol=1e-5)
+        if isinstance(layer, SNDense):
+            expect = x @ (w / sigma_ref) + layer.bias.numpy()
+        else:
+            expect = tf.nn.conv2d(x, layer.kernel.numpy() / sigma_ref, 1, "SAME").numpy() + layer.bias.numpy()
+        np.testing.assert_allclose(out, expect, rtol=2e-5, atol=2e-5)
+        u_ref = u_ref_next
+        np.testing.assert_allclose(layer.u.numpy(), u_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_sigma_gradient_holds_u_and_v_constant():
+    """d sigma / dW = v^T u1 (the iteration's pair as constants), as in SN-GAN and the references."""
+    layer = SNDense(4)
+    layer(tf.zeros((1, 7)))
+    layer.kernel.assign(np.random.RandomState(6).randn(7, 4).astype(np.float32))
+    w = _matrix(layer).astype(np.float64)
+    u = layer.u.numpy().astype(np.float64)
+    v = u @ w.T
+    v /= np.linalg.norm(v)
     u1 = v @ w
-    u1 /= max(np.linalg.norm(u1), 1e-4)
-    np.testing.assert_allclose(layer.u.numpy(), u1, rtol=1e-5, atol=1e-6)
-    sigma = ((u1 @ w.T / np.linalg.norm(u1 @ w.T)) @ w @ u1.T).item()
-    np.testing.assert_allclose(layer(x, training=False).numpy(), x.numpy() @ (w / sigma) + layer.bias.numpy(),
-                               rtol=1e-5, atol=1e-5)
+    u1 /= np.linalg.norm(u1)
+    with tf.GradientTape() as tape:
+        sigma = layer.sigma()
+    grad = tape.gradient(sigma, layer.kernel).numpy()
+    np.testing.assert_allclose(grad, v.T @ u1, rtol=1e-5, atol=1e-6)
 
 
 def test_u_is_state_not_a_parameter():
@@ -59,7 +94,7 @@ def test_u_is_state_not_a_parameter():
 
 
 def test_gradient_treats_u_and_v_as_constants():
-    """d/dW of sum(x W / sigma) with sigma = v^T W u and u, v held fixed (SN-GAN's gradient)."""
+    """d/dW of sum(x W / sigma) with sigma = v W u1^T and v, u1 held fixed (SN-GAN's gradient)."""
     layer = SNDense(5, use_bias=False)
     x = tf.random.normal((2, 7))
     layer(x)
@@ -71,9 +106,11 @@ def test_gradient_treats_u_and_v_as_constants():
     grad = tape.gradient(loss, layer.kernel).numpy()
     v = u @ w.T
     v /= np.linalg.norm(v)
-    sigma = (v @ w @ u.T).item()
+    u1 = v @ w
+    u1 /= np.linalg.norm(u1)
+    sigma = (v @ w @ u1.T).item()
     a = x.numpy().sum(axis=0)[:, None]  # (7, 1)
-    expected = a @ np.ones((1, 5)) / sigma - (a.T @ w @ np.ones((5, 1))).item() / sigma ** 2 * (v.T @ u)
+    expected = a @ np.ones((1, 5)) / sigma - (a.T @ w @ np.ones((5, 1))).item() / sigma ** 2 * (v.T @ u1)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -136,3 +173,24 @@ def test_power_iteration_shares_its_constants_within_a_graph():
     assert len(eps) == 1 and not eps[0].control_inputs
     other = tf.function(step).get_concrete_function(*spec).graph
     assert other is not graph and _constant(1e-4, tf.float32).numpy() == np.float32(1e-4)
+
+
+@pytest.mark.parametrize("shape,gap", [((40, 12), 1.002), ((12, 40), 1.002), ((600, 300), 1.05)])
+def test_settle_sets_u_to_the_top_singular_vector(shape, gap):
+    """Exact on small kernels even when the top singular values are 0.2% apart; block power iteration
+    with Rayleigh-Ritz on large ones (numpy SVD as the reference)."""
+    from tf_biggan.layers.spectral_norm import settle_spectral_norm
+
+    rng = np.random.RandomState(8)
+    k = min(shape)
+    left, _ = np.linalg.qr(rng.randn(shape[0], k))
+    right, _ = np.linalg.qr(rng.randn(shape[1], k))
+    s = np.concatenate([[gap], np.linspace(1.0, 0.2, k - 1)])
+    kernel = (left @ np.diag(s) @ right.T).astype(np.float32)
+    layer = SNDense(shape[1], use_bias=False)
+    layer(tf.zeros((1, shape[0])))
+    layer.kernel.assign(kernel)
+    settle_spectral_norm(keras.Sequential([layer]), iterations=50)
+    top = right[:, 0]
+    assert abs(abs(float(layer.u.numpy()[0] @ top)) - 1.0) < 1e-4
+    assert float(layer.sigma()) == pytest.approx(gap, abs=1e-5)

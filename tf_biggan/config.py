@@ -63,6 +63,10 @@ class ModelConfig:
     # Appendix C: ε raised from 1e-8 to 1e-4 in BatchNorm and Spectral Norm.
     bn_epsilon: float = 1e-4
     sn_epsilon: float = 1e-4
+    # Block power iterations that set EMA-G's SN vectors to its own kernels' top singular vectors
+    # before standing statistics (layers/spectral_norm.settle_spectral_norm); 0 keeps the stored u
+    # (imported TF-Hub modules, whose inference arithmetic a run reproduces).
+    sn_settle_iterations: int = 50
     # Decay of the BN moving statistics G keeps while training (used at sampling until standing
     # statistics replace them, Appendix C.1).
     bn_moving_decay: float = 0.9
@@ -86,6 +90,7 @@ class ModelConfig:
         _require(self.ortho_reg >= 0, where, "model.ortho_reg", f"must be >= 0, got {self.ortho_reg}")
         _require(self.bn_epsilon > 0, where, "model.bn_epsilon", "must be > 0")
         _require(self.sn_epsilon > 0, where, "model.sn_epsilon", "must be > 0")
+        _require(self.sn_settle_iterations >= 0, where, "model.sn_settle_iterations", "must be >= 0")
         _require(0 <= self.bn_moving_decay < 1, where, "model.bn_moving_decay", "must be in [0, 1)")
         problem = check_model_config(self)
         if problem:

@@ -16,14 +16,17 @@ Three ways to normalise:
 - training=False: the stored statistics (`moving_mean`, `moving_var`), which standing statistics
   overwrite (Appendix C.1);
 - accumulate=True: batch moments are used AND added to accumulators, without touching the stored
-  statistics; `finalize_standing_stats` then stores the pooled moments of all passes. Pooling keeps
-  the between-pass spread: var = mean_p(var_p) + mean_p(mean_p^2) - mean_p(mean_p)^2, the variance
-  of all samples of all passes (per-pass batch variances alone would miss the spread of the means).
+  statistics; `finalize_standing_stats` then stores the average of the per-pass moments, mean_p(mean_p)
+  and mean_p(var_p), as the authors' code aggregates them (compare_gan's `accumulated_mean /
+  accumulation_counter`, the variables the official TF-Hub modules hold; BigGAN-PyTorch's
+  `utils.accumulate_standing_stats` keeps the same average as a running mean). Not the pooled
+  variance of all samples: that would add the spread of the pass means, mean_p(mean_p^2) -
+  mean_p(mean_p)^2, which neither reference (nor the imported modules' statistics) contains.
 
 In training, normalisation and the (conditional) affine map are one op with a closed-form gradient
 (`_train_batch_norm`): autodiff of the plain formula keeps x - mean twice and x_hat for the backward
 pass, three activation-sized tensors per BN; the closed form keeps x alone and recomputes x_hat
-(issue 14: BigGAN-128's iteration at batch 8 peaked at 5.91 instead of 6.10 GiB). Same function, same gradient up to
+(BigGAN-128's iteration at batch 8 peaked at 5.91 instead of 6.10 GiB). Same function, same gradient up to
 float rounding (tests/test_batch_norm.py checks both against autodiff of the formula).
 """
 
@@ -128,7 +131,6 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         self.moving_var = self.add_weight(name="moving_var", shape=(channels,), initializer="ones", **stat)
         # Standing-statistics accumulators (Appendix C.1).
         self.accum_mean = self.add_weight(name="accum_mean", shape=(channels,), initializer="zeros", **stat)
-        self.accum_mean_sq = self.add_weight(name="accum_mean_sq", shape=(channels,), initializer="zeros", **stat)
         self.accum_var = self.add_weight(name="accum_var", shape=(channels,), initializer="zeros", **stat)
         self.accum_count = self.add_weight(name="accum_count", shape=(), initializer="zeros", **stat)
 
@@ -148,7 +150,6 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
                 self.moving_var.assign(d * self.moving_var + (1.0 - d) * var)
             if accumulate:
                 self.accum_mean.assign_add(mean)
-                self.accum_mean_sq.assign_add(tf.square(mean))
                 self.accum_var.assign_add(var)
                 self.accum_count.assign_add(1.0)
             return out
@@ -164,17 +165,15 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         return tf.cast(out, self.compute_dtype)
 
     def reset_standing_stats(self) -> None:
-        for v in (self.accum_mean, self.accum_mean_sq, self.accum_var):
+        for v in (self.accum_mean, self.accum_var):
             v.assign(tf.zeros_like(v))
         self.accum_count.assign(0.0)
 
     def finalize_standing_stats(self) -> None:
-        """Stores the pooled moments of the accumulated passes as the inference statistics."""
+        """Stores the average per-pass moments of the accumulated passes as the inference statistics."""
         n = tf.maximum(self.accum_count, 1.0)
-        mean = self.accum_mean / n
-        var = self.accum_var / n + tf.maximum(self.accum_mean_sq / n - tf.square(mean), 0.0)
-        self.moving_mean.assign(mean)
-        self.moving_var.assign(var)
+        self.moving_mean.assign(self.accum_mean / n)
+        self.moving_var.assign(self.accum_var / n)
 
 
 class ConditionalBatchNorm(CrossReplicaBatchNorm):

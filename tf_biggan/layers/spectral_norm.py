@@ -1,22 +1,27 @@
 """Spectrally normalised dense, conv and embedding layers (Miyato et al. 2018; paper Section 3, Appendix C).
 
 Each layer keeps its raw kernel W (trainable, orthogonally initialised, Appendix C) and a
-non-trainable vector `u` for the power iteration. A training call does ONE power iteration,
-stores the new `u` and uses W / sigma with sigma = v^T W u, gradients not flowing through u, v
-(as in SN-GAN, SA-GAN and BigGAN). An inference call reuses the stored `u` and does not change
-state. epsilon = 1e-4 in the vector normalisation (Appendix C raises it from 1e-8).
+non-trainable vector `u` for the power iteration. Every call, in training and at inference, does
+the authors' one power iteration from the stored `u` (SN-GAN's Algorithm 1, BigGAN-PyTorch's
+`SN.W_`, compare_gan's `spectral_norm`), with W as a (fan_in, fan_out) matrix:
+
+    v = n(u W^T),   u1 = n(v W),   sigma = v W u1^T  (= ||v W|| up to epsilon),
+
+the iteration's own pair, u1 and v, held constant for the gradient. A training call stores u1;
+an inference call leaves `u` as it is (BigGAN-PyTorch's `update=self.training`), so inference is
+a pure function of the checkpoint. epsilon = 1e-4 in the vector normalisation n(x) = x / max(|x|, eps)
+(Appendix C raises it from 1e-8).
 
 `top_singular_values(kernel, k=3)` reads sigma_0..sigma_2 of the raw kernel (Section 4, Appendix F
 monitor them before normalisation) by subspace iteration on the smaller Gram matrix (W^T W or W W^T,
 whichever side is shorter: G's first linear layer at 128 px is 20 x 24,576), started from the
 layer's own `u`, so it costs a few matmuls, not an SVD of the whole kernel.
 
-Memory (issue 14). Autodiff of conv(x, W / sigma) keeps the normalised copy W / sigma of every
-kernel for the backward pass (Conv2DBackpropInput needs it): G's and D's copies, 0.6 GB at
-BigGAN-128, are all alive when a G step's backward starts. The layers apply the kernel through
-`recompute_in_backward` (layers/recompute.py), which keeps x, the raw kernel and sigma and forms
-W / sigma again in the backward pass, one layer at a time, with the same gradient values.
-BigGAN-128, batch 8: iteration peak 5.70 -> 5.42 GiB.
+Memory: autodiff of conv(x, W / sigma) keeps the normalised copy W / sigma of every kernel for the
+backward pass (Conv2DBackpropInput needs it): G's and D's copies, 0.6 GB at BigGAN-128, are all
+alive when a G step's backward starts. The layers apply the kernel through `recompute_in_backward`
+(layers/recompute.py), which keeps x, the raw kernel and sigma and forms W / sigma again in the
+backward pass, one layer at a time, with the same gradient values.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ _GRAPH_CONSTANTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _constant(value, dtype):
     """tf.constant(value, dtype), one per graph: spectral norm's axis and epsilon were a Const op per
-    use, ~5% of the tiny training step's ops, each to trace, optimise and instantiate (issue 14,
-    start-up). The same values bit for bit: the ops that read them are unchanged."""
+    use, ~5% of the tiny training step's ops, each to trace, optimise and instantiate. The same
+    values bit for bit: the ops that read them are unchanged."""
     if tf.executing_eagerly():
         return tf.constant(value, dtype)
     graph = tf.compat.v1.get_default_graph()
@@ -51,7 +56,7 @@ def _constant(value, dtype):
 
 def _l2_normalize(x, eps):
     # tf.norm's own ops (sqrt of the sum of x * x), without its Python-side checks: they were ~10% of
-    # the training step's trace (issue 14, start-up).
+    # the training step's trace.
     axis, eps = _constant(-1, tf.int32), _constant(float(eps), x.dtype)
     return x / tf.maximum(tf.sqrt(tf.reduce_sum(x * x, axis=axis, keepdims=True)), eps)
 
@@ -60,6 +65,16 @@ def kernel_matrix(kernel) -> tf.Tensor:
     """The kernel as a (fan_in, fan_out) matrix in float32: conv (kh, kw, in, out) -> (kh*kw*in, out)."""
     kernel = tf.convert_to_tensor(kernel)
     return tf.reshape(tf.cast(kernel, tf.float32), (-1, kernel.shape[-1]))
+
+
+def power_iteration(w_mat, u, eps):
+    """One power iteration of SN-GAN's Algorithm 1 on w_mat (fan_in, fan_out) from u (1, fan_out):
+    (sigma = v W u1^T, u1), with v = n(u W^T) and u1 = n(v W) held constant for the gradient."""
+    v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True), eps))
+    vw = tf.matmul(v, w_mat)
+    u1 = tf.stop_gradient(_l2_normalize(vw, eps))
+    sigma = tf.reduce_sum(vw * u1, axis=_constant((0, 1), tf.int32))
+    return sigma, u1
 
 
 def subspace_iteration(gram, basis, iterations: int) -> tf.Tensor:
@@ -102,6 +117,46 @@ def top_singular_values(kernel, k: int = 3, iterations: int = 30, init=None) -> 
     return tf.sqrt(tf.maximum(eig, 0.0))
 
 
+def settle_spectral_norm(model, iterations: int) -> None:
+    """Sets every SN layer's `u` of `model` to its kernel's top right singular vector.
+
+    One power iteration per step leaves sigma ~1e-2 off early in training, where the top singular
+    values of an orthogonally initialised kernel lie within ~0.3% of each other: a single vector
+    converges like (s2/s1)^k. Here a kernel whose smaller side is <= 256 gets the exact vector (eigh
+    of the small Gram matrix); a larger one `iterations` of block power iteration (8 columns, the first
+    the stored `u`) and Rayleigh-Ritz, which converges like (s9/s1)^k and separates s1 from s2
+    exactly within the block. Used on EMA-G before standing statistics (sampling/standing_stats.py);
+    0 iterations keeps the stored `u` (an imported module's, whose inference a run reproduces)."""
+    if iterations <= 0:
+        return
+    for layer in spectral_norm_layers(model):
+        layer.u.assign(tf.reshape(_top_right_singular_vector(kernel_matrix(layer.kernel), layer.u, iterations,
+                                                             layer.sn_epsilon), layer.u.shape))
+
+
+def _top_right_singular_vector(w, u, iterations: int, eps: float):
+    """(1, fan_out) unit vector: the top right singular vector of w (fan_in, fan_out), oriented like u."""
+    u = tf.reshape(tf.cast(u, tf.float32), (-1, 1))
+    fan_in, n = w.shape
+    if min(fan_in, n) <= 256:
+        if n <= fan_in:
+            top = tf.linalg.eigh(tf.matmul(w, w, transpose_a=True))[1][:, -1:]  # eigh sorts ascending
+        else:  # the left vector from the smaller Gram, then u = n(v W)
+            left = tf.linalg.eigh(tf.matmul(w, w, transpose_b=True))[1][:, -1:]
+            top = tf.matmul(w, left, transpose_a=True)
+    else:
+        basis = tf.random.stateless_normal((n, min(n, 8)), seed=(31, 7), dtype=tf.float32)
+        basis = tf.concat([u, basis[:, 1:]], axis=1)
+        q = tf.while_loop(lambda i, q: i < iterations,
+                          lambda i, q: (i + 1, tf.linalg.qr(tf.matmul(w, tf.matmul(w, q), transpose_a=True))[0]),
+                          (tf.constant(0), tf.linalg.qr(basis)[0]))[1]
+        wq = tf.matmul(w, q)
+        small = tf.matmul(wq, wq, transpose_a=True)
+        top = tf.matmul(q, tf.linalg.eigh(0.5 * (small + tf.transpose(small)))[1][:, -1:])
+    top = top * tf.where(tf.reduce_sum(top * u) < 0, -1.0, 1.0)  # keep u's orientation
+    return _l2_normalize(tf.reshape(top, (1, -1)), eps)
+
+
 class _SpectralNormLayer(keras.layers.Layer):
     """Base: owns `kernel` (+ optional `bias`) and the power-iteration vector `u`."""
 
@@ -131,31 +186,24 @@ class _SpectralNormLayer(keras.layers.Layer):
                                      trainable=False, autocast=False, aggregation="only_first_replica")
 
     def normalized_kernel(self, training=False) -> tf.Tensor:
-        """W / sigma in float32 (one power iteration and a `u` update when training)."""
+        """W / sigma in float32 (one power iteration; `u` updated when training)."""
         w, sigma = self._kernel_and_sigma(training)
         return w if sigma is None else w / sigma
 
     def _kernel_and_sigma(self, training):
-        """(W in float32, sigma), sigma None without SN; training: one power iteration, `u` updated."""
+        """(W in float32, sigma), sigma None without SN: one power iteration from the stored `u`,
+        whose new value is stored when training."""
         w = tf.cast(tf.convert_to_tensor(self.kernel), tf.float32)
         if not self.use_sn:
             return w, None
-        w_mat = tf.reshape(w, (-1, w.shape[-1]))
-        u = tf.convert_to_tensor(self.u)
+        sigma, u = power_iteration(tf.reshape(w, (-1, w.shape[-1])), tf.convert_to_tensor(self.u), self.sn_epsilon)
         if training:
-            v = _l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon)
-            u = tf.stop_gradient(_l2_normalize(tf.matmul(v, w_mat), self.sn_epsilon))
             self.u.assign(u)
-        v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon))
-        sigma = tf.reduce_sum(tf.matmul(v, w_mat) * u, axis=_constant((0, 1), tf.int32))
         return w, sigma
 
     def sigma(self) -> tf.Tensor:
-        """The current SN estimate of sigma_0 (from the stored `u`; no state change)."""
-        w_mat = kernel_matrix(self.kernel)
-        u = tf.convert_to_tensor(self.u)
-        v = _l2_normalize(tf.matmul(u, w_mat, transpose_b=True), self.sn_epsilon)
-        return tf.reduce_sum(tf.matmul(v, w_mat) * u)
+        """The SN estimate of sigma_0 an inference call uses (no state change)."""
+        return power_iteration(kernel_matrix(self.kernel), tf.convert_to_tensor(self.u), self.sn_epsilon)[0]
 
     def singular_values(self, k: int = 3, iterations: int = 30) -> tf.Tensor:
         """sigma_0..sigma_{k-1} of the raw (unnormalised) kernel, for Appendix F monitoring."""

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tf_biggan import seeds
 from tf_biggan.layers.batch_norm import batch_norm_layers
+from tf_biggan.layers.spectral_norm import settle_spectral_norm
 from tf_biggan.sampling.labels import interleaved_labels
 from tf_biggan.sampling.latents import convention_z
 
@@ -51,12 +52,16 @@ def standing_stats_latents(dim_z: int, num_classes: int, batch_size: int, trunca
 
 def accumulate_standing_stats(generator, num_passes: int = 100, batch_size: int = 256,
                               latents: Optional[Callable] = None, seed: int = 0, strategy=None) -> None:
-    """Runs `num_passes` forward passes of `generator` and stores the pooled BN moments.
+    """Runs `num_passes` forward passes of `generator` and stores the average of the per-pass BN
+    moments (Appendix C.1, aggregated as the authors' code does: layers/batch_norm.py).
 
     `latents(step) -> (z, y)` draws one pass's batch (default: `standing_stats_latents` untruncated,
     class-balanced). Under a `strategy`, each pass is run on every replica with the per-replica share
-    of `batch_size` and moments are pooled across replicas.
+    of `batch_size`, each pass's moments taken over all replicas (cross-replica BN).
     """
+    # sigma from the generator's own kernels before its statistics are taken (EMA-G's u otherwise
+    # trails its averaged kernels by one power iteration per step)
+    settle_spectral_norm(generator, generator.cfg.sn_settle_iterations)
     layers = batch_norm_layers(generator)
     for layer in layers:
         layer.reset_standing_stats()
