@@ -301,19 +301,52 @@ def test_inception_crop_falls_back_to_the_central_crop_when_no_box_fits():
     assert not np.allclose(outs[0], outs[1]) and not np.allclose(outs[1], outs[2])
 
 
-def test_every_epoch_draws_exactly_each_sources_count():
-    """The input interleaves sources by a per-epoch permutation of their counts: with source A = 30
-    zeros and source B = 10 ones, every 40-image epoch holds exactly 30 zeros and 10 ones."""
-    from tf_biggan.cas.input import train_dataset
+def _replay_sources(tmp_path):
+    """Source A: 30 in-memory zeros (digits:train); B: 23 ones as JPEG TFRecords in 3 files."""
+    from tf_biggan.data import digits
 
     a = parse_sources("real:digits:train", "--train_data", 10)[0]
-    b = parse_sources("synthetic:digits:test", "--train_data", 10)[0]
     a.keep = (a.labels == 0) & (np.cumsum(a.labels == 0) <= 30)
-    b.keep = (b.labels == 1) & (np.cumsum(b.labels == 1) <= 10)
-    cas = dataclasses.replace(_digits_hp().cas, batch_size=20)
-    for start in (0, 3):  # a fresh run, and one resumed at step 3 (reseeded by the step)
-        ds = train_dataset([a, b], cas, global_batch=20, steps_per_epoch=2, start_step=start)
-        labels = np.concatenate([y.numpy() for _, y in ds.take(6)])
-        first = 0 if start % 2 == 0 else 20  # a resumed run starts mid-epoch
-        for epoch in range(first, len(labels) - 39, 40):
-            assert np.bincount(labels[epoch:epoch + 40], minlength=2).tolist() == [30, 10]
+    images, labels = digits.load_digits_split("test")
+    ones = np.nonzero(labels == 1)[0][:23]
+    examples = [tfrecord.make_example(tf.io.encode_jpeg(np.repeat(np.round(images[i] * 255).astype(np.uint8)[..., None],
+                                                                  3, -1)).numpy(), 1) for i in ones]
+    for f in range(3):
+        tfrecord.write_shard(str(tmp_path / f"train-{f:05d}-of-00003"), examples[f::3])
+    b = parse_sources(f"synthetic:{tmp_path}/train-*", "--train_data", 10)[0]
+    return [a, b]
+
+
+def _stream(sources, cas, start, batches):
+    from tf_biggan.cas.input import train_dataset
+
+    out = list(train_dataset(sources, cas, global_batch=10, start_step=start).take(batches))
+    return np.stack([x.numpy() for x, _ in out]), np.stack([y.numpy() for _, y in out])
+
+
+def test_cas_input_replays_from_any_step_and_draws_each_epoch_exactly(tmp_path):
+    """The training stream is a stateless function of (seed, epoch, position): started at step s it gives
+    exactly the uninterrupted stream's batches from s on (crops and flips included), across epoch ends
+    (53 records, batches of 10) and shuffle windows (5 records); every epoch holds each record once,
+    i.e. exactly 30 zeros and 23 ones, in a new order."""
+    sources = _replay_sources(tmp_path)
+    cas = dataclasses.replace(_digits_hp().cas, batch_size=10, shuffle_buffer=5)
+    images, labels = _stream(sources, cas, 0, 12)
+    for start in (1, 5, 6):  # mid-epoch, the batch across the first epoch's end, the second epoch
+        again, again_labels = _stream(sources, cas, start, 12 - start)
+        np.testing.assert_array_equal(again, images[start:])
+        np.testing.assert_array_equal(again_labels, labels[start:])
+    flat = labels.reshape(-1)
+    for e in range(2):
+        assert np.bincount(flat[53 * e:53 * (e + 1)], minlength=2).tolist() == [30, 23]
+    # Without random crops / flips each record's image identifies it: each epoch is a permutation.
+    plain = dataclasses.replace(cas, train_crop="none", random_flip=False)
+    images, _ = _stream(sources, plain, 0, 11)
+    flat = images.reshape(110, -1)
+    first, second = flat[:53], flat[53:106]
+    key = lambda rows: sorted(r.tobytes() for r in rows)  # noqa: E731
+    assert len(set(key(first))) == 53 and key(first) == key(second)
+    assert not np.array_equal(first, second)
+    # Another cas.seed, another order.
+    other, _ = _stream(sources, dataclasses.replace(plain, seed=1), 0, 5)
+    assert not np.array_equal(other.reshape(50, -1), flat[:50])

@@ -1,5 +1,6 @@
 """`tf-biggan --mode=cas` end to end through the real CLI: a real + synthetic mixture, killed with
-SIGKILL mid-run, rerun, finishes at the same step count, writes its report; a third call skips."""
+SIGKILL mid-epoch, rerun, finishes at the same step count with the weights of an uninterrupted run
+(the input replays), writes its report; a third call skips."""
 
 import json
 import os
@@ -78,6 +79,25 @@ def test_cas_cli_resumes_after_kill_and_reports(tmp_path):
     assert report["eval_images"] == 364 and 0.2 < report["top1"] <= report["top5"] <= 1.0
     assert set(report["per_class_top1"]) == {str(c) for c in range(10)} and report["images_per_sec"] > 0
     assert os.listdir(os.path.join(model_dir, "train"))  # TensorBoard events
+
+    # The killed + resumed run ends with exactly the weights (and optimizer slots, BN statistics) of an
+    # uninterrupted one: it saw the same batches, crops and flips (killed mid-epoch: 95 steps per epoch).
+    assert report["resumed_from_step"] % spe != 0
+    straight = str(tmp_path / "straight")
+    once = subprocess.run(_command(straight, synthetic), cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert once.returncode == 0, once.stdout[-2000:] + once.stderr[-2000:]
+    ours, theirs = (tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(d, "checkpoints")))
+                    for d in (model_dir, straight))
+    names = [n for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(ckpt_dir)) if not n.startswith(
+        ("save_counter", "_CHECKPOINTABLE_OBJECT_GRAPH"))]
+    assert len([n for n in names if n.startswith("model/")]) > 20 and any("optimizer" in n for n in names)
+    for name in names:
+        np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name), err_msg=name)
+    with open(os.path.join(straight, "cas_report.json")) as f:
+        straight_report = json.load(f)
+    for key in ("top1", "top5", "per_class_top1", "train_images", "steps"):
+        assert straight_report[key] == report[key], key
 
     # A third call (in-process, as --mode=all would make it) finds the report complete and skips.
     from tf_biggan.cas import run_cas

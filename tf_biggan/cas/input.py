@@ -10,12 +10,19 @@ Training (tensorflow/tpu resnet_preprocessing.py, `cas.train_crop`):
 Evaluation: the central crop of `eval_crop_fraction` of the short side (224 / 256: the reference's
 `CROP_PADDING = 32`), resized to image_size. Then (x / 255 - mean) / std per channel.
 
-Order and resume: every source is shuffled (files, then a record buffer) and repeated; the sources
-are interleaved by a per-epoch permutation of their used counts, so each epoch draws EXACTLY each
-source's count (the mixture's proportions hold per epoch, not just on average). All randomness is
-stateless from (cas.seed, the step the pipeline starts at): a run resumed at step s reseeds the
-stream by s rather than replaying s batches (the reference's input restarts the same way after a
-checkpoint restore), which keeps resuming cheap on ImageNet-size data.
+Order and resume. The training stream is a sequence of epochs; epoch e holds every used record of
+every source exactly once (the mixture's proportions hold per epoch, not just on average), in an
+order that is a stateless function of (cas.seed, host, e) alone, and the record at position p of
+epoch e is cropped and flipped with the key (cas.seed, host, e, p) (tf.random stateless folds):
+  * in-memory sources (the digits): a full permutation of the records per epoch;
+  * TFRecord sources: a permutation of the host's files per epoch, read 16 at a time record by
+    record (deterministic interleave), then a stateless permutation within each window of
+    cas.shuffle_buffer records (the reference's file shuffle + record buffer, made stateless);
+  * several sources: interleaved by a per-epoch permutation of their used counts.
+A run resumed at step s starts at the host's record s x batch / hosts, i.e. epoch
+(s x batch / hosts) // records and the position within it, and so sees exactly the batches the
+uninterrupted run would have (as GAN training does, train.replay_input); reaching the position
+reads (without decoding) at most one epoch of this host's records.
 """
 
 from __future__ import annotations
@@ -45,24 +52,12 @@ def _digits_images(split: str, size: int) -> np.ndarray:
     return np.concatenate([b.numpy() for b in ds])
 
 
-def _records(source: Source, input_context, training: bool, seed: int, digits_size: int) -> tf.data.Dataset:
-    """(uint8 image [h, w, 3], int32 label) of the used records of one source (digits at digits_size)."""
-    if source.digits_split is not None:
-        images = _digits_images(source.digits_split, digits_size)
-        keep = source.kept
-        ds = tf.data.Dataset.from_tensor_slices((images[keep], source.labels[keep].astype(np.int32)))
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        return ds
-    ids = list(range(len(source.files)))
-    ids = pipeline.shard_for_host(ids, input_context, source.spec)
-    paths = tf.constant([source.files[i] for i in ids])
-    starts = tf.constant([int(source.offsets[i]) for i in ids], tf.int64)
+def _encoded_records(source: Source, file_ids) -> "callable":
+    """fid (index into `file_ids`) -> dataset of (JPEG bytes, int32 label) of that file's used records."""
+    paths = tf.constant([source.files[i] for i in file_ids])
+    starts = tf.constant([int(source.offsets[i]) for i in file_ids], tf.int64)
     keep = tf.constant(source.kept)
     labels = tf.constant(source.labels.astype(np.int32))
-    files = tf.data.Dataset.range(len(ids))
-    if training:
-        files = files.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
 
     @_plain
     def read(fid):
@@ -72,7 +67,18 @@ def _records(source: Source, input_context, training: bool, seed: int, digits_si
         return ds.map(_plain(lambda i, r: (tf.io.parse_single_example(
             r, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"], labels[base + i])))
 
-    ds = files.interleave(read, cycle_length=min(16, len(ids)), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return read
+
+
+def _records(source: Source, digits_size: int) -> tf.data.Dataset:
+    """(uint8 image [h, w, 3], int32 label) of the used records of one source, in order (evaluation)."""
+    if source.digits_split is not None:
+        images = _digits_images(source.digits_split, digits_size)
+        keep = source.kept
+        return tf.data.Dataset.from_tensor_slices((images[keep], source.labels[keep].astype(np.int32)))
+    ids = list(range(len(source.files)))
+    ds = tf.data.Dataset.range(len(ids)).interleave(_encoded_records(source, ids), cycle_length=min(16, len(ids)),
+                                                    num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.map(_plain(lambda e, y: (_decode(e), y)), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
@@ -125,36 +131,98 @@ def eval_preprocess(image, cas):
     return _normalise(image, cas)
 
 
-def train_dataset(sources: List[Source], cas, global_batch: int, steps_per_epoch: int, start_step: int,
+# What each stateless key is for: folded into the key (cas_data, cas.seed) before (host, epoch, ...).
+_ORDER, _WINDOW, _CHOICE, _AUGMENT = range(4)
+
+
+def _key(base, *data):
+    """`base` with each of `data` folded in (tf.random.experimental.stateless_fold_in), int64 [2]."""
+    for d in data:
+        base = tf.random.experimental.stateless_fold_in(base, tf.cast(d, tf.int64))
+    return base
+
+
+class _HostSource:
+    """One source's used records on this host, as an epoch-indexed stream of (JPEG bytes or b"",
+    row into the in-memory images or -1, int32 label): exactly `count` records per epoch."""
+
+    def __init__(self, index: int, source: Source, input_context, cas, key, memory: List[np.ndarray]):
+        host, hosts = ((input_context.input_pipeline_id, input_context.num_input_pipelines)
+                       if input_context is not None else (0, 1))
+        self.index, self.key, self.window = index, key, cas.shuffle_buffer
+        if source.digits_split is not None:
+            rows = np.nonzero(source.kept)[0][host::hosts]  # every n-th used record, from this host's index
+            first = sum(len(m) for m in memory)
+            memory.append(_digits_images(source.digits_split, cas.image_size)[rows])
+            self.rows = first + np.arange(len(rows), dtype=np.int64)
+            self.labels = source.labels[rows].astype(np.int32)
+            self.files = None
+            self.count = len(rows)
+        else:
+            self.files = pipeline.shard_for_host(list(range(len(source.files))), input_context, source.spec)
+            cumulative = np.concatenate([[0], np.cumsum(source.kept)])
+            used = cumulative[source.offsets[1:]] - cumulative[source.offsets[:-1]]  # per file
+            self.count = int(sum(used[i] for i in self.files))
+            self.read = _encoded_records(source, self.files)
+
+    def epoch(self, e) -> tf.data.Dataset:
+        key = _key(self.key, _ORDER, e, self.index)
+        if self.files is None:
+            order = tf.random.experimental.stateless_shuffle(tf.range(self.count, dtype=tf.int64), key)
+            return tf.data.Dataset.from_tensor_slices((tf.gather(tf.constant(self.rows), order),
+                                                       tf.gather(tf.constant(self.labels), order))).map(
+                _plain(lambda row, y: (tf.constant(b""), row, y)))
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(self.files), dtype=tf.int64), key)
+        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+            self.read, cycle_length=min(16, len(self.files)), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+        @_plain
+        def permute(j, batch):
+            encoded, labels = batch
+            perm = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(labels, tf.int64)[0]),
+                                                            _key(self.key, _WINDOW, e, self.index, j))
+            return tf.data.Dataset.from_tensor_slices((tf.gather(encoded, perm), tf.fill(tf.shape(perm), tf.constant(
+                -1, tf.int64)), tf.gather(labels, perm)))
+
+        return ds.batch(self.window).enumerate().flat_map(permute)
+
+
+def train_dataset(sources: List[Source], cas, global_batch: int, start_step: int,
                   input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
-    """Endless per-replica batches (float32 images, int32 labels) from `start_step` on."""
-    used = [s for s in sources if s.count() > 0]
-    base = seeds.int_seed("cas_data", cas.seed)
-    host = input_context.input_pipeline_id if input_context else 0
-    seed = (base * 1_000_003 + start_step * 131 + host) % (2 ** 31 - 1)  # reseeded by the start step
-    streams = []
-    for i, s in enumerate(used):
-        ds = _records(s, input_context, training=True, seed=seed + i, digits_size=cas.image_size)
-        ds = ds.shuffle(min(cas.shuffle_buffer, max(s.count(), 1)), seed=seed + 7919 * (i + 1),
-                        reshuffle_each_iteration=True).repeat()
-        streams.append(ds)
-    if len(streams) == 1:
-        ds = streams[0]
-    else:
-        counts = tf.constant(np.repeat(np.arange(len(used)), [s.count() for s in used]), tf.int64)
-        start_epoch = start_step // steps_per_epoch
+    """Endless per-replica batches (float32 images, int32 labels) from `start_step` on, the same from
+    any start as the uninterrupted stream's (module docstring: order and resume)."""
+    host, hosts = ((input_context.input_pipeline_id, input_context.num_input_pipelines)
+                   if input_context is not None else (0, 1))
+    key = _key(seeds.key("cas_data", cas.seed), host)
+    memory: List[np.ndarray] = []
+    streams = [_HostSource(i, s, input_context, cas, key, memory) for i, s in enumerate(sources) if s.count() > 0]
+    streams = [s for s in streams if s.count > 0]
+    total = sum(s.count for s in streams)
+    per_host = global_batch // hosts
+    if total < per_host:
+        raise UserError(f"--train_data: host {host} holds {total} training images, fewer than its share of a "
+                        f"batch ({per_host} of cas.batch_size={global_batch}); use more data or a smaller batch")
+    counts = tf.constant(np.repeat(np.arange(len(streams)), [s.count for s in streams]), tf.int64)
 
-        def epoch_order(epoch):
-            key = seeds.key("cas_data", cas.seed, epoch)
-            return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(counts, key))
+    def epoch(e):
+        if len(streams) == 1:
+            ds = streams[0].epoch(e)
+        else:
+            choice = tf.random.experimental.stateless_shuffle(counts, _key(key, _CHOICE, e))
+            ds = tf.data.Dataset.choose_from_datasets([s.epoch(e) for s in streams],
+                                                      tf.data.Dataset.from_tensor_slices(choice))
+        return ds.enumerate().map(_plain(lambda p, ex: (e, p) + ex))
 
-        choice = tf.data.Dataset.range(start_epoch, 2 ** 62).flat_map(epoch_order)
-        choice = choice.skip((start_step % steps_per_epoch) * global_batch)
-        ds = tf.data.Dataset.choose_from_datasets(streams, choice)
-    key = seeds.key("cas_data", cas.seed, 2 ** 40 + start_step * 64 + host)
-    ds = ds.enumerate().map(
-        _plain(lambda i, ex: (train_preprocess(ex[0], tf.stack([key[0], key[1] + i]), cas), ex[1])),
-        num_parallel_calls=AUTOTUNE, deterministic=True)
+    start_epoch, offset = divmod(start_step * per_host, total)
+    ds = tf.data.Dataset.range(start_epoch, 2 ** 62).flat_map(epoch).skip(offset)  # undecoded, so cheap
+    pixels = tf.constant(np.concatenate(memory) if memory else np.zeros([1, 1, 1, 3], np.uint8))
+
+    @_plain
+    def prepare(e, p, encoded, row, label):
+        image = tf.cond(row >= 0, lambda: tf.gather(pixels, tf.maximum(row, 0)), lambda: _decode(encoded))
+        return train_preprocess(image, _key(key, _AUGMENT, e, p), cas), label
+
+    ds = ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True)
     per_replica = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
     return ds.batch(per_replica, drop_remainder=True).prefetch(AUTOTUNE)
 
@@ -170,7 +238,7 @@ def eval_dataset(sources: List[Source], cas, replicas: int = 1) -> tf.data.Datas
         raise UserError(f"cas.eval_batch_size={size} is not divisible by the {replicas} replicas")
     ds = None
     for s in sources:
-        part = _records(s, None, training=False, seed=0, digits_size=cas.image_size)
+        part = _records(s, digits_size=cas.image_size)
         ds = part if ds is None else ds.concatenate(part)
     ds = ds.map(_plain(lambda image, y: (eval_preprocess(image, cas), y)), num_parallel_calls=AUTOTUNE,
                 deterministic=True)

@@ -12,7 +12,8 @@ SGD with Nesterov momentum on the schedule of schedule.py.
 
 Checkpoints: tf.train.CheckpointManager in MODEL_DIR/checkpoints (model variables by path, the
 optimizer with its step) every cas.save_every steps and at the end; a rerun restores the latest
-and trains to the same last step (input reseeded by the step: input.py). The report,
+and trains to the same last step on the same batches (the input is replayed from the step: input.py),
+so it ends with the weights of an uninterrupted run. The report,
 MODEL_DIR/cas_report.json, is written atomically last; a rerun whose report is complete for the
 same sources and protocol returns it without training; one with other sources or another protocol
 is refused (MODEL_DIR/cas_plan.json records them). TensorBoard scalars in MODEL_DIR/train.
@@ -214,7 +215,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
         + (f"resuming at step {start}/{total_steps}" if start else f"{total_steps} steps"))
 
     dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: cas_input.train_dataset(train_sources, cas, cas.batch_size, steps_per_epoch, start, ctx))
+        lambda ctx: cas_input.train_dataset(train_sources, cas, cas.batch_size, start, ctx))
     iterator = iter(dataset)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else None
     step, timed_images, timed_seconds, first = start, 0, 0.0, True
