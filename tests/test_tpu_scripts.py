@@ -229,7 +229,9 @@ def test_train_pod_defaults_model_dir_from_bucket(env):
 def test_stage_command_lines(env, name):
     mode, _ = STAGES[name]
     extra = "--seed=7"
-    hparams = "hparams/cas_resnet50_v2-8.yaml" if name == "cas.sh" else "hparams/biggan_128_v3-8.yaml"
+    # The stages that read the run take its own MODEL_DIR/hparams.yaml: no --hparams.
+    hparams = {"cas.sh": "hparams/cas_resnet50_v2-8.yaml", "train.sh": "hparams/biggan_128_v3-8.yaml",
+               "all.sh": "hparams/biggan_128_v3-8.yaml"}.get(name)
     (ssh,) = dry_commands(run_script(name, env, extra, DRY_RUN="1", INCEPTION_PATH="/home/me/inception",
                                      TRUNCATION="0.5", SYNTH_DIR="gs://my-bucket/synthetic"))
     _, argv = remote_app_argv(ssh)
@@ -262,6 +264,47 @@ def test_cas_protocol_follows_the_tpu_size(env):
     (ssh,) = dry_commands(run_script("cas.sh", env, DRY_RUN="1", TRAIN_DATA=mixture, CAS_HPARAMS="cas_digits"))
     _, argv = remote_app_argv(ssh)
     assert flag(argv, "train_data") == mixture and flag(argv, "hparams") == "hparams/cas_digits.yaml"
+
+
+@pytest.mark.parametrize("name", ["eval.sh", "export.sh", "synthesize.sh"])
+def test_run_stages_need_no_gan_configuration_file(env, name):
+    """On a TPU size without hparams/biggan_128_<size>.yaml (the CAS appendix's v2-8) the stages that
+    read a run still print their command: the app uses MODEL_DIR/hparams.yaml. HPARAMS, when set,
+    is passed (its eval section applies)."""
+    (ssh,) = dry_commands(run_script(name, env, DRY_RUN="1", TPU_SIZE="v2-8"))
+    _, argv = remote_app_argv(ssh)
+    assert flag(argv, "hparams") is None and flag(argv, "model_dir") == "gs://my-bucket/runs/biggan_128"
+    (ssh,) = dry_commands(run_script(name, env, DRY_RUN="1", TPU_SIZE="v2-8", MODEL_DIR=None))
+    assert flag(remote_app_argv(ssh)[1], "model_dir") == "gs://my-bucket/tf_biggan/biggan_128_v2-8"
+    (ssh,) = dry_commands(run_script(name, env, DRY_RUN="1", TPU_SIZE="v2-8", HPARAMS="biggan_128"))
+    assert flag(remote_app_argv(ssh)[1], "hparams") == "hparams/biggan_128.yaml"
+    proc = run_script(name, env, DRY_RUN="1", TPU_SIZE="v2-8", HPARAMS="nope")
+    assert proc.returncode != 0 and "HPARAMS=nope: no such file" in proc.stderr
+
+
+def test_all_uses_the_runs_hparams_without_a_file_for_the_tpu_size(env):
+    """all.sh on a v2-8 (no hparams/biggan_128_v2-8.yaml): the run's own hparams.yaml, said on stderr."""
+    proc = run_script("all.sh", env, DRY_RUN="1", TPU_SIZE="v2-8")
+    (ssh,) = dry_commands(proc)
+    _, argv = remote_app_argv(ssh)
+    assert flag(argv, "hparams") == "gs://my-bucket/runs/biggan_128/hparams.yaml"
+    assert flag(argv, "cas_hparams") == "hparams/cas_resnet50_v2-8.yaml"
+    assert "using the run's own gs://my-bucket/runs/biggan_128/hparams.yaml" in proc.stderr
+    (ssh,) = dry_commands(run_script("all.sh", env, DRY_RUN="1", TPU_SIZE="v2-8", HPARAMS="biggan_128_v3-8"))
+    assert flag(remote_app_argv(ssh)[1], "hparams") == "hparams/biggan_128_v3-8.yaml"
+
+
+def test_app_reads_a_runs_hparams_from_a_remote_model_dir(tmp_path):
+    """The app side of the above: --hparams=<MODEL_DIR>/hparams.yaml on a remote file system (ram://
+    for gs://) loads through tf.io.gfile."""
+    import tensorflow as tf
+
+    from tf_biggan.config import dump_hparams, load_hparams
+
+    hp = load_hparams("biggan_128_v3-8")
+    with tf.io.gfile.GFile("ram://tpu_scripts_run/hparams.yaml", "w") as f:
+        f.write(dump_hparams(hp))
+    assert load_hparams("ram://tpu_scripts_run/hparams.yaml").to_dict() == hp.to_dict()
 
 
 def test_stage_defaults_when_optional_settings_are_unset(env):

@@ -6,7 +6,9 @@
 #   TPU_NAME=biggan ZONE=us-central1-a TPU_SIZE=v3-128 TRAIN_DIR=gs://b/imagenet EVAL_DIR=gs://b/imagenet \
 #   MODEL_DIR=gs://b/biggan_128 tpu_scripts/all.sh
 #
-# CAS uses CAS_HPARAMS (default: as cas.sh, the v2-8 protocol on one host, the pod one on a slice)
+# The GAN's configuration: HPARAMS, else hparams/biggan_128_$TPU_SIZE.yaml, else (no such file, e.g.
+# on the CAS appendix's v2-8) the run's own MODEL_DIR/hparams.yaml: a run trained earlier whose
+# remaining stages run here. CAS uses CAS_HPARAMS (default: as cas.sh, the v2-8 protocol on one host, the pod one on a slice)
 # and EVAL_DIR's validation-* shards as the real held-out images.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=common.sh
@@ -14,8 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 init_stage
 require_env TRAIN_DIR EVAL_DIR
-init_hparams "biggan_128_${TPU_SIZE}"
-init_model_dir
+init_job_hparams "biggan_128_${TPU_SIZE}"
 join_overrides "data.pattern=${TRAIN_DIR%/}/train-*" "eval.validation_pattern=${EVAL_DIR%/}/validation-*"
 init_cas_hparams
 app all --tpu="$TPU_ARG" --hparams="$HPARAMS_PATH" --model_dir="$MODEL_DIR" --hparams_overrides="$OVERRIDES" \

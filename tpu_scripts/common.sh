@@ -171,16 +171,45 @@ init_cas_hparams() {
   find_hparams CAS_HPARAMS_PATH "${CAS_HPARAMS:-$default}" CAS_HPARAMS
 }
 
-# MODEL_DIR, or gs://BUCKET/tf_biggan/<hparams name> when only BUCKET is set (after init_hparams).
+# MODEL_DIR, or gs://BUCKET/tf_biggan/<hparams name> when only BUCKET is set: the name of
+# HPARAMS_PATH (after init_hparams), else the name given (init_model_dir NAME: the default file's).
 init_model_dir() {
   if [[ -z "${MODEL_DIR:-}" ]]; then
     if [[ -z "${BUCKET:-}" ]]; then
       die "MODEL_DIR is not set: $(_hint MODEL_DIR)"
     fi
     local bucket="${BUCKET#gs://}"
-    MODEL_DIR="gs://${bucket%%/*}/tf_biggan/$(basename "$HPARAMS_PATH" .yaml)"
+    MODEL_DIR="gs://${bucket%%/*}/tf_biggan/$(basename "${HPARAMS_PATH:-${1:-}}" .yaml)"
   fi
   MODEL_DIR="${MODEL_DIR%/}"
+}
+
+# For the stages that read an existing run (eval, export, synthesize): HPARAMS_PATH is HPARAMS when
+# it is set (the app then takes that file's eval section), else empty: no --hparams, and the app
+# uses the run's own MODEL_DIR/hparams.yaml. No GAN configuration file is needed, so these stages
+# run on any TPU size (e.g. the CAS appendix's v2-8). Sets MODEL_DIR too (DEFAULT names its default).
+init_run() {
+  HPARAMS_PATH=""
+  if [[ -n "${HPARAMS:-}" ]]; then
+    find_hparams HPARAMS_PATH "$HPARAMS" HPARAMS
+  fi
+  init_model_dir "$1"
+}
+
+# For the main job (all.sh), which trains before it reads the run: HPARAMS, else the default file
+# DEFAULT when this checkout has one; else the run's own MODEL_DIR/hparams.yaml, for a run trained
+# earlier (on another TPU size, with train.sh and HPARAMS) whose later stages run on this TPU.
+init_job_hparams() {
+  local default="$1"
+  if [[ -n "${HPARAMS:-}" || -f "$REPO_ROOT/hparams/$default.yaml" ]]; then
+    init_hparams "$default"
+    init_model_dir
+    return
+  fi
+  init_model_dir "$default"
+  HPARAMS_PATH="$MODEL_DIR/hparams.yaml"
+  echo "$SCRIPT_NAME: no hparams/$default.yaml: using the run's own $HPARAMS_PATH (train the run first," \
+       "e.g. with train.sh and HPARAMS=biggan_128_v3-8, or set HPARAMS)" >&2
 }
 
 # What every stage needs: the tool, the TPU's size, and the --tpu value: the VM's own TPU on a
