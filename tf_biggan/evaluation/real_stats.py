@@ -27,7 +27,6 @@ import time
 from typing import Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from tf_biggan import atomic, paths
 from tf_biggan.evaluation import metrics
@@ -137,6 +136,8 @@ def real_statistics(hp, extractor, which: str, cache_dir: Optional[str],
         return None
     ev = hp.eval
     path = real_statistics_path(hp, extractor, which, cache_dir) if cache_dir else None
+    import tensorflow as tf
+
     if path and tf.io.gfile.exists(path):  # gfile: the cache may be on gs://
         try:
             return paths.load_npz(path)
