@@ -13,7 +13,7 @@ the reason, and the `--hparams_overrides` that train on the shards).
 Pixels. RGB and grayscale JPEGs are stored byte for byte (no second JPEG loss), as the ImageNet
 converter does; every other image (PNG, BMP, GIF's first frame, CMYK JPEG) is converted to RGB the
 way torchvision's default loader does, PIL's `convert("RGB")`: grayscale repeated, alpha dropped,
-palettes looked up, CMYK as 255 - min(255, C + K); 16-bit grayscale is scaled to 8 bits. It is
+palettes looked up, CMYK as (255 - C)(255 - K) / 255; 16-bit grayscale is scaled to 8 bits. It is
 then encoded as JPEG at --jpeg_quality without chroma subsampling. With --resolution R each image
 is instead stored as the R x R square the training pipeline would make of it (`preprocess.
 crop_and_resize`: the centred crop along the long edge and area resampling of the paper's Appendix
