@@ -97,8 +97,10 @@ def attention(x, w_theta, w_phi, w_g, w_o, gamma) -> np.ndarray:
     theta = conv2d(x, w_theta).reshape(b, h * w, -1)
     phi = maxpool2x2(conv2d(x, w_phi)).reshape(b, h * w // 4, -1)
     g = maxpool2x2(conv2d(x, w_g)).reshape(b, h * w // 4, -1)
-    beta = softmax(theta @ phi.transpose(0, 2, 1), axis=-1)
-    o = (beta @ g).reshape(b, h, w, -1)
+    o = np.empty(theta.shape[:2] + g.shape[2:], dtype=np.result_type(theta, g))
+    for q in range(0, h * w, 4096):  # query rows in slices: the 128 px map's [16384, 4096] map stays small
+        o[:, q:q + 4096] = softmax(theta[:, q:q + 4096] @ phi.transpose(0, 2, 1), axis=-1) @ g
+    o = o.reshape(b, h, w, -1)
     return x + float(np.reshape(gamma, -1)[0]) * conv2d(o, w_o)
 
 

@@ -163,3 +163,16 @@ def test_truncation_selects_statistics_only_in_deep_modules(modules):
     assert np.abs(at[0.5] - at[0.314]).max() > 1e-3
     np.testing.assert_array_equal(_forward(deep, "biggan-deep-128/1", z, y, 0.5, stats_reading="hf"), at[0.5])
     assert np.abs(_forward(deep, "biggan-deep-128/1", z, y, 0.314, stats_reading="hf") - at[0.314]).max() > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", layout.KINDS)
+def test_module_forward_all_kinds(tmp_path, kind):
+    """Every official kind at a reduced width: the resolution follows from the GBlock count, the
+    attention layer and the widths from the kernels."""
+    m = layout.write_official_module(kind, str(tmp_path / "m"), ch=CH, seed=7)
+    z, y = _inputs(m, [0, 999])
+    family = "biggan_deep" if m["stacks"] else "biggan"
+    img = ref.module_forward(m["values"], family, z, y, 0.4, m["stacks"] or None)
+    assert img.shape == (2, m["resolution"], m["resolution"], 3)
+    assert np.all(np.isfinite(img)) and np.abs(img).max() <= 1.0 and img.std() > 1e-2
