@@ -4,8 +4,10 @@ skips every stage, and a run interrupted during synthesis finishes with the same
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -19,16 +21,20 @@ TINY = ",".join([
     "train.train_steps=6", "train.steps_per_loop=3", "train.save_every=3", "train.log_every=3",
     "train.sv_every=6", "train.sample_every=6", "eval.num_samples=100", "eval.truncations=[0.5,0]",
     "eval.standing_stats_passes=2", "eval.export_truncations=[0.5,1.0]", "eval.classifier_epochs=1",
-    "eval.classifier_max_examples=500", "cas.epochs=1",
+    "eval.classifier_max_examples=500", "cas.epochs=1", "cas.save_every=3", "cas.steps_per_loop=3",
 ])
 STAGES = ["train", "sweep", "export", "synthesize", "cas_real", "cas_synthetic"]
 NUMBERS = ["fid", "is", "truncation", "sample_class_accuracy", "cas_top1", "real_top1", "step"]
 
 
+def _all_command(model_dir, *extra):
+    return [sys.executable, "-m", "tf_biggan.main", "--mode=all", f"--model_dir={model_dir}",
+            f"--hparams_overrides={TINY}", "--images_per_class=30", *extra]
+
+
 def _run_all(model_dir, *extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=all", f"--model_dir={model_dir}",
-                           f"--hparams_overrides={TINY}", "--images_per_class=30", *extra], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run(_all_command(model_dir, *extra), cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -103,6 +109,54 @@ def test_interrupted_synthesis_resumes_to_the_same_report(main_job_run):
     with open(os.path.join(copy, "report.json")) as f:
         again = json.load(f)
     assert {k: again[k] for k in NUMBERS} == {k: report[k] for k in NUMBERS}
+
+
+def _figures(value, path=""):
+    """Every number of a report, by its path, except wall-clock times and rates (and stage flags)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not any(word in k for word in ("seconds", "per_sec", "rate")):
+                yield from _figures(v, f"{path}/{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _figures(v, f"{path}/{i}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+@pytest.mark.slow
+def test_main_job_killed_during_cas_synthetic_reruns_to_the_same_report(main_job_run, tmp_path):
+    """kill -9 while the synthetic-data classifier trains (after its first checkpoint, mid-epoch), rerun:
+    the classifier resumes on the batches the uninterrupted run saw, and report.json equals the
+    uninterrupted run's in every figure but wall-clock times and rates."""
+    _, report, _ = main_job_run
+    model_dir = str(tmp_path / "run")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    proc = subprocess.Popen(_all_command(model_dir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt_dir = os.path.join(model_dir, "cas_synthetic", "checkpoints")
+    deadline = time.time() + 900
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if os.path.exists(os.path.join(ckpt_dir, "checkpoint")):
+                break
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert os.path.exists(os.path.join(ckpt_dir, "checkpoint")), "never reached cas_synthetic's first checkpoint"
+    assert not os.path.exists(os.path.join(model_dir, "cas_synthetic", "cas_report.json")), "finished before the kill"
+    assert not os.path.exists(os.path.join(model_dir, "report.json"))
+    out = _run_all(model_dir)
+    assert "[all] cas_real: complete, skipped" in out and "resuming at step" in out
+    with open(os.path.join(model_dir, "cas_synthetic", "cas_report.json")) as f:
+        resumed_from = json.load(f)["resumed_from_step"]
+    assert 0 < resumed_from and resumed_from % 9 != 0  # 300 synthetic images / batch 32: 9 steps per epoch
+    with open(os.path.join(model_dir, "report.json")) as f:
+        again = json.load(f)
+    figures, expected = dict(_figures(again)), dict(_figures(report))
+    assert {"/cas_top1", "/cas_top5", "/real_top1", "/fid", "/is", "/step"} <= set(figures)
+    assert figures == expected
 
 
 def test_main_job_needs_eval_data_off_the_embedded_set(tmp_path):
