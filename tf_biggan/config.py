@@ -67,6 +67,11 @@ class ModelConfig:
     # before standing statistics (layers/spectral_norm.settle_spectral_norm); 0 keeps the stored u
     # (imported TF-Hub modules, whose inference arithmetic a run reproduces).
     sn_settle_iterations: int = 50
+    # Rows of truncation-indexed BN statistics each G BatchNorm stores (0 = none: standing statistics
+    # are computed per truncation, Appendix C.1). The official BigGAN-deep modules hold 51 (truncation
+    # 0, 0.02, ..., 1.0, interpolated linearly); `--mode=import_hub` sets it. Used when sampling with
+    # eval.latent_convention hub_notebook at a truncation in (0, 1].
+    truncation_stats: int = 0
     # Decay of the BN moving statistics G keeps while training (used at sampling until standing
     # statistics replace them, Appendix C.1).
     bn_moving_decay: float = 0.9
@@ -91,6 +96,8 @@ class ModelConfig:
         _require(self.bn_epsilon > 0, where, "model.bn_epsilon", "must be > 0")
         _require(self.sn_epsilon > 0, where, "model.sn_epsilon", "must be > 0")
         _require(self.sn_settle_iterations >= 0, where, "model.sn_settle_iterations", "must be >= 0")
+        _require(self.truncation_stats == 0 or self.truncation_stats >= 2, where, "model.truncation_stats",
+                 f"must be 0 (none) or >= 2 rows, got {self.truncation_stats}")
         _require(0 <= self.bn_moving_decay < 1, where, "model.bn_moving_decay", "must be in [0, 1)")
         problem = check_model_config(self)
         if problem:
@@ -109,6 +116,13 @@ class TrainConfig:
     beta2: float = 0.999
     adam_epsilon: float = 1e-8
     disc_steps: int = 2  # D updates per G update, each on a fresh real batch
+    # Gradient accumulation (not in the paper; BigGAN-PyTorch's --num_D_accumulations /
+    # --num_G_accumulations): each D / G update averages the gradients of this many micro-batches of
+    # batch_size (each D micro-batch on its own fresh real batch and z), an effective batch of
+    # batch_size x k with one micro-batch's activation memory. BatchNorm statistics stay per
+    # micro-batch. training/step.py.
+    d_accumulations: int = 1
+    g_accumulations: int = 1
     loss: Literal["hinge"] = "hinge"
     ema_decay: float = 0.9999
     ema_start_step: int = 0
@@ -122,10 +136,11 @@ class TrainConfig:
     # Checkpoints kept by the CheckpointManager (older ones are deleted).
     keep_checkpoints: int = 5
     # The input position is part of the checkpoint through the step: the input stream is a seeded,
-    # deterministic function of its position (step x disc_steps batches per pipeline), so a resumed
-    # run fast-forwards it and replays the same batches. tf.distribute's DistributedIterator itself
-    # cannot be checkpointed. Fast-forwarding reads the skipped data, cheap for the embedded digits;
-    # for ImageNet-size runs set false: resume then starts a fresh pass reseeded by the step.
+    # deterministic function of its position (step x disc_steps x d_accumulations batches per
+    # pipeline), so a resumed run fast-forwards it and replays the same batches. tf.distribute's
+    # DistributedIterator itself cannot be checkpointed. Fast-forwarding reads the skipped data,
+    # cheap for the embedded digits; for ImageNet-size runs set false: resume then starts a fresh
+    # pass reseeded by the step.
     replay_input: bool = True
     # Columns of the PNG grid of EMA-G samples (rows are classes, at most 10).
     sample_columns: int = 8
@@ -160,9 +175,9 @@ class TrainConfig:
     latents_sigma_high: float = 1.5
 
     def validate(self, where: str) -> None:
-        for key in ("batch_size", "disc_steps", "train_steps", "steps_per_loop", "save_every",
-                    "log_every", "sv_every", "sample_every", "keep_checkpoints", "sample_columns",
-                    "sample_stats_batch"):
+        for key in ("batch_size", "disc_steps", "d_accumulations", "g_accumulations", "train_steps",
+                    "steps_per_loop", "save_every", "log_every", "sv_every", "sample_every", "keep_checkpoints",
+                    "sample_columns", "sample_stats_batch"):
             value = getattr(self, key)
             _require(value >= 1, where, f"train.{key}", f"must be >= 1, got {value}")
         _require(self.sample_stats_passes >= 0, where, "train.sample_stats_passes",
@@ -275,6 +290,10 @@ class EvalConfig:
     standing_stats_batch: int = 256
     num_samples: int = 50000
     truncations: typing.Tuple[float, ...] = (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0, 0.0)  # 0 = untruncated
+    # How z is drawn at a truncation (tf_biggan.sampling.latents): paper_resample (Section 3.1: resample
+    # |z| > t), cas_resample (the CAS paper's: resample outside +-2t) or hub_notebook (t x truncnorm(-2, 2),
+    # the official modules' convention, which `--mode=import_hub` sets).
+    latent_convention: Literal["paper_resample", "cas_resample", "hub_notebook"] = "paper_resample"
     batch_size: int = 256
     # Truncation thresholds whose standing statistics an exported module stores (plus untruncated);
     # the module interpolates between them (tf_biggan/export.py).
@@ -328,6 +347,8 @@ class EvalConfig:
         _require(self.num_samples >= 1, where, "eval.num_samples", "must be >= 1")
         _require(self.batch_size >= 1, where, "eval.batch_size", "must be >= 1")
         _require(all(t >= 0 for t in self.truncations), where, "eval.truncations", "must all be >= 0")
+        _require(self.latent_convention != "hub_notebook" or all(t > 0 for t in self.truncations), where,
+                 "eval.truncations", "must all be > 0 with eval.latent_convention hub_notebook (z = t x truncnorm)")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ flags.DEFINE_string("inception_path", None, "LOCAL Inception (TF-Hub/SavedModel 
 flags.DEFINE_string("export_dir", None, "Where --mode=export writes the TF-Hub module (default: MODEL_DIR/export).")
 flags.DEFINE_string("output_dir", None, "Where --mode=synthesize / prepare_data write TFRecord shards and "
                     "manifest.json; --mode=real_stats its .npz (default: the statistics cache).")
-flags.DEFINE_string("module", None, "--mode=synthesize from an exported TF-Hub module instead of a checkpoint.")
+flags.DEFINE_string("module", None, "--mode=synthesize from an exported TF-Hub module instead of a checkpoint; "
+                    "--mode=import_hub: an official TF-Hub BigGAN module as downloaded and unpacked.")
 flags.DEFINE_integer("images_per_class", None, "Synthetic images per class (default: the real training set's counts).",
                      lower_bound=1)
 flags.DEFINE_integer("num_shards", 1024, "Number of TFRecord shards (the ImageNet converter writes 1024).",
@@ -91,6 +92,8 @@ REQUIRED = {
     "neighbors": {"model_dir": _RUN},
     "memorization": {"model_dir": _RUN},
     "export": {"model_dir": "the training run to export"},
+    "import_hub": {"module": "an official TF-Hub BigGAN module directory (biggan-*/2 or biggan-deep-*/1, unpacked)",
+                   "model_dir": "the new run the module's generator is written to"},
     "synthesize": {"output_dir": "where the TFRecord shards and manifest.json go"},
     "cas": {"model_dir": "where the classifier's checkpoints and cas_report.json go",
             "train_data": "the training images: TFRecord globs (real: / synthetic:) or digits:train",

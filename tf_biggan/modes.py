@@ -21,6 +21,7 @@ MODE_TABLE = {
     "neighbors": ("tf_biggan.evaluation.qualitative", "run_neighbors"),
     "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
     "export": ("tf_biggan.export.hub", "run_export"),
+    "import_hub": ("tf_biggan.export.hub_import", "run_import_hub"),
     "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
     "cas": ("tf_biggan.cas.train", "run_cas_mode"),
     "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),

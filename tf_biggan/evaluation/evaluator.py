@@ -31,7 +31,7 @@ from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message
 from tf_biggan.evaluation.real_stats import feature_statistics, real_statistics
 from tf_biggan.sampling.labels import class_balanced_labels
-from tf_biggan.sampling.latents import truncated_z
+from tf_biggan.sampling.latents import convention_z
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
 # Sample i's z is row i % LATENT_BLOCK of block i // LATENT_BLOCK, each block drawn from its own
@@ -45,10 +45,11 @@ def truncation_label(t: float) -> str:
 
 
 def eval_latents(dim_z: int, start: int, stop: int, truncation: float, seed: int = 0,
-                 stream: str = "eval_z") -> tf.Tensor:
-    """z of samples start..stop-1 at `truncation` (Section 3.1; <= 0 untruncated): row i is a pure
-    function of (stream, seed, i, truncation), whatever the batch it is drawn in."""
-    blocks = [truncated_z((LATENT_BLOCK, dim_z), truncation, seeds.key(stream, seed, b))
+                 stream: str = "eval_z", convention: str = "paper_resample") -> tf.Tensor:
+    """z of samples start..stop-1 at `truncation` (Section 3.1; <= 0 untruncated) in the latent
+    `convention` (eval.latent_convention): row i is a pure function of (stream, seed, i, truncation),
+    whatever the batch it is drawn in."""
+    blocks = [convention_z((LATENT_BLOCK, dim_z), truncation, seeds.key(stream, seed, b), convention)
               for b in range(start // LATENT_BLOCK, (stop - 1) // LATENT_BLOCK + 1)]
     z = tf.concat(blocks, 0) if len(blocks) > 1 else blocks[0]
     offset = (start // LATENT_BLOCK) * LATENT_BLOCK
@@ -83,15 +84,15 @@ def inference_fn(generator) -> Callable:
     return run
 
 
-def sample_batches(generator, num_samples: int, truncation: float, batch_size: int, seed: int = 0
-                   ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def sample_batches(generator, num_samples: int, truncation: float, batch_size: int, seed: int = 0,
+                   convention: str = "paper_resample") -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """(images [b, R, R, 3] in [-1, 1], labels [b]) of samples 0..num_samples-1 at `truncation`,
     class-balanced, with the generator's CURRENT BN statistics (apply standing statistics first)."""
     run = inference_fn(generator)
     for start in range(0, num_samples, batch_size):
         stop = min(start + batch_size, num_samples)
         y = class_balanced_labels(start, stop, generator.num_classes)
-        z = eval_latents(generator.dim_z, start, stop, truncation, seed)
+        z = eval_latents(generator.dim_z, start, stop, truncation, seed, convention=convention)
         yield run(z, y).numpy(), y
 
 
@@ -159,7 +160,7 @@ class Evaluator:
         ev = self.hp.eval
         t0 = time.time()
         stats = feature_statistics(self.extractor, sample_batches(generator, self.num_samples, truncation,
-                                                                  ev.batch_size, self.seed),
+                                                                  ev.batch_size, self.seed, ev.latent_convention),
                                    num_classes=generator.num_classes, splits=ev.is_splits, batch_size=ev.batch_size)
         fid = metrics.frechet_distance_from_stats(stats["mu"], stats["sigma"], self.reference["mu"],
                                                   self.reference["sigma"])
@@ -177,7 +178,8 @@ class Evaluator:
         """Standing statistics at `truncation` (Appendix C.1), then `score`."""
         ev = self.hp.eval
         t0 = time.time()
-        apply_standing_stats(generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, self.seed)
+        apply_standing_stats(generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, self.seed,
+                             convention=ev.latent_convention)
         point = self.score(generator, truncation)
         point["seconds"] = time.time() - t0
         return point

@@ -245,7 +245,8 @@ def _generator_at(hp, flags, mode: str):
     seed = int(_flag(flags, "seed", 0))
     run = _run(hp, flags, mode)
     ev = run.hp.eval
-    apply_standing_stats(run.ema_generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, seed)
+    apply_standing_stats(run.ema_generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, seed,
+                         convention=ev.latent_convention)
     return run, truncation, seed
 
 

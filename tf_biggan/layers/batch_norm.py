@@ -117,10 +117,12 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
     Subclasses replace the gain and bias by conditional projections.
     """
 
-    def __init__(self, epsilon: float = 1e-4, moving_decay: float = 0.9, **kwargs):
+    def __init__(self, epsilon: float = 1e-4, moving_decay: float = 0.9, truncation_stats: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.moving_decay = moving_decay
+        # Rows of truncation-indexed statistics (the official BigGAN-deep modules' 51), or 0.
+        self.truncation_stats = truncation_stats
         # (mean, var) tensors used at inference instead of the stored statistics, set only while
         # tracing a function that selects statistics by truncation (see `stats_from`).
         self.stats_override = None
@@ -133,6 +135,10 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
         self.accum_mean = self.add_weight(name="accum_mean", shape=(channels,), initializer="zeros", **stat)
         self.accum_var = self.add_weight(name="accum_var", shape=(channels,), initializer="zeros", **stat)
         self.accum_count = self.add_weight(name="accum_count", shape=(), initializer="zeros", **stat)
+        if self.truncation_stats:
+            rows = (self.truncation_stats, channels)
+            self.truncation_mean = self.add_weight(name="truncation_mean", shape=rows, initializer="zeros", **stat)
+            self.truncation_var = self.add_weight(name="truncation_var", shape=rows, initializer="ones", **stat)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -169,6 +175,13 @@ class CrossReplicaBatchNorm(keras.layers.Layer):
             v.assign(tf.zeros_like(v))
         self.accum_count.assign(0.0)
 
+    def use_truncation_stats(self, truncation: float) -> None:
+        """Stores the truncation-indexed statistics at `truncation` as the inference statistics: rows
+        k = 0..R-1 hold truncation k / (R-1); between two rows they are interpolated linearly
+        (`interpolate_rows`), as the official BigGAN-deep modules' statistics are."""
+        self.moving_mean.assign(interpolate_rows(self.truncation_mean, truncation))
+        self.moving_var.assign(interpolate_rows(self.truncation_var, truncation))
+
     def finalize_standing_stats(self) -> None:
         """Stores the average per-pass moments of the accumulated passes as the inference statistics."""
         n = tf.maximum(self.accum_count, 1.0)
@@ -187,7 +200,7 @@ class ConditionalBatchNorm(CrossReplicaBatchNorm):
 
     def __init__(self, sn_epsilon: float = 1e-4, **kwargs):
         super().__init__(**kwargs)
-        self.sn_epsilon = sn_epsilon
+        self.sn_epsilon = sn_epsilon  # (truncation_stats: CrossReplicaBatchNorm's)
 
     def build(self, input_shape):
         x_shape, _ = input_shape
@@ -206,6 +219,24 @@ class ConditionalBatchNorm(CrossReplicaBatchNorm):
             shape = (-1,) + (1,) * (len(x.shape) - 2) + (int(gain.shape[-1]),)
             gain, bias = tf.reshape(gain, shape), tf.reshape(bias, shape)
         return tf.cast(self._batch_norm(x, gain, bias, training, accumulate), self.compute_dtype)
+
+
+def interpolate_rows(table, truncation: float) -> tf.Tensor:
+    """Row `truncation * (R-1)` of the [R, C] `table`, linear between its two neighbours, clamped to
+    [0, 1]: w = t(R-1) - floor(t(R-1)), (1 - w) * row[floor] + w * row[floor + 1], in float32.
+
+    This is the continuous reading of the official BigGAN-deep modules' 51 statistic sets (truncation
+    0, 0.02, ..., 1.0). pytorch-pretrained-BigGAN weights the two rows the other way round
+    (`math.modf(t / step)` gives the lower row the weight w) and picks the next row at some grid
+    points through float64 rounding (0.14 -> row 8); both readings agree at grid points such as
+    0.2, 0.5 and 1.0, and wherever neighbouring rows are equal."""
+    table = tf.convert_to_tensor(table, tf.float32)
+    rows = table.shape[0]
+    position = tf.clip_by_value(tf.cast(truncation, tf.float32), 0.0, 1.0) * float(rows - 1)
+    low = tf.minimum(tf.floor(position), float(rows - 2))
+    weight = position - low
+    low = tf.cast(low, tf.int32)
+    return (1.0 - weight) * table[low] + weight * table[low + 1]
 
 
 def batch_norm_layers(model) -> list:

@@ -25,14 +25,15 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN-deep ResBlock (up) (Figure 16b). Called as block((x, cond))."""
 
     def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4,
-                 bn_moving_decay=0.9, **kwargs):
+                 bn_moving_decay=0.9, truncation_stats=0, **kwargs):
         super().__init__(**kwargs)
         if out_channels > in_channels:
             raise ValueError("BigGAN-deep G blocks only keep or reduce the width (drop channels)")
         self.in_channels, self.out_channels, self.upsample = in_channels, out_channels, upsample
         hidden = in_channels // 4
         common = dict(dtype=self.dtype_policy)
-        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay, **common)
+        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay,
+                  truncation_stats=truncation_stats, **common)
         conv = dict(sn_epsilon=sn_epsilon, **common)
         self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
         self.conv1 = SNConv2D(hidden, 1, name="conv1", **conv)

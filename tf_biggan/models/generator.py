@@ -49,11 +49,12 @@ class Generator(StagedNetwork):
         self.bottom_channels = first
         self.linear = SNDense(self.arch.bottom_width ** 2 * first, name="linear", **sn)
         block_cls = DeepGBlock if self.deep else GBlock
-        bn = dict(bn_epsilon=cfg.bn_epsilon, bn_moving_decay=cfg.bn_moving_decay, **sn)
+        bn = dict(bn_epsilon=cfg.bn_epsilon, bn_moving_decay=cfg.bn_moving_decay,
+                  truncation_stats=cfg.truncation_stats, **sn)
         self._build_stages(self.arch.g_stages, self.arch.g_attention, lambda spec, name: block_cls(
             spec.in_mult * ch, spec.out_mult * ch, upsample=spec.resample, name=name, **bn))
         self.out_bn = CrossReplicaBatchNorm(epsilon=cfg.bn_epsilon, moving_decay=cfg.bn_moving_decay,
-                                            name="out_bn", **common)
+                                            truncation_stats=cfg.truncation_stats, name="out_bn", **common)
         # Table 7 says ch -> 3; the official BigGAN-deep modules use ch -> ch and keep 3 channels.
         out_channels = ch if (self.deep and cfg.hub_output_conv) else 3
         self.out_conv = SNConv2D(out_channels, 3, name="out_conv", **sn)

@@ -85,6 +85,10 @@ def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
                             "--checkpoint to use the latest")
         return checkpoint
     latest = tf.train.latest_checkpoint(model_dir)
+    if not latest:  # an imported run that has not trained yet: the module's weights
+        from tf_biggan.export.hub_import import imported_checkpoint
+
+        latest = imported_checkpoint(model_dir)
     if not latest:
         raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train it first (--mode=train)")
     return latest

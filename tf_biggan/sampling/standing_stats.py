@@ -89,7 +89,15 @@ def apply_standing_stats(generator, truncation: float, num_passes: int, batch_si
 
     Statistics from N(0, I) would be wrong for truncated z: the activations' moments shrink with
     the threshold, and normalising them with untruncated moments washes samples out.
+
+    A generator that stores truncation-indexed statistics (`model.truncation_stats`, an imported
+    BigGAN-deep module's 51 sets) uses them, interpolated at `truncation`, for the convention they
+    were made for (hub_notebook, truncation in (0, 1]) instead of running passes.
     """
+    if (generator.cfg.truncation_stats and convention == "hub_notebook" and 0.0 < truncation <= 1.0):
+        for layer in batch_norm_layers(generator):
+            layer.use_truncation_stats(truncation)
+        return
     latents = standing_stats_latents(generator.dim_z, generator.num_classes, batch_size, truncation, seed,
                                      convention, class_counts)
     accumulate_standing_stats(generator, num_passes=num_passes, batch_size=batch_size, latents=latents,

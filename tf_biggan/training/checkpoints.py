@@ -127,13 +127,37 @@ def check_resume_hparams(hp, path: str) -> None:
                         + ". Resume with the same --hparams/--hparams_overrides, or pass a new --model_dir")
 
 
+def _imported_and_untrained(model_dir: str) -> bool:
+    from tf_biggan.export.hub_import import IMPORT_FILE
+
+    return (tf.io.gfile.exists(os.path.join(model_dir, IMPORT_FILE))
+            and not tf.train.latest_checkpoint(model_dir))
+
+
+def check_imported_hparams(hp, path: str) -> None:
+    """UserError if `hp` changes the architecture of an imported run (model.*, fixed by its module's
+    weights); data.*, train.*, eval.*, augment.* and stability.* may change before its first step."""
+    import yaml
+
+    saved = hparams_from_dict(yaml.safe_load(paths.read_text(path)), path)
+    old, new = _flatten(saved.to_dict()["model"]), _flatten(hp.to_dict()["model"])
+    diffs = [f"model.{k}: {old.get(k)!r} in the module, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+             if old.get(k) != new.get(k)]
+    if diffs:
+        raise UserError(f"--model_dir holds an imported TF-Hub generator ({path}) whose architecture the weights fix: "
+                        + "; ".join(diffs) + ". Fine-tune with data.*, train.*, eval.*, augment.* overrides only")
+
+
 def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:
     """A fresh model_dir gets hparams.yaml; an existing run must have the same hparams (UserError)."""
     path = os.path.join(model_dir, "hparams.yaml")
     if paths.existing_file(model_dir):
         raise UserError(f"--model_dir={model_dir} is a file, not a directory: pass a new or an existing run's directory")
     if tf.io.gfile.exists(path):  # gfile: MODEL_DIR may be gs://
-        check_resume_hparams(hp, path)
+        if _imported_and_untrained(model_dir):
+            check_imported_hparams(hp, path)  # fine-tuning sets data, train and eval freely
+        else:
+            check_resume_hparams(hp, path)
     if chief:
         tf.io.gfile.makedirs(model_dir)
         save_hparams(hp, path)  # rewrites resumable keys (e.g. a longer train_steps)

@@ -8,8 +8,8 @@ module builds them and wires them together.
 
 Input. Real data comes through `distribute_datasets_from_function` (per-host file sharding). The
 step is both the RNG state (stateless latents) and the input position: the seeded input stream is
-fast-forwarded by step x disc_steps batches on resume (train.replay_input; a DistributedIterator
-cannot itself be checkpointed), so a killed run resumes on the same trajectory.
+fast-forwarded by step x disc_steps x d_accumulations batches on resume (train.replay_input; a
+DistributedIterator cannot itself be checkpointed), so a killed run resumes on the same trajectory.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ class GANTrainer:
         self.model_dir = model_dir
         self.num_replicas = self.strategy.num_replicas_in_sync
         self.global_batch = cfg.batch_size
+        # Images of one step for images/s: G's effective batch, micro-batch x train.g_accumulations.
+        self.images_per_step = cfg.batch_size * cfg.g_accumulations
         if self.global_batch % self.num_replicas:
             raise UserError(f"train.batch_size={self.global_batch} is not divisible by the {self.num_replicas} "
                             f"replicas; use a multiple of {self.num_replicas}")
@@ -142,7 +144,8 @@ class GANTrainer:
         """The distributed input iterator, positioned at the current step (train.replay_input)."""
         if self._iterator is None:
             step = int(self.step.numpy())
-            skip = step * self.cfg.disc_steps if self.cfg.replay_input else 0
+            # Every D micro-batch reads its own batch (gradient accumulation): k per D step.
+            skip = step * self.cfg.disc_steps * self.cfg.d_accumulations if self.cfg.replay_input else 0
             if self._dataset_fn is not None:
                 base_fn = self._dataset_fn
             elif self.cfg.replay_input or step == 0:
@@ -231,6 +234,10 @@ def train_from_flags(hp, flags):
     restored = trainer.restore(chosen)
     if restored:
         trainer.progress.log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
+    else:  # a run made by --mode=import_hub: fine-tune the module's generator
+        from tf_biggan.export.hub_import import pretrained_start
+
+        pretrained_start(trainer, model_dir, log=trainer.progress.log)
     for net in ("g", "d"):
         if actions.get("reset_adam") in (net, "both"):
             intervene.reset_adam(getattr(trainer, f"{net}_opt"))

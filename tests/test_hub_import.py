@@ -1,0 +1,127 @@
+"""Importing the official TF-Hub generators (`--mode=import_hub`) against an independent reading.
+
+The modules are written by `official_hub_layout` in the official layouts from random weights (reduced
+widths); the reference is `hub_reference_forward`, a numpy forward pass of the module architecture
+written from the published converters' reading, block by block, that reads the module's variables by
+their names: a variable landing in the wrong place (a permutation, a transpose, a swapped block) changes
+the images. Each kind's resolution is 128 px here; benchmarks/check_hub_import.py runs all six kinds at
+the real widths against the PyTorch references.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+
+from hub_reference_forward import module_forward
+from official_hub_layout import write_official_module
+from tf_biggan.errors import UserError
+from tf_biggan.export.hub_import import import_hub, read_module
+
+pytestmark = pytest.mark.xdist_group("hub_import")
+
+KINDS = {"biggan-128/2": 8, "biggan-deep-128/1": 4}  # ch: D's attention at 64 px needs ch >= 8 for /2
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """{kind: (module dir, run dir)} for both families, imported in-process."""
+    root = tmp_path_factory.mktemp("hub")
+    out = {}
+    for kind, ch in KINDS.items():
+        module = str(root / kind.replace("/", "_"))
+        write_official_module(kind, module, ch=ch, seed=1)
+        run = str(root / ("run_" + kind.replace("/", "_")))
+        import_hub(module, run, log=lambda *_: None)
+        out[kind] = (module, run)
+    return out
+
+
+def _latents(dim_z, truncation, n=2, seed=0):
+    """The modules' own sampling: z = truncation * truncnorm(-2, 2), one-hot y."""
+    z = truncation * scipy.stats.truncnorm.rvs(-2, 2, size=(n, dim_z), random_state=seed)
+    y = np.zeros((n, 1000), np.float32)
+    y[np.arange(n), [3, 997][:n]] = 1.0
+    return z.astype(np.float32), y
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_imported_generator_equals_the_module_forward(imported, kind):
+    """At truncations 0.2, 0.5 and 1.0 (deep: the module's statistics at that truncation, no passes;
+    /2: its one set), within float32 round-off of the float64 reference."""
+    from tf_biggan.sampling.run import load_run
+    from tf_biggan.sampling.standing_stats import apply_standing_stats
+
+    module_dir, run_dir = imported[kind]
+    module = read_module(module_dir)
+    g = load_run(run_dir).ema_generator
+    for truncation in (0.2, 0.5, 1.0):
+        if module.family == "biggan_deep":
+            apply_standing_stats(g, truncation, num_passes=1, batch_size=2, convention="hub_notebook")
+        z, y = _latents(module.dim_z, truncation)
+        ours = g((tf.constant(z), tf.constant(y)), training=False).numpy()
+        ref = module_forward(module.variables, module.family, z, y, truncation, stacks=module.stacks)
+        assert ours.shape == ref.shape == (2, 128, 128, 3)
+        assert np.abs(ref).max() > 0.05  # not a blank image
+        np.testing.assert_allclose(ours, ref, atol=2e-4, err_msg=f"{kind} at truncation {truncation}")
+
+
+def test_import_record_and_hparams(imported):
+    from tf_biggan.config import load_hparams
+
+    module_dir, run_dir = imported["biggan-deep-128/1"]
+    with open(os.path.join(run_dir, "import.json")) as f:
+        record = json.load(f)
+    assert record["kind"] == "biggan-deep-128/1" and record["ch"] == 4 and record["dim_z"] == 128
+    mapped = record["generator_and_ema_generator_from_module"]
+    assert mapped["ema_generator/block3/conv1/kernel"] == "Generator/GBlock_3/conv0/w/ema_0.9999"
+    assert mapped["ema_generator/out_bn/truncation_var"] == "stack_203"  # n = 4 * 10 blocks: 5n + 3
+    hp = load_hparams(os.path.join(run_dir, "hparams.yaml"))
+    assert (hp.model.family, hp.model.hub_output_conv, hp.model.truncation_stats, hp.model.sn_settle_iterations,
+            hp.eval.latent_convention) == ("biggan_deep", True, 51, 0, "hub_notebook")
+    _, run_v2 = imported["biggan-128/2"]
+    hp2 = load_hparams(os.path.join(run_v2, "hparams.yaml"))
+    assert (hp2.model.dim_z, hp2.model.ch, hp2.model.truncation_stats) == (120, 8, 0)
+
+
+def test_deep_statistics_interpolate_linearly_between_rows(imported):
+    """Between grid points the statistics are (1 - w) row_k + w row_k+1, w = 50 t - k (numpy)."""
+    from tf_biggan.layers.batch_norm import batch_norm_layers
+    from tf_biggan.sampling.run import load_run
+    from tf_biggan.sampling.standing_stats import apply_standing_stats
+
+    module_dir, run_dir = imported["biggan-deep-128/1"]
+    module = read_module(module_dir)
+    g = load_run(run_dir).ema_generator
+    apply_standing_stats(g, 0.31, num_passes=1, batch_size=2, convention="hub_notebook")
+    layer = next(b for b in batch_norm_layers(g) if "/block0/bn1/" in b.moving_mean.path)  # stack_1 / stack_3
+    table = module.stacks["stack_1"].astype(np.float64)
+    w = 0.31 * 50 - 15
+    np.testing.assert_allclose(layer.moving_mean.numpy(), (1 - w) * table[15] + w * table[16], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage,match", [
+    (dict(drop=("Generator/GBlock_1/conv1/w/ema_b999900",)), "Generator/GBlock_1/conv1/w/ema_b999900 is missing"),
+    (dict(extra={"Generator/GBlock_1/conv9/w/ema_b999900": (3, 3, 8, 8)}), "unexpected variable Generator/GBlock_1/conv9"),
+    (dict(reshape={"Generator/GBlock_2/HyperBN/gamma/w/ema_b999900": (148, 17)}),
+     "Generator/GBlock_2/HyperBN/gamma/w/ema_b999900 has shape"),
+])
+def test_a_damaged_module_is_refused_with_the_variable_named(tmp_path, damage, match):
+    module = str(tmp_path / "m")
+    write_official_module("biggan-128/2", module, ch=8, **damage)
+    with pytest.raises(UserError, match=match):
+        import_hub(module, str(tmp_path / "run"), log=lambda *_: None)
+    assert not os.path.exists(tmp_path / "run" / "hparams.yaml")
+
+
+def test_not_a_module_is_a_one_line_cli_error(tmp_path):
+    (tmp_path / "m" / "variables").mkdir(parents=True)
+    out = subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=import_hub", f"--module={tmp_path / 'm'}",
+                          f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "variables.index is missing" in out.stderr
