@@ -214,3 +214,19 @@ def test_synthesize_cli_cas_convention_is_biggan_resampling_at_two_tau(tiny_run,
         assert manifest["standing_stats"]["latent_convention"] == convention
         outputs[convention] = np.load(os.path.join(out, "npz", manifest["shards"][0] + ".npz"))["images"]
     np.testing.assert_array_equal(outputs["cas_resample"], outputs["paper_resample"])
+
+
+@pytest.mark.xdist_group("tiny_run")
+def test_synthesize_from_our_module_feeds_it_biggan_threshold_two_tau(tiny_module, tmp_path):
+    """Our modules pick standing statistics by BigGAN's threshold: CAS's τ = 0.5 is their input 1.0, so
+    the images equal those of `--latent_convention=paper_resample --truncation=1.0` from the module."""
+    import evaluation_run
+
+    images = {}
+    for convention, t in (("cas_resample", 0.5), ("paper_resample", 1.0)):
+        out = str(tmp_path / convention)
+        evaluation_run.mode("synthesize")(None, evaluation_run.flags(
+            None, module=tiny_module, output_dir=out, truncation=t, latent_convention=convention,
+            images_per_class=1, num_shards=1, also_write_npz=True))
+        images[convention] = np.load(next((tmp_path / convention / "npz").glob("*.npz")))["images"]
+    np.testing.assert_array_equal(images["cas_resample"], images["paper_resample"])
