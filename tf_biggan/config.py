@@ -400,7 +400,9 @@ class CasConfig:
     # 0 / 0.0: every image of every --train_data source.
     synthetic_images: int = 0
     synthetic_fraction: float = 0.0
-    shuffle_buffer: int = 10000  # per source (resnet_main.py: 1024 files shuffled + record buffer)
+    # Per TFRecord source: records permuted together, in windows of this many after a per-epoch file
+    # order (resnet_main.py: 1024 files shuffled + a record buffer); in-memory sources: fully permuted.
+    shuffle_buffer: int = 10000
     eval_batch_size: int = 1024
     seed: int = 0
     steps_per_loop: int = 50  # steps per tf.function call (reference iterations_per_loop)

@@ -27,7 +27,7 @@ reads (without decoding) at most one epoch of this host's records.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -52,7 +52,7 @@ def _digits_images(split: str, size: int) -> np.ndarray:
     return np.concatenate([b.numpy() for b in ds])
 
 
-def _encoded_records(source: Source, file_ids) -> "callable":
+def _encoded_records(source: Source, file_ids) -> Callable[[tf.Tensor], tf.data.Dataset]:
     """fid (index into `file_ids`) -> dataset of (JPEG bytes, int32 label) of that file's used records."""
     paths = tf.constant([source.files[i] for i in file_ids])
     starts = tf.constant([int(source.offsets[i]) for i in file_ids], tf.int64)

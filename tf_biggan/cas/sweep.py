@@ -11,9 +11,10 @@ each τ of cas.sweep_truncations (0 = untruncated), in RUN/cas_sweep/:
     cas_tau<τ>/       a CAS classifier trained on them alone (train.run_cas: resumes, skips when done).
 
 The points are joined with the run's FID / IS for the same latents, i.e. BigGAN threshold 2τ, from
-RUN/sweep_report.json (`--mode=sweep`), which is run first when it lacks any of them. With real --train_data, a classifier
-on the real images (cas_real/) and, for each k of cas.sweep_real_plus, one on real + k synthetic images
-of the truncation with the best CAS top-1 (cas_real_plus_<k>/, Table A.3's layout) are added.
+RUN/sweep_report.json (`--mode=sweep`), which is run first when it lacks any of them. With real
+--train_data, a classifier on the real images (cas_real/) and, for each k of cas.sweep_real_plus, one
+on real + k synthetic images of the τ with the best CAS top-1 (cas_real_plus_<k>/, Table A.3's layout)
+are added.
 
 Writes RUN/cas_sweep_report.json, cas_sweep_report.csv (`truncation` = τ, `z_bound` = 2τ), cas_vs_is.png
 and cas_vs_fid.png (one point per τ, labelled with it).
