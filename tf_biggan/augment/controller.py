@@ -116,11 +116,12 @@ class AugmentState:
                 for k, v in self.scalars().items()}
 
     # ------------------------------------------------------------- replica context
-    def augment_images(self, images, step, substep, role, local_batch=None, replica=None):
+    def augment_images(self, images, step, substep, role, local_batch=None, replica=None, micro=0):
         """What D sees: `images` (this replica's slice of the global batch) augmented.
 
-        The draws are the slice of a global draw keyed by (train.seed, step, substep, role), so the
-        result does not depend on the number of replicas.
+        The draws are the slice of a global draw keyed by (train.seed, step, substep, role, and the
+        micro-batch under gradient accumulation), so the result does not depend on the number of
+        replicas.
         """
         if not self.enabled:
             return images
@@ -130,6 +131,8 @@ class AugmentState:
             ctx = tf.distribute.get_replica_context()
             replica = ctx.replica_id_in_sync_group if ctx is not None else 0
         key = tf.random.experimental.stateless_fold_in(seeds.key("augment", self.seed, step), substep * 4 + role)
+        if micro:  # micro-batch 0 draws what a run without accumulation draws
+            key = tf.random.experimental.stateless_fold_in(key, micro)
         draws = Draws(key, self.global_batch,
                       offset=tf.cast(replica, tf.int32) * local_batch, local_batch=local_batch)
         if self.cfg.kind == "diffaugment":

@@ -12,6 +12,10 @@
     d_penalties  `ada_rv_gap` (rv): adds that call's sums of D(train), D(held-out), D(fake) to the
                  run's all-reduced sums and logs the step's E[D(train reals)] - E[D(held-out reals)]
     post_step    in cross-replica context: ADA's p moves once per augment.interval steps
+
+With gradient accumulation every D micro-batch is augmented with its own draws and adds to r_t's
+sums (the interval counts all the reals D trained on); r_v's held-out batch joins the last
+micro-batch of the last D step only (one held-out batch per step, as without accumulation).
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ def install(train_step, state) -> None:
         return
     local, disc_steps = train_step.local_batch, train_step.disc_steps
 
-    def d_inputs(images, step, substep: int):
+    def d_inputs(images, step, substep: int, micro: int = 0):
         if substep == disc_steps:  # the G step: D sees G's fakes only
-            return state.augment_images(images, step, substep, G_FAKE, local_batch=local)
-        real = state.augment_images(images[:local], step, substep, REAL, local_batch=local)
-        fake = state.augment_images(images[local:], step, substep, FAKE, local_batch=local)
+            return state.augment_images(images, step, substep, G_FAKE, local_batch=local, micro=micro)
+        real = state.augment_images(images[:local], step, substep, REAL, local_batch=local, micro=micro)
+        fake = state.augment_images(images[local:], step, substep, FAKE, local_batch=local, micro=micro)
         return tf.concat([real, fake], 0)
 
     train_step.d_inputs = d_inputs
@@ -41,7 +45,7 @@ def install(train_step, state) -> None:
         train_step.d_penalties.append(PenaltyTerm("ada_sign_real", lambda ctx: state.accumulate(ctx.real_logits)))
         if state.rv:
             install_rv(train_step, state)
-        real_per_step = train_step.global_batch * disc_steps
+        real_per_step = train_step.global_batch * disc_steps * train_step.d_accumulations
         train_step.post_step.append(lambda step: state.update(None, real_per_step))
 
 
@@ -51,9 +55,10 @@ def install_rv(train_step, state) -> None:
     with train_step.strategy.scope():
         state.heldout = HeldOut(images, labels, state.seed, train_step.global_batch)
     local, last = train_step.local_batch, train_step.disc_steps - 1
+    last_micro = train_step.d_accumulations - 1
 
-    def d_extra(step, substep: int):
-        if substep != last:
+    def d_extra(step, substep: int, micro: int = 0):
+        if substep != last or micro != last_micro:
             return None
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
@@ -61,9 +66,10 @@ def install_rv(train_step, state) -> None:
         return state.augment_images(x, step, substep, HELDOUT, local_batch=local, replica=replica), y
 
     def rv_gap(ctx):
-        if ctx.substep != last:
+        if ctx.substep != last or ctx.micro != last_micro:
             return tf.constant(0.0)
-        return state.accumulate_rv(ctx.real_logits, ctx.fake_logits, ctx.extra_logits)
+        # The step logs the mean over the update's micro-batches, of which this is one.
+        return state.accumulate_rv(ctx.real_logits, ctx.fake_logits, ctx.extra_logits) * (last_micro + 1)
 
     train_step.d_extra = d_extra
     train_step.d_penalties.append(PenaltyTerm("ada_rv_gap", rv_gap))

@@ -175,9 +175,14 @@ def fit(trainer, target: int, actions: List[Action], progress: Progress, summari
     step = int(trainer.step.numpy())
     state = LoopState(step, target, step, {}, 0.0, trainer.latest_checkpoint(), time.time())
     timed_images, timed_seconds, first = 0, 0.0, True
-    progress.log(f"training from step {step} to {target}: global batch {trainer.global_batch} on "
+    cfg = trainer.hp.train
+    kd, kg = getattr(cfg, "d_accumulations", 1), getattr(cfg, "g_accumulations", 1)
+    accumulation = f" x {kd} (D) / {kg} (G) accumulated micro-batches" if max(kd, kg) > 1 else ""
+    progress.log(f"training from step {step} to {target}: global batch {trainer.global_batch}{accumulation} on "
                  f"{trainer.num_replicas} replica(s) ({type(trainer.strategy).__name__}), "
-                 f"{trainer.hp.train.disc_steps} D step(s) per G step")
+                 f"{cfg.disc_steps} D step(s) per G step")
+    # Every micro-batch counts (gradient accumulation): a step's images are G's effective batch.
+    images_per_step = getattr(trainer, "images_per_step", trainer.global_batch)
     cadences = [a.every for a in actions]
     try:
         while state.step < target:
@@ -187,10 +192,10 @@ def fit(trainer, target: int, actions: List[Action], progress: Progress, summari
             dt = time.time() - t0
             state.step += n
             if first:  # the first call includes tracing: it only stands in until a timed call exists
-                state.images_per_sec = n * trainer.global_batch / max(dt, 1e-9)
+                state.images_per_sec = n * images_per_step / max(dt, 1e-9)
                 first = False
             else:
-                timed_images, timed_seconds = timed_images + n * trainer.global_batch, timed_seconds + dt
+                timed_images, timed_seconds = timed_images + n * images_per_step, timed_seconds + dt
                 state.images_per_sec = timed_images / max(timed_seconds, 1e-9)
             bad = {k: v for k, v in state.metrics.items() if not math.isfinite(v)}
             if bad:

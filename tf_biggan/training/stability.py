@@ -30,7 +30,7 @@ from tf_biggan.layers import conditioning
 from tf_biggan.sampling.latents import annealed_variance, sample_latents
 from tf_biggan.training import penalties
 from tf_biggan.training.losses import hinge_d_loss
-from tf_biggan.training.step import LatentSampler, PenaltyTerm
+from tf_biggan.training.step import LatentSampler, PenaltyTerm, micro_key
 
 
 def latent_params(train_cfg) -> dict:
@@ -59,11 +59,10 @@ class PriorLatentSampler(LatentSampler):
         params = dict(self.params, step=step) if self.name == "variance_annealed" else self.params
         return sample_latents(self.name, shape, key, **params)
 
-    def global_latents(self, step, substep: int):
-        counter = tf.cast(step, tf.int64) * (self.disc_steps + 1) + substep
-        z = self.sample_z((self.global_batch, self.dim_z), seeds.key("train_z", self.seed, counter), step)
-        y = tf.random.stateless_uniform((self.global_batch,), seed=seeds.key("train_y", self.seed, counter),
-                                        maxval=self.num_classes, dtype=tf.int32)
+    def global_latents(self, step, substep: int, micro: int = 0):
+        z_key, y_key = self.keys(step, substep, micro)
+        z = self.sample_z((self.global_batch, self.dim_z), z_key, step)
+        y = tf.random.stateless_uniform((self.global_batch,), seed=y_key, maxval=self.num_classes, dtype=tf.int32)
         return z, y
 
 
@@ -166,13 +165,13 @@ def install_dropout(trainer, rate: float) -> None:
     d.dropout = rate
     inner = step.d_inputs
 
-    def d_inputs(images, step_t, substep):
+    def d_inputs(images, step_t, substep, **micro):
         counter = tf.cast(step_t, tf.int64) * (step.disc_steps + 1) + substep
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        d.dropout_key = tf.random.experimental.stateless_fold_in(seeds.key("train_d_dropout", seed, counter),
-                                                                 tf.cast(replica, tf.int64))
-        return inner(images, step_t, substep)
+        key = micro_key(seeds.key("train_d_dropout", seed, counter), micro.get("micro", 0))
+        d.dropout_key = tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
+        return inner(images, step_t, substep, **micro)
     step.d_inputs = d_inputs
 
 

@@ -1,20 +1,40 @@
 """One training step of BigGAN on one replica (paper Section 3, Appendix C).
 
-    repeat train.disc_steps times, each on its own FRESH real batch:
-        x_fake = G(z, y_fake)                     (G in training mode: batch statistics)
-        D update on L_D(D(d_inputs([x_real; x_fake]))) + D penalties, in ONE D call, so D's
-        spectral-norm power iteration runs once per D step (compare_gan also concatenated them)
-    G update on L_G(D(d_inputs(G(z, y)))) + G penalties (ortho_reg, Eq. 3, beta = model.ortho_reg)
+    repeat train.disc_steps times:
+        repeat train.d_accumulations times, each micro-batch on its own FRESH real batch and z:
+            x_fake = G(z, y_fake)                 (G in training mode: batch statistics)
+            D gradients of L_D(D(d_inputs([x_real; x_fake]))) + D penalties, in ONE D call, so
+            D's spectral-norm power iteration runs once per micro-batch (compare_gan also
+            concatenated them)
+        D update on the mean of those gradients
+    repeat train.g_accumulations times: G gradients of L_G(D(d_inputs(G(z, y)))) + G penalties
+        (ortho_reg, Eq. 3, beta = model.ortho_reg)
+    G update on the mean of those gradients
     post-step hooks (cross-replica context), then the EMA of G's weights (ema.py)
+
+Gradient accumulation (not in the paper, whose batch of 2,048 ran on a TPU pod; BigGAN-PyTorch's
+--num_D_accumulations / --num_G_accumulations, train_fns.py): an update of effective batch
+batch_size x k with the activation memory of one micro-batch of batch_size. Each micro-batch's
+loss (and penalties) is divided by k, so the summed gradients are their mean. The micro-batches
+are a Python loop inside the replica step, each pass starting once the previous pass's gradients
+are summed (a control-dependency barrier, as between D steps): one micro-batch's activations are
+alive at a time, plus one gradient-sized accumulator. The optimiser, which all-reduces, runs once
+per update: one all-reduce per update, not per micro-batch. A graph while_loop would trace one
+pass instead of k, but MirroredStrategy's synchronisation points (cross-replica BatchNorm, the
+optimiser) may not sit inside control flow. BatchNorm statistics are those of each micro-batch,
+as in BigGAN-PyTorch (not those of the effective batch).
 
 Extension points (so augmentation, stability and speed plug in without editing `replica_step`):
 - `d_inputs(images, step, substep)`: a differentiable function applied to EVERY image D sees,
-  real and fake, in D and G steps (augmentation). Default: the identity.
+  real and fake, in D and G steps (augmentation). Default: the identity. With accumulation
+  (k > 1 for that update) it, `d_extra` and `latents` are also passed `micro=` (0..k-1, a Python
+  int), and penalty contexts carry `micro`: hooks that draw random numbers fold it into their keys
+  (`micro_key`), so each micro-batch gets its own draws and micro-batch 0 those of k = 1.
 - `d_penalties` / `g_penalties`: lists of `PenaltyTerm(name, fn)`; `fn(ctx)` is called inside the
   step's GradientTape with a `DContext` / `GContext` and returns this replica's share of a loss
   (already divided as the all-reduce needs: a per-example mean over the GLOBAL batch, or a global
   quantity divided by the replica count). It is added to the loss and logged as metric `name`.
-- `latents`: the sampler of (z, y) for a (step, substep); default `LatentSampler` (seeds.py
+- `latents`: the sampler of (z, y) for a (step, substep[, micro]); default `LatentSampler` (seeds.py
   streams train_z / train_y). Replace it to draw training latents differently (Appendix E).
 - `post_step`: callables `fn(step)` run in cross-replica context after each step, before the EMA
   (e.g. weight clamps).
@@ -35,6 +55,7 @@ the RNG state (compare_gan used stateless per-step RNG on TPU because TPUs ignor
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -47,11 +68,29 @@ from tf_biggan.training.losses import D_LOSSES, G_LOSSES
 BASE_METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")
 
 
+def micro_key(key, micro: int = 0):
+    """The stateless key of micro-batch `micro` (a Python int) of a pass keyed `key`: `key` itself for
+    micro-batch 0 (so k = 1 draws what a run without accumulation draws), else `key` folded with it."""
+    return key if not micro else tf.random.experimental.stateless_fold_in(key, micro)
+
+
+def _micro(k: int, m: int) -> dict:
+    """The micro-batch keyword of a hook call: passed only when accumulating (hooks written for k = 1
+    keep working)."""
+    return {"micro": m} if k > 1 else {}
+
+
+def _dense(grad):
+    """A gradient as a dense tensor (an embedding's IndexedSlices cannot be summed as they are)."""
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+
+
 class LatentSampler:
     """(z, y) of this replica: its slice of a global batch drawn from (seed, step, substep).
 
     z ~ N(0, I), y uniform over the classes (the paper's training distribution), stateless from the
-    named streams train_z / train_y (tf_biggan.seeds) with counter step * (disc_steps + 1) + substep.
+    named streams train_z / train_y (tf_biggan.seeds) with counter step * (disc_steps + 1) + substep,
+    folded with the micro-batch index under accumulation (micro_key).
     """
 
     def __init__(self, dim_z: int, num_classes: int, global_batch: int, num_replicas: int, disc_steps: int,
@@ -60,15 +99,20 @@ class LatentSampler:
         self.global_batch, self.local_batch = global_batch, global_batch // num_replicas
         self.disc_steps, self.seed = disc_steps, seed
 
-    def global_latents(self, step, substep: int):
+    def keys(self, step, substep: int, micro: int = 0):
+        """The stateless keys (z's, y's) of a pass."""
         counter = tf.cast(step, tf.int64) * (self.disc_steps + 1) + substep
-        z = tf.random.stateless_normal((self.global_batch, self.dim_z), seed=seeds.key("train_z", self.seed, counter))
-        y = tf.random.stateless_uniform((self.global_batch,), seed=seeds.key("train_y", self.seed, counter),
-                                        maxval=self.num_classes, dtype=tf.int32)
+        return (micro_key(seeds.key("train_z", self.seed, counter), micro),
+                micro_key(seeds.key("train_y", self.seed, counter), micro))
+
+    def global_latents(self, step, substep: int, micro: int = 0):
+        z_key, y_key = self.keys(step, substep, micro)
+        z = tf.random.stateless_normal((self.global_batch, self.dim_z), seed=z_key)
+        y = tf.random.stateless_uniform((self.global_batch,), seed=y_key, maxval=self.num_classes, dtype=tf.int32)
         return z, y
 
-    def __call__(self, step, substep: int):
-        z, y = self.global_latents(step, substep)
+    def __call__(self, step, substep: int, micro: int = 0):
+        z, y = self.global_latents(step, substep, micro)
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
         start = tf.cast(replica, tf.int32) * self.local_batch
@@ -90,6 +134,7 @@ class DContext:
     global_batch: int
     num_replicas: int
     extra_logits: Optional[tf.Tensor] = None  # D's outputs on d_extra's images, if any
+    micro: int = 0  # the micro-batch of the update (gradient accumulation)
 
 
 @dataclasses.dataclass
@@ -103,6 +148,7 @@ class GContext:
     fake_logits: tf.Tensor
     global_batch: int
     num_replicas: int
+    micro: int = 0  # the micro-batch of the update (gradient accumulation)
 
 
 @dataclasses.dataclass
@@ -134,6 +180,7 @@ class TrainStep:
         self.g, self.d, self.g_opt, self.d_opt, self.ema = g, d, g_opt, d_opt, ema
         self.step_var = step_var
         self.disc_steps = cfg.disc_steps
+        self.d_accumulations, self.g_accumulations = cfg.d_accumulations, cfg.g_accumulations
         self.num_replicas = strategy.num_replicas_in_sync
         self.global_batch = cfg.batch_size
         self.local_batch = self.global_batch // self.num_replicas
@@ -152,9 +199,9 @@ class TrainStep:
         self._update_fn = self.replica_update
         self._shared_d_update: Optional[Callable] = None  # D's step traced once for all substeps
 
-    def d_inputs(self, images, step, substep: int):
+    def d_inputs(self, images, step, substep: int, micro: int = 0):
         """Every image D sees passes through here (augmentation hook); the identity by default."""
-        del step, substep
+        del step, substep, micro
         return images
 
     @property
@@ -163,61 +210,104 @@ class TrainStep:
 
     # ------------------------------------------------------------------ the paper's step
     def replica_step(self, real_batches, step) -> Dict[str, tf.Tensor]:
-        """`disc_steps` D steps, one G step on this replica; each metric is this replica's share."""
+        """`disc_steps` D updates, one G update on this replica; each metric is this replica's share.
+        `real_batches`: disc_steps x d_accumulations batches, D update s's micro-batch m at s * k + m."""
         # The latents are drawn outside the update, which train.jit_compile compiles with XLA: XLA's
         # float stateless draws are other numbers than TF's for the same key (tests/test_xla.py),
         # so drawing them here keeps the trajectory of a jit-compiled run the same.
-        latents = [self.latents(step, k) for k in range(self.disc_steps + 1)]
+        kd, kg = self.d_accumulations, self.g_accumulations
+        latents = [[self.latents(step, s, **_micro(kd, m)) for m in range(kd)] for s in range(self.disc_steps)]
+        latents.append([self.latents(step, self.disc_steps, **_micro(kg, m)) for m in range(kg)])
         return self._update_fn(real_batches, step, latents)
 
     def replica_update(self, real_batches, step, latents) -> Dict[str, tf.Tensor]:
-        """The updates of `replica_step` given this replica's latents [(z, y)] * (disc_steps + 1)."""
-        gb = self.global_batch
-        # Each pass (a D step, then the G step) starts once the previous pass's backward is done.
-        # Without this the graph only orders G's passes among themselves (they share G's
-        # variables), so the executor ran the G step's taped forward (G activations kept for its
-        # backward) and the next pass's G forward during a D step's backward, holding both passes'
-        # activations at the peak. Same ops and values, one pass's activations alive at a time.
+        """The updates of `replica_step` given this replica's latents: for each D update, then the G
+        update, a list [(z, y)] of its micro-batches' (one without accumulation)."""
+        kd, kg = self.d_accumulations, self.g_accumulations
+        # Each pass (a D micro-batch or step, then the G ones) starts once the previous pass's
+        # backward is done. Without this the graph only orders G's passes among themselves (they
+        # share G's variables), so the executor ran the G step's taped forward (G activations kept
+        # for its backward) and the next pass's G forward during a D step's backward, holding both
+        # passes' activations at the peak. Same ops and values, one pass's activations alive at a time.
         barrier = []
         shared = self.d_trace_shareable()
         if shared and self._shared_d_update is None:
-            # The D steps of one step differ only in their inputs: one traced function called
-            # disc_steps times instead of disc_steps copies (BigGAN-128: a quarter of the step's ops
-            # and ~2 s of its first trace; issue 14, start-up). The runtime inlines the calls: the
-            # same ops, the same values bit for bit on the tests' model (tests/test_training_step.py);
-            # at BigGAN-128 Grappler rewrites the inlined graph a little differently, and 2 steps end
-            # within 2e-4 (relative) of the unrolled kernels, where one intra-op thread instead of
-            # two moves them by 1.3e-3.
-            self._shared_d_update = tf.function(self.d_update, autograph=False)
-        for k, (x_real, y_real) in enumerate(real_batches):
-            z, y_fake = latents[k]
-            with tf.control_dependencies(barrier):
-                if shared:
-                    barrier, metrics = self._shared_d_update(x_real, y_real, z, y_fake, step, tf.constant(k))
-                else:
-                    barrier, metrics = self.d_update(x_real, y_real, z, y_fake, step, k)
+            # The D passes of one step differ only in their inputs: one traced function called
+            # disc_steps x d_accumulations times instead of as many copies (BigGAN-128: a quarter of
+            # the step's ops and ~2 s of its first trace; issue 14, start-up). The runtime inlines the
+            # calls: the same ops, the same values bit for bit on the tests' model
+            # (tests/test_training_step.py); at BigGAN-128 Grappler rewrites the inlined graph a
+            # little differently, and 2 steps end within 2e-4 (relative) of the unrolled kernels,
+            # where one intra-op thread instead of two moves them by 1.3e-3.
+            self._shared_d_update = tf.function(
+                self.d_update if kd == 1 else functools.partial(self.d_gradients, accumulations=kd),
+                autograph=False)
+        metrics = {}
+        for s in range(self.disc_steps):
+            micro_batches = real_batches[s * kd:(s + 1) * kd]
+            if kd == 1:
+                (x_real, y_real), (z, y_fake) = micro_batches[0], latents[s][0]
+                with tf.control_dependencies(barrier):
+                    if shared:
+                        barrier, metrics = self._shared_d_update(x_real, y_real, z, y_fake, step, tf.constant(s))
+                    else:
+                        barrier, metrics = self.d_update(x_real, y_real, z, y_fake, step, s)
+                continue
 
-        z, y = latents[self.disc_steps]
-        with tf.control_dependencies(barrier), tf.GradientTape() as tape:
-            x_fake = self.g((z, y), training=True)
-            fake_logits = self.d((self.d_inputs(x_fake, step, self.disc_steps), y), training=True)
-            g_loss = self.g_loss_fn(fake_logits, gb)
-            ctx = GContext(step, z, y, x_fake, fake_logits, gb, self.num_replicas)
-            penalties = {p.name: p.fn(ctx) for p in self.g_penalties}
-            g_total = g_loss + sum(penalties.values())
-        grads = tape.gradient(g_total, self.g.trainable_variables)
+            def d_pass(m, s=s, micro_batches=micro_batches):
+                (x_real, y_real), (z, y_fake) = micro_batches[m], latents[s][m]
+                if shared:
+                    return self._shared_d_update(x_real, y_real, z, y_fake, step, tf.constant(s))
+                return self.d_gradients(x_real, y_real, z, y_fake, step, s, micro=m, accumulations=kd)
+            grads, metrics = self._accumulate(d_pass, kd, barrier)
+            self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+            barrier = _done(grads)
+
+        if kg == 1:
+            z, y = latents[self.disc_steps][0]
+            with tf.control_dependencies(barrier):
+                grads, g_metrics = self.g_gradients(z, y, step)
+        else:
+            grads, g_metrics = self._accumulate(
+                lambda m: self.g_gradients(*latents[self.disc_steps][m], step, micro=m, accumulations=kg), kg, barrier)
         self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
-        metrics.update(g_loss=g_loss, **penalties)
+        metrics.update(g_metrics)
         return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
 
+    @staticmethod
+    def _accumulate(pass_fn, k: int, barrier):
+        """(sum of the gradients, mean of the metrics) of pass_fn(m) -> (gradients, metrics) over the
+        k micro-batches m; each pass starts once the sum of the previous ones is done, so one
+        micro-batch's activations and one gradient-sized sum are alive at a time."""
+        total, sums = None, None
+        for m in range(k):
+            with tf.control_dependencies(barrier):
+                grads, metrics = pass_fn(m)
+            grads = [None if g is None else _dense(g) for g in grads]
+            total = grads if total is None else [a if g is None else g if a is None else a + g
+                                                 for a, g in zip(total, grads)]
+            barrier = _done(total)
+            metrics = {n: tf.cast(v, tf.float32) for n, v in metrics.items()}
+            sums = metrics if sums is None else {n: sums[n] + v for n, v in metrics.items()}
+        return total, {n: v / k for n, v in sums.items()}
+
     def d_update(self, x_real, y_real, z, y_fake, step, k):
-        """One D step (substep k) on this replica: (its gradients, as a barrier list; D's metrics)."""
+        """One D step (substep k) on this replica, without accumulation: (its gradients, as a
+        barrier list; D's metrics)."""
+        grads, metrics = self.d_gradients(x_real, y_real, z, y_fake, step, k)
+        self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
+        return _done(grads), metrics
+
+    def d_gradients(self, x_real, y_real, z, y_fake, step, k, micro: int = 0, accumulations: int = 1):
+        """D's gradients of one pass (substep k, micro-batch `micro` of `accumulations`) on this
+        replica, the loss divided by `accumulations`; (gradients, D's metrics, undivided)."""
         gb = self.global_batch
         x_fake = self.g((z, y_fake), training=True)
         x_real, y_real = tf.cast(x_real, x_fake.dtype), tf.cast(y_real, tf.int32)
-        extra = self.d_extra(step, k) if self.d_extra is not None else None
+        hook = _micro(accumulations, micro)
+        extra = self.d_extra(step, k, **hook) if self.d_extra is not None else None
         with tf.GradientTape() as tape:
-            images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k)
+            images = self.d_inputs(tf.concat([x_real, x_fake], 0), step, k, **hook)
             d_images, d_labels = images, tf.concat([y_real, y_fake], 0)
             if extra is not None:
                 d_images = tf.concat([images, tf.cast(extra[0], images.dtype)], 0)
@@ -227,14 +317,32 @@ class TrainStep:
             real_logits, fake_logits = logits[:lb], logits[lb:2 * lb]
             d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
             ctx = DContext(step, k, images[:lb], y_real, images[lb:], y_fake, real_logits, fake_logits, gb,
-                           self.num_replicas, extra_logits=logits[2 * lb:] if extra is not None else None)
+                           self.num_replicas, extra_logits=logits[2 * lb:] if extra is not None else None,
+                           micro=micro)
             penalties = {p.name: p.fn(ctx) for p in self.d_penalties}
             d_total = d_loss + sum(penalties.values())
+            if accumulations > 1:
+                d_total = d_total / accumulations
         grads = tape.gradient(d_total, self.d.trainable_variables)
-        self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
         share = lambda v: tf.reduce_sum(tf.cast(v, tf.float32)) / gb  # noqa: E731
-        return _done(grads), dict(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part,
-                                  d_real=share(real_logits), d_fake=share(fake_logits), **penalties)
+        return grads, dict(d_loss=d_loss, d_loss_real=d_real_part, d_loss_fake=d_fake_part,
+                           d_real=share(real_logits), d_fake=share(fake_logits), **penalties)
+
+    def g_gradients(self, z, y, step, micro: int = 0, accumulations: int = 1):
+        """G's gradients of one pass (micro-batch `micro` of `accumulations`) on this replica, the loss
+        divided by `accumulations`; (gradients, G's metrics, undivided)."""
+        gb = self.global_batch
+        with tf.GradientTape() as tape:
+            x_fake = self.g((z, y), training=True)
+            images = self.d_inputs(x_fake, step, self.disc_steps, **_micro(accumulations, micro))
+            fake_logits = self.d((images, y), training=True)
+            g_loss = self.g_loss_fn(fake_logits, gb)
+            ctx = GContext(step, z, y, x_fake, fake_logits, gb, self.num_replicas, micro=micro)
+            penalties = {p.name: p.fn(ctx) for p in self.g_penalties}
+            g_total = g_loss + sum(penalties.values())
+            if accumulations > 1:
+                g_total = g_total / accumulations
+        return tape.gradient(g_total, self.g.trainable_variables), dict(g_loss=g_loss, **penalties)
 
     # ------------------------------------------------------------------ several steps in one graph
     def _steps(self, iterator, num_steps):
@@ -243,7 +351,7 @@ class TrainStep:
         names = self.metric_names
 
         def body(i, metrics):
-            batches = [next(iterator) for _ in range(self.disc_steps)]
+            batches = [next(iterator) for _ in range(self.disc_steps * self.d_accumulations)]
             step = tf.convert_to_tensor(self.step_var)
             per_replica = self.strategy.run(self.replica_step, args=(batches, step))
             metrics = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[k], axis=None)
@@ -258,14 +366,14 @@ class TrainStep:
         return tf.while_loop(lambda i, _: i < num_steps, body, start)[1]
 
     def d_trace_shareable(self) -> bool:
-        """Whether the D steps can share one trace: several D steps on one device (MirroredStrategy's
+        """Whether the D passes can share one trace: several D steps or micro-batches on one device (MirroredStrategy's
         merge_call, which the optimiser and cross-replica BatchNorm make, refuses to run inside a
         nested function), and no hook that reads the substep as a Python number (d_inputs, d_extra,
         D penalties: augmentation and the stability knobs branch on it)."""
         one_device = (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
                       or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
         default_inputs = getattr(self.d_inputs, "__func__", None) is TrainStep.d_inputs
-        return (self.disc_steps > 1 and one_device and default_inputs and self.d_extra is None
+        return (self.disc_steps * self.d_accumulations > 1 and one_device and default_inputs and self.d_extra is None
                 and not self.d_penalties)
 
     def compile(self, jit_compile: Optional[bool] = None) -> Callable:

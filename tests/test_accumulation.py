@@ -1,0 +1,256 @@
+"""Gradient accumulation (train.d_accumulations / train.g_accumulations; training/step.py).
+
+With k accumulations an update applies the mean of k micro-batch gradients, each micro-batch with
+its own real batch and latents and its own BatchNorm statistics (BigGAN-PyTorch's train_fns.py):
+checked against the gradients computed one by one, eagerly, by a tape written here. Two replicas
+give one device's step with one optimiser apply (one all-reduce) per update, a killed run resumes
+on the same trajectory, and a bad value is a one-line error.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import mirrored_strategy
+from tf_biggan import seeds
+from tf_biggan.config import load_hparams
+from tf_biggan.data.pipeline import make_dataset
+from tf_biggan.layers.ortho_reg import ortho_reg
+from tf_biggan.training.trainer import GANTrainer, prepare_model_dir, train_from_flags
+
+pytestmark = pytest.mark.xdist_group("accumulation")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Adam divides a gradient by its own size: a weight whose gradient is mathematically zero (a conv
+# bias before BatchNorm) moves by +-lr on float noise; a larger epsilon keeps comparisons about
+# real gradients (as tests/test_train.py does).
+TINY = "model.ch=4,train.batch_size=8,train.steps_per_loop=1,train.adam_epsilon=1.0e-3"
+
+
+def tiny_hp(extra: str):
+    return load_hparams(None, f"{TINY},{extra}")
+
+
+class Recorder:
+    """Stands in for an optimiser in the step: counts `apply_gradients` calls at trace time (each is
+    one all-reduce of the gradients under a strategy) and, when `variables` is given (one device),
+    keeps the gradients of every update in variables before applying them."""
+
+    def __init__(self, optimizer, variables=None, updates: int = 0):
+        self._optimizer, self.calls = optimizer, 0
+        self.kept = ([[tf.Variable(tf.zeros_like(v)) for v in variables] for _ in range(updates)]
+                     if variables is not None else None)
+
+    def apply_gradients(self, grads_and_vars):
+        grads_and_vars = list(grads_and_vars)
+        if self.kept is not None:
+            for keep, (grad, _) in zip(self.kept[self.calls], grads_and_vars):
+                keep.assign(tf.convert_to_tensor(grad))
+        self.calls += 1
+        return self._optimizer.apply_gradients(grads_and_vars)
+
+    def __getattr__(self, name):
+        return getattr(self._optimizer, name)
+
+
+def _latents(hp, step: int, substep: int, micro: int):
+    """(z, y) of a pass, from the seed streams directly: counter step x (disc_steps + 1) + substep,
+    the key folded with the micro-batch index beyond micro-batch 0."""
+    counter = step * (hp.train.disc_steps + 1) + substep
+    keys = [seeds.key(name, hp.train.seed, counter) for name in ("train_z", "train_y")]
+    if micro:
+        keys = [tf.random.experimental.stateless_fold_in(k, micro) for k in keys]
+    z = tf.random.stateless_normal((hp.train.batch_size, hp.model.dim_z), seed=keys[0])
+    y = tf.random.stateless_uniform((hp.train.batch_size,), seed=keys[1], maxval=hp.data.num_classes, dtype=tf.int32)
+    return z, y
+
+
+def _mean(grads_per_micro):
+    return [tf.add_n([tf.convert_to_tensor(g[i]) for g in grads_per_micro]) / len(grads_per_micro)
+            for i in range(len(grads_per_micro[0]))]
+
+
+def test_update_applies_the_mean_of_the_micro_batch_gradients():
+    """2 D steps x 2 micro-batches, then 3 G micro-batches: each update's gradient equals the mean of
+    its micro-batches' gradients computed one at a time (hinge losses written out here, BN in
+    training mode on each micro-batch, D micro-batch m of D step s on real batch s * k + m)."""
+    kd, kg = 2, 3
+    hp = tiny_hp(f"train.disc_steps=2,train.d_accumulations={kd},train.g_accumulations={kg}")
+    stepped = GANTrainer(hp, verbose=False)
+    reference = GANTrainer(hp, verbose=False)  # the same initial weights (train.seed)
+    ts = stepped.train_step
+    ts.d_opt = d_rec = Recorder(ts.d_opt, stepped.d.trainable_variables, updates=2)
+    ts.g_opt = g_rec = Recorder(ts.g_opt, stepped.g.trainable_variables, updates=1)
+    metrics = stepped.train_steps(1)
+    assert (d_rec.calls, g_rec.calls) == (2, 1)  # one apply (all-reduce) per update, not per micro-batch
+
+    g, d = reference.g, reference.d
+    reals = iter(make_dataset(hp.data, hp.model.resolution, hp.train.batch_size))
+    for s in range(2):
+        per_micro, losses = [], []
+        for m in range(kd):
+            x, y = next(reals)
+            z, y_fake = _latents(hp, 0, s, m)
+            x_fake = g((z, y_fake), training=True)
+            with tf.GradientTape() as tape:
+                logits = d((tf.concat([x, x_fake], 0), tf.concat([y, y_fake], 0)), training=True)
+                loss = (tf.reduce_mean(tf.nn.relu(1.0 - logits[:8])) + tf.reduce_mean(tf.nn.relu(1.0 + logits[8:])))
+            per_micro.append(tape.gradient(loss, d.trainable_variables))
+            losses.append(float(loss))
+        expected = _mean(per_micro)
+        for want, got, v in zip(expected, d_rec.kept[s], d.trainable_variables):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-4, atol=2e-6, err_msg=f"D step {s}: {v.path}")
+        # Not vacuous: the mean differs from one micro-batch's gradient.
+        assert not all(np.allclose(a.numpy(), tf.convert_to_tensor(b).numpy(), rtol=1e-2)
+                       for a, b in zip(expected, per_micro[0]))
+        reference.d_opt.apply_gradients(zip(expected, d.trainable_variables))
+    assert metrics["d_loss"] == pytest.approx(np.mean(losses), rel=1e-4)  # the last D update's mean
+
+    per_micro, losses = [], []
+    for m in range(kg):
+        z, y = _latents(hp, 0, 2, m)
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(d((g((z, y), training=True), y), training=True))
+            total = loss + ortho_reg(g.ortho_reg_kernels(), hp.model.ortho_reg)
+        per_micro.append(tape.gradient(total, g.trainable_variables))
+        losses.append(float(loss))
+    for want, got, v in zip(_mean(per_micro), g_rec.kept[0], g.trainable_variables):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-4, atol=2e-6, err_msg=f"G: {v.path}")
+    assert metrics["g_loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    # BN's moving statistics saw every micro-batch of every pass (G ran 2 x 2 + 3 times in both).
+    for a, b in zip(stepped.g.non_trainable_variables, g.non_trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
+
+
+def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
+    """2 replicas x 2 micro-batches == one device x 2 on the same global micro-batches, with ADA
+    augmenting every micro-batch (its own draws; p set to 0.5) and counting all their reals."""
+    hp = tiny_hp("train.disc_steps=1,train.d_accumulations=2,train.g_accumulations=2,augment.kind=ada,"
+                 "augment.interval=100")
+    runs = []
+    for strategy in (tf.distribute.get_strategy(), mirrored_strategy(2)):
+        trainer = GANTrainer(hp, strategy, verbose=False)
+        trainer.augment.p.assign(0.5)
+        ts = trainer.train_step
+        ts.d_opt, ts.g_opt = Recorder(ts.d_opt), Recorder(ts.g_opt)
+        metrics = trainer.train_steps(1)
+        replicas = strategy.num_replicas_in_sync
+        # The replica function is traced once per replica: one apply per update and replica.
+        assert (ts.d_opt.calls, ts.g_opt.calls) == (replicas, replicas)
+        assert float(trainer.augment.count.numpy()) == 8 * 1 * 2  # batch x D steps x micro-batches
+        assert abs(float(trainer.augment.sign_sum.numpy())) <= 16
+        weights = [v.numpy() for v in trainer.g.weights + trainer.d.weights + trainer.ema_g.weights]
+        runs.append((weights, metrics))
+    (w1, m1), (w2, m2) = runs
+    for a, b in zip(w1, w2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for k in m1:
+        assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-5), k
+
+
+def test_resume_with_accumulation_stays_on_the_trajectory(tmp_path):
+    """A run checkpointed at step 2 that dies later resumes to the uninterrupted weights at step 4:
+    the input replay skips step x disc_steps x d_accumulations batches."""
+    tf.config.experimental.enable_op_determinism()
+    try:
+        hp = tiny_hp("train.disc_steps=2,train.d_accumulations=2,train.g_accumulations=2,train.train_steps=4,"
+                     "train.save_every=2,train.log_every=2,train.sv_every=100,train.sample_every=100,"
+                     "train.sample_stats_passes=1,train.sample_stats_batch=8")
+        flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None)
+        prepare_model_dir(hp, flags.model_dir)
+        straight = GANTrainer(hp, model_dir=flags.model_dir, verbose=False)
+        assert straight.images_per_step == 16  # images/s counts every G micro-batch
+        straight.fit(2)
+        straight.train_steps(2)  # never saved: the process "dies" after step 4 with ckpt-2 on disk
+        resumed, report = train_from_flags(hp, flags)
+        assert int(resumed.step.numpy()) == 4 and report["step"] == 4
+        # The training state; EMA-G's own statistics and SN vectors are the monitoring grid's, not
+        # training's (the two runs drew a different number of grids).
+        state = lambda t: (t.g.weights + t.d.weights + t.ema_g.trainable_weights + t.g_opt.variables  # noqa: E731
+                           + t.d_opt.variables)
+        for a, b in zip(state(straight), state(resumed)):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    finally:
+        disable = getattr(tf.config.experimental, "disable_op_determinism", None)
+        if disable:
+            disable()
+
+
+def cli(*args, timeout=600, wait=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "tf_biggan.main", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("override, key", [("train.d_accumulations=0", "train.d_accumulations"),
+                                           ("train.g_accumulations=-2", "train.g_accumulations")])
+def test_bad_accumulations_are_one_line_errors(tmp_path, override, key):
+    proc = cli("--mode=train", f"--model_dir={tmp_path / 'run'}", f"--hparams_overrides={override}", timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "must be >= 1" in lines[0], proc.stderr
+    assert not os.path.exists(tmp_path / "run")
+
+
+CLI_RUN = ("model.ch=4,train.batch_size=8,train.disc_steps=1,train.d_accumulations=2,train.g_accumulations=2,"
+           "train.steps_per_loop=1,train.log_every=1,train.save_every=1,train.keep_checkpoints=20,"
+           "train.sv_every=100,train.sample_every=100,train.sample_columns=2,train.sample_stats_passes=1,"
+           "train.sample_stats_batch=8,train.train_steps=8")
+
+
+def _final_weights(model_dir):
+    path = tf.train.latest_checkpoint(model_dir)
+    return path, {name: tf.train.load_variable(path, name) for name, _ in tf.train.list_variables(path)
+                  if name.startswith(("generator/", "discriminator/", "ema_generator/"))}
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_through_the_cli(tmp_path):
+    """`--mode=train` with accumulation killed with SIGKILL after a checkpoint, rerun: the final
+    weights are the uninterrupted run's."""
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    assert cli("--mode=train", f"--model_dir={straight}", f"--hparams_overrides={CLI_RUN}").returncode == 0
+    proc = cli("--mode=train", f"--model_dir={killed}", f"--hparams_overrides={CLI_RUN}", wait=False)
+    deadline = time.time() + 600
+    while not tf.io.gfile.glob(os.path.join(killed, "ckpt-3.index")) and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    died_at = tf.train.latest_checkpoint(killed)
+    assert died_at and not died_at.endswith("ckpt-8"), died_at  # killed mid-run
+    rerun = cli("--mode=train", f"--model_dir={killed}", f"--hparams_overrides={CLI_RUN}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from" in rerun.stdout and "x 2 (D) / 2 (G) accumulated micro-batches" in rerun.stdout
+    (path_a, a), (path_b, b) = _final_weights(straight), _final_weights(killed)
+    assert path_a.endswith("ckpt-8") and path_b.endswith("ckpt-8") and a.keys() == b.keys() and a
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jit, dtype", [(True, "float32"), (False, "mixed_bfloat16")])
+def test_jit_compile_and_bfloat16_with_accumulation(jit, dtype):
+    """train.jit_compile compiles the micro-batch loop with XLA (the same step within float rounding);
+    mixed bf16 accumulates float32 gradients of float32 variables and trains."""
+    extra = f"train.disc_steps=1,train.d_accumulations=2,train.g_accumulations=2,model.dtype={dtype}"
+    plain = GANTrainer(tiny_hp(extra), verbose=False)
+    other = GANTrainer(tiny_hp(extra + f",train.jit_compile={str(jit).lower()}"), verbose=False)
+    before = [v.numpy() for v in plain.g.trainable_weights]
+    m1, m2 = plain.train_steps(2), other.train_steps(2)
+    assert all(np.isfinite(v) for v in list(m1.values()) + list(m2.values()))
+    assert any(not np.allclose(b, v.numpy()) for b, v in zip(before, plain.g.trainable_weights))
+    if jit:
+        for a, b in zip(plain.g.weights + plain.d.weights, other.g.weights + other.d.weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4, err_msg=a.path)
+    else:
+        assert all(v.dtype == tf.float32 for v in other.g.weights + other.d.weights)
