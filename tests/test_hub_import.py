@@ -125,3 +125,44 @@ def test_not_a_module_is_a_one_line_cli_error(tmp_path):
                           f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "variables.index is missing" in out.stderr
+
+
+TINY_EVAL = ("data.kind=digits,eval.num_samples=20,eval.batch_size=10,eval.standing_stats_passes=1,"
+             "eval.standing_stats_batch=4,eval.is_splits=2,eval.real_max_examples=100,eval.classifier_epochs=1,"
+             "eval.classifier_max_examples=200,eval.truncations=[0.5,1.0],eval.export_truncations=[0.5,1.0]")
+
+
+def _cli(*args, check=True):
+    out = subprocess.run([sys.executable, "-m", "tf_biggan.main", *args], capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_import_then_sweep_export_synthesize_and_fine_tune_through_the_cli(tmp_path):
+    """The acceptance chain on a reduced-width biggan-deep-128/1 module: import_hub, sweep, export,
+    synthesize at a truncation, then a few training steps on other data (10 digit classes: the class
+    embedding is re-initialised, G starts from the module, D from scratch)."""
+    module, run = str(tmp_path / "module"), str(tmp_path / "run")
+    write_official_module("biggan-deep-128/1", module, ch=4, seed=2)
+    _cli("--mode=import_hub", f"--module={module}", f"--model_dir={run}", f"--hparams_overrides={TINY_EVAL}")
+    _cli("--mode=sweep", f"--model_dir={run}")
+    with open(os.path.join(run, "sweep_report.json")) as f:
+        sweep = json.load(f)
+    assert [round(p["truncation"], 2) for p in sweep["points"]] == [0.5, 1.0]
+    assert all(np.isfinite(p["fid"]) for p in sweep["points"])
+    _cli("--mode=export", f"--model_dir={run}")
+    with open(os.path.join(run, "export", "assets", "metadata.json")) as f:
+        assert json.load(f)["latent_convention"] == "hub_notebook"
+    out = str(tmp_path / "synthetic")
+    _cli("--mode=synthesize", f"--model_dir={run}", f"--output_dir={out}", "--truncation=0.5",
+         "--images_per_class=1", "--num_shards=2")
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["latent_convention"] == "hub_notebook" and manifest["num_images"] == 1000
+    fine = _cli("--mode=train", f"--model_dir={run}", "--train_steps=2",
+                "--hparams_overrides=data.num_classes=10,train.batch_size=4,train.save_every=2,train.log_every=1,"
+                "train.sv_every=2,train.sample_every=100,train.sample_stats_passes=1,train.sample_stats_batch=4")
+    assert "class embedding re-initialised (1000 -> 10 classes)" in fine.stderr + fine.stdout
+    assert os.path.exists(os.path.join(run, "ckpt-2.index"))

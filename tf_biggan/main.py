@@ -56,10 +56,11 @@ flags.DEFINE_integer("num_workers", None, "--mode=synthesize: hosts sharing the 
                      lower_bound=1)
 flags.DEFINE_integer("worker_index", None, "--mode=synthesize: this host's index; it writes shards i with i % num_workers == index.",
                      lower_bound=0)
-flags.DEFINE_enum("latent_convention", "paper_resample", ["paper_resample", "cas_resample", "hub_notebook"],
+flags.DEFINE_enum("latent_convention", None, ["paper_resample", "cas_resample", "hub_notebook"],
                   "--mode=synthesize latents: BigGAN's resampling beyond --truncation (Section 3.1), CAS's "
                   "resampling beyond 2 x --truncation (CAS A.1 footnote 5), or the TF-Hub notebook's "
-                  "truncation x truncnorm(-2, 2) (tensorflow/hub#214).")
+                  "truncation x truncnorm(-2, 2) (tensorflow/hub#214). Default: the run's "
+                  "eval.latent_convention (hub_notebook for an imported TF-Hub generator), or the module's.")
 flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).",
                      lower_bound=1)
 # Classification Accuracy Score (tf_biggan/cas/) and the main job.
@@ -165,7 +166,14 @@ def main(argv) -> int:
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
-        hp = load_hparams(FLAGS.hparams, overrides)
+        hparams_file = FLAGS.hparams
+        if FLAGS.mode == "train" and not hparams_file and FLAGS.model_dir:
+            from tf_biggan import paths
+
+            # a run made by --mode=import_hub: fine-tune from its own configuration
+            if paths.exists(os.path.join(FLAGS.model_dir, "import.json")):
+                hparams_file = os.path.join(FLAGS.model_dir, "hparams.yaml")
+        hp = load_hparams(hparams_file, overrides)
         precheck(FLAGS.mode, hp, FLAGS)
         # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
         # collectives must precede the runtime's initialisation.

@@ -38,15 +38,17 @@ from tf_biggan import atomic, paths, seeds
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
 from tf_biggan.layers.batch_norm import batch_norm_layers, stats_from
-from tf_biggan.sampling.latents import truncated_z
+from tf_biggan.sampling.latents import convention_z, truncated_z
 from tf_biggan.sampling.standing_stats import apply_standing_stats, get_bn_stats, set_bn_stats
 
 LATENT_CONVENTION = "paper_resample"
 
 
 def standing_stats_grid(generator, truncations: Sequence[float], num_passes: int, batch_size: int,
-                        seed: int = 0):
-    """Standing statistics per truncation threshold, then for untruncated z (the last entry).
+                        seed: int = 0, convention: str = LATENT_CONVENTION):
+    """Standing statistics per truncation in the latent `convention`, then for untruncated z (the
+    last entry). An imported BigGAN-deep module's statistics rows are used as they are
+    (`apply_standing_stats`).
 
     Returns {moving_mean path: (means [T+1, C], vars [T+1, C])}. The generator's own statistics
     are left as they were.
@@ -54,7 +56,8 @@ def standing_stats_grid(generator, truncations: Sequence[float], num_passes: int
     saved = get_bn_stats(generator)
     per_truncation = []
     for threshold in list(truncations) + [0.0]:
-        apply_standing_stats(generator, threshold, num_passes, batch_size, seed)
+        apply_standing_stats(generator, threshold, num_passes, batch_size, seed,
+                             convention=convention if threshold > 0 else LATENT_CONVENTION)
         per_truncation.append(get_bn_stats(generator))
     set_bn_stats(generator, saved)
     tables = {}
@@ -84,9 +87,10 @@ def interpolate_stats(grid, means, variances, truncation):
 class GeneratorModule(tf.Module):
     """What the SavedModel holds: the generator, the statistics tables and the metadata asset."""
 
-    def __init__(self, generator, truncations, tables, metadata_path: str):
+    def __init__(self, generator, truncations, tables, metadata_path: str, convention: str = LATENT_CONVENTION):
         super().__init__(name="biggan")
         self.generator = generator
+        self.convention = convention
         self.truncation_grid = tf.constant(np.asarray(truncations, np.float32))
         self.stats_means = {}
         self.stats_vars = {}
@@ -115,18 +119,24 @@ class GeneratorModule(tf.Module):
         return {"default": images}
 
     def _sample_latents(self, batch_size, seed, truncation):
-        z = truncated_z(tf.stack([batch_size, self.generator.dim_z]), truncation, seeds.key("synthesize", seed, 0))
+        shape = tf.stack([batch_size, self.generator.dim_z])
+        if self.convention == LATENT_CONVENTION:
+            z = truncated_z(shape, truncation, seeds.key("synthesize", seed, 0))
+        else:  # untruncated (t <= 0) is N(0, I) in every convention
+            z = tf.cond(truncation > 0, lambda: convention_z(shape, truncation, seeds.key("synthesize", seed, 0),
+                                                             self.convention),
+                        lambda: truncated_z(shape, 0.0, seeds.key("synthesize", seed, 0)))
         return {"z": z}
 
 
 def export_generator(generator, export_dir: str, truncations: Sequence[float], num_passes: int,
-                     batch_size: int, metadata: dict, seed: int = 0) -> str:
+                     batch_size: int, metadata: dict, seed: int = 0, convention: str = LATENT_CONVENTION) -> str:
     """Computes the statistics grid and writes the module to `export_dir` (atomically; local or gs://)."""
     truncations = sorted(float(t) for t in truncations if t > 0)
     if not truncations:
         raise UserError("eval.export_truncations must hold at least one threshold > 0 (e.g. [0.5, 1.0, 2.0])")
-    tables = standing_stats_grid(generator, truncations, num_passes, batch_size, seed)
-    metadata = dict(metadata, truncation_grid=truncations, latent_convention=LATENT_CONVENTION,
+    tables = standing_stats_grid(generator, truncations, num_passes, batch_size, seed, convention)
+    metadata = dict(metadata, truncation_grid=truncations, latent_convention=convention,
                     dim_z=generator.dim_z, num_classes=generator.num_classes,
                     resolution=generator.cfg.resolution, family=generator.cfg.family,
                     output_key="default", signature="default")
@@ -135,7 +145,7 @@ def export_generator(generator, export_dir: str, truncations: Sequence[float], n
         # The asset's source lies outside the module; saving copies it into assets/metadata.json.
         meta_src = os.path.join(meta_dir, "metadata.json")
         atomic.write_json(meta_src, metadata)
-        module = GeneratorModule(generator, truncations, tables, meta_src)
+        module = GeneratorModule(generator, truncations, tables, meta_src, convention)
         tf.saved_model.save(module, tmp, signatures={
             "default": module.default.get_concrete_function(),
             "sample_latents": module.sample_latents.get_concrete_function(),
@@ -156,6 +166,7 @@ def run_export(hp, flags) -> str:
     metadata = {"hparams": hp.to_dict(), "step": run.step, "checkpoint": paths.absolute(run.checkpoint),
                 "source": paths.absolute(model_dir)}
     path = export_generator(run.ema_generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,
-                            hp.eval.standing_stats_batch, metadata, seed=hp.train.seed)
+                            hp.eval.standing_stats_batch, metadata, seed=hp.train.seed,
+                            convention=hp.eval.latent_convention)
     Progress("export").log(f"the EMA generator of step {run.step} ({run.checkpoint}) -> {path}")
     return path

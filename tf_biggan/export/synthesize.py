@@ -419,12 +419,14 @@ def run_synthesize(hp, flags) -> dict:
     num_shards = int(getattr(flags, "num_shards", 1024))
     if num_shards < 1:
         raise UserError(f"--num_shards={num_shards}: must be >= 1")
-    convention = getattr(flags, "latent_convention", None) or "paper_resample"
-    check_convention(convention, "--latent_convention")
+    given = getattr(flags, "latent_convention", None)
+    if given:
+        check_convention(given, "--latent_convention")
     worker_index, num_workers = worker_split(flags)
 
     if module:
         source = ModuleSource(module, truncation)
+        convention = given or source.metadata.get("latent_convention") or "paper_resample"
         if convention == "cas_resample" and source.metadata.get("latent_convention") == "paper_resample":
             # Our modules pick their statistics by BigGAN's threshold; CAS's τ resamples at 2τ.
             source.truncation = z_bound(truncation, convention) or 0.0
@@ -432,6 +434,7 @@ def run_synthesize(hp, flags) -> dict:
         kind, split = data.get("kind", "unknown (a module without our metadata)"), data.get("split", "train")
     else:
         source = CheckpointSource(model_dir, getattr(flags, "checkpoint", None), hp, flags)
+        convention = given or source.hp.eval.latent_convention
         kind, split = source.hp.data.kind, source.hp.data.split
     if per_class is not None:
         counts = [int(per_class)] * source.num_classes
