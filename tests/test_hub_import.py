@@ -166,3 +166,17 @@ def test_import_then_sweep_export_synthesize_and_fine_tune_through_the_cli(tmp_p
                 "train.sv_every=2,train.sample_every=100,train.sample_stats_passes=1,train.sample_stats_batch=4")
     assert "class embedding re-initialised (1000 -> 10 classes)" in fine.stderr + fine.stdout
     assert os.path.exists(os.path.join(run, "ckpt-2.index"))
+
+
+def test_fine_tuning_recipe_applies_on_the_imported_configuration(imported, tmp_path):
+    from tf_biggan.config import HParamsError
+    from tf_biggan.export.hub_import import fine_tune_hparams
+
+    _, run = imported["biggan-deep-128/1"]
+    hp = fine_tune_hparams(run, "finetune_biggan_deep_128", "data.pattern=/d/train-*,data.num_classes=10")
+    assert (hp.model.family, hp.model.ch, hp.model.truncation_stats) == ("biggan_deep", 4, 51)  # the module's
+    assert (hp.train.g_lr, hp.augment.kind, hp.data.num_classes) == (2.5e-5, "ada", 10)  # the recipe's, the user's
+    bad = tmp_path / "recipe.yaml"
+    bad.write_text("model:\n  ch: 8\n")
+    with pytest.raises(HParamsError, match="no model section"):
+        fine_tune_hparams(run, str(bad), "")

@@ -166,14 +166,17 @@ def main(argv) -> int:
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
-        hparams_file = FLAGS.hparams
-        if FLAGS.mode == "train" and not hparams_file and FLAGS.model_dir:
+        hp = None
+        if FLAGS.mode == "train" and FLAGS.model_dir:
             from tf_biggan import paths
 
-            # a run made by --mode=import_hub: fine-tune from its own configuration
             if paths.exists(os.path.join(FLAGS.model_dir, "import.json")):
-                hparams_file = os.path.join(FLAGS.model_dir, "hparams.yaml")
-        hp = load_hparams(hparams_file, overrides)
+                from tf_biggan.export.hub_import import fine_tune_hparams
+
+                # a run made by --mode=import_hub: its own configuration, a recipe's sections on top
+                hp = fine_tune_hparams(FLAGS.model_dir, FLAGS.hparams, overrides)
+        if hp is None:
+            hp = load_hparams(FLAGS.hparams, overrides)
         precheck(FLAGS.mode, hp, FLAGS)
         # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
         # collectives must precede the runtime's initialisation.

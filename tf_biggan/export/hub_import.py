@@ -388,6 +388,31 @@ def pretrained_start(trainer, model_dir: str, log=None) -> Optional[str]:
     return path
 
 
+def fine_tune_hparams(model_dir: str, recipe: Optional[str], overrides: str):
+    """`--mode=train` on an imported run: the run's hparams.yaml, then the sections of a fine-tuning
+    recipe (`--hparams`, e.g. hparams/finetune_biggan_deep_128.yaml, which has no model section: the
+    module fixes the architecture), then --hparams_overrides. TF-free (checked before TF starts)."""
+    import yaml
+
+    from tf_biggan import paths
+    from tf_biggan.config import HPARAMS_DIR, HParamsError, hparams_from_dict, load_hparams, parse_overrides
+
+    hp = load_hparams(os.path.join(model_dir, "hparams.yaml"))
+    if recipe:
+        path = recipe if paths.exists(recipe) else os.path.join(
+            HPARAMS_DIR, recipe if recipe.endswith(".yaml") else recipe + ".yaml")
+        if not paths.exists(path):
+            raise HParamsError(f"--hparams: file '{recipe}' does not exist")
+        raw = yaml.safe_load(paths.read_text(path)) or {}
+        if "model" in raw:
+            raise HParamsError(f"{path}: a fine-tuning recipe for an imported run has no model section (the "
+                               "module's weights fix the architecture); move the other sections to a file of their own")
+        hp = hparams_from_dict(raw, path, base=hp)
+    if overrides:
+        hp = hparams_from_dict(parse_overrides(overrides), "--hparams_overrides", base=hp)
+    return hp.validate()
+
+
 def run_import_hub(hp, flags) -> dict:
     """`--mode=import_hub --module=DIR --model_dir=RUN [--hparams_overrides data.*/train.*/eval.*]`."""
     return import_hub(flags.module, flags.model_dir, getattr(flags, "hparams_overrides", "") or "")
