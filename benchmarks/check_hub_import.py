@@ -26,15 +26,29 @@ For each of the six official modules (`biggan-{128,256,512}/2`, `biggan-deep-{12
   5. prints the max abs pixel difference (images in [-1, 1]) per kind, reference and truncation, and
      writes them to --out (JSON).
 
+The BigGAN-PyTorch readings are not all the module's arithmetic, so three are compared:
+  BigGAN-PyTorch                     the converter's product as shipped: its G builds the output BN as
+                                     `layers.bn(...)` without `eps=BN_eps`, i.e. eps 1e-5 where the module
+                                     (and every other BN of that G) uses 1e-4: ~1e-5 off by that constant;
+  BigGAN-PyTorch[output-BN eps 1e-4] the same converted G with only that epsilon set to 1e-4: the mapping
+                                     alone (float32 agreement expected);
+  biggan_v1-shell                    the converter's loading shell run with TFHub2Pytorch's state dict: its
+                                     SN normalises by |x| + 1e-4 (not max(|x|, 1e-4)), and Generator512's
+                                     output BN keeps torch's eps 1e-5: ~1e-6 .. 1e-5 off by those.
+
 z = t * truncnorm(-2, 2) (the modules' sampling notebook), y one-hot, t in {0.2, 0.5, 1.0}: exact grid
 points of the 51 statistic sets where pytorch-pretrained-BigGAN's interpolation (which weights the two
 neighbouring rows the other way round, and picks the wrong row at some grid points through float64
 rounding, e.g. t = 0.14) coincides with the linear one. A second module per deep kind with all 51 rows
 identical (`--identical_truncations`, default including such points) compares where no reading of the
-interpolation can differ.
+interpolation can differ; `--disagree_truncations 0.14,0.305` shows where they do (0.14: float64 rounding
+makes pytorch-pretrained-BigGAN use row 8; 0.305: its swapped weights 0.75/0.25), not counted in the max.
+
+Peak memory of the import is the ru_maxrss of the import process, taken through a small launcher
+process (Linux carries the forking process's peak RSS into a child's ru_maxrss across exec).
 
 Setup (once):
-  python3 -m venv /work/torchenv && /work/torchenv/bin/pip install torch numpy parse
+  python3 -m venv /work/torchenv && /work/torchenv/bin/pip install torch numpy parse   (parse: BigGAN-PyTorch's converter)
   the references as work trees (e.g. from `git archive` of their repositories) under --refs_dir:
     REFS/pytorch-pretrained-BigGAN   (huggingface/pytorch-pretrained-BigGAN)
     REFS/BigGAN-PyTorch              (ajbrock/BigGAN-PyTorch)
