@@ -4,6 +4,9 @@
     progress.log("resumed from ckpt-500")                 # [train] resumed from ckpt-500
     progress.update(done=600, rate=290.1, extra="...")   # [train] 600/3000 (20.0%)  290.1 img/s  ... ETA 8m16s
 
+A stage run inside another (cas_sweep's classifiers, the main job's stages) passes `sink`: its
+bare messages go to the outer stage's log, which adds its own prefix.
+
 `update` derives the ETA from the rate of `done` since the Progress was made (or `start`), so
 resumed runs do not count the steps of an earlier process. `format_seconds` is the one duration
 format. Only the chief of a multi-worker run should print (`enabled=False` elsewhere).
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 
 def format_seconds(seconds: float) -> str:
@@ -26,14 +29,19 @@ def format_seconds(seconds: float) -> str:
 
 class Progress:
     def __init__(self, stage: str, total: Optional[int] = None, unit: str = "img", start: int = 0,
-                 enabled: bool = True, stream=None, clock=time.time):
+                 enabled: bool = True, stream=None, clock=time.time,
+                 sink: Optional[Callable[[str], None]] = None):
         self.stage, self.total, self.unit, self.enabled = stage, total, unit, enabled
-        self.stream = stream
+        self.stream, self.sink = stream, sink
         self._clock = clock
         self._start_done, self._start_time = start, clock()
 
     def log(self, message: str) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.sink is not None:
+            self.sink(message)
+        else:
             print(f"[{self.stage}] {message}", file=self.stream or sys.stdout, flush=True)
 
     def eta(self, done: int) -> Optional[float]:

@@ -37,6 +37,7 @@ from tf_biggan.cas.train import run_cas
 from tf_biggan.errors import UserError
 from tf_biggan.evaluation.evaluator import truncation_label
 from tf_biggan.images import pyplot, write_figure
+from tf_biggan.progress import Progress
 from tf_biggan.sampling.latents import z_bound
 from tf_biggan.training import strategy as strategy_lib
 
@@ -135,7 +136,7 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
     """The whole sweep (module docstring); every stage resumes, so a rerun only does what is missing."""
     from tf_biggan.sampling.run import saved_hparams
 
-    log = log or (lambda m: print(f"[cas_sweep] {m}", flush=True))
+    log = Progress("cas_sweep", sink=log).log
     if not run_dir or not tf.io.gfile.isdir(run_dir):
         raise UserError(f"--model_dir={run_dir!r}: --mode=cas_sweep needs a training run's directory "
                         f"(train first with --mode=train --model_dir=DIR)")

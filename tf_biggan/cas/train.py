@@ -16,13 +16,14 @@ and trains to the same last step on the same batches (the input is replayed from
 so it ends with the weights of an uninterrupted run. The report,
 MODEL_DIR/cas_report.json, is written atomically last; a rerun whose report is complete for the
 same sources and protocol returns it without training; one with other sources or another protocol
-is refused (MODEL_DIR/cas_plan.json records them). TensorBoard scalars in MODEL_DIR/train.
+is refused (MODEL_DIR/cas_plan.json records them). TensorBoard scalars (and scalars.jsonl) in
+MODEL_DIR/train. Training runs under the GAN's loop (training/loop.py): the same stops, images/s
+and non-finite stop, with two actions, log and save.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Callable, Dict, Optional
@@ -39,10 +40,11 @@ from tf_biggan.cas.sources import parse_sources, select_mixture
 from tf_biggan.config import save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models.classifiers import build_classifier, decayed_variables
-from tf_biggan.progress import format_seconds
-from tf_biggan.training import grappler
+from tf_biggan.progress import Progress
+from tf_biggan.training import grappler, loop
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import variables_checkpoint
+from tf_biggan.training.summaries import Summaries
 
 REPORT = "cas_report.json"
 PLAN = "cas_plan.json"  # the sources and protocol of the run in a model_dir
@@ -146,35 +148,8 @@ def read_report(model_dir: str) -> Optional[Dict]:
         return json.load(f)
 
 
-def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
-            strategy: Optional[tf.distribute.Strategy] = None,
-            log: Optional[Callable[[str], None]] = None) -> Dict:
-    """Trains (or resumes) the classifier of `hp.cas` on `train_data`, scores it on `eval_data`.
-
-    `train_data` / `eval_data`: the flag texts (comma-separated source specs, sources.py). Returns
-    the report (also MODEL_DIR/cas_report.json); a complete report for the same sources and
-    protocol is returned as it is.
-    """
-    log = log or (lambda message: print(f"[cas] {message}", flush=True))
-    if not model_dir:
-        raise UserError("--mode=cas needs --model_dir (checkpoints and cas_report.json go there)")
-    key = _report_key(hp, train_data, eval_data)
-    existing = read_report(model_dir)
-    if existing is not None and existing.get("key") == json.loads(json.dumps(key)):
-        log(f"{os.path.join(model_dir, REPORT)} is complete: top-1 {existing['top1']:.4f}, top-5 "
-            f"{existing['top5']:.4f} (delete it to score again)")
-        return existing
-    grappler.configure()  # the same graph options whether or not a GAN trained first
-    strategy = strategy or tf.distribute.get_strategy()
-    # tf.data's seeded shuffles combine their seed with the GLOBAL seed, which whatever ran earlier in
-    # the process may have set (the main job trains a GAN first): pin it, so a run is the same
-    # whether it is the first thing a process does or the last.
-    keras.utils.set_random_seed(seeds.int_seed("cas_data", hp.cas.seed))
-    chief = strategy_lib.is_chief(strategy)
-    cas = hp.cas
-    num_classes = hp.data.num_classes
-    tf.io.gfile.makedirs(model_dir)
-    # A model_dir holds one CAS run: resuming under other sources or another protocol would mix them.
+def _check_plan(model_dir: str, key: Dict, chief: bool) -> None:
+    """A model_dir holds one CAS run: resuming under other sources or another protocol would mix them."""
     plan_path = os.path.join(model_dir, PLAN)
     plain_key = json.loads(json.dumps(key))
     if tf.io.gfile.exists(plan_path):
@@ -186,6 +161,98 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
                             f"rerun with the same flags and protocol to resume it, or pass a new --model_dir")
     elif chief:
         atomic.write_json(plan_path, plain_key)
+
+
+def _checkpoint_manager(clf: CasClassifier, model_dir: str, strategy, chief: bool) -> tf.train.CheckpointManager:
+    """MODEL_DIR/checkpoints, with the latest restored. MultiWorkerMirroredStrategy: every worker takes
+    part in saving; only the chief's copy is kept (the others restore from it)."""
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    manager = tf.train.CheckpointManager(
+        clf.checkpoint, ckpt_dir if chief else os.path.join(model_dir, f".worker{strategy_lib.worker_id(strategy)}_tmp"),
+        max_to_keep=clf.cas.keep_checkpoints)
+    if not chief and tf.train.latest_checkpoint(ckpt_dir):
+        clf.checkpoint.restore(tf.train.latest_checkpoint(ckpt_dir)).assert_existing_objects_matched()
+    elif manager.latest_checkpoint:
+        clf.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    return manager
+
+
+def _train(clf: CasClassifier, manager, dataset, total_steps: int, steps_per_epoch: int,
+           summaries: Summaries, progress: Progress) -> loop.LoopState:
+    """Trains to `total_steps` under the GAN's loop (training/loop.py): the same stops, images/s and
+    non-finite stop; actions: log (TensorBoard + a progress line) and save."""
+    cas = clf.cas
+    start = clf.step
+    state = loop.LoopState(start, total_steps, start, {}, 0.0, manager.latest_checkpoint, time.time())
+    iterator = iter(dataset)
+
+    def train_steps(n: int) -> Dict[str, float]:
+        return {k: float(v) for k, v in clf.train_steps(iterator, tf.constant(n)).items()}
+
+    def log(state: loop.LoopState) -> None:
+        m, lr = state.metrics, float(clf.schedule(state.step))
+        summaries.scalars(state.step, {**m, "learning_rate": lr, "perf/images_per_sec": state.images_per_sec})
+        summaries.flush()
+        progress.update(state.step, state.images_per_sec,
+                        f"epoch {state.step / steps_per_epoch:6.2f}  loss {m['loss/cross_entropy']:.4f} + wd "
+                        f"{m['loss/weight_decay']:.4f}  lr {lr:.4g}")
+
+    def save(state: loop.LoopState) -> None:
+        state.last_checkpoint = manager.save(checkpoint_number=state.step)
+
+    def non_finite(state: loop.LoopState, bad: Dict[str, float]) -> Exception:
+        return loop.NonFiniteLossError(
+            f"non-finite loss at step {state.step} ({state.metrics}); lower cas.learning_rate and rerun with a "
+            f"new --model_dir (last checkpoint: {state.last_checkpoint})")
+
+    actions = [loop.Action("log", cas.log_every, log), loop.Action("save", cas.save_every, save)]
+    try:
+        return loop.run_loop(state, train_steps, actions, cas.steps_per_loop, cas.batch_size, non_finite)
+    except tf.errors.InvalidArgumentError as exc:
+        raise UserError(f"--train_data: an image could not be decoded (a damaged JPEG?): "
+                        f"{(exc.message or '').splitlines()[0][:300]}") from None
+
+
+def _evaluate(clf: CasClassifier, eval_sources, eval_data: str, progress: Progress) -> Dict:
+    cas = clf.cas
+    progress.log(f"evaluating on {eval_data} ({sum(s.count() for s in eval_sources)} images, central crop "
+                 f"{cas.eval_crop_fraction:g})")
+    try:
+        return clf.evaluate(cas_input.eval_dataset(eval_sources, cas, clf.replicas))
+    except tf.errors.InvalidArgumentError as exc:
+        raise UserError(f"--eval_data: an image could not be decoded: "
+                        f"{(exc.message or '').splitlines()[0][:300]}") from None
+
+
+def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
+            strategy: Optional[tf.distribute.Strategy] = None,
+            log: Optional[Callable[[str], None]] = None) -> Dict:
+    """Trains (or resumes) the classifier of `hp.cas` on `train_data`, scores it on `eval_data`.
+
+    `train_data` / `eval_data`: the flag texts (comma-separated source specs, sources.py). Returns
+    the report (also MODEL_DIR/cas_report.json); a complete report for the same sources and
+    protocol is returned as it is. `log`: where the progress messages go (default: `[cas]` lines).
+    """
+    progress = Progress("cas", sink=log)
+    if not model_dir:
+        raise UserError("--mode=cas needs --model_dir (checkpoints and cas_report.json go there)")
+    key = _report_key(hp, train_data, eval_data)
+    existing = read_report(model_dir)
+    if existing is not None and existing.get("key") == json.loads(json.dumps(key)):
+        progress.log(f"{os.path.join(model_dir, REPORT)} is complete: top-1 {existing['top1']:.4f}, top-5 "
+                     f"{existing['top5']:.4f} (delete it to score again)")
+        return existing
+    grappler.configure()  # the same graph options whether or not a GAN trained first
+    strategy = strategy or tf.distribute.get_strategy()
+    # tf.data's seeded shuffles combine their seed with the GLOBAL seed, which whatever ran earlier in
+    # the process may have set (the main job trains a GAN first): pin it, so a run is the same
+    # whether it is the first thing a process does or the last.
+    keras.utils.set_random_seed(seeds.int_seed("cas_data", hp.cas.seed))
+    chief = strategy_lib.is_chief(strategy)
+    cas = hp.cas
+    num_classes = hp.data.num_classes
+    tf.io.gfile.makedirs(model_dir)
+    _check_plan(model_dir, key, chief)
     if chief:
         save_hparams(hp, os.path.join(model_dir, "hparams.yaml"))
     cache = os.path.join(model_dir, "cas_index")
@@ -199,82 +266,34 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     steps_per_epoch = train_images // cas.batch_size  # reference: epochs x images // batch
     total_steps = cas.epochs * steps_per_epoch
     clf = CasClassifier(hp, strategy, steps_per_epoch)
-    ckpt_dir = os.path.join(model_dir, "checkpoints")
-    # MultiWorkerMirroredStrategy: every worker takes part in saving; only the chief's copy is kept.
-    manager = tf.train.CheckpointManager(
-        clf.checkpoint, ckpt_dir if chief else os.path.join(model_dir, f".worker{strategy_lib.worker_id(strategy)}_tmp"),
-        max_to_keep=cas.keep_checkpoints)
-    if not chief and tf.train.latest_checkpoint(ckpt_dir):
-        clf.checkpoint.restore(tf.train.latest_checkpoint(ckpt_dir)).assert_existing_objects_matched()
-    elif manager.latest_checkpoint:
-        clf.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    manager = _checkpoint_manager(clf, model_dir, strategy, chief)
     start = clf.step
-    log(f"{cas.arch}{'' if cas.arch == 'resnet50' else f'-{cas.depth}'} on {train_images} images "
-        f"({counts['real_images']} real + {counts['synthetic_images']} synthetic), {num_classes} classes, "
-        f"{cas.epochs} epochs x {steps_per_epoch} steps of {cas.batch_size} on {clf.replicas} replica(s); "
-        + (f"resuming at step {start}/{total_steps}" if start else f"{total_steps} steps"))
+    progress.log(f"{cas.arch}{'' if cas.arch == 'resnet50' else f'-{cas.depth}'} on {train_images} images "
+                 f"({counts['real_images']} real + {counts['synthetic_images']} synthetic), {num_classes} classes, "
+                 f"{cas.epochs} epochs x {steps_per_epoch} steps of {cas.batch_size} on {clf.replicas} replica(s); "
+                 + (f"resuming at step {start}/{total_steps}" if start else f"{total_steps} steps"))
 
     dataset = strategy.distribute_datasets_from_function(
         lambda ctx: cas_input.train_dataset(train_sources, cas, cas.batch_size, start, ctx))
-    iterator = iter(dataset)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else None
-    step, timed_images, timed_seconds, first = start, 0, 0.0, True
-    ips = 0.0
+    summaries = Summaries(os.path.join(model_dir, "train") if chief else None)
     wall = time.time()
     try:
-        while step < total_steps:
-            n = min(total_steps, step + cas.steps_per_loop, (step // cas.save_every + 1) * cas.save_every,
-                    (step // cas.log_every + 1) * cas.log_every) - step
-            t0 = time.time()
-            metrics = {k: float(v) for k, v in clf.train_steps(iterator, tf.constant(n)).items()}
-            dt = time.time() - t0
-            step += n
-            if not first:  # the first call includes tracing
-                timed_images += n * cas.batch_size
-                timed_seconds += dt
-            first = False
-            ips = timed_images / timed_seconds if timed_seconds else n * cas.batch_size / max(dt, 1e-9)
-            if not all(math.isfinite(v) for v in metrics.values()):
-                raise UserError(f"non-finite loss at step {step} ({metrics}); lower cas.learning_rate and rerun "
-                                f"with a new --model_dir (last checkpoint: {manager.latest_checkpoint})")
-            if step % cas.log_every == 0 or step == total_steps:
-                lr = float(clf.schedule(step))
-                if writer is not None:
-                    with writer.as_default(step=step):
-                        for k, v in {**metrics, "learning_rate": lr, "perf/images_per_sec": ips}.items():
-                            tf.summary.scalar(k, v)
-                    writer.flush()
-                eta = (total_steps - step) * cas.batch_size / max(ips, 1e-9)
-                log(f"step {step:>7}/{total_steps} (epoch {step / steps_per_epoch:6.2f})  "
-                    f"loss {metrics['loss/cross_entropy']:.4f} + wd {metrics['loss/weight_decay']:.4f}  "
-                    f"lr {lr:.4g}  {ips:8.1f} img/s  ETA {format_seconds(eta)}")
-            if step % cas.save_every == 0 or step == total_steps:
-                manager.save(checkpoint_number=step)
-    except tf.errors.InvalidArgumentError as exc:
-        raise UserError(f"--train_data: an image could not be decoded (a damaged JPEG?): "
-                        f"{(exc.message or '').splitlines()[0][:300]}") from None
-
-    log(f"evaluating on {eval_data} ({sum(s.count() for s in eval_sources)} images, central crop "
-        f"{cas.eval_crop_fraction:g})")
-    try:
-        scores = clf.evaluate(cas_input.eval_dataset(eval_sources, cas, clf.replicas))
-    except tf.errors.InvalidArgumentError as exc:
-        raise UserError(f"--eval_data: an image could not be decoded: "
-                        f"{(exc.message or '').splitlines()[0][:300]}") from None
-    report = dict(scores, key=key, train_images=train_images, real_images=counts["real_images"],
-                  synthetic_images=counts["synthetic_images"], synthetic_fraction=counts["synthetic_fraction"],
-                  sources=counts["sources"], epochs=cas.epochs, steps=total_steps, steps_per_epoch=steps_per_epoch,
-                  images_per_sec=ips, replicas=clf.replicas, arch=cas.arch, image_size=cas.image_size,
-                  seconds_this_run=time.time() - wall, resumed_from_step=start)
-    if writer is not None:
-        with writer.as_default(step=total_steps):
-            tf.summary.scalar("cas/top1", report["top1"])
-            tf.summary.scalar("cas/top5", report["top5"])
-        writer.flush()
+        state = _train(clf, manager, dataset, total_steps, steps_per_epoch, summaries,
+                       Progress("cas", total=total_steps, start=start, sink=log))
+        scores = _evaluate(clf, eval_sources, eval_data, progress)
+        report = dict(scores, key=key, train_images=train_images, real_images=counts["real_images"],
+                      synthetic_images=counts["synthetic_images"], synthetic_fraction=counts["synthetic_fraction"],
+                      sources=counts["sources"], epochs=cas.epochs, steps=total_steps,
+                      steps_per_epoch=steps_per_epoch, images_per_sec=state.images_per_sec, replicas=clf.replicas,
+                      arch=cas.arch, image_size=cas.image_size, seconds_this_run=time.time() - wall,
+                      resumed_from_step=start)
+        summaries.scalars(total_steps, {"cas/top1": report["top1"], "cas/top5": report["top5"]})
+    finally:
+        summaries.close()
     if chief:
         atomic.write_json(os.path.join(model_dir, REPORT), report)
-    log(f"top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f} on {report['eval_images']} real images; "
-        f"wrote {os.path.join(model_dir, REPORT)}")
+    progress.log(f"top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f} on {report['eval_images']} real images; "
+                 f"wrote {os.path.join(model_dir, REPORT)}")
     return report
 
 

@@ -11,7 +11,8 @@ step (so a run always ends with a log line, σ values, a checkpoint, a sample gr
 an FID). The actions (`standard_actions`), in order: log (losses, D outputs, lr, images/s),
 σ0-σ2 (paper Section 4 / Appendix F), save, best-FID keeping (the paper stops before collapse,
 Section 4.2), sample grid. (big_vision's train.py and tensorflow/models orbit's actions follow the
-same idea: the loop knows cadences, an action knows what to do.)
+same idea: the loop knows cadences, an action knows what to do.) `run_loop` is the loop itself,
+shared by the GAN (`fit`) and the CAS classifier (tf_biggan/cas/train.py).
 """
 
 from __future__ import annotations
@@ -170,45 +171,63 @@ def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict
     return report
 
 
+def run_loop(state: LoopState, train_steps: Callable[[int], Dict[str, float]], actions: List[Action],
+             steps_per_loop: int, images_per_step: int,
+             non_finite: Callable[[LoopState, Dict[str, float]], Exception],
+             after_call: Optional[Callable[[], None]] = None) -> LoopState:
+    """The loop of the module docstring, for any model: `train_steps(n)` runs n steps in one graph
+    call and returns the last step's metrics (floats); `non_finite(state, bad)` makes the error
+    raised when a metric is NaN/inf (it may write a report first). Used by the GAN (`fit`) and the
+    CAS classifier (tf_biggan/cas/train.py), so both stop, time and act alike."""
+    timed_images, timed_seconds, first = 0, 0.0, True
+    cadences = [a.every for a in actions]
+    while state.step < state.target:
+        n = next_stop(state.step, state.target, steps_per_loop, cadences) - state.step
+        t0 = time.time()
+        state.metrics = train_steps(n)
+        dt = time.time() - t0
+        state.step += n
+        if first:  # the first call includes tracing: it only stands in until a timed call exists
+            state.images_per_sec = n * images_per_step / max(dt, 1e-9)
+            first = False
+        else:
+            timed_images, timed_seconds = timed_images + n * images_per_step, timed_seconds + dt
+            state.images_per_sec = timed_images / max(timed_seconds, 1e-9)
+        bad = {k: v for k, v in state.metrics.items() if not math.isfinite(v)}
+        if bad:
+            raise non_finite(state, bad)
+        for action in actions:
+            if is_time(state.step, action.every, state.target):
+                action.fn(state)
+        if after_call is not None:
+            after_call()
+    return state
+
+
 def fit(trainer, target: int, actions: List[Action], progress: Progress, summaries: Summaries) -> dict:
     """Trains `trainer` to global step `target`, running `actions` when due; the report."""
     step = int(trainer.step.numpy())
     state = LoopState(step, target, step, {}, 0.0, trainer.latest_checkpoint(), time.time())
-    timed_images, timed_seconds, first = 0, 0.0, True
     cfg = trainer.hp.train
     kd, kg = getattr(cfg, "d_accumulations", 1), getattr(cfg, "g_accumulations", 1)
     accumulation = f" x {kd} (D) / {kg} (G) accumulated micro-batches" if max(kd, kg) > 1 else ""
     progress.log(f"training from step {step} to {target}: global batch {trainer.global_batch}{accumulation} on "
                  f"{trainer.num_replicas} replica(s) ({type(trainer.strategy).__name__}), "
                  f"{cfg.disc_steps} D step(s) per G step")
+
+    def non_finite(state: LoopState, bad: Dict[str, float]) -> Exception:
+        text = ", ".join(f"{k}={v}" for k, v in bad.items())
+        write_report(trainer, state, error=f"non-finite loss: {text}")
+        where = state.last_checkpoint or "none (no checkpoint was written)"
+        return NonFiniteLossError(
+            f"non-finite loss at step {state.step} ({text}); last good checkpoint: {where}. Resume from it "
+            f"(rerun with the same --model_dir) with lower train.g_lr/train.d_lr, or start a new --model_dir")
+
     # Every micro-batch counts (gradient accumulation): a step's images are G's effective batch.
     images_per_step = getattr(trainer, "images_per_step", trainer.global_batch)
-    cadences = [a.every for a in actions]
     try:
-        while state.step < target:
-            n = next_stop(state.step, target, trainer.hp.train.steps_per_loop, cadences) - state.step
-            t0 = time.time()
-            state.metrics = trainer.train_steps(n)
-            dt = time.time() - t0
-            state.step += n
-            if first:  # the first call includes tracing: it only stands in until a timed call exists
-                state.images_per_sec = n * images_per_step / max(dt, 1e-9)
-                first = False
-            else:
-                timed_images, timed_seconds = timed_images + n * images_per_step, timed_seconds + dt
-                state.images_per_sec = timed_images / max(timed_seconds, 1e-9)
-            bad = {k: v for k, v in state.metrics.items() if not math.isfinite(v)}
-            if bad:
-                text = ", ".join(f"{k}={v}" for k, v in bad.items())
-                write_report(trainer, state, error=f"non-finite loss: {text}")
-                where = state.last_checkpoint or "none (no checkpoint was written)"
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {state.step} ({text}); last good checkpoint: {where}. Resume from it "
-                    f"(rerun with the same --model_dir) with lower train.g_lr/train.d_lr, or start a new --model_dir")
-            for action in actions:
-                if is_time(state.step, action.every, target):
-                    action.fn(state)
-            summaries.flush()
+        run_loop(state, trainer.train_steps, actions, cfg.steps_per_loop, images_per_step, non_finite,
+                 after_call=summaries.flush)
     finally:
         summaries.close()
     report = write_report(trainer, state)
