@@ -1,4 +1,4 @@
-"""Benchmark of tf_biggan.augment (issue 11): ADA on limited data, leaks, and the augmentation's cost.
+"""Benchmark of tf_biggan.augment: ADA on limited data, leaks, and the augmentation's cost.
 
 1. Limited data: the embedded digits with at most `--per_class` training images per class
    (data.max_per_class), trained with the same steps and seeds as augment.kind=none, augment.kind=ada
@@ -19,171 +19,15 @@
 4. Cost: images/s of ada_augment (pipeline bgc, every transform applied: p = 1, and p = 0.2) at
    16 px (batch 64) and 128 px (batch 16), after compilation.
 
-FIFTH PASS: longer runs, the paper's validation heuristic r_v at the paper's target 0.6 (ada_rv), so
-that D has time to overfit and p time to act. Runs at commit 703dca8 (AMD EPYC family 25 model 17, 2
-cores, 4 runs at a time); bgc, speed_kimg 10, 1 D step; FID on classifier features at every checkpoint;
-last3 = mean of the last 3; acc and rot/flip at the last step (real held-out digits: 11.8%); r_v and nn
-(samples' nearest seen / unseen digit) at the last checkpoint on unaugmented digits; p = mean over the
-first / second half (max):
-  setting           arm     seed  FID by checkpoint                                         last3   acc    rot/flip  r_v   nn          p
-  10/class 8k (1k)  none     0    23.23 14.60 18.56 19.32 21.71 18.97 25.21 19.20           21.13  100.0%   1.0%    0.64  5.48 / 9.84  -
-  10/class 8k (1k)  ada_rv   0    19.89 11.56 16.79 15.46 19.33 17.63 17.51 22.74           19.29   99.8%   0.9%    0.54  6.61 / 9.99  0.03 / 0.12 (0.29)
-  10/class 8k (1k)  none     1    28.20 13.95 16.29 15.55 15.69 17.51 15.02 14.96           15.83  100.0%  10.0%    1.29  4.57 / 10.01 -
-  10/class 8k (1k)  ada_rv   1    22.56 10.58 12.61 16.20 16.36 15.53 16.57 12.10           14.74   99.4%  22.9%    0.68  6.87 / 10.59 0.06 / 0.29 (0.40)
-  50/class 12k (2k) none     0     4.31  3.97  2.72  3.54  2.80  2.58                        2.97   98.4%  12.6%    1.19  6.70 / 8.85  -
-  50/class 12k (2k) ada_rv   0     6.85  5.53  4.17  4.47  3.04  3.15                        3.55   98.8%  12.0%    0.54  7.70 / 9.31  0.04 / 0.18 (0.32)
-  50/class 12k (2k) none     1     7.32  3.02  2.40  2.06  2.38  2.46                        2.30   99.1%   8.8%    1.25  6.77 / 9.06  -
-  50/class 12k (2k) ada_rv   1     4.40  3.69  3.52  1.92  2.24  3.45                        2.54   98.8%  15.4%    0.46  7.61 / 9.27  0.05 / 0.24 (0.38)
-Class accuracy by checkpoint: 10/class none 100% from 3k steps on (both seeds; 99.8-100.0), ada_rv 96.6-100%;
-50/class none 98.3-99.8%, ada_rv 97.7-99.4%.
-What r_v does: what the paper says it should. Without augmentation D's overfitting grows to r_v 1.2-1.3
-(D scores unseen real digits BELOW G's samples) at 50/class and 0.6-1.3 at 10/class; with ada_rv p rises to
-0.1-0.4 and holds r_v at 0.46-0.68, and G copies less (nearest seen digit 6.6-7.7 vs 4.6-6.8).
-Why the claim still fails, and why it cannot be shown with this model and data on 2 CPU cores:
-  - The no-augmentation G is not harmed by D's overfitting within any budget tried (1.5k-12k steps). At
-    50/class its FID keeps falling to the last checkpoint (2.58, 2.46) while r_v climbs to 1.2: there is no
-    deterioration for augmentation to prevent, and augmentation costs G learning speed (ada_rv is behind
-    at 2k-6k on seed 0 and ends 0.58 / 0.24 higher on the last-3 mean). At 10/class G memorises instead:
-    FID wobbles between 14 and 25 from 2k steps on, and ada_rv's last-3 mean is lower on both seeds
-    (-1.84, -1.09), within the 1-6 point swing between neighbouring checkpoints.
-  - "Higher class accuracy" has no room: a G that copies its 10 digits per class is read right 100% of the
-    time (7 of 8 checkpoints on both seeds), and at 50/class the no-augmentation arm is at 98.4-99.1%
-    (1,000 samples: +-0.4 points) and stays within 1.5 points of its best all run long. ADA moves samples
-    away from the training digits, so it can lower this number, not raise it, unless the baseline
-    collapses, which the tiny G (ch 8, 16 px) did not do in any run of the five passes.
-  - Leak judge: at 10/class seed 1 and 50/class seed 1 (p up to 0.38-0.40), 22.9% and 15.4% of ada_rv's
-    samples read as rotated or flipped, above the real digits' 11.8%; the other two are at or under it.
-  - Across the five passes, the only arm that lowered FID on both seeds at equal class accuracy and no
-    leak is the fixed p = 0.2 control at 10/class (second pass).
-ada_augment bgc cost on this machine, alone: 16 px batch 64: 1,801 img/s at p = 1, 1,755 at p = 0.2;
-128 px batch 16: 42 img/s at p = 1, 52 at p = 0.2.
-
-FOURTH PASS: r_t with a target under the level the hinge loss gives it (--extra augment.target=0.4, so
-that p engages at all; the second pass's r_t sat at 0.50-0.53 with p at 0). Runs at commit 8db6666 on the
-code after issue 14 (the none arms were rerun: that work changed the step's rounding). Intel Xeon (model
-207), 2 cores, shared with the test suite; 10/class, 4k steps, 1 D step, bgc, speed_kimg 10; FID on
-classifier features at steps 1k / 2k / 3k / 4k; acc and rot/flip at 4k (real held-out digits: 11.8%):
-  arm              seed  FID 1k / 2k / 3k / 4k       last3   acc 4k  rot/flip 4k  p (mean, 1st / 2nd half)  nn seen
-  none               0   23.21 / 14.12 / 17.90 / 23.90  18.64  100.0%   0.9%        -                        6.30
-  ada, target 0.4    0   35.08 / 17.58 / 14.07 / 14.12  15.25  100.0%   0.9%        0.18 / 0.03 (max 0.38)   7.20
-  none               1   26.72 / 14.17 / 15.91 / 12.16  14.08   99.9%   8.7%        -                        6.62
-  ada, target 0.4    1   42.36 / 21.54 / 15.11 / 18.31  18.32  100.0%   0.6%        0.20 / 0.01 (max 0.50)   5.94
-On seed 0 this is the paper's picture: without augmentation FID bottoms out at 2k steps and climbs back to
-23.9 as G copies its 10 digits per class (nearest seen digit 6.3 vs 9.9 for a real unseen one), and ADA ends
-at 14.1. On seed 1 the none arm does not climb back (12.2) and ADA ends worse (18.3). Same diagnosis as the
-third pass, now with r_t: D is confident on everything early, so r_t is high in the first ~2,000 steps and
-p sits at 0.1-0.5 while nothing is memorised yet (G is slowed: class accuracy 13% / 53% at 1k / 2k vs 71% /
-100% without); by the second half, when memorisation starts, r_t has fallen under 0.4 and p is ~0.01. The
-heuristic acts at the wrong time in this budget; the fixed-p control of the second pass (p = 0.2 all run
-long) lowered FID on both seeds. Class accuracy is at the ceiling in every arm (99.9-100%), so "higher"
-cannot show at 10/class. No leak: 0.6-0.9% of ADA's samples read as rotated or flipped, under the real
-digits' 11.8%.
-
-THIRD PASS: the validation heuristic r_v (augment.heuristic=rv, target 0.6 as r_t's), runs at commit
-3950163 (AMD EPYC, 2 cores shared with the lead's benchmarks; columns as in the second pass below;
-last3 = mean FID of the last 3 checkpoints, because one checkpoint's FID moves by 1-4 between
-checkpoints; rv(train) = mean of the logged r_v (each the last interval's) over the run's second
-half; rv(ckpt) = the checkpoint's r_v on unaugmented seen / unseen digits; real held-out digits read
-rotated or flipped in 11.8%; a real unseen digit sits at 10.24 (20/class) / 9.9 (10/class) from the
-nearest seen one):
-  setting               arm    seed    FID  last3     acc rot/flip      p rv(train) rv(ckpt)  Dgap  nn seen/unseen
-  20/class 6k 2 D steps none      0  12.25  12.52   99.2%    11.1%      -         -     1.18  2.07  6.03 / 9.54
-  20/class 6k 2 D steps ada_rv    0  10.99  12.63   98.8%    15.1%   0.15      0.47     0.53  0.60  7.04 / 9.91
-  20/class 6k 2 D steps none      1  11.60  13.07   99.3%    11.0%      -         -     1.14  1.98  6.07 / 9.53
-  20/class 6k 2 D steps ada_rv    1  12.02  12.04   99.1%    13.4%   0.15      0.51     0.80  0.89  7.14 / 10.05
-  10/class 4k 1 D step  none      0  18.63  18.47  100.0%     0.0%      -         -     0.60  1.08  6.00 / 9.44
-  10/class 4k 1 D step  ada_rv    0  17.64  15.98   99.9%    11.4%   0.00      0.50     0.36  0.61  6.63 / 10.10
-  10/class 4k 1 D step  none      1  14.00  13.50   99.8%     6.0%      -         -     1.03  1.53  5.74 / 10.04
-  10/class 4k 1 D step  ada_rv    1  15.78  12.75   96.1%     4.9%   0.15      0.57     0.65  0.78  6.50 / 10.23
-  (the none arms, rerun at 3950163, reproduce the second pass's numbers to the digit: the runs are
-  deterministic, so each ada_rv - none difference is the heuristic's, on that seed's trajectory.)
-  20/class 6k 2 D steps ada (r_t) 0: FID 13.58 (last3 11.87), 99.5%, rot/flip 11.8%, final p 0.00, Dgap
-    1.05, rv(ckpt) 0.63, nn 6.38 / 9.46. r_t reads 0.5-0.78 in the first 2,500 steps, when D is confident
-    on everything and nothing is memorised yet: p is 0.15 at step 500 (up to 0.38), which slows G
-    (class accuracy 10% / 35% at 1k / 2k steps vs 72% / 99.6% for none), then decays to 0 by step 3,000,
-    just when D starts to overfit: the opposite timing of r_v's. Seed 1 did not fit in the session.
-What r_v does: it reads the overfitting that r_t missed. With 2 D steps (the paper's recipe) at 20 digits
-per class, r_t starts at 0.75-0.95 (D confident on everything early, when nothing is memorised yet)
-and falls to 0.2 ... -0.3 by the end (second-half mean -0.01 / 0.14: r_t would hold p at 0) while D's
-seen-unseen gap GROWS (none: Dgap 0.5 at 2k -> 2.0 at 6k, checkpoint r_v 0.35 -> 1.18, i.e. D ends
-scoring unseen real digits BELOW G's samples). r_v instead starts at 0.2 and climbs to the 0.6
-target as the gap opens; p stays ~0 for the first ~3,000 steps and then moves between 0.1 and
-0.49 / 0.38 (the per-interval r_v is noisy: 128 images of each kind), and the controller keeps D
-where the target says: Dgap 0.60 / 0.89 vs 2.07 / 1.98, checkpoint r_v 0.53 / 0.80 vs 1.18 / 1.14,
-and G copies less (nearest seen digit 7.0-7.1 vs 6.0-6.1 for none).
-The claim ("lower FID AND higher class accuracy, no leak", both seeds) is still NOT shown:
-  - FID, last checkpoint: ada_rv - none flips sign between seeds in both regimes (20/class: -1.26, +0.42;
-    10/class: -0.99, +1.78). Mean of the last 3 checkpoints: lower with ada_rv on 3 of 4 pairs (10/class
-    -2.49 and -0.75; 20/class -1.03 on seed 1) and +0.11 on the 4th, i.e. a tendency, no clean sign.
-    p engages only once r_v reaches 0.6 (the second half of the 20/class runs; briefly at 10/class,
-    where the training-time r_v sits at 0.5-0.6), so G gets a few thousand augmented steps at p ~0.15.
-  - Class accuracy saturates for every arm (96.1-100%: the no-aug G memorises its 10-20 digits per class,
-    and copies are classified right), so "higher" has nothing to show; ada_rv is 0.1-3.7 points LOWER
-    on all 4 pairs (the G that copies less draws some digits the classifier misreads).
-  - Leak judge: at 10/class the ada_rv samples read as rotated or flipped in 11.4% / 4.9% (<= 11.8% for
-    real held-out digits: no leak); at 20/class in 15.1% / 13.4% against 11.0-11.1% for none (1,000
-    samples: +-1.0 point standard error), with p up to 0.49. Either a mild leak of the blit group or less
-    typical digits (further from the training set) read as rotated more often: this judge cannot tell
-    them apart; by the issue's criterion the 20/class arms fail it.
-  - Cause: in this budget (G gets 4-6k steps of batch 32) D overfits slowly enough that the heuristic
-    reaches its target only in the second half of the run; the paper's runs are 100x longer, where p
-    has time to settle and G to benefit. Tuning target or speed to engage p earlier is not done (the
-    paper fixes 0.6 for r_t; it does not state r_v's default).
-
-SECOND PASS (rt), measured (AMD EPYC, 2 cores shared with two other jobs; seed = train.seed; bgc, speed_kimg 10;
-FID on classifier features, lower is better; acc = sample class accuracy; rot/flip = share read as a
-rotated or flipped digit, real held-out digits: 11.8%; r_t = mean of the logged E[sign(D(real))];
-Dgap = E[D(seen digits)] - E[D(unseen digits)]; nn = samples' nearest-neighbour distance to the seen /
-unseen digits, a real unseen digit's to the seen ones: 9.9 at 10/class, 9.1 at 50/class):
-  setting                 seed  FID    acc     rot/flip  final p  r_t   Dgap  r_v   nn seen/unseen
-  10/class 4k none         0   18.63  100.0%   0.0%     -        -     1.08  0.60  6.00 / 9.44
-  10/class 4k ada          0   19.40   98.5%   6.6%     0.00     0.50  0.78  0.43  6.13 / 9.87
-  10/class 4k fixed 0.2    0   12.67  100.0%   3.9%     0.20     -     0.28  0.38  7.64 / 10.24
-  10/class 4k none         1   14.00   99.8%   6.0%     -        -     1.53  1.03  5.74 / 10.04
-  10/class 4k ada          1   12.40  100.0%   4.7%     0.00     0.53  1.17  0.78  6.15 / 10.19
-  10/class 4k fixed 0.2    1   12.53   99.5%   8.2%     0.20     -     0.26  0.27  8.04 / 10.88
-  50/class 6k none         0    3.03   98.3%   9.8%     -        -     0.55  0.72  7.25 / 8.94
-  50/class 6k ada          0    2.64   98.3%   9.0%     0.00     0.31  0.57  0.63  7.42 / 9.05
-  50/class 6k fixed 0.4    0   17.18   53.3%  34.2%     0.40     -     0.04   -    10.74 / 11.34
-  10/class 4k ada, 2 D steps (the paper's) 0: 15.61, 100.0%, 2.2%, final p 0.03 (held at ~0.1 for
-    steps 500-2,500), logged r_t 0.65, Dgap 0.93, r_v 0.43, nn 6.06 / 9.96: a stronger D lifts r_t to
-    the target and p engages a little, G still copies; its none arm did not fit in the session.
-Why ADA does not deliver the claim here (the --phase diagnose scores every checkpoint):
-  - D does overfit: it scores its training digits above unseen real digits by 0.3-1.2 logits, and the
-    paper's validation heuristic r_v = (D(seen) - D(unseen)) / (D(seen) - D(G)) grows steadily
-    (50/class: 0.21, 0.27, 0.37, 0.41, 0.61, 0.72 at steps 1k-6k). At 10/class G memorises: its samples
-    sit at distance 6.0 from the nearest training digit against 9.9 for a real unseen digit, which is
-    what makes its class accuracy 100%.
-  - r_t = E[sign(D(real))] does not see it: with the hinge loss (D lr 2x G lr, beta1 = 0) D's output
-    level for ALL reals swings from step to step (the logged per-step sign goes from -0.9 to +1.0;
-    D(seen) at the checkpoints -0.34 ... +1.37) while the seen-unseen gap stays, so sign(D(real)) reads
-    the level, not the overfitting. Its mean sits at 0.3-0.5, under the 0.6 target: p rises to ~0.2 in
-    the first 100 steps (D is confident early) and then falls to 0 for good, so the ada arm is the none
-    arm with another random trajectory and the differences are seed noise: ada vs none flips sign
-    between seeds (FID 19.40 vs 18.63 on seed 0, 12.40 vs 14.00 on seed 1).
-  - Augmentation itself does what the paper says when p is where it should be: at 10/class a fixed
-    p = 0.2 lowers FID on both seeds (12.67 vs 18.63, 12.53 vs 14.00), stops the copying (nn to seen
-    7.6-8.0 vs 5.7-6.0), shrinks D's gap (0.26-0.28 vs 1.08-1.53), leaks nothing (rot/flip 3.9%, 8.2%
-    <= 11.8%), and keeps class accuracy at the memorising G's (100.0 vs 100.0%, 99.5 vs 99.8%).
-    Too much (p = 0.4 at 50/class, where D overfits mildly) slows this tiny G so much that 6,000
-    steps are not enough (FID 17 vs 3).
-  - "Higher class accuracy" cannot be shown against a memorising G at 10/class: copying the training
-    digits gives 100%.
-ada_augment bgc cost, two runs (one at load 0.5, one beside a training job): 16 px batch 64:
-  3,040-3,140 img/s at p = 1, 3,180-3,600 at p = 0.2; 128 px batch 16: 47-72 img/s at p = 1, 54-85 at
-  p = 0.2. Training at 16 px ran at ~470 img/s without augmentation, ~290 with ADA (3 augmented batches
-  per step) even while p sat at 0; the step now skips the pipeline at p = 0 (ADA at p = 0: 518-644 img/s
-  vs 578-624 without augmentation, alternating runs at load ~3).
+Results, with machine and date: docs/results.md ("Augmentation on limited digits").
 
 Run:  python benchmarks/bench_augment.py --out DIR [--steps 4000] [--per_class 10] [--seed 0]
-      [--extra train.disc_steps=2]  (the third pass: --per_class 20 --steps 6000 --extra train.disc_steps=2)
-      (the fifth pass, per seed S: --phase train --kind none|ada_rv --seed S --steps 8000 --per_class 10,
-       and --steps 12000 --save_every 2000 --per_class 50; then --phase diagnose --kind none / ada_rv)
-      (the fourth pass, per seed S: --phase train --kind none --seed S, then --kind ada --seed S
-       --extra augment.target=0.4, then --phase diagnose --kind none / ada)
-      (phases: --phase train --kind none|ada|ada_rv|fixed; --phase evaluate (last checkpoints);
-       --phase diagnose [--kind K] (every checkpoint); --phase cost; default all: train none, ada, ada_rv
-       and the fixed-p control one after the other, diagnose them, cost)
+          [--extra train.disc_steps=2]
+      Phases: --phase train --kind none|ada|ada_rv|fixed (one arm); --phase evaluate (last checkpoints);
+      --phase diagnose [--kind K] (every checkpoint); --phase cost. Default: all arms one after the
+      other, then diagnose and cost. The results' runs, per seed S: --phase train --kind none|ada_rv
+      --seed S --steps 8000 --per_class 10 (and --steps 12000 --save_every 2000 --per_class 50), then
+      --phase diagnose --kind none / ada_rv.
 """
 
 from __future__ import annotations

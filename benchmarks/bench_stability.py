@@ -1,4 +1,4 @@
-"""A miniature of Table 1 and of the Section 4 interventions on the embedded digits (issue 13).
+"""A miniature of Table 1 and of the Section 4 interventions on the embedded digits.
 
 Every row trains the embedded default (hparams/digits.yaml, 16 px) from the same seed for the same
 number of steps, changing only its row's hparams, then scores EMA-G (standing statistics first,

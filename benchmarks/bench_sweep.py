@@ -1,5 +1,5 @@
-"""Benchmark of the truncation sweep (issue 5 acceptance: "on the embedded default after training the
-sweep runs in under 3 minutes on 2 cores"; paper Section 5.1 / Table 2, Appendix D).
+"""Benchmark of the truncation sweep (paper Section 5.1 / Table 2, Appendix D): how long the first and
+a later sweep of a trained embedded-default run take (target: under 3 minutes on 2 cores).
 
 Given a trained run of the embedded default (hparams/digits.yaml), runs `--mode=sweep` with the run's
 own eval settings (eval.truncations = 0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0 and untruncated; standing

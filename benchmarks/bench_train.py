@@ -1,4 +1,4 @@
-"""Benchmark of the trainer (issue 3 acceptance; paper Section 3 / Appendix C training procedure).
+"""Benchmark of the trainer (paper Section 3 / Appendix C training procedure).
 
 1. Trains the embedded default (hparams/digits.yaml) for its train.train_steps on this machine and
    times it (target: <= 10 minutes on 2 cores).
