@@ -78,3 +78,26 @@ def test_progress_lines_and_eta():
     assert (format_seconds(4), format_seconds(3725), format_seconds(-1)) == ("0m04s", "1h02m05s", "0m00s")
     Progress("x", enabled=False, stream=out).log("hidden")
     assert "hidden" not in out.getvalue()
+
+
+def test_run_loop_is_the_loop_of_any_model_cas_included():
+    """run_loop (what fit and the CAS classifier run) without a trainer: the same stops as fit, the
+    images/s of the timed calls only (the first traces), and the error `non_finite` makes raised."""
+    calls, seen, step = [], [], [7]
+
+    def train_steps(n):
+        calls.append(n)
+        step[0] += n
+        return {"loss": math.inf if step[0] >= 19 else 0.5}
+
+    state = loop.LoopState(7, 30, 7, {}, 0.0, "ckpt-7", 0.0)
+    actions = [loop.Action("log", 4, lambda s: seen.append(s.step)), loop.Action("save", 10, lambda s: None)]
+    with pytest.raises(ValueError, match="step 20 .*inf"):
+        loop.run_loop(state, train_steps, actions, 5, 16,
+                      lambda s, bad: ValueError(f"step {s.step} {bad}"))
+    assert calls == [1, 2, 2, 4, 4] and seen == [8, 12, 16]  # 7->8->10->12->16->20, no action at 20
+    assert state.step == 20 and state.images_per_sec > 0
+    state = loop.LoopState(0, 3, 0, {}, 0.0, None, 0.0)
+    flushed = []
+    loop.run_loop(state, lambda n: {"loss": 1.0}, [], 2, 8, None, after_call=lambda: flushed.append(1))
+    assert state.step == 3 and len(flushed) == 2 and state.metrics == {"loss": 1.0}
