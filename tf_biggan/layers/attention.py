@@ -6,10 +6,10 @@ positions; o = 1x1 conv C/2 -> C of (attention g); output = x + gamma * o with t
 gamma initialised at 0, so the block starts as the identity. All convs are spectrally normalised and
 bias-free, as in SA-GAN and BigGAN. The softmax is taken in float32 under bf16 mixed precision.
 
-Memory (issue 14). The attention map is the largest tensor of a BigGAN step: at 64 px it is
+Memory. The attention map is the largest tensor of a BigGAN step: at 64 px it is
 (batch, 4096, 1024) floats, 268 MB for D's 16 images of a D step, and autodiff keeps the softmax
-for the backward pass. Training calls therefore go through `recompute_in_backward`
-(layers/recompute.py): only theta, phi, g are kept and the backward pass forms the map again (theta
+for the backward computation. Training calls therefore go through `recompute_in_backward`
+(layers/recompute.py): only theta, phi, g are kept and the backward computation forms the map again (theta
 phi^T is a c/8-deep product and one softmax, a small fraction of the block's FLOPs), with TF's own
 gradients, so the values are those of plain autodiff. With `per_image` (model.attention_per_image)
 both passes also work one image at a time, so at most one image's map (16 MB) and its gradients are
@@ -56,7 +56,7 @@ def _attend_per_image(theta, phi, g):
 
 
 def attend(theta, phi, g, per_image: bool = False):
-    """softmax(theta phi^T) g over a batch, the map recomputed in the backward pass rather than kept
+    """softmax(theta phi^T) g over a batch, the map recomputed in the backward computation rather than kept
     (module docstring); per_image: one image at a time in both passes."""
     return _attend_per_image(theta, phi, g) if per_image else recompute_in_backward(_attend)(theta, phi, g)
 

@@ -20,13 +20,13 @@ Three ways to normalise:
   and mean_p(var_p), as the authors' code aggregates them (compare_gan's `accumulated_mean /
   accumulation_counter`, the variables the official TF-Hub modules hold; BigGAN-PyTorch's
   `utils.accumulate_standing_stats` keeps the same average as a running mean). Not the pooled
-  variance of all samples: that would add the spread of the pass means, mean_p(mean_p^2) -
+  variance of all samples: that would add the spread of the per-pass means, mean_p(mean_p^2) -
   mean_p(mean_p)^2, which neither reference (nor the imported modules' statistics) contains.
 
 In training, normalisation and the (conditional) affine map are one op with a closed-form gradient
 (`_train_batch_norm`): autodiff of the plain formula keeps x - mean twice and x_hat for the backward
-pass, three activation-sized tensors per BN; the closed form keeps x alone and recomputes x_hat
-(BigGAN-128's iteration at batch 8 peaked at 5.91 instead of 6.10 GiB). Same function, same gradient up to
+computation, three activation-sized tensors per BN; the closed form keeps x alone and recomputes x_hat
+(about 0.2 GiB off the peak of BigGAN-128's iteration at batch 8). Same function, same gradient up to
 float rounding (tests/test_batch_norm.py checks both against autodiff of the formula).
 """
 

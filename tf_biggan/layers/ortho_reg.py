@@ -6,7 +6,7 @@ removes the diagonal (filter norms are not constrained) and pushes filters towar
 orthogonality. beta = 1e-4 in the paper; beta = 0 turns it off (Table 1 ablation).
 Applied to the raw kernels, before spectral normalisation, as BigGAN-PyTorch does.
 
-Computed from the SMALLER Gram matrix (issue 14): W^T W and W W^T have the same Frobenius norm
+Computed from the SMALLER Gram matrix (peak memory): W^T W and W W^T have the same Frobenius norm
 (both equal sum_i sigma_i^4), and the removed diagonal of W^T W is ||w_j||^2 for the columns w_j, so
 
     || W^T W (.) (1 - I) ||_F^2 = || M ||_F^2 - sum_j ||w_j||^4,   M = the smaller of W^T W, W W^T.

@@ -1,5 +1,5 @@
 """Orthogonal initialisation of G and D kernels (paper Appendix C: "orthogonal initialization",
-Saxe et al. 2014), fast for the large conv kernels of BigGAN (issue 14, start-up).
+Saxe et al. 2014), fast for the large conv kernels of BigGAN (process start-up).
 
 The same distribution and, for the same seed, the same matrix as `keras.initializers.Orthogonal`:
 draw A ~ N(0, 1) of shape (max(rows, cols), min(rows, cols)) with the same Keras seed stream, take
@@ -15,7 +15,7 @@ Q = A R^-1 by a triangular solve; both are matmul-shaped and multi-threaded (abo
 Near-square matrices, whose condition number grows with n, keep the Householder QR; they are
 small (n x n at most 2n x n).
 
-Deferred draws (`deferred_kernels`, issue 14, start-up): the draws of BigGAN-128 take ~8 s of
+Deferred draws (`deferred_kernels`, process start-up): the draws of BigGAN-128 take ~8 s of
 matmul-shaped work, which nothing needs until the first step runs. Kernels built inside get zeros
 and their orthogonal values are computed in a background thread while the trainer traces its
 step (one Python thread) and the runtime optimises it (Grappler, one thread); the values are

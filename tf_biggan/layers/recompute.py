@@ -1,8 +1,8 @@
-"""Recompute-in-backward: a piece of the forward pass whose large intermediates are not kept for the
-backward pass but computed again there (issue 14: peak memory of the training step).
+"""Recompute-in-backward: a piece of the forward computation whose large intermediates are not kept for
+the backward computation but computed again there (peak memory of the training step).
 
 `recompute_in_backward(fn)(*inputs)` returns fn(*inputs); its gradient keeps only `inputs`, and the
-backward pass runs fn again under a tape and returns TF's own gradients of those ops, so the values
+backward computation runs fn again under a tape and returns TF's own gradients of those ops, so the values
 are the ones plain autodiff gives. Worth it where fn turns small inputs into a large tensor that
 autodiff would keep, at a small cost to recompute:
 - spectral norm: W / sigma, a normalised copy of every kernel (layers/spectral_norm.py);
@@ -28,7 +28,7 @@ import tensorflow as tf
 
 
 def recompute_in_backward(fn: Callable[..., tf.Tensor]) -> Callable[..., tf.Tensor]:
-    """fn(*tensors) -> tensor, whose backward pass recomputes fn instead of keeping its intermediates."""
+    """fn(*tensors) -> tensor, whose backward computation recomputes fn instead of keeping its intermediates."""
 
     @tf.custom_gradient
     def call(*inputs):

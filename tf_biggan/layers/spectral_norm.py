@@ -18,10 +18,10 @@ whichever side is shorter: G's first linear layer at 128 px is 20 x 24,576), sta
 layer's own `u`, so it costs a few matmuls, not an SVD of the whole kernel.
 
 Memory: autodiff of conv(x, W / sigma) keeps the normalised copy W / sigma of every kernel for the
-backward pass (Conv2DBackpropInput needs it): G's and D's copies, 0.6 GB at BigGAN-128, are all
+backward computation (Conv2DBackpropInput needs it): G's and D's copies, 0.6 GB at BigGAN-128, are all
 alive when a G step's backward starts. The layers apply the kernel through `recompute_in_backward`
 (layers/recompute.py), which keeps x, the raw kernel and sigma and forms W / sigma again in the
-backward pass, one layer at a time, with the same gradient values.
+backward computation, one layer at a time, with the same gradient values.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class _SpectralNormLayer(keras.layers.Layer):
     def _build_kernel(self, shape) -> None:
         # autocast=False: under mixed bf16, Keras would hand a call a bf16-rounded kernel, so the power
         # iteration and W / sigma would see a rounded W (and a float32 copy of it would be kept for the
-        # backward pass). The layer casts W / sigma to the compute dtype itself.
+        # backward computation). The layer casts W / sigma to the compute dtype itself.
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer,
                                       autocast=False)
         orthogonal_init.register(self.kernel, self.kernel_initializer, shape)  # deferred draw, if asked
@@ -257,7 +257,7 @@ class SNConv2D(_SpectralNormLayer):
 
     def call(self, x, training=False, pre=None):
         """pre: a cheap op on x applied inside the recomputed part (G's 2x upsample), so that its
-        4x larger output is not kept for the backward pass (layers/recompute.py)."""
+        4x larger output is not kept for the backward computation (layers/recompute.py)."""
         op = _conv_same if pre is None else (lambda x, kernel: _conv_same(pre(x), kernel))
         return self._add_bias(self._apply(op, x, training))
 
