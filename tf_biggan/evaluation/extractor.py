@@ -2,7 +2,7 @@
 
     ext.activations(images)            -> [N, D] pool features (FID, KID)
     ext.logits(images)                 -> [N, K] class logits (IS, class accuracy)
-    ext.activations_and_logits(images) -> both in one pass
+    ext.activations_and_logits(images) -> both from one forward computation
     ext.name                           -> a stable id, part of the real-statistics cache key
 
 `images` are float in [-1, 1], NHWC, any size and 1 or 3 channels, given as one array or as an

@@ -6,7 +6,7 @@ extractor has one interface, `FeatureExtractor`:
 
     ext.activations(images)            -> [N, D] pool features (FID, KID)
     ext.logits(images)                 -> [N, K] class logits (IS, class accuracy)
-    ext.activations_and_logits(images) -> both in one pass
+    ext.activations_and_logits(images) -> both from one forward computation
     ext.name                           -> a stable id, part of the real-statistics cache key
 
 where `images` are float in [-1, 1], NHWC, any size and 1 or 3 channels, given as one array or
@@ -19,7 +19,7 @@ Two kinds:
   SavedModel directory such as TF-GAN's Inception module (outputs 'pool_3', 2048-d, and
   'logits', 1008) or a Keras InceptionV3 file (`.h5` weights of `keras.applications.InceptionV3`
   or a whole `.keras` model). Nothing is ever downloaded: a missing path is a `UserError` that
-  says how to get the file and pass it.
+  says how to get the file and where to give it.
 * `Classifier` / `train_classifier(images, labels, ...)` / `load_classifier(dir)`: the project's
   small convnet (`tf_biggan.evaluation.classifier`, re-exported here), trained on any real
   labelled dataset, so FID, IS and class accuracy work on machines without Inception.
@@ -60,9 +60,9 @@ _HOW_TO_GET_INCEPTION = (
     "never downloads it. On a machine with internet access, either\n"
     "  (a) download TF-GAN's Inception module from tfhub.dev/tensorflow/tfgan/eval/inception/1 "
     "(append ?tf-hub-format=compressed to the URL to get a .tar.gz), unpack it into a directory "
-    "(it holds saved_model.pb and variables/), copy that directory here and pass its path; or\n"
+    "(it holds saved_model.pb and variables/), copy that directory here and give its path; or\n"
     "  (b) in Python run keras.applications.InceptionV3(weights='imagenet').save_weights("
-    "'inception_v3.weights.h5') and pass the path of that file.\n"
+    "'inception_v3.weights.h5') and give the path of that file.\n"
     "Without either, evaluate with the project's own classifier (train_classifier / "
     "load_classifier), whose scores are comparable only among themselves.")
 

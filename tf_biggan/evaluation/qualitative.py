@@ -120,7 +120,7 @@ def nearest_neighbors(queries: np.ndarray, query_labels: np.ndarray,
 
     `real` yields (images [b, H, W, C], labels [b]) batches (streamed: the real set need not fit
     in memory); `embed(images) -> [b, D]` maps images to the space distances are taken in (None:
-    pixel space, the flattened images). One pass; per query a running top-k is kept.
+    pixel space, the flattened images). One sweep over `real`; per query a running top-k is kept.
 
     Returns {"distances": [Q, k] (inf where the class has fewer than k images), "indices": [Q, k]
     positions in the real stream (-1 if missing), "images": [Q, k, H, W, C]}.

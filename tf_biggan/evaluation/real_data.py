@@ -61,7 +61,7 @@ def real_dataset_id(hp, which: str, max_examples: int) -> str:
 
 def real_batches(hp, which: str, batch_size: int, max_examples: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """(images float32 [b, R, R, 3] in [-1, 1], labels int32 [b]) of the run's real `which` data
-    ("train" or "validation"), one pass in file order, at most `max_examples` (0 = all).
+    ("train" or "validation"), read once in file order, at most `max_examples` (0 = all).
     Data errors become `UserError`s."""
     from tf_biggan.data.pipeline import data_errors, make_dataset
 

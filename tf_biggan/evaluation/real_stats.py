@@ -1,6 +1,6 @@
 """Statistics of an image set under an extractor, and THE cache of the real data's statistics.
 
-`feature_statistics` computes, in one pass of the extractor, everything the evaluation compares
+`feature_statistics` computes, in one sweep of the extractor over the images, everything the evaluation compares
 samples with (Section 4, Table 2): FID's mean and covariance, KID's activations, the Inception
 Score (the IS of real validation data picks Table 2's middle column) and class accuracy. It is the
 one function for real images and samples alike.
@@ -57,7 +57,7 @@ def class_logits(logits: Optional[np.ndarray], num_classes: int) -> Optional[np.
 def feature_statistics(extractor, images: Iterable, labels=None, num_classes: Optional[int] = None,
                        splits: int = 10, max_kid_examples: int = MAX_KID_EXAMPLES,
                        batch_size: Optional[int] = None) -> Dict[str, np.ndarray]:
-    """Everything the evaluation needs from one image set, in one pass of the extractor:
+    """Everything the evaluation needs from one image set, in one sweep of the extractor:
 
     mu, sigma       FID statistics of the pool activations (float64; `metrics.activation_statistics`)
     kid_activations the first `max_kid_examples` activations (float32) for KID

@@ -27,7 +27,7 @@ from tf_biggan.models.staged import StagedNetwork
 
 
 def class_vectors(y, num_classes: int, dtype=tf.float32):
-    """Labels [batch] (any dtype) -> one-hot [batch, num_classes]; class vectors pass through."""
+    """Labels [batch] (any dtype) -> one-hot [batch, num_classes]; class vectors are returned as they are."""
     y = tf.convert_to_tensor(y)
     if y.shape.rank == 1:
         return tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=dtype)
@@ -67,7 +67,7 @@ class Generator(StagedNetwork):
         return self.forward(inputs, training=training, accumulate=accumulate)
 
     def forward(self, inputs, training=False, accumulate=False, trace=None):
-        """The forward pass; `trace`, a list, receives (layer name, output shape, layer) per step."""
+        """The forward computation; `trace`, a list, receives (layer name, output shape, layer) per step."""
         z, y = inputs
         z = tf.cast(z, self.compute_dtype)
         y = class_vectors(y, self.num_classes, self.compute_dtype)
@@ -107,5 +107,5 @@ class Generator(StagedNetwork):
         return [layer.kernel for layer in spectral_norm_layers(self)]
 
     def build_for_input(self, batch: int = 1) -> None:
-        """Creates every weight by running one inference pass on zeros."""
+        """Creates every weight by running one inference call on zeros."""
         self((tf.zeros((batch, self.cfg.dim_z)), tf.zeros((batch,), tf.int32)), training=False)

@@ -19,7 +19,7 @@ def _params(layers) -> int:
 
 
 def model_table(model, inputs, title: str):
-    """Runs one inference pass and returns (rows, total): rows are (name, shape, params)."""
+    """Runs one inference call and returns (rows, total): rows are (name, shape, params)."""
     trace = []
     model.forward(inputs, training=False, trace=trace)
     rows = [(name, tuple(shape), _params(layer)) for name, shape, layer in trace]

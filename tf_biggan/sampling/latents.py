@@ -77,7 +77,7 @@ def truncated_z(shape: Shape, threshold, seed: Seed, dtype=tf.float32,
         literally. Each entry ends up distributed as N(0, 1) conditioned on |z| <= threshold.
         The expected number of rounds grows like log(size) / P(|z| <= t), so for very small
         thresholds (t = 0.01 accepts 0.8% per round) "inverse_cdf" draws the *same*
-        distribution in one pass with `tf.random.stateless_parameterized_truncated_normal`.
+        distribution in one draw with `tf.random.stateless_parameterized_truncated_normal`.
 
     Returns:
       A tensor of `shape` and `dtype` with every entry in [-threshold, threshold].

@@ -98,7 +98,7 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
              generator: bool = False, discriminator: bool = False) -> Run:
     """The networks asked for, restored from `checkpoint` (default: the latest of `model_dir`).
 
-    `hp` defaults to the run's saved hparams (`run_hparams` gives the one a mode should pass). The
+    `hp` defaults to the run's saved hparams (`run_hparams` gives the one a mode should use). The
     networks are built from hp.model exactly as the trainer builds them and restored by variable
     path; a checkpoint that lacks one of them (e.g. an export, or another model size) is a UserError.
     """

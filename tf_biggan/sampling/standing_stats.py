@@ -30,7 +30,7 @@ from tf_biggan.sampling.latents import convention_z
 def standing_stats_latents(dim_z: int, num_classes: int, batch_size: int, truncation: float = 0.0, seed: int = 0,
                            convention: str = "paper_resample",
                            class_counts: Optional[Sequence[int]] = None) -> Callable:
-    """`latents(step) -> (z [batch, dim_z], y [batch] int32)` for pass `step` of Appendix C.1.
+    """`latents(step) -> (z [batch, dim_z], y [batch] int32)` for round `step` of the passes of Appendix C.1.
 
     z at `truncation` in `convention` (`tf_biggan.sampling.latents.convention_z`; 0 = untruncated
     N(0, I), the training distribution) from key (standing_stats, seed, step). Labels walk through
@@ -55,8 +55,8 @@ def accumulate_standing_stats(generator, num_passes: int = 100, batch_size: int 
     """Runs `num_passes` forward passes of `generator` and stores the average of the per-pass BN
     moments (Appendix C.1, aggregated as the authors' code does: layers/batch_norm.py).
 
-    `latents(step) -> (z, y)` draws one pass's batch (default: `standing_stats_latents` untruncated,
-    class-balanced). Under a `strategy`, each pass is run on every replica with the per-replica share
+    `latents(step) -> (z, y)` draws round `step`'s batch (default: `standing_stats_latents` untruncated,
+    class-balanced). Under a `strategy`, each round is run on every replica with the per-replica share
     of `batch_size`, each pass's moments taken over all replicas (cross-replica BN).
     """
     # sigma from the generator's own kernels before its statistics are taken (EMA-G's u otherwise

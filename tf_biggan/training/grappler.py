@@ -1,4 +1,4 @@
-"""Grappler options of every graph tf_biggan runs (issue 14: resident memory of training).
+"""Grappler options of every graph tf_biggan runs (resident memory of training).
 
 Grappler's memory optimizer turns an AddN whose inputs become ready at different times into an
 in-place accumulation into a temporary initialised with zeros. A G kernel's gradient is such a
@@ -7,10 +7,9 @@ which is ready long before the loss's), and constant folding then bakes each of 
 initialisers into the optimised graph as a Const of the kernel's size: for BigGAN-128 (ch 96)
 281 MB of zeros (two 85 MB consts for the 3x3x1536x1536 kernels alone) stay resident for the
 life of the process. With constant folding off the zeros are a Fill at run time, freed with the
-step's other temporaries: resident memory after the first step 3.40 -> 3.14 GB, peak of an
-iteration 5.91 -> 5.65 GB, and no slower (58.7-59.3 vs 60.3 s per iteration beside each other,
-benchmarks/bench_memory_speed.py). The option is process-wide (TF has no per-function Grappler
-options), never flipped back: a function's executor is instantiated per Grappler configuration,
+step's other temporaries: about 0.26 GB less both at rest after the first step and at an
+iteration's peak, and no slower (benchmarks/bench_memory_speed.py). The option is process-wide
+(TF has no per-function Grappler options), never flipped back: a function's executor is instantiated per Grappler configuration,
 so toggling it would re-optimise and hold a second copy. Set by every CLI mode before its first
 graph, by the training step, and by `sampling.run.load_run` and `cas.run_cas` (the library's
 entry points), so every process computes the same numbers: folded constants round differently,

@@ -37,7 +37,7 @@ class SingularValues:
     def _all_layers(self):
         # One layer after another (each after the previous one's result): the runtime would otherwise
         # start every layer's Gram matrix and subspace iteration at once and hold them all together,
-        # a peak above the training iteration's at BigGAN-128 (issue 14). One at a time it is the
+        # a peak above the training iteration's at BigGAN-128. One at a time it is the
         # largest single layer's, for the same values.
         values, after = [], []
         for _, layer in self.layers:
@@ -80,7 +80,7 @@ class SampleGrid:
 
         # Drawn a chunk (at most one row) at a time: inference BN makes every image independent of
         # its batch, so the grid is the same, and the peak is one row's activations (BigGAN-128,
-        # batch 8: the grid stage's peak 5.42 -> 5.05 GB, bench_memory_speed --sample_grid).
+        # batch 8: about 0.4 GB off the grid stage's peak).
         self.chunk = max(c for c in range(1, min(self.per_replica, self.cols) + 1) if self.per_replica % c == 0)
         self.chunks = self.per_replica // self.chunk
 
@@ -91,7 +91,7 @@ class SampleGrid:
         self._sample = tf.function(sample, autograph=False)  # plain graph code: no conversion cost
 
     def _stats_latents(self, counter):
-        """This replica's slice of the pass's global batch (stream train_sample_stats)."""
+        """This replica's slice of one standing-statistics batch (stream train_sample_stats)."""
         counter = tf.cast(counter, tf.int64) * 2
         z = tf.random.stateless_normal((self.stats_batch, self.dim_z),
                                        seed=seeds.key("train_sample_stats", self.seed, counter))

@@ -92,7 +92,7 @@ def r1_term(d, gamma: float, every: int, disc_steps: int) -> PenaltyTerm:
 
     D is re-run on the real images in inference mode: the same function of x as the training call
     just made (same weights, the SN vector it just stored; D has no batch statistics), without
-    updating SN state again. Dropout is not applied in that pass.
+    updating SN state again. Dropout is not applied in that call.
     """
     def fn(ctx):
         def penalty():

@@ -16,11 +16,11 @@ Gradient accumulation (not in the paper, whose batch of 2,048 ran on a TPU pod; 
 --num_D_accumulations / --num_G_accumulations, train_fns.py): an update of effective batch
 batch_size x k with the activation memory of one micro-batch of batch_size. Each micro-batch's
 loss (and penalties) is divided by k, so the summed gradients are their mean. The micro-batches
-are a Python loop inside the replica step, each pass starting once the previous pass's gradients
+are a Python loop inside the replica step, each micro-batch starting once the previous one's gradients
 are summed (a control-dependency barrier, as between D steps): one micro-batch's activations are
 alive at a time, plus one gradient-sized accumulator. The optimiser, which all-reduces, runs once
 per update: one all-reduce per update, not per micro-batch. A graph while_loop would trace one
-pass instead of k, but MirroredStrategy's synchronisation points (cross-replica BatchNorm, the
+micro-batch instead of k, but MirroredStrategy's synchronisation points (cross-replica BatchNorm, the
 optimiser) may not sit inside control flow. BatchNorm statistics are those of each micro-batch,
 as in BigGAN-PyTorch (not those of the effective batch).
 
@@ -69,7 +69,7 @@ BASE_METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_f
 
 
 def micro_key(key, micro: int = 0):
-    """The stateless key of micro-batch `micro` (a Python int) of a pass keyed `key`: `key` itself for
+    """The stateless key of micro-batch `micro` (a Python int) of an update keyed `key`: `key` itself for
     micro-batch 0 (so k = 1 draws what a run without accumulation draws), else `key` folded with it."""
     return key if not micro else tf.random.experimental.stateless_fold_in(key, micro)
 
@@ -100,7 +100,7 @@ class LatentSampler:
         self.disc_steps, self.seed = disc_steps, seed
 
     def keys(self, step, substep: int, micro: int = 0):
-        """The stateless keys (z's, y's) of a pass."""
+        """The stateless keys (z's, y's) of one D or G update."""
         counter = tf.cast(step, tf.int64) * (self.disc_steps + 1) + substep
         return (micro_key(seeds.key("train_z", self.seed, counter), micro),
                 micro_key(seeds.key("train_y", self.seed, counter), micro))
@@ -224,17 +224,17 @@ class TrainStep:
         """The updates of `replica_step` given this replica's latents: for each D update, then the G
         update, a list [(z, y)] of its micro-batches' (one without accumulation)."""
         kd, kg = self.d_accumulations, self.g_accumulations
-        # Each pass (a D micro-batch or step, then the G ones) starts once the previous pass's
-        # backward is done. Without this the graph only orders G's passes among themselves (they
+        # Each computation (a D micro-batch or step, then the G ones) starts once the previous one's
+        # backward is done. Without this the graph only orders G's computations among themselves (they
         # share G's variables), so the executor ran the G step's taped forward (G activations kept
-        # for its backward) and the next pass's G forward during a D step's backward, holding both
-        # passes' activations at the peak. Same ops and values, one pass's activations alive at a time.
+        # for its backward) and the next computation's G forward during a D step's backward, holding both
+        # computations' activations at the peak. Same ops and values, one's activations alive at a time.
         barrier = []
         shared = self.d_trace_shareable()
         if shared and self._shared_d_update is None:
-            # The D passes of one step differ only in their inputs: one traced function called
+            # The D computations of one step differ only in their inputs: one traced function called
             # disc_steps x d_accumulations times instead of as many copies (BigGAN-128: a quarter of
-            # the step's ops and ~2 s of its first trace; issue 14, start-up). The runtime inlines the
+            # the step's ops and ~2 s of its first trace: process start-up). The runtime inlines the
             # calls: the same ops, the same values bit for bit on the tests' model
             # (tests/test_training_step.py); at BigGAN-128 Grappler rewrites the inlined graph a
             # little differently, and 2 steps end within 2e-4 (relative) of the unrolled kernels,
@@ -277,7 +277,7 @@ class TrainStep:
     @staticmethod
     def _accumulate(pass_fn, k: int, barrier):
         """(sum of the gradients, mean of the metrics) of pass_fn(m) -> (gradients, metrics) over the
-        k micro-batches m; each pass starts once the sum of the previous ones is done, so one
+        k micro-batches m; each starts once the sum of the previous ones is done, so one
         micro-batch's activations and one gradient-sized sum are alive at a time."""
         total, sums = None, None
         for m in range(k):
@@ -299,7 +299,7 @@ class TrainStep:
         return _done(grads), metrics
 
     def d_gradients(self, x_real, y_real, z, y_fake, step, k, micro: int = 0, accumulations: int = 1):
-        """D's gradients of one pass (substep k, micro-batch `micro` of `accumulations`) on this
+        """D's gradients of one micro-batch (substep k, micro-batch `micro` of `accumulations`) on this
         replica, the loss divided by `accumulations`; (gradients, D's metrics, undivided)."""
         gb = self.global_batch
         x_fake = self.g((z, y_fake), training=True)
@@ -329,7 +329,7 @@ class TrainStep:
                            d_real=share(real_logits), d_fake=share(fake_logits), **penalties)
 
     def g_gradients(self, z, y, step, micro: int = 0, accumulations: int = 1):
-        """G's gradients of one pass (micro-batch `micro` of `accumulations`) on this replica, the loss
+        """G's gradients of one micro-batch (`micro` of `accumulations`) on this replica, the loss
         divided by `accumulations`; (gradients, G's metrics, undivided)."""
         gb = self.global_batch
         with tf.GradientTape() as tape:
@@ -385,7 +385,7 @@ class TrainStep:
         grappler.configure()  # before the first call instantiates the graph
         # autograph=False: the step is plain graph code (its one loop is an explicit while_loop);
         # converting the whole call tree (models, losses, hooks) cost ~2 s of every process's first
-        # trace (issue 14, start-up).
+        # trace (process start-up).
         self._update_fn = (tf.function(self.replica_update, jit_compile=True, autograph=False) if jit_compile
                            else self.replica_update)
         self._loop_fn = tf.function(self._steps, autograph=False)
