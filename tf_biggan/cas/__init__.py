@@ -1,4 +1,4 @@
-"""Classification Accuracy Score (Ravuri & Vinyals 2019; Azizi et al. 2023): issue 10.
+"""Classification Accuracy Score (Ravuri & Vinyals 2019; Azizi et al. 2023).
 
     learning_rate_schedule(hp, steps_per_epoch)  the protocol's keras LearningRateSchedule
     run_cas(hp, model_dir, train_data, eval_data, strategy=None) -> report dict (cas_report.json)

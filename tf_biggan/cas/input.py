@@ -228,7 +228,7 @@ def train_dataset(sources: List[Source], cas, global_batch: int, start_step: int
 
 
 def eval_dataset(sources: List[Source], cas, replicas: int = 1) -> tf.data.Dataset:
-    """One pass, in order: (float32 images, int32 labels) batches of cas.eval_batch_size (global).
+    """Every image once, in order: (float32 images, int32 labels) batches of cas.eval_batch_size (global).
 
     Every batch has the full size (static shapes for TPUs): the last one is padded with zero
     images labelled -1, which the scorer drops.

@@ -10,7 +10,7 @@ Writes, atomically (temp file + rename), into DIR:
                           evaluation-order pipeline, first batch excluded), skipped_records /
                           damaged_files (data.on_corrupt=skip), and what was read
 
-The count is one pass over the split, stopped after `--inspect_images` images if that flag
+The count reads the split once, stopped after `--inspect_images` images if that flag
 exists (default 50,000; 0 = the whole split). A class with count 0, or counts shifted by one,
 point at a wrong `data.num_classes` or a label convention mismatch.
 """

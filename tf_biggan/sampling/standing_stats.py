@@ -57,7 +57,7 @@ def accumulate_standing_stats(generator, num_passes: int = 100, batch_size: int 
 
     `latents(step) -> (z, y)` draws round `step`'s batch (default: `standing_stats_latents` untruncated,
     class-balanced). Under a `strategy`, each round is run on every replica with the per-replica share
-    of `batch_size`, each pass's moments taken over all replicas (cross-replica BN).
+    of `batch_size`, each round's moments taken over all replicas (cross-replica BN).
     """
     # sigma from the generator's own kernels before its statistics are taken (EMA-G's u otherwise
     # trails its averaged kernels by one power iteration per step)

@@ -150,7 +150,7 @@ class GANTrainer:
                 base_fn = self._dataset_fn
             elif self.cfg.replay_input or step == 0:
                 base_fn = default_dataset_fn(self.hp)
-            else:  # no replay: a fresh, differently seeded pass instead of repeating the first batches
+            else:  # no replay: a fresh, differently seeded stream instead of repeating the first batches
                 base_fn = default_dataset_fn(self.hp, seed=self.hp.data.seed + step)
             fn = (lambda ctx: base_fn(ctx).skip(skip)) if skip else base_fn
             self._iterator = iter(self.strategy.distribute_datasets_from_function(fn))
