@@ -5,8 +5,8 @@
 * `resnet50`: ImageNet (CAS A.1): `keras.applications.ResNet50(weights=None)`, He et al.'s original
   v1 layout: the stride-2 of each stage's first bottleneck sits on its first 1x1 conv (3.86 G
   multiply-adds per 224 px image). The tensorflow/tpu reference strides the 3x3 instead ("v1.5",
-  ~4.1 G multiply-adds, reported ~0.5% more top-1): a known difference of using the Keras model,
-  which the issue asks for. Convs carry biases (Keras's choice; BN's beta makes them redundant).
+  ~4.1 G multiply-adds, reported ~0.5% more top-1): a known difference, the price of
+  using the Keras model rather than a copy of the reference's. Convs carry biases (Keras's choice; BN's beta makes them redundant).
   The BatchNorm layers are rebuilt with the protocol's momentum / epsilon (the reference's
   0.9 / 1e-5; Keras ships 0.99 / 1.001e-5) and, with `cas.sync_bn`, cross-replica moments.
 * `resnet_cifar`: the CIFAR ResNet of He et al. 2016 Section 4.2 (depth 6n + 2: a 3x3 stem, three
