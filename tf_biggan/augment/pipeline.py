@@ -91,6 +91,145 @@ def _exp2(x):
 
 
 # ---------------------------------------------------------------- parameters
+class _Drawer:
+    """What each transform's parameter function shares: the spec, p, the draws, and the gates so far
+    ({name: [b] bool, the transform was applied}) and parameters drawn so far ({name: [b] value})."""
+
+    def __init__(self, spec: AdaSpec, p, draws, height: int, width: int):
+        self.spec, self.p, self.draws = spec, p, draws
+        self.height, self.width = height, width
+        self.gates, self.out = {}, {}
+
+    def gate(self, name, probability=None):
+        """[b] bool, True with probability p x the transform's multiplier (or `probability`)."""
+        self.gates[name] = self.draws.gate(getattr(self.spec, name) * self.p if probability is None
+                                           else probability)
+        return self.gates[name]
+
+    def rotate_probability(self):
+        """Each of the two rotations' probability, so that P(pre or post) = p x the multiplier."""
+        return 1.0 - tf.sqrt(tf.clip_by_value(1.0 - self.spec.rotate * self.p, 0.0, 1.0))
+
+
+# Geometric transforms: each returns its INVERSE matrix [b, 3, 3], composed as G_inv = G_inv @ T_inv
+# (the first listed is applied first).
+def _xflip(d: _Drawer):
+    i = tf.floor(d.draws.uniform() * 2.0)
+    i = tf.where(d.gate("xflip"), i, 0.0)
+    d.out["xflip"] = i
+    return scale2d(1.0 - 2.0 * i, tf.ones_like(i))
+
+
+def _rotate90(d: _Drawer):
+    i = tf.floor(d.draws.uniform() * 4.0)
+    i = tf.where(d.gate("rotate90"), i, 0.0)
+    d.out["rotate90"] = i
+    return rotate2d(math.pi / 2.0 * i)  # inverse of a rotation by -pi/2 i
+
+
+def _xint(d: _Drawer):
+    t = (d.draws.uniform(2) * 2.0 - 1.0) * d.spec.xint_max
+    t = tf.where(d.gate("xint")[:, None], t, 0.0)
+    tx, ty = tf.round(t[:, 0] * d.width), tf.round(t[:, 1] * d.height)
+    d.out["xint"] = tf.stack([tx, ty], axis=1)
+    return translate2d(-tx, -ty)
+
+
+def _scale(d: _Drawer):
+    s = tf.where(d.gate("scale"), _exp2(d.draws.normal() * d.spec.scale_std), 1.0)
+    d.out["scale"] = s
+    return scale2d(1.0 / s, 1.0 / s)
+
+
+def _rotate_pre(d: _Drawer):
+    theta = (d.draws.uniform() * 2.0 - 1.0) * math.pi * d.spec.rotate_max
+    theta = tf.where(d.gate("rotate", d.rotate_probability()), theta, 0.0)
+    d.out["rotate_pre"] = theta
+    return rotate2d(-theta)
+
+
+def _aniso(d: _Drawer):
+    s = tf.where(d.gate("aniso"), _exp2(d.draws.normal() * d.spec.aniso_std), 1.0)
+    d.out["aniso"] = s
+    return scale2d(1.0 / s, s)
+
+
+def _rotate_post(d: _Drawer):
+    gate_pre = d.gates["rotate"]
+    theta = (d.draws.uniform() * 2.0 - 1.0) * math.pi * d.spec.rotate_max
+    theta = tf.where(d.gate("rotate", d.rotate_probability()), theta, 0.0)
+    d.out["rotate_post"] = theta
+    d.gates["rotate"] = tf.logical_or(gate_pre, d.gates["rotate"])  # pre or post: probability p
+    return rotate2d(-theta)
+
+
+def _xfrac(d: _Drawer):
+    t = d.draws.normal(2) * d.spec.xfrac_std
+    t = tf.where(d.gate("xfrac")[:, None], t, 0.0)
+    d.out["xfrac"] = t
+    return translate2d(-t[:, 0] * d.width, -t[:, 1] * d.height)
+
+
+# (multiplier that switches it on, parameter function), in the order the transforms are applied.
+_GEOMETRY = (("xflip", _xflip), ("rotate90", _rotate90), ("xint", _xint), ("scale", _scale),
+             ("rotate", _rotate_pre), ("aniso", _aniso), ("rotate", _rotate_post), ("xfrac", _xfrac))
+
+
+# Colour transforms: each returns its FORWARD 4x4 matrix [b, 4, 4], composed as C = T @ C (the first
+# listed is applied first).
+def _luma_outer():
+    return tf.constant(np.outer(LUMA, LUMA), tf.float32)  # v v^T
+
+
+def _brightness(d: _Drawer):
+    b = tf.where(d.gate("brightness"), d.draws.normal() * d.spec.brightness_std, 0.0)
+    d.out["brightness"] = b
+    return translate3d(b)
+
+
+def _contrast(d: _Drawer):
+    c = tf.where(d.gate("contrast"), _exp2(d.draws.normal() * d.spec.contrast_std), 1.0)
+    d.out["contrast"] = c
+    return scale3d(c)
+
+
+def _lumaflip(d: _Drawer):
+    i = tf.where(d.gate("lumaflip"), tf.floor(d.draws.uniform() * 2.0), 0.0)
+    d.out["lumaflip"] = i
+    return tf.eye(4) - 2.0 * _luma_outer() * i[:, None, None]  # Householder reflection
+
+
+def _hue(d: _Drawer):
+    theta = (d.draws.uniform() * 2.0 - 1.0) * math.pi * d.spec.hue_max
+    theta = tf.where(d.gate("hue"), theta, 0.0)
+    d.out["hue"] = theta
+    return rotate_luma(theta)
+
+
+def _saturation(d: _Drawer):
+    s = tf.where(d.gate("saturation"), _exp2(d.draws.normal() * d.spec.saturation_std), 1.0)
+    d.out["saturation"] = s
+    vv = _luma_outer()
+    return vv + (tf.eye(4) - vv) * s[:, None, None]
+
+
+_COLOR = (("brightness", _brightness), ("contrast", _contrast), ("lumaflip", _lumaflip), ("hue", _hue),
+          ("saturation", _saturation))
+
+
+# Corruptions: parameters only, applied by ada_augment.
+def _noise(d: _Drawer):
+    d.out["noise"] = tf.where(d.gate("noise"), tf.abs(d.draws.normal()) * d.spec.noise_std, 0.0)
+
+
+def _cutout(d: _Drawer):
+    d.out["cutout"] = tf.where(d.gate("cutout"), d.spec.cutout_size, 0.0)
+    d.out["cutout_center"] = d.draws.uniform(2)
+
+
+_CORRUPTION = (("noise", _noise), ("cutout", _cutout))
+
+
 def ada_parameters(p, draws, pipeline, height: int, width: int):
     """Per-sample transform parameters: {name: [b] value (identity where not applied)}, plus the
     composed inverse geometric matrix "g_inv" [b, 3, 3], colour matrix "color" [b, 4, 4] and
@@ -99,98 +238,20 @@ def ada_parameters(p, draws, pipeline, height: int, width: int):
     The draw order is fixed (one stream index per draw), so a transform's numbers do not depend on
     which other transforms are on.
     """
-    spec = spec_for(pipeline)
-    p = tf.cast(p, tf.float32)
+    d = _Drawer(spec_for(pipeline), tf.cast(p, tf.float32), draws, height, width)
     n = draws.local_batch
-    eye3 = tf.eye(3, batch_shape=[n])
-    eye4 = tf.eye(4, batch_shape=[n])
-    g_inv, color, out = eye3, eye4, {}
-
-    gates = {}
-
-    def draw_gate(name, probability=None):
-        gates[name] = draws.gate(getattr(spec, name) * p if probability is None else probability)
-        return gates[name]
-
-    # Pixel blitting: inverse matrices composed as G_inv = G_inv @ T_inv (the first listed is
-    # applied first).
-    if spec.xflip > 0:
-        i = tf.floor(draws.uniform() * 2.0)
-        i = tf.where(draw_gate("xflip"), i, 0.0)
-        out["xflip"] = i
-        g_inv = g_inv @ scale2d(1.0 - 2.0 * i, tf.ones_like(i))
-    if spec.rotate90 > 0:
-        i = tf.floor(draws.uniform() * 4.0)
-        i = tf.where(draw_gate("rotate90"), i, 0.0)
-        out["rotate90"] = i
-        g_inv = g_inv @ rotate2d(math.pi / 2.0 * i)  # inverse of a rotation by -pi/2 i
-    if spec.xint > 0:
-        t = (draws.uniform(2) * 2.0 - 1.0) * spec.xint_max
-        t = tf.where(draw_gate("xint")[:, None], t, 0.0)
-        tx, ty = tf.round(t[:, 0] * width), tf.round(t[:, 1] * height)
-        out["xint"] = tf.stack([tx, ty], axis=1)
-        g_inv = g_inv @ translate2d(-tx, -ty)
-    # General geometric transformations.
-    if spec.scale > 0:
-        s = tf.where(draw_gate("scale"), _exp2(draws.normal() * spec.scale_std), 1.0)
-        out["scale"] = s
-        g_inv = g_inv @ scale2d(1.0 / s, 1.0 / s)
-    p_rot = 1.0 - tf.sqrt(tf.clip_by_value(1.0 - spec.rotate * p, 0.0, 1.0))  # P(pre or post) = p
-    if spec.rotate > 0:
-        theta = (draws.uniform() * 2.0 - 1.0) * math.pi * spec.rotate_max
-        theta = tf.where(draw_gate("rotate", p_rot), theta, 0.0)
-        out["rotate_pre"] = theta
-        gate_pre = gates["rotate"]
-        g_inv = g_inv @ rotate2d(-theta)
-    if spec.aniso > 0:
-        s = tf.where(draw_gate("aniso"), _exp2(draws.normal() * spec.aniso_std), 1.0)
-        out["aniso"] = s
-        g_inv = g_inv @ scale2d(1.0 / s, s)
-    if spec.rotate > 0:
-        theta = (draws.uniform() * 2.0 - 1.0) * math.pi * spec.rotate_max
-        theta = tf.where(draw_gate("rotate", p_rot), theta, 0.0)
-        out["rotate_post"] = theta
-        gates["rotate"] = tf.logical_or(gate_pre, gates["rotate"])  # pre or post: probability p
-        g_inv = g_inv @ rotate2d(-theta)
-    if spec.xfrac > 0:
-        t = draws.normal(2) * spec.xfrac_std
-        t = tf.where(draw_gate("xfrac")[:, None], t, 0.0)
-        out["xfrac"] = t
-        g_inv = g_inv @ translate2d(-t[:, 0] * width, -t[:, 1] * height)
-    # Colour: forward 4x4 matrices composed as C = T @ C (the first listed is applied first).
-    if spec.brightness > 0:
-        b = tf.where(draw_gate("brightness"), draws.normal() * spec.brightness_std, 0.0)
-        out["brightness"] = b
-        color = translate3d(b) @ color
-    if spec.contrast > 0:
-        c = tf.where(draw_gate("contrast"), _exp2(draws.normal() * spec.contrast_std), 1.0)
-        out["contrast"] = c
-        color = scale3d(c) @ color
-    vv = tf.constant(np.outer(LUMA, LUMA), tf.float32)  # v v^T
-    if spec.lumaflip > 0:
-        i = tf.where(draw_gate("lumaflip"), tf.floor(draws.uniform() * 2.0), 0.0)
-        out["lumaflip"] = i
-        color = (tf.eye(4) - 2.0 * vv * i[:, None, None]) @ color  # Householder reflection
-    if spec.hue > 0:
-        theta = (draws.uniform() * 2.0 - 1.0) * math.pi * spec.hue_max
-        theta = tf.where(draw_gate("hue"), theta, 0.0)
-        out["hue"] = theta
-        color = rotate_luma(theta) @ color
-    if spec.saturation > 0:
-        s = tf.where(draw_gate("saturation"), _exp2(draws.normal() * spec.saturation_std), 1.0)
-        out["saturation"] = s
-        color = (vv + (tf.eye(4) - vv) * s[:, None, None]) @ color
-    if spec.noise > 0:
-        sigma = tf.where(draw_gate("noise"), tf.abs(draws.normal()) * spec.noise_std, 0.0)
-        out["noise"] = sigma
-    if spec.cutout > 0:
-        size = tf.where(draw_gate("cutout"), spec.cutout_size, 0.0)
-        out["cutout"] = size
-        out["cutout_center"] = draws.uniform(2)
-    out["g_inv"] = g_inv
-    out["color"] = color
-    out["gates"] = gates
-    return out
+    g_inv = tf.eye(3, batch_shape=[n])
+    for name, parameters in _GEOMETRY:
+        if getattr(d.spec, name) > 0:
+            g_inv = g_inv @ parameters(d)
+    color = tf.eye(4, batch_shape=[n])
+    for name, parameters in _COLOR:
+        if getattr(d.spec, name) > 0:
+            color = parameters(d) @ color
+    for name, parameters in _CORRUPTION:
+        if getattr(d.spec, name) > 0:
+            parameters(d)
+    return dict(d.out, g_inv=g_inv, color=color, gates=d.gates)
 
 
 def _non_identity(matrices):

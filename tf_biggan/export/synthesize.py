@@ -170,11 +170,6 @@ def worker_split(flags=None) -> Tuple[int, int]:
 # Files.
 
 
-def _as_json(payload: dict) -> dict:
-    # What the payload reads back as (tuples become lists), to compare a plan with the one on disk.
-    return json.loads(json.dumps(payload))
-
-
 def _read_json(path: str) -> Optional[dict]:
     if not tf.io.gfile.exists(path):
         return None
@@ -242,6 +237,42 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
     """
     log = log or Progress("synthesize").log
     counts = [int(n) for n in counts]
+    _check_request(source, counts, num_shards=num_shards, truncation=truncation, prefix=prefix,
+                   jpeg_quality=jpeg_quality, latent_convention=latent_convention)
+    batch_size = int(batch_size or source.batch_size)
+    if isinstance(source, CheckpointSource):
+        source.configure(counts, truncation, seed, latent_convention)
+
+    plan = _plan(source, counts, num_shards=num_shards, truncation=truncation, seed=seed, prefix=prefix,
+                 jpeg_quality=jpeg_quality, synsets=synsets, synsets_file=synsets_file,
+                 latent_convention=latent_convention)
+    _pin_plan(output_dir, plan)
+    layout = _Layout(output_dir, prefix, num_shards, sum(counts), also_write_npz)
+    mine = [i for i in range(num_shards) if i % num_workers == worker_index]
+    removed = _remove_stale_temporaries(output_dir, [layout.names[i] for i in mine])
+    todo = [i for i in mine if not layout.complete(i)]
+    skipped = [layout.names[i] for i in mine if i not in todo]
+    lo, hi = min(counts), max(counts)
+    log(f"{plan['num_images']} images ({source.num_classes} classes, {lo if lo == hi else f'{lo}-{hi}'} per class) "
+        f"at truncation {truncation:g} ({latent_convention}), seed {seed}, into {num_shards} shards "
+        f"{prefix}-*-of-{num_shards:05d} in {output_dir}; worker {worker_index}/{num_workers} owns {len(mine)} "
+        f"shard(s): {len(skipped)} complete, {len(todo)} to write ({layout.images(todo)} images)"
+        + (f"; removed {removed} stale temporary file(s)" if removed else ""))
+
+    timer, written = Timer(), []
+    if todo:
+        encoder = _Encoder(source, jpeg_quality, synsets)
+        timer, written = _write_shards(source, layout, todo, counts, encoder, truncation=truncation, seed=seed,
+                                       latent_convention=latent_convention, batch_size=batch_size, log=log)
+    manifest = _finish(layout, plan, f"worker {worker_index}/{num_workers}", log)
+    return {"written": written, "skipped": skipped, "manifest": manifest, "images": timer.images,
+            "seconds": time.perf_counter() - timer.start, "generate_seconds": timer.generate,
+            "encode_seconds": timer.encode}
+
+
+def _check_request(source, counts: List[int], *, num_shards: int, truncation: float, prefix: str,
+                   jpeg_quality: int, latent_convention: str) -> None:
+    """One-line UserErrors for a synthesis that cannot be planned."""
     total = sum(counts)
     if len(counts) != source.num_classes:
         raise UserError(f"{len(counts)} per-class counts for a generator of {source.num_classes} classes")
@@ -262,17 +293,16 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
                         "TruncNormal(-2, 2))")
     if prefix not in ("train", "validation"):
         raise UserError(f"--shard_prefix={prefix}: use train or validation")
-    batch_size = int(batch_size or source.batch_size)
-    if isinstance(source, CheckpointSource):
-        source.configure(counts, truncation, seed, latent_convention)
 
-    names = [os.path.basename(tfrecord.shard_path(prefix, i, num_shards)) for i in range(num_shards)]
-    bounds = shard_bounds(total, num_shards)
-    plan = {
+
+def _plan(source, counts: List[int], *, num_shards: int, truncation: float, seed: int, prefix: str,
+          jpeg_quality: int, synsets, synsets_file: Optional[str], latent_convention: str) -> dict:
+    """Everything that fixes the bytes of the shards: a rerun must find the same plan on disk."""
+    return {
         "format": "imagenet_tfrecord",
         "label_offset": tfrecord.LABEL_OFFSET,
         "count_per_class": {str(c): n for c, n in enumerate(counts)},
-        "num_images": total,
+        "num_images": sum(counts),
         "num_classes": source.num_classes,
         "resolution": source.resolution,
         "truncation": float(truncation),
@@ -286,112 +316,138 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
         "synsets_file": paths.absolute(synsets_file) if synsets_file else None,
         "synsets": synsets[0] if synsets else None,
     }
-    tf.io.gfile.makedirs(output_dir)
-    plan_path = os.path.join(output_dir, PLAN)
-    existing = _read_json(plan_path)
-    if existing is not None and existing != _as_json(plan):
-        diffs = [f"{k}: {existing.get(k)!r} there, {plan.get(k)!r} now" for k in sorted(set(existing) | set(plan))
-                 if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
-        raise UserError(f"--output_dir={output_dir} holds shards of a different synthesis ({'; '.join(diffs)[:600]}). "
-                        f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or pass a new "
-                        f"--output_dir")
-    if existing is None:
-        atomic.write_json(plan_path, plan)
 
-    def complete(i: int) -> bool:
-        path = os.path.join(output_dir, names[i])
-        marker = _read_json(_marker_path(output_dir, names[i]))
+
+def _pin_plan(output_dir: str, plan: dict) -> None:
+    """Writes the plan into a new directory; refuses a directory that holds a different one."""
+    from tf_biggan import rerun
+
+    tf.io.gfile.makedirs(output_dir)
+    rerun.pin(os.path.join(output_dir, PLAN), plan, refusal=lambda diffs: UserError(
+        f"--output_dir={output_dir} holds shards of a different synthesis ({rerun.describe(diffs)[:600]}). "
+        f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or pass a new --output_dir"))
+
+
+class _Layout:
+    """The shard files of one synthesis: names, [start, end) of each, and whether one is complete."""
+
+    def __init__(self, output_dir: str, prefix: str, num_shards: int, total: int, also_write_npz: bool):
+        self.output_dir, self.also_write_npz = output_dir, also_write_npz
+        self.names = [os.path.basename(tfrecord.shard_path(prefix, i, num_shards)) for i in range(num_shards)]
+        self.bounds = shard_bounds(total, num_shards)
+
+    def path(self, i: int) -> str:
+        return os.path.join(self.output_dir, self.names[i])
+
+    def images(self, shards: Sequence[int]) -> int:
+        return sum(self.bounds[i][1] - self.bounds[i][0] for i in shards)
+
+    def complete(self, i: int) -> bool:
+        """Shard i's marker matches its file (records and bytes), and its npz exists if asked for."""
+        path = self.path(i)
+        marker = _read_json(_marker_path(self.output_dir, self.names[i]))
         if marker is None or not tf.io.gfile.exists(path):
             return False
-        ok = (marker.get("records") == bounds[i][1] - bounds[i][0]
+        ok = (marker.get("records") == self.bounds[i][1] - self.bounds[i][0]
               and marker.get("bytes") == tf.io.gfile.stat(path).length)
-        return ok and (not also_write_npz or tf.io.gfile.exists(_npz_path(output_dir, names[i])))
+        return ok and (not self.also_write_npz or tf.io.gfile.exists(_npz_path(self.output_dir, self.names[i])))
 
-    mine = [i for i in range(num_shards) if i % num_workers == worker_index]
-    removed = _remove_stale_temporaries(output_dir, [names[i] for i in mine])
-    todo = [i for i in mine if not complete(i)]
-    skipped = [names[i] for i in mine if i not in todo]
-    todo_images = sum(bounds[i][1] - bounds[i][0] for i in todo)
-    lo, hi = min(counts), max(counts)
-    log(f"{total} images ({source.num_classes} classes, {lo if lo == hi else f'{lo}-{hi}'} per class) at "
-        f"truncation {truncation:g} ({latent_convention}), seed {seed}, into {num_shards} shards "
-        f"{prefix}-*-of-{num_shards:05d} in {output_dir}; worker {worker_index}/{num_workers} owns {len(mine)} "
-        f"shard(s): {len(skipped)} complete, {len(todo)} to write ({todo_images} images)"
-        + (f"; removed {removed} stale temporary file(s)" if removed else ""))
 
-    timer = Timer()
-    written = []
-    if todo:
-        t0 = time.perf_counter()
-        source.prepare()
-        if source.standing_stats:
-            log(f"standing statistics at truncation {truncation:g}: {source.standing_stats['passes']} passes of "
-                f"{source.standing_stats['batch_size']} ({time.perf_counter() - t0:.1f}s)")
-        all_labels = interleaved_labels(counts)
-        timer = Timer()
+class _Encoder:
+    """uint8 images + 0-based labels -> serialized ImageNet-layout Examples (JPEG, 1-based label)."""
+
+    def __init__(self, source, jpeg_quality: int, synsets):
+        self.resolution, self.jpeg_quality, self.synsets = source.resolution, jpeg_quality, synsets
+
+    def __call__(self, images, labels, first: int):
+        """`first`: the synthesis-wide index of images[0], for the file names."""
+        for k, (image, label) in enumerate(zip(images, labels)):
+            jpeg = tf.io.encode_jpeg(image, format="rgb", quality=self.jpeg_quality).numpy()
+            synset = self.synsets[0][label] if self.synsets else ""
+            text = self.synsets[1][label] if self.synsets else ""
+            filename = f"{synset or f'class{int(label):04d}'}_synthetic_{first + k:08d}.JPEG"
+            # deterministic=True: an Example's features are a protobuf map, which
+            # otherwise serialises in a per-process order (reruns would differ in bytes).
+            yield tfrecord.make_example(jpeg, int(label), height=self.resolution, width=self.resolution,
+                                        synset=synset, text=text, filename=filename).SerializeToString(deterministic=True)
+
+
+def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int], encoder: _Encoder, *,
+                  truncation: float, seed: int, latent_convention: str, batch_size: int,
+                  log: Callable[[str], None]) -> Tuple[Timer, List[str]]:
+    """Prepares the source, then writes shards `todo` (plus markers and npz); (timer, names written)."""
+    t0 = time.perf_counter()
+    source.prepare()
+    if source.standing_stats:
+        log(f"standing statistics at truncation {truncation:g}: {source.standing_stats['passes']} passes of "
+            f"{source.standing_stats['batch_size']} ({time.perf_counter() - t0:.1f}s)")
+    all_labels = interleaved_labels(counts)
+    timer, written = Timer(), []
+    todo_images = layout.images(todo)
+
+    def eta() -> str:
+        left = todo_images - timer.images
+        return format_seconds(left * (time.perf_counter() - timer.start) / max(timer.images, 1))
+
+    last_log = time.perf_counter()
+    for done, i in enumerate(todo):
+        start, end = layout.bounds[i]
+        labels = all_labels[start:end]
+        z = shard_latents(i, end - start, source.dim_z, truncation, seed, latent_convention)
+        kept = [] if layout.also_write_npz else None
+
+        def examples(i=i, start=start, labels=labels, z=z, kept=kept):
+            nonlocal last_log
+            for b in range(0, len(labels), batch_size):
+                t = time.perf_counter()
+                batch_labels = labels[b:b + batch_size]
+                images = to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
+                timer.generate += time.perf_counter() - t
+                t = time.perf_counter()
+                if kept is not None:
+                    kept.append(images)
+                yield from encoder(images, batch_labels, start + b)
+                timer.encode += time.perf_counter() - t
+                timer.images += len(batch_labels)
+                if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
+                    last_log = time.perf_counter()
+                    log(f"  {layout.names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
+                        f"ETA {eta()}")
+
+        records = _write_shard(layout, i, examples(), kept, labels)
+        written.append(layout.names[i])
         last_log = time.perf_counter()
-        for done, i in enumerate(todo):
-            start, end = bounds[i]
-            labels = all_labels[start:end]
-            z = shard_latents(i, end - start, source.dim_z, truncation, seed, latent_convention)
-            kept = [] if also_write_npz else None
+        log(f"{layout.names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; ETA {eta()}")
+    return timer, written
 
-            def examples(i=i, start=start, labels=labels, z=z, kept=kept):
-                nonlocal last_log
-                for b in range(0, len(labels), batch_size):
-                    t = time.perf_counter()
-                    batch_labels = labels[b:b + batch_size]
-                    images = to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
-                    timer.generate += time.perf_counter() - t
-                    t = time.perf_counter()
-                    if kept is not None:
-                        kept.append(images)
-                    for k, (image, label) in enumerate(zip(images, batch_labels)):
-                        jpeg = tf.io.encode_jpeg(image, format="rgb", quality=jpeg_quality).numpy()
-                        synset = synsets[0][label] if synsets else ""
-                        text = synsets[1][label] if synsets else ""
-                        filename = f"{synset or f'class{int(label):04d}'}_synthetic_{start + b + k:08d}.JPEG"
-                        # deterministic=True: an Example's features are a protobuf map, which
-                        # otherwise serialises in a per-process order (reruns would differ in bytes).
-                        yield tfrecord.make_example(jpeg, int(label), height=source.resolution,
-                                                    width=source.resolution, synset=synset, text=text,
-                                                    filename=filename).SerializeToString(deterministic=True)
-                    timer.encode += time.perf_counter() - t
-                    timer.images += len(batch_labels)
-                    if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
-                        last_log = time.perf_counter()
-                        left = todo_images - timer.images
-                        log(f"  {names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
-                            f"ETA {format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
 
-            path = os.path.join(output_dir, names[i])
-            records = tfrecord.write_shard(path, examples())
-            if kept is not None:
-                atomic.save_npz(_npz_path(output_dir, names[i]), images=np.concatenate(kept),
-                                labels=labels.astype(np.int64))
-            atomic.write_json(_marker_path(output_dir, names[i]),
-                              {"records": records, "bytes": tf.io.gfile.stat(path).length, "npz": bool(also_write_npz)})
-            written.append(names[i])
-            last_log = time.perf_counter()
-            left = todo_images - timer.images
-            log(f"{names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; "
-                f"ETA {format_seconds(left * (last_log - timer.start) / max(timer.images, 1))}")
+def _write_shard(layout: _Layout, i: int, serialized, kept: Optional[list], labels) -> int:
+    """Shard i from its serialized Examples, then its npz (if `kept`) and its marker; the record count."""
+    path = layout.path(i)
+    records = tfrecord.write_shard(path, serialized)
+    if kept is not None:
+        atomic.save_npz(_npz_path(layout.output_dir, layout.names[i]), images=np.concatenate(kept),
+                        labels=labels.astype(np.int64))
+    atomic.write_json(_marker_path(layout.output_dir, layout.names[i]),
+                      {"records": records, "bytes": tf.io.gfile.stat(path).length, "npz": bool(kept is not None)})
+    return records
 
-    manifest = None
-    missing = [names[i] for i in range(num_shards) if not complete(i)]
+
+def _finish(layout: _Layout, plan: dict, worker: str, log: Callable[[str], None]) -> Optional[dict]:
+    """The manifest, written if every shard of every worker is complete (else None, and a line saying so)."""
+    missing = [layout.names[i] for i in range(len(layout.names)) if not layout.complete(i)]
     if missing:
-        log(f"worker {worker_index}/{num_workers} done; waiting for {len(missing)} shard(s) of other workers "
+        log(f"{worker} done; waiting for {len(missing)} shard(s) of other workers "
             f"(e.g. {missing[0]}): the last worker to finish writes {MANIFEST}")
-    else:
-        manifest = dict(plan, pattern=f"{prefix}-*", shards=names,
-                        images_per_shard=[end - start for start, end in bounds],
-                        npz=[f"{NPZ_DIR}/{n}.npz" for n in names] if also_write_npz else None,
-                        npz_labels="0-based" if also_write_npz else None)
-        atomic.write_json(os.path.join(output_dir, MANIFEST), manifest)
-        log(f"all {num_shards} shards complete; wrote {os.path.join(output_dir, MANIFEST)}")
-    return {"written": written, "skipped": skipped, "manifest": manifest, "images": timer.images,
-            "seconds": time.perf_counter() - timer.start, "generate_seconds": timer.generate,
-            "encode_seconds": timer.encode}
+        return None
+    npz = layout.also_write_npz
+    manifest = dict(plan, pattern=f"{plan['shard_prefix']}-*", shards=layout.names,
+                    images_per_shard=[end - start for start, end in layout.bounds],
+                    npz=[f"{NPZ_DIR}/{n}.npz" for n in layout.names] if npz else None,
+                    npz_labels="0-based" if npz else None)
+    atomic.write_json(os.path.join(layout.output_dir, MANIFEST), manifest)
+    log(f"all {len(layout.names)} shards complete; wrote {os.path.join(layout.output_dir, MANIFEST)}")
+    return manifest
 
 
 def run_synthesize(hp, flags) -> dict:
