@@ -32,6 +32,7 @@ from typing import Callable, Dict, List, Optional
 
 from tf_biggan import atomic, paths
 from tf_biggan.errors import UserError
+from tf_biggan.progress import Progress
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -43,8 +44,7 @@ def _read_json(path: str) -> Optional[dict]:
     return paths.read_json_or_none(path)  # the model dir may be gs://: tf.io.gfile
 
 
-def _log(message: str) -> None:
-    print(f"[all] {message}", flush=True)
+_log = Progress("all").log  # `[all] message` lines (progress.py: the one way to print progress)
 
 
 class Stage:
