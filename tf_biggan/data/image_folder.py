@@ -348,6 +348,44 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
     """
     log = log or Progress("prepare_data").log
     t_start = time.perf_counter()
+    image_dir, output_dir = _check_request(image_dir, output_dir, validation_fraction=validation_fraction,
+                                           resolution=resolution, on_corrupt=on_corrupt, seed=seed,
+                                           jpeg_quality=jpeg_quality)
+    found = _collect(image_dir, validation_fraction, seed)
+    shards, jobs = _plan_jobs(found.splits, num_shards)
+    fingerprint = hashlib.sha256(json.dumps([[j.name, j.items] for j in jobs]).encode()).hexdigest()[:16]
+    plan = {"image_dir": image_dir, "validation_source": found.validation_source,
+            "validation_fraction": float(validation_fraction), "seed": int(seed),
+            "resolution": int(resolution) if resolution else None, "jpeg_quality": int(jpeg_quality),
+            "classes": found.classes, "shards": {s: shards[s] for s in shards}, "files_fingerprint": fingerprint}
+    _pin_plan(output_dir, plan)
+    atomic.write_text(_join(output_dir, LABELS), "".join(f"{c}\n" for c in found.classes))
+
+    removed = _remove_stale_temporaries(output_dir, [j.name for j in jobs])
+    todo = [j for j in jobs if _complete(output_dir, j) is None]
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    n_train, n_val = len(found.splits["train"]), len(found.splits["validation"])
+    source = found.validation_source
+    log(f"{len(found.classes)} classes, {n_train} training and {n_val} validation images"
+        + (f" (validation from {source})" if source else "")
+        + f" from {image_dir} into {shards['train']} train + {shards['validation']} validation shard(s) in "
+          f"{output_dir}: {len(jobs) - len(todo)} complete, {len(todo)} to write "
+          f"({sum(len(j.items) for j in todo)} images, {workers} threads)"
+        + (f"; removed {removed} stale temporary file(s)" if removed else ""))
+
+    writer = _ShardWriter(image_dir, output_dir, found.classes, resolution=resolution, jpeg_quality=jpeg_quality,
+                          on_corrupt=on_corrupt, log=log)
+    written = writer.write(todo, workers)
+    manifest = _finish(output_dir, plan, jobs, found, log)
+    log(f"wrote {len(written)} shard(s) in {time.perf_counter() - t_start:.1f}s; {manifest['skipped_count']} file(s) "
+        f"skipped; {_join(output_dir, MANIFEST)}. Train with --hparams_overrides {manifest['hparams_overrides']}")
+    return {"written": written, "kept": [j.name for j in jobs if j not in todo], "manifest": manifest,
+            "seconds": time.perf_counter() - t_start}
+
+
+def _check_request(image_dir: str, output_dir: str, *, validation_fraction: float, resolution: Optional[int],
+                   on_corrupt: str, seed: int, jpeg_quality: int) -> Tuple[str, str]:
+    """One-line UserErrors for flags that cannot work; (image_dir, output_dir) without trailing slashes."""
     if on_corrupt not in ON_CORRUPT:
         raise UserError(f"--on_corrupt={on_corrupt}: use skip (leave the file out and list it in {MANIFEST}) or fail")
     if not 0.0 <= validation_fraction < 1.0:
@@ -364,7 +402,21 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
     if output_dir == image_dir or output_dir.startswith(image_dir + "/"):
         raise UserError(f"--output_dir={output_dir} lies inside --image_dir={image_dir}: a rerun would find the "
                         f"shards as images; write them elsewhere")
+    return image_dir, output_dir
 
+
+@dataclasses.dataclass
+class _Found:
+    """What the folder(s) hold: classes, each split's (file, class id) list, ignored files."""
+
+    classes: List[str]
+    splits: Dict[str, List[Tuple[str, int]]]  # "train" / "validation" -> interleaved items
+    ignored: List[Tuple[str, str]]  # (path, why)
+    validation_source: Optional[str]  # the val tree, "validation_fraction" or None
+
+
+def _collect(image_dir: str, validation_fraction: float, seed: int) -> _Found:
+    """Scans `image_dir` (and a `val` tree beside it) and splits each class into train / validation."""
     train_scan = scan_folder(image_dir)
     classes = train_scan.classes
     val_dir = _join(_parent(image_dir), VAL_FOLDER)
@@ -390,8 +442,12 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
             train_files.append([_join(image_dir, f) for f in tr])
             val_files.append([_join(image_dir, f) for f in va])
         validation_source = "validation_fraction" if validation_fraction > 0 else None
-
     splits = {"train": interleave(train_files), "validation": interleave(val_files)}
+    return _Found(classes, splits, ignored, validation_source)
+
+
+def _plan_jobs(splits: Dict[str, List[Tuple[str, int]]], num_shards: Optional[int]) -> Tuple[Dict[str, int], List[Job]]:
+    """({split: shard count}, the shards to write): contiguous runs of each split's interleaved items."""
     n_train, n_val = len(splits["train"]), len(splits["validation"])
     shards = {"train": shard_count(n_train, num_shards)}
     shards["validation"] = shard_count(n_val, -(-num_shards * n_val // max(n_train, 1)) if num_shards else None)
@@ -401,96 +457,107 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
         for i in range(k):
             name = os.path.basename(tfrecord.shard_path(split, i, k))
             jobs.append(Job(split, name, items[i * len(items) // k:(i + 1) * len(items) // k]))
+    return shards, jobs
 
-    fingerprint = hashlib.sha256(json.dumps([[j.name, j.items] for j in jobs]).encode()).hexdigest()[:16]
-    plan = {"image_dir": image_dir, "validation_source": validation_source,
-            "validation_fraction": float(validation_fraction), "seed": int(seed),
-            "resolution": int(resolution) if resolution else None, "jpeg_quality": int(jpeg_quality),
-            "classes": classes, "shards": {s: shards[s] for s in shards}, "files_fingerprint": fingerprint}
+
+def _pin_plan(output_dir: str, plan: dict) -> None:
+    """Writes the plan into a new directory; refuses a directory that holds a different one."""
     tf.io.gfile.makedirs(output_dir)
     plan_path = _join(output_dir, PLAN)
     existing = _read_json(plan_path)
     if existing is not None and existing != json.loads(json.dumps(plan)):
-        differs = [k for k in sorted(set(existing) | set(plan)) if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
+        differs = [k for k in sorted(set(existing) | set(plan))
+                   if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
         hint = (" (the folder's files changed since)" if differs == ["files_fingerprint"] else "")
         raise UserError(f"--output_dir={output_dir} holds shards of a different import (differs in: "
-                        f"{', '.join(differs)}{hint}); rerun with the same flags to resume it, or pass a new --output_dir")
+                        f"{', '.join(differs)}{hint}); rerun with the same flags to resume it, or pass a new "
+                        f"--output_dir")
     if existing is None:
         atomic.write_json(plan_path, plan)
-    atomic.write_text(_join(output_dir, LABELS), "".join(f"{c}\n" for c in classes))
 
-    def complete(job: Job) -> Optional[dict]:
-        path = _join(output_dir, job.name)
-        marker = _read_json(_marker_path(output_dir, job.name))
-        if marker is None or not tf.io.gfile.exists(path):
-            return None
-        ok = (marker.get("records", -1) + len(marker.get("skipped", [])) == len(job.items)
-              and marker.get("bytes") == tf.io.gfile.stat(path).length)
-        return marker if ok else None
 
-    removed = _remove_stale_temporaries(output_dir, [j.name for j in jobs])
-    todo = [j for j in jobs if complete(j) is None]
-    todo_images = sum(len(j.items) for j in todo)
-    workers = max(1, int(workers or os.cpu_count() or 1))
-    log(f"{len(classes)} classes, {n_train} training and {n_val} validation images"
-        + (f" (validation from {validation_source})" if validation_source else "")
-        + f" from {image_dir} into {shards['train']} train + {shards['validation']} validation shard(s) in "
-          f"{output_dir}: {len(jobs) - len(todo)} complete, {len(todo)} to write ({todo_images} images, "
-          f"{workers} threads)" + (f"; removed {removed} stale temporary file(s)" if removed else ""))
+def _complete(output_dir: str, job: Job) -> Optional[dict]:
+    """The shard's marker if it matches the file (records + skipped = items, bytes), else None."""
+    path = _join(output_dir, job.name)
+    marker = _read_json(_marker_path(output_dir, job.name))
+    if marker is None or not tf.io.gfile.exists(path):
+        return None
+    ok = (marker.get("records", -1) + len(marker.get("skipped", [])) == len(job.items)
+          and marker.get("bytes") == tf.io.gfile.stat(path).length)
+    return marker if ok else None
 
-    class_of = {i: c for i, c in enumerate(classes)}
-    written = []
-    done_images, last_log, t0 = 0, time.perf_counter(), time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        for n_job, job in enumerate(todo):
-            stats = ShardStats()
 
-            def work(item):
-                path, _ = item
-                try:
-                    return convert(_read_file(path), resolution, jpeg_quality), None
-                except CorruptImage as exc:
-                    return None, str(exc)
-                except tf.errors.OpError as exc:
-                    return None, f"cannot be read ({exc.message.splitlines()[0][:200]})"
+class _ShardWriter:
+    """Converts the images of shards on a thread pool and writes each shard, then its marker."""
 
-            def records(job=job, stats=stats):
-                nonlocal done_images, last_log
-                for (path, label), (converted, error) in zip(job.items, pool.map(work, job.items)):
-                    done_images += 1
-                    rel = path[len(image_dir) + 1:] if path.startswith(image_dir + "/") else path
-                    if converted is None:
-                        if on_corrupt == "fail":
-                            raise UserError(f"{path}: {error}. Remove or replace the file, or pass --on_corrupt=skip "
-                                            f"to leave it out (it is then listed in {MANIFEST})")
-                        stats.skipped.append([path, error])
-                        log(f"skipped {path}: {error}")
-                        continue
-                    stats.add(class_of[label], converted)
-                    yield tfrecord.make_example(
-                        converted.jpeg, label, height=converted.height, width=converted.width,
-                        synset=class_of[label], filename=rel).SerializeToString(deterministic=True)
-                    if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
-                        last_log = time.perf_counter()
-                        rate = done_images / max(last_log - t0, 1e-9)
-                        log(f"  {job.name}: {done_images}/{todo_images} images, {rate:.1f} images/s")
+    def __init__(self, image_dir: str, output_dir: str, classes: Sequence[str], *, resolution: Optional[int],
+                 jpeg_quality: int, on_corrupt: str, log: Callable[[str], None]):
+        self.image_dir, self.output_dir, self.class_of = image_dir, output_dir, dict(enumerate(classes))
+        self.resolution, self.jpeg_quality, self.on_corrupt, self.log = resolution, jpeg_quality, on_corrupt, log
+        self.done_images, self.todo_images = 0, 0
+        self.t0 = self.last_log = time.perf_counter()
 
-            path = _join(output_dir, job.name)
-            count = tfrecord.write_shard(path, records())
-            marker = dict(dataclasses.asdict(stats), records=count, bytes=tf.io.gfile.stat(path).length)
-            atomic.write_json(_marker_path(output_dir, job.name), marker)
-            written.append(job.name)
-            elapsed = time.perf_counter() - t0
-            log(f"{job.name} ({n_job + 1}/{len(todo)}): {count} images"
-                + (f", {len(stats.skipped)} skipped" if stats.skipped else "")
-                + f"; {done_images / max(elapsed, 1e-9):.1f} images/s")
+    def write(self, todo: Sequence[Job], workers: int) -> List[str]:
+        """Writes the shards `todo`; the names written."""
+        written = []
+        self.done_images, self.todo_images = 0, sum(len(j.items) for j in todo)
+        self.t0 = self.last_log = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            for n_job, job in enumerate(todo):
+                stats = ShardStats()
+                path = _join(self.output_dir, job.name)
+                count = tfrecord.write_shard(path, self._records(job, stats, pool))
+                marker = dict(dataclasses.asdict(stats), records=count, bytes=tf.io.gfile.stat(path).length)
+                atomic.write_json(_marker_path(self.output_dir, job.name), marker)
+                written.append(job.name)
+                elapsed = time.perf_counter() - self.t0
+                self.log(f"{job.name} ({n_job + 1}/{len(todo)}): {count} images"
+                         + (f", {len(stats.skipped)} skipped" if stats.skipped else "")
+                         + f"; {self.done_images / max(elapsed, 1e-9):.1f} images/s")
+        return written
 
-    markers = {j.name: complete(j) for j in jobs}
+    def _convert(self, item):
+        """(Converted, None) or (None, why the file cannot be stored)."""
+        path, _ = item
+        try:
+            return convert(_read_file(path), self.resolution, self.jpeg_quality), None
+        except CorruptImage as exc:
+            return None, str(exc)
+        except tf.errors.OpError as exc:
+            return None, f"cannot be read ({exc.message.splitlines()[0][:200]})"
+
+    def _records(self, job: Job, stats: ShardStats, pool):
+        """The shard's serialized Examples, in item order; bad files skipped (counted) or fatal."""
+        image_dir = self.image_dir
+        for (path, label), (converted, error) in zip(job.items, pool.map(self._convert, job.items)):
+            self.done_images += 1
+            rel = path[len(image_dir) + 1:] if path.startswith(image_dir + "/") else path
+            if converted is None:
+                if self.on_corrupt == "fail":
+                    raise UserError(f"{path}: {error}. Remove or replace the file, or pass --on_corrupt=skip "
+                                    f"to leave it out (it is then listed in {MANIFEST})")
+                stats.skipped.append([path, error])
+                self.log(f"skipped {path}: {error}")
+                continue
+            stats.add(self.class_of[label], converted)
+            yield tfrecord.make_example(
+                converted.jpeg, label, height=converted.height, width=converted.width,
+                synset=self.class_of[label], filename=rel).SerializeToString(deterministic=True)
+            if time.perf_counter() - self.last_log > LOG_EVERY_SECONDS:
+                self.last_log = time.perf_counter()
+                rate = self.done_images / max(self.last_log - self.t0, 1e-9)
+                self.log(f"  {job.name}: {self.done_images}/{self.todo_images} images, {rate:.1f} images/s")
+
+
+def _finish(output_dir: str, plan: dict, jobs: Sequence[Job], found: _Found, log: Callable[[str], None]) -> dict:
+    """Writes the manifest once every shard is complete; warns of classes a split lacks."""
+    markers = {j.name: _complete(output_dir, j) for j in jobs}
     missing = [n for n, m in markers.items() if m is None]
     if missing:  # only if the files changed under us
         raise UserError(f"shard(s) {', '.join(missing[:3])} of {output_dir} are not complete after writing them; "
                         f"rerun --mode=prepare_data")
-    manifest = _manifest(plan, jobs, markers, classes, ignored, output_dir)
+    classes = found.classes
+    manifest = _manifest(plan, jobs, markers, classes, found.ignored, output_dir)
     atomic.write_json(_join(output_dir, MANIFEST), manifest)
     for split in ("train", "validation"):
         per_class = manifest["splits"].get(split, {}).get("count_per_class", {})
@@ -498,10 +565,7 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
         if empty and (split == "train" or manifest["splits"].get(split)):
             log(f"warning: {split} split has no images of class(es) {', '.join(empty[:5])}"
                 + (" (all skipped)" if split == "train" else ""))
-    log(f"wrote {len(written)} shard(s) in {time.perf_counter() - t_start:.1f}s; {manifest['skipped_count']} file(s) "
-        f"skipped; {_join(output_dir, MANIFEST)}. Train with --hparams_overrides {manifest['hparams_overrides']}")
-    return {"written": written, "kept": [j.name for j in jobs if j not in todo], "manifest": manifest,
-            "seconds": time.perf_counter() - t_start}
+    return manifest
 
 
 def _manifest(plan: dict, jobs: Sequence[Job], markers: Dict[str, dict], classes: Sequence[str],

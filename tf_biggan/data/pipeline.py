@@ -169,27 +169,56 @@ def shard_for_host(files: Sequence, input_context: Optional[tf.distribute.InputC
 def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution: int, num_classes: int,
                   multi_label: bool, on_corrupt: str, training: bool, seed: int,
                   stats: Optional[ReadStats]) -> tf.data.Dataset:
-    """Decoded, checked examples {"image": uint8 [R, R, 3], "labels": int64 [k], "ok": True}."""
-    n = len(entries)
-    paths = tf.constant([e.path for e in entries])
-    skips = tf.constant([e.skip for e in entries], tf.int64)
-    takes = tf.constant([e.take for e in entries], tf.int64)
-    sizes = tf.constant([e.size for e in entries], tf.int64)
-    offset = tf.constant(source.label_offset, tf.int64)
+    """Decoded, checked examples {"image": uint8 [R, R, 3], "labels": int64 [k], "ok": True}.
 
-    files = tf.data.Dataset.from_tensor_slices(tf.range(n, dtype=tf.int64))
+    Three stages (module docstring): read every file's records, numbered, with an end marker;
+    decode them, dropping what fails; validate the sequence, which sees the drops as gaps.
+    """
+    files = _FileTable.of(entries)
+    records = _numbered_records(files, training=training, seed=seed)
+    records = _decode_records(records, source, resolution=resolution, num_classes=num_classes,
+                              multi_label=multi_label)
+    validator = _Validator(files, source.label_offset, source.image_kind, num_classes=num_classes,
+                           skip=on_corrupt == "skip", stats=stats)
+    return records.scan(validator.initial_state(), _plain_graph(validator.check)).filter(_is_ok)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileTable:
+    """The files to read as tensors indexed by file id (int64): path, first record, record count
+    (-1 = to the end) and byte size (-1 = unknown)."""
+
+    count: int
+    paths: tf.Tensor
+    skips: tf.Tensor
+    takes: tf.Tensor
+    sizes: tf.Tensor
+
+    @classmethod
+    def of(cls, entries: Sequence[FileEntry]) -> "_FileTable":
+        return cls(len(entries), tf.constant([e.path for e in entries]),
+                   tf.constant([e.skip for e in entries], tf.int64),
+                   tf.constant([e.take for e in entries], tf.int64),
+                   tf.constant([e.size for e in entries], tf.int64))
+
+
+def _numbered_records(files: _FileTable, *, training: bool, seed: int) -> tf.data.Dataset:
+    """(fid, index, real, record, consumed bytes) of every record of every file, then one end marker
+    per file (real = False); files shuffled per epoch when training, up to MAX_OPEN_FILES at once."""
+    n = files.count
+    ids = tf.data.Dataset.from_tensor_slices(tf.range(n, dtype=tf.int64))
     if training:
-        files = files.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ids = ids.shuffle(n, seed=seed, reshuffle_each_iteration=True)
 
     @_plain_graph
     def read_file(fid):
         # Framing errors (a truncated or overwritten file) end the file early: the end marker's
-        # byte / record count then comes out short and the check below reports the file.
-        raw = tf.data.TFRecordDataset(paths[fid], buffer_size=READ_BUFFER_BYTES).ignore_errors()
-        raw = raw.skip(skips[fid]).take(takes[fid])
+        # byte / record count then comes out short and the validation reports the file.
+        raw = tf.data.TFRecordDataset(files.paths[fid], buffer_size=READ_BUFFER_BYTES).ignore_errors()
+        raw = raw.skip(files.skips[fid]).take(files.takes[fid])
         raw = raw.map(_plain_graph(lambda r: (r, True))).concatenate(
             tf.data.Dataset.from_tensors((tf.constant(b""), False)))
-        raw = raw.enumerate(start=skips[fid])
+        raw = raw.enumerate(start=files.skips[fid])
 
         @_plain_graph
         def count_bytes(consumed, element):
@@ -200,23 +229,21 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
 
         return raw.scan(tf.constant(0, tf.int64), count_bytes)
 
-    records = files.interleave(read_file, cycle_length=max(1, min(n, MAX_OPEN_FILES)),
-                               num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ids.interleave(read_file, cycle_length=max(1, min(n, MAX_OPEN_FILES)),
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _decode_records(records: tf.data.Dataset, source: RecordSource, *, resolution: int, num_classes: int,
+                    multi_label: bool) -> tf.data.Dataset:
+    """Numbered records -> {"fid", "index", "consumed", "status", "image", "labels", "head"}; records
+    that cannot be parsed or decoded are dropped (the validation sees the gap in "index")."""
     blank = tf.zeros([resolution, resolution, 3], tf.uint8)
 
     @_plain_graph
     def decode(fid, index, real, record, consumed):
         def real_record():
             encoded, labels = source.parse(record)
-            count = tf.size(labels)
-            has_image = tf.strings.length(encoded) > 0
-            image_ok = has_image & source.is_image(encoded)
-            status = tf.constant(_OK)
-            status = tf.where(count == 0, _NO_LABEL, status)
-            status = tf.where((count > 1) & tf.constant(not multi_label), _MANY_LABELS, status)
-            status = tf.where(tf.reduce_any((labels < 0) | (labels >= num_classes)), _BAD_LABEL, status)
-            status = tf.where(has_image & ~image_ok, _NOT_IMAGE, status)
-            status = tf.where(~has_image, _NO_IMAGE, status)
+            status, image_ok = _record_status(source, encoded, labels, num_classes, multi_label)
             image, head = tf.cond(image_ok, lambda: (source.decode(encoded, resolution), tf.constant("")),
                                   lambda: (blank, _hex(tf.strings.substr(encoded, 0, 8))))
             return image, labels, status, head
@@ -229,99 +256,146 @@ def _read_records(source: RecordSource, entries: List[FileEntry], *, resolution:
                 "image": image, "labels": labels, "head": head}
 
     records = records.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-    records = records.ignore_errors()  # decode / parse errors: seen as gaps in "index" below
+    return records.ignore_errors()  # decode / parse errors: seen as gaps in "index" by the validation
 
-    skip = on_corrupt == "skip"
-    initial = (tf.zeros([n], tf.int64), tf.constant(0, tf.int64), tf.constant(0, tf.int64))
 
-    @_plain_graph
-    def check(state, ex):
+def _record_status(source: RecordSource, encoded, labels, num_classes: int, multi_label: bool):
+    """(status code, whether the image is worth decoding) of a parsed record; the last matching
+    problem wins: no image, then not an image, bad label, several labels, no label."""
+    count = tf.size(labels)
+    has_image = tf.strings.length(encoded) > 0
+    image_ok = has_image & source.is_image(encoded)
+    status = tf.constant(_OK)
+    status = tf.where(count == 0, _NO_LABEL, status)
+    status = tf.where((count > 1) & tf.constant(not multi_label), _MANY_LABELS, status)
+    status = tf.where(tf.reduce_any((labels < 0) | (labels >= num_classes)), _BAD_LABEL, status)
+    status = tf.where(has_image & ~image_ok, _NOT_IMAGE, status)
+    status = tf.where(~has_image, _NO_IMAGE, status)
+    return status, image_ok
+
+
+def _fmt(template, *values):
+    """`template` with each {} replaced by a value (tf.strings.format would quote the strings)."""
+    pieces = template.split("{}")
+    parts = [pieces[0]]
+    for value, piece in zip(values, pieces[1:]):
+        value = tf.convert_to_tensor(value)
+        parts += [value if value.dtype == tf.string else tf.strings.as_string(value), piece]
+    return tf.strings.join(parts)
+
+
+@_plain_graph
+def _is_ok(ex):
+    return ex["ok"]
+
+
+class _Validator:
+    """The sequential check after decoding: finds dropped records (gaps in a file's numbering), bad
+    records, files that end early and labels that do not fit, then fails or skips and counts.
+
+    `check` is a `tf.data.Dataset.scan` function over the decoded records; its state is (next record
+    index per file, records skipped, files damaged).
+    """
+
+    def __init__(self, files: _FileTable, label_offset: int, image_kind: str, *, num_classes: int, skip: bool,
+                 stats: Optional[ReadStats]):
+        self.files, self.image_kind = files, image_kind
+        self.offset = tf.constant(label_offset, tf.int64)
+        self.num_classes, self.skip, self.stats = num_classes, skip, stats
+
+    def initial_state(self):
+        return tf.zeros([self.files.count], tf.int64), tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+
+    def check(self, state, ex):
         next_index, skipped, damaged = state
         fid, index, status = ex["fid"], ex["index"], ex["status"]
-        path = paths[fid]
-        expected = tf.maximum(next_index[fid], skips[fid])
+        path = self.files.paths[fid]
+        expected = tf.maximum(next_index[fid], self.files.skips[fid])
         gap = index - expected
-
-        def fmt(template, *values):  # tf.strings.format would quote the strings
-            pieces = template.split("{}")
-            parts = [pieces[0]]
-            for value, piece in zip(values, pieces[1:]):
-                value = tf.convert_to_tensor(value)
-                parts += [value if value.dtype == tf.string else tf.strings.as_string(value), piece]
-            return tf.strings.join(parts)
-
-        def something_wrong():
-            # Off the common path (one cheap tf.cond per good record); the messages are selected
-            # with tf.where rather than nested conds, which keeps the graph small and quick to build.
-            is_end = tf.equal(status, _END)
-            short = is_end & tf.where(takes[fid] >= 0, index != skips[fid] + takes[fid],
-                                      (sizes[fid] >= 0) & (ex["consumed"] != sizes[fid]))
-            corrupt = (status == _NOT_IMAGE) | (status == _NO_IMAGE) | (status == _NO_LABEL)
-            stored = tf.strings.reduce_join(tf.strings.as_string(ex["labels"] + offset), separator=",")
-            config_msg = tf.where(
-                status == _BAD_LABEL,
-                fmt("record {} of {} has label(s) {} outside {}..{} (labels as stored in the file; "
-                    "ImageNet TFRecords are 1-based). Check data.num_classes={}",
-                    index, path, stored, offset, offset + num_classes - 1, num_classes),
-                fmt("record {} of {} has several labels ({}) but data.multi_label is false: set "
-                    "data.multi_label=true to sample one label per read", index, path, stored))
-            config_ok = (status != _BAD_LABEL) & (status != _MANY_LABELS)
-            checks = [tf.debugging.Assert(config_ok, [tf.strings.join([_MESSAGE_MARK, config_msg])])]
-            ends_early = tf.where(
-                takes[fid] >= 0,
-                fmt("file {} ends early: {} of the {} records it should hold could be read; the "
-                    "file is truncated or damaged.", path, index - skips[fid], takes[fid]),
-                fmt("file {} ends early after record {} ({} of its {} bytes read): the file is "
-                    "truncated or damaged.", path, index - 1, ex["consumed"], sizes[fid]))
-            if not skip:
-                reasons = [
-                    (gap > 0, fmt("record {} of {} could not be read: not a tf.train.Example, or its "
-                                  "image could not be decoded (truncated or damaged).", expected, path)),
-                    (status == _NOT_IMAGE, fmt("record {} of {} is not " + source.image_kind +
-                                               " (its image bytes start with {}).", index, path, ex["head"])),
-                    (status == _NO_IMAGE, fmt("record {} of {} has no image (empty or missing "
-                                              "image/encoded).", index, path)),
-                    (status == _NO_LABEL, fmt("record {} of {} has no label.", index, path)),
-                ]
-                message = ends_early
-                for condition, text in reversed(reasons):
-                    message = tf.where(condition, text, message)
-                message = tf.strings.join([_MESSAGE_MARK, message,
-                                           " Set data.on_corrupt=skip to skip and count bad records."])
-                checks.append(tf.debugging.Assert(~((gap > 0) | corrupt | short), [message]))
-                new_skipped, new_damaged = skipped, damaged
-            else:
-                lost = gap + tf.cast(corrupt, tf.int64)
-                new_skipped = skipped + lost
-                new_damaged = damaged + tf.cast(short, tf.int64)
-                if stats is not None:
-                    checks += [stats.skipped_records.assign_add(lost),
-                               stats.damaged_files.assign_add(tf.cast(short, tf.int64))]
-                what = tf.where(short, ends_early, fmt("skipped {} bad record(s) at record {} of {}.",
-                                                        lost, tf.where(gap > 0, expected, index), path))
-                line = tf.strings.join([_MESSAGE_MARK, what, fmt(
-                    " So far {} bad record(s) skipped and {} damaged file(s) cut short.", new_skipped,
-                    new_damaged)])
-
-                def log():
-                    with tf.control_dependencies([tf.print(line, output_stream=sys.stderr)]):
-                        return tf.constant(0)
-
-                checks.append(tf.cond((lost > 0) | short, log, lambda: tf.constant(0)))
-            with tf.control_dependencies(checks):
-                return tf.identity(new_skipped), tf.identity(new_damaged)
-
-        new_skipped, new_damaged = tf.cond((gap == 0) & (status == _OK), lambda: (skipped, damaged),
-                                           something_wrong)
+        new_skipped, new_damaged = tf.cond(
+            (gap == 0) & (status == _OK), lambda: (skipped, damaged),
+            lambda: self._something_wrong(ex, path, gap, expected, skipped, damaged))
         next_index = tf.tensor_scatter_nd_update(next_index, [[fid]], [index + 1])
         keep = tf.equal(status, _OK)
         return (next_index, new_skipped, new_damaged), {"image": ex["image"], "labels": ex["labels"], "ok": keep}
 
-    @_plain_graph
-    def is_ok(ex):
-        return ex["ok"]
+    def _something_wrong(self, ex, path, gap, expected, skipped, damaged):
+        # Off the common path (one cheap tf.cond per good record); the messages are selected
+        # with tf.where rather than nested conds, which keeps the graph small and quick to build.
+        fid, index, status = ex["fid"], ex["index"], ex["status"]
+        takes, skips, sizes = self.files.takes, self.files.skips, self.files.sizes
+        is_end = tf.equal(status, _END)
+        short = is_end & tf.where(takes[fid] >= 0, index != skips[fid] + takes[fid],
+                                  (sizes[fid] >= 0) & (ex["consumed"] != sizes[fid]))
+        corrupt = (status == _NOT_IMAGE) | (status == _NO_IMAGE) | (status == _NO_LABEL)
+        checks = [self._label_check(ex, path)]
+        ends_early = tf.where(
+            takes[fid] >= 0,
+            _fmt("file {} ends early: {} of the {} records it should hold could be read; the "
+                 "file is truncated or damaged.", path, index - skips[fid], takes[fid]),
+            _fmt("file {} ends early after record {} ({} of its {} bytes read): the file is "
+                 "truncated or damaged.", path, index - 1, ex["consumed"], sizes[fid]))
+        if not self.skip:
+            checks.append(self._fail_check(ex, path, gap, expected, corrupt, short, ends_early))
+            new_skipped, new_damaged = skipped, damaged
+        else:
+            lost = gap + tf.cast(corrupt, tf.int64)
+            new_skipped = skipped + lost
+            new_damaged = damaged + tf.cast(short, tf.int64)
+            checks += self._count_and_log(ex, path, gap, expected, lost, short, ends_early, new_skipped, new_damaged)
+        with tf.control_dependencies(checks):
+            return tf.identity(new_skipped), tf.identity(new_damaged)
 
-    return records.scan(initial, check).filter(is_ok)
+    def _label_check(self, ex, path):
+        """Assert: the labels fit data.num_classes and data.multi_label (a configuration error, always fatal)."""
+        index, status, offset, num_classes = ex["index"], ex["status"], self.offset, self.num_classes
+        stored = tf.strings.reduce_join(tf.strings.as_string(ex["labels"] + offset), separator=",")
+        config_msg = tf.where(
+            status == _BAD_LABEL,
+            _fmt("record {} of {} has label(s) {} outside {}..{} (labels as stored in the file; "
+                 "ImageNet TFRecords are 1-based). Check data.num_classes={}",
+                 index, path, stored, offset, offset + num_classes - 1, num_classes),
+            _fmt("record {} of {} has several labels ({}) but data.multi_label is false: set "
+                 "data.multi_label=true to sample one label per read", index, path, stored))
+        config_ok = (status != _BAD_LABEL) & (status != _MANY_LABELS)
+        return tf.debugging.Assert(config_ok, [tf.strings.join([_MESSAGE_MARK, config_msg])])
+
+    def _fail_check(self, ex, path, gap, expected, corrupt, short, ends_early):
+        """Assert (data.on_corrupt=fail): no dropped or bad record, no file cut short."""
+        index, status = ex["index"], ex["status"]
+        reasons = [
+            (gap > 0, _fmt("record {} of {} could not be read: not a tf.train.Example, or its "
+                           "image could not be decoded (truncated or damaged).", expected, path)),
+            (status == _NOT_IMAGE, _fmt("record {} of {} is not " + self.image_kind +
+                                        " (its image bytes start with {}).", index, path, ex["head"])),
+            (status == _NO_IMAGE, _fmt("record {} of {} has no image (empty or missing "
+                                       "image/encoded).", index, path)),
+            (status == _NO_LABEL, _fmt("record {} of {} has no label.", index, path)),
+        ]
+        message = ends_early
+        for condition, text in reversed(reasons):
+            message = tf.where(condition, text, message)
+        message = tf.strings.join([_MESSAGE_MARK, message,
+                                   " Set data.on_corrupt=skip to skip and count bad records."])
+        return tf.debugging.Assert(~((gap > 0) | corrupt | short), [message])
+
+    def _count_and_log(self, ex, path, gap, expected, lost, short, ends_early, new_skipped, new_damaged):
+        """Ops (data.on_corrupt=skip) that add to the ReadStats and print one line per loss."""
+        ops = []
+        if self.stats is not None:
+            ops += [self.stats.skipped_records.assign_add(lost),
+                    self.stats.damaged_files.assign_add(tf.cast(short, tf.int64))]
+        what = tf.where(short, ends_early, _fmt("skipped {} bad record(s) at record {} of {}.",
+                                                 lost, tf.where(gap > 0, expected, ex["index"]), path))
+        line = tf.strings.join([_MESSAGE_MARK, what, _fmt(
+            " So far {} bad record(s) skipped and {} damaged file(s) cut short.", new_skipped, new_damaged)])
+
+        def log():
+            with tf.control_dependencies([tf.print(line, output_stream=sys.stderr)]):
+                return tf.constant(0)
+
+        ops.append(tf.cond((lost > 0) | short, log, lambda: tf.constant(0)))
+        return ops
 
 
 def _hex(data):

@@ -368,8 +368,9 @@ class _Encoder:
             filename = f"{synset or f'class{int(label):04d}'}_synthetic_{first + k:08d}.JPEG"
             # deterministic=True: an Example's features are a protobuf map, which
             # otherwise serialises in a per-process order (reruns would differ in bytes).
-            yield tfrecord.make_example(jpeg, int(label), height=self.resolution, width=self.resolution,
-                                        synset=synset, text=text, filename=filename).SerializeToString(deterministic=True)
+            example = tfrecord.make_example(jpeg, int(label), height=self.resolution, width=self.resolution,
+                                            synset=synset, text=text, filename=filename)
+            yield example.SerializeToString(deterministic=True)
 
 
 def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int], encoder: _Encoder, *,
