@@ -13,10 +13,11 @@ from tf_biggan.config import HPARAMS_DIR, load_hparams
 from tf_biggan.models import Discriminator, Generator, build_models
 from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
-# The GAN configurations: CAS protocols (cas_*) build classifiers, and the TPU-size files (*_v3-*)
-# change only batch and precision of the network of their base file (tests/test_tpu_scripts.py loads them).
+# The GAN configurations: CAS protocols (cas_*) build classifiers, the TPU-size files (*_v3-*) change
+# only batch and precision of the network of their base file (tests/test_tpu_scripts.py loads them), and
+# fine-tuning recipes (finetune_*) have no model section (an imported run's fixes it; test_hub_import.py).
 CONFIGS = sorted(n for n in (os.path.basename(p)[:-5] for p in glob.glob(os.path.join(HPARAMS_DIR, "*.yaml")))
-                 if not n.startswith("cas_") and "_v3-" not in n)
+                 if not n.startswith(("cas_", "finetune_")) and "_v3-" not in n)
 
 
 def _params(model):
@@ -35,7 +36,7 @@ def test_every_configuration_runs_at_reduced_width(name):
     assert float(tf.reduce_max(tf.abs(images))) <= 1.0
     logits = d((images, y), training=True)
     assert logits.shape == (2,) and bool(tf.reduce_all(tf.math.is_finite(logits)))
-    expected_attention = {"biggan_128": (64, 64), "biggan_256": (128, 64), "biggan_512": (64, 64),
+    expected_attention = {"biggan_128": (64, 64), "biggan_128_bs256x8": (64, 64), "biggan_256": (128, 64), "biggan_512": (64, 64),
                           "biggan_deep_128": (64, 64), "biggan_deep_256": (64, 64), "biggan_deep_512": (64, 64),
                           "biggan_cifar10": (None, None), "digits": (None, None)}[name]
     got = tuple(int(m.attentions[0].name[len("attention"):]) if m.attentions else None for m in (g, d))

@@ -194,3 +194,23 @@ def test_settle_sets_u_to_the_top_singular_vector(shape, gap):
     top = right[:, 0]
     assert abs(abs(float(layer.u.numpy()[0] @ top)) - 1.0) < 1e-4
     assert float(layer.sigma()) == pytest.approx(gap, abs=1e-5)
+
+
+def test_rsqrt_add_normalisation_is_the_official_modules():
+    """model.sn_normalize rsqrt_add: n(x) = x * rsqrt(sum x^2 + eps), distinguishable from max at sigma ~ 0.1."""
+    x = np.random.RandomState(9).randn(2, 6).astype(np.float32)
+    results = {}
+    for mode in ("max", "rsqrt_add"):
+        layer = SNDense(4, use_bias=False, sn_normalize=mode)
+        layer(x)
+        layer.kernel.assign(np.random.RandomState(10).randn(6, 4).astype(np.float32) * 0.03)
+        layer.u.assign(np.random.RandomState(11).randn(1, 4).astype(np.float32))
+        w = _matrix(layer).astype(np.float64)
+        u = layer.u.numpy().astype(np.float64)
+        n = (lambda a: a / max(np.linalg.norm(a), 1e-4)) if mode == "max" else (lambda a: a / np.sqrt((a * a).sum() + 1e-4))
+        v = n(u @ w.T)
+        u1 = n(v @ w)
+        sigma = (v @ w @ u1.T).item()
+        np.testing.assert_allclose(float(layer.sigma()), sigma, rtol=1e-5)
+        results[mode] = sigma
+    assert abs(results["max"] - results["rsqrt_add"]) / results["max"] > 1e-3

@@ -45,7 +45,7 @@ class ModelConfig:
 
     # "biggan" (Tables 4-6, Figure 15) or "biggan_deep" (Tables 7-9, Figure 16).
     family: Literal["biggan", "biggan_deep"] = "biggan"
-    resolution: int = 128
+    resolution: int = 128  # image side: 16, 32, 64 (BigGAN-PyTorch's layouts) or 128, 256, 512 (Tables 4-9)
     # Channel width multiplier `ch` of Table 1 (96 for BigGAN row 8, 128 for BigGAN-deep).
     ch: int = 96
     # Size of z: 120 / 140 / 160 for BigGAN at 128 / 256 / 512 (20-d chunks), 128 for BigGAN-deep.
@@ -67,6 +67,10 @@ class ModelConfig:
     # before standing statistics (layers/spectral_norm.settle_spectral_norm); 0 keeps the stored u
     # (imported TF-Hub modules, whose inference arithmetic a run reproduces).
     sn_settle_iterations: int = 50
+    # How spectral norm's power iteration normalises its vectors: "max", x / max(|x|, eps) (SN-GAN,
+    # BigGAN-PyTorch), or "rsqrt_add", x * rsqrt(sum x^2 + eps) (the official TF-Hub modules' graph;
+    # `--mode=import_hub` sets it). layers/spectral_norm.py.
+    sn_normalize: Literal["max", "rsqrt_add"] = "max"
     # Rows of truncation-indexed BN statistics each G BatchNorm stores (0 = none: standing statistics
     # are computed per truncation, Appendix C.1). The official BigGAN-deep modules hold 51 (truncation
     # 0, 0.02, ..., 1.0, interpolated linearly); `--mode=import_hub` sets it. Used when sampling with
@@ -110,11 +114,12 @@ class TrainConfig:
     """Optimisation (paper Section 3, Appendix C)."""
 
     batch_size: int = 2048  # global batch, over all replicas
-    g_lr: float = 5e-5
-    d_lr: float = 2e-4
+    g_lr: float = 5e-5  # Adam's constant learning rate of G (Appendix C: 5e-5 at 128 px)
+    d_lr: float = 2e-4  # Adam's constant learning rate of D (Appendix C: 2e-4 at 128 px)
+    # Adam's β1 and β2, of G and D (Appendix C: 0 and 0.999).
     beta1: float = 0.0
     beta2: float = 0.999
-    adam_epsilon: float = 1e-8
+    adam_epsilon: float = 1e-8  # Adam's ε (Kingma & Ba's default)
     disc_steps: int = 2  # D updates per G update, each on a fresh real batch
     # Gradient accumulation (not in the paper; BigGAN-PyTorch's --num_D_accumulations /
     # --num_G_accumulations): each D / G update averages the gradients of this many micro-batches of
@@ -123,16 +128,16 @@ class TrainConfig:
     # micro-batch. training/step.py.
     d_accumulations: int = 1
     g_accumulations: int = 1
-    loss: Literal["hinge"] = "hinge"
-    ema_decay: float = 0.9999
-    ema_start_step: int = 0
-    train_steps: int = 250000
-    steps_per_loop: int = 1
-    save_every: int = 1000
-    log_every: int = 100
+    loss: Literal["hinge"] = "hinge"  # the hinge loss (Section 3)
+    ema_decay: float = 0.9999  # decay of the moving average of G's weights sampled from (Appendix C)
+    ema_start_step: int = 0  # before this step the average is a copy of G (training/ema.py)
+    train_steps: int = 250000  # G updates of the whole run (the target of a resumed run too)
+    steps_per_loop: int = 1  # at most this many steps per tf.function call (training/loop.py)
+    save_every: int = 1000  # checkpoint every this many steps
+    log_every: int = 100  # a progress line and TensorBoard scalars every this many steps
     sv_every: int = 1000  # σ0-σ2 of every weight (Appendix F)
-    sample_every: int = 1000
-    seed: int = 0
+    sample_every: int = 1000  # a PNG grid of EMA-G samples every this many steps
+    seed: int = 0  # initial weights and the step's random draws (z, dropout, augmentation)
     # Checkpoints kept by the CheckpointManager (older ones are deleted).
     keep_checkpoints: int = 5
     # The input position is part of the checkpoint through the step: the input stream is a seeded,
@@ -258,18 +263,20 @@ class StabilityConfig:
 class DataConfig:
     """Where real images come from (paper Appendix C: crop the long edge, area resize)."""
 
+    # digits: the embedded scikit-learn digits (no download); tfrecord: ImageNet-layout TFRecord shards
+    # (data.pattern; --mode=prepare_data writes them from a folder); tfds: a prepared TFDS dataset.
     kind: Literal["digits", "tfrecord", "tfds"] = "digits"
-    num_classes: int = 1000
+    num_classes: int = 1000  # labels are 0 .. num_classes - 1
     pattern: str = ""  # file glob of TFRecords (kind: tfrecord), local or gs://
     name: str = ""  # TFDS dataset name (kind: tfds)
-    split: str = "train"
-    data_dir: str = ""
+    split: str = "train"  # TFDS split expression (kind: tfds), e.g. "train[:10%]"
+    data_dir: str = ""  # TFDS data directory (kind: tfds); "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
     random_flip: bool = False  # off in the paper
     cache: bool = False  # cache decoded + resized images (small datasets)
-    on_corrupt: Literal["fail", "skip"] = "fail"
+    on_corrupt: Literal["fail", "skip"] = "fail"  # a bad record stops reading (named), or is skipped and counted
     multi_label: bool = False  # a label list per image: sample one uniformly per read (JFT)
-    shuffle_buffer: int = 10000
-    seed: int = 0
+    shuffle_buffer: int = 10000  # records in the shuffle buffer
+    seed: int = 0  # file order, shuffle, flips and multi-label draws (data/pipeline.py)
     # Limited data (kind: digits): at most this many training images per class, 0 = all. Seed 003
     # (ADA) studies GANs trained on small subsets; tf_biggan.augment is the remedy it proposes.
     max_per_class: int = 0
@@ -286,17 +293,19 @@ class DataConfig:
 class EvalConfig:
     """Sampling and evaluation (Appendix C.1 standing statistics; Section 3.1 truncation; Table 2)."""
 
+    # Standing statistics (Appendix C.1): BN statistics of EMA-G averaged over this many forward passes
+    # ("typically 100") of this batch of latents, computed per truncation before sampling.
     standing_stats_passes: int = 100
     standing_stats_batch: int = 256
-    num_samples: int = 50000
+    num_samples: int = 50000  # samples per FID / IS (the paper's 50k)
     truncations: typing.Tuple[float, ...] = (0.2, 0.42, 0.5, 0.8, 1.0, 1.5, 2.0, 0.0)  # 0 = untruncated
     # How z is drawn at a truncation (tf_biggan.sampling.latents): paper_resample (Section 3.1: resample
     # |z| > t), cas_resample (the CAS paper's: resample outside +-2t) or hub_notebook (t x truncnorm(-2, 2),
     # the official modules' convention, which `--mode=import_hub` sets).
     latent_convention: Literal["paper_resample", "cas_resample", "hub_notebook"] = "paper_resample"
-    batch_size: int = 256
+    batch_size: int = 256  # images per generator call when sampling
     # Truncation thresholds whose standing statistics an exported module stores (plus untruncated);
-    # the module interpolates between them (tf_biggan/export.py).
+    # the module interpolates between them (tf_biggan/export/hub.py).
     export_truncations: typing.Tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
     # Splits of the Inception Score (Salimans et al.; the paper's Table 2 numbers use 10).
     is_splits: int = 10
@@ -372,9 +381,9 @@ class CasConfig:
     learning_rate: float = 0.4
     warmup_epochs: float = 5.0  # linear 0 -> learning_rate (A.1)
     decay_epochs: typing.Tuple[float, ...] = (30.0, 60.0, 80.0)  # x decay_factor at each (A.1)
-    decay_factor: float = 0.1
+    decay_factor: float = 0.1  # the factor of each decay (A.1)
     momentum: float = 0.9  # tensorflow/tpu resnet_main.py MOMENTUM, Nesterov
-    nesterov: bool = True
+    nesterov: bool = True  # Nesterov momentum (the reference's)
     weight_decay: float = 1e-4  # Table A.1; on conv / dense kernels only (not BN, not biases)
     label_smoothing: float = 0.0  # Table A.1: none for ResNet-50 (CAS)
     # Training crop: "inception" = random distorted box (area 0.08-1, aspect 3/4-4/3) resized to
@@ -403,12 +412,12 @@ class CasConfig:
     # Per TFRecord source: records permuted together, in windows of this many after a per-epoch file
     # order (resnet_main.py: 1024 files shuffled + a record buffer); in-memory sources: fully permuted.
     shuffle_buffer: int = 10000
-    eval_batch_size: int = 1024
-    seed: int = 0
+    eval_batch_size: int = 1024  # global batch of the evaluation pass
+    seed: int = 0  # the classifier's initial weights, data order, crops and flips, and mixtures
     steps_per_loop: int = 50  # steps per tf.function call (reference iterations_per_loop)
     save_every: int = 1000  # checkpoint every this many steps
-    log_every: int = 100
-    keep_checkpoints: int = 3
+    log_every: int = 100  # a progress line every this many steps
+    keep_checkpoints: int = 3  # checkpoints kept (older ones are deleted)
     # --mode=cas_sweep: the truncations synthesized and scored (CAS A.1 footnote 5 sweep), the
     # synthetic images per class (0 = the real training set's counts) and the "real + k synthetic"
     # mixtures of the Table A.3-like table (k, synthetic images added; needs real --train_data).

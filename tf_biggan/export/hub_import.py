@@ -25,7 +25,8 @@ official modules differ"):
 - a module's truncation t scales a truncated normal on [-2, 2] (the modules' own sampling notebook):
   `eval.latent_convention: hub_notebook`;
 - their SN vectors are the module's: `model.sn_settle_iterations: 0` keeps them (our EMA-G otherwise
-  re-settles its vectors on its kernels before sampling);
+  re-settles its vectors on its kernels before sampling), and the power iteration normalises them as
+  the module graph does, x * rsqrt(sum x^2 + 1e-4): `model.sn_normalize: rsqrt_add`;
 - biggan-512 has z of 128 (8 chunks of 16), not Table 6's 160.
 The conditioning order (z chunk first, then the class embedding), gains 1 + W c, biases, epsilons 1e-4
 and the attention layer are ours already. The `/2` modules hold ONE set of BN statistics (the
@@ -190,7 +191,8 @@ def module_hparams(module: Module, overrides: str = ""):
     deep = module.family == "biggan_deep"
     fixed = {"model": dict(family=module.family, resolution=module.resolution, ch=module.ch, dim_z=module.dim_z,
                            shared_dim=128, shared_embedding=True, skip_z=True, hub_output_conv=deep,
-                           sn_settle_iterations=0, truncation_stats=NUM_TRUNCATION_STATS if deep else 0,
+                           sn_settle_iterations=0, sn_normalize="rsqrt_add",
+                           truncation_stats=NUM_TRUNCATION_STATS if deep else 0,
                            bn_epsilon=1e-4, sn_epsilon=1e-4),
              "data": dict(num_classes=module.num_classes),
              "eval": dict(latent_convention="hub_notebook", truncations=list(IMPORTED_TRUNCATIONS),

@@ -62,16 +62,18 @@ def attend(theta, phi, g, per_image: bool = False):
 
 
 class SelfAttention(keras.layers.Layer):
-    def __init__(self, sn_epsilon: float = 1e-4, per_image: bool = False, **kwargs):
+    def __init__(self, sn_epsilon: float = 1e-4, per_image: bool = False, sn_normalize: str = "max", **kwargs):
         super().__init__(**kwargs)
         self.sn_epsilon = sn_epsilon
+        self.sn_normalize = sn_normalize
         self.per_image = per_image  # training calls only (module docstring)
 
     def build(self, input_shape):
         c = int(input_shape[-1])
         if c % 8:
             raise ValueError(f"SelfAttention needs channels divisible by 8, got {c}")
-        conv = dict(kernel_size=1, use_bias=False, sn_epsilon=self.sn_epsilon, dtype=self.dtype_policy)
+        conv = dict(kernel_size=1, use_bias=False, sn_epsilon=self.sn_epsilon, sn_normalize=self.sn_normalize,
+                    dtype=self.dtype_policy)
         self.theta = SNConv2D(c // 8, name="theta", **conv)
         self.phi = SNConv2D(c // 8, name="phi", **conv)
         self.g = SNConv2D(c // 2, name="g", **conv)

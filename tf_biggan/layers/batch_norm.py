@@ -198,15 +198,16 @@ class ConditionalBatchNorm(CrossReplicaBatchNorm):
     is the identity on x_hat exactly where the conditioning is at its centre, c = 0.
     """
 
-    def __init__(self, sn_epsilon: float = 1e-4, **kwargs):
+    def __init__(self, sn_epsilon: float = 1e-4, sn_normalize: str = "max", **kwargs):
         super().__init__(**kwargs)
         self.sn_epsilon = sn_epsilon  # (truncation_stats: CrossReplicaBatchNorm's)
+        self.sn_normalize = sn_normalize
 
     def build(self, input_shape):
         x_shape, _ = input_shape
         channels = int(x_shape[-1])
-        self.gain = SNDense(channels, use_bias=False, sn_epsilon=self.sn_epsilon, name="gain", dtype=self.dtype_policy)
-        self.bias = SNDense(channels, use_bias=False, sn_epsilon=self.sn_epsilon, name="bias", dtype=self.dtype_policy)
+        self.gain = SNDense(channels, use_bias=False, sn_epsilon=self.sn_epsilon, sn_normalize=self.sn_normalize, name="gain", dtype=self.dtype_policy)
+        self.bias = SNDense(channels, use_bias=False, sn_epsilon=self.sn_epsilon, sn_normalize=self.sn_normalize, name="bias", dtype=self.dtype_policy)
         self._build_stats(channels)
 
     def call(self, inputs, training=False, accumulate=False):

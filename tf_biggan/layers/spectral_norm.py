@@ -54,11 +54,21 @@ def _constant(value, dtype):
     return cache[key]
 
 
-def _l2_normalize(x, eps):
+# How the power iteration normalises its vectors (model.sn_normalize): "max", x / max(|x|, eps), as
+# SN-GAN, BigGAN-PyTorch (F.normalize) and pytorch-pretrained-BigGAN do; "rsqrt_add", x * rsqrt(sum x^2
+# + eps), what a dump of the official TF-Hub modules' graph shows (an `add` of 1e-4 before the rsqrt).
+# The two differ by about eps / (2 |x|^2) relative: invisible once sigma >> 1, 5e-5 at sigma ~ 1.
+SN_NORMALIZE = ("max", "rsqrt_add")
+
+
+def _l2_normalize(x, eps, mode: str = "max"):
     # tf.norm's own ops (sqrt of the sum of x * x), without its Python-side checks: they were ~10% of
     # the training step's trace.
     axis, eps = _constant(-1, tf.int32), _constant(float(eps), x.dtype)
-    return x / tf.maximum(tf.sqrt(tf.reduce_sum(x * x, axis=axis, keepdims=True)), eps)
+    squared = tf.reduce_sum(x * x, axis=axis, keepdims=True)
+    if mode == "rsqrt_add":
+        return x * tf.math.rsqrt(squared + eps)
+    return x / tf.maximum(tf.sqrt(squared), eps)
 
 
 def kernel_matrix(kernel) -> tf.Tensor:
@@ -67,12 +77,13 @@ def kernel_matrix(kernel) -> tf.Tensor:
     return tf.reshape(tf.cast(kernel, tf.float32), (-1, kernel.shape[-1]))
 
 
-def power_iteration(w_mat, u, eps):
+def power_iteration(w_mat, u, eps, normalize: str = "max"):
     """One power iteration of SN-GAN's Algorithm 1 on w_mat (fan_in, fan_out) from u (1, fan_out):
-    (sigma = v W u1^T, u1), with v = n(u W^T) and u1 = n(v W) held constant for the gradient."""
-    v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True), eps))
+    (sigma = v W u1^T, u1), with v = n(u W^T) and u1 = n(v W) held constant for the gradient; n is
+    `normalize` (SN_NORMALIZE)."""
+    v = tf.stop_gradient(_l2_normalize(tf.matmul(u, w_mat, transpose_b=True), eps, normalize))
     vw = tf.matmul(v, w_mat)
-    u1 = tf.stop_gradient(_l2_normalize(vw, eps))
+    u1 = tf.stop_gradient(_l2_normalize(vw, eps, normalize))
     sigma = tf.reduce_sum(vw * u1, axis=_constant((0, 1), tf.int32))
     return sigma, u1
 
@@ -161,11 +172,14 @@ class _SpectralNormLayer(keras.layers.Layer):
     """Base: owns `kernel` (+ optional `bias`) and the power-iteration vector `u`."""
 
     def __init__(self, use_sn: bool = True, use_bias: bool = True, sn_epsilon: float = 1e-4,
-                 kernel_initializer=None, **kwargs):
+                 kernel_initializer=None, sn_normalize: str = "max", **kwargs):
         super().__init__(**kwargs)
+        if sn_normalize not in SN_NORMALIZE:
+            raise ValueError(f"sn_normalize must be one of {SN_NORMALIZE}, got {sn_normalize!r}")
         self.use_sn = use_sn
         self.use_bias = use_bias
         self.sn_epsilon = sn_epsilon
+        self.sn_normalize = sn_normalize
         # Appendix C: orthogonal initialisation (the fast, value-identical form of Keras' Orthogonal).
         self.kernel_initializer = (Orthogonal() if kernel_initializer is None
                                    else keras.initializers.get(kernel_initializer))
@@ -196,14 +210,16 @@ class _SpectralNormLayer(keras.layers.Layer):
         w = tf.cast(tf.convert_to_tensor(self.kernel), tf.float32)
         if not self.use_sn:
             return w, None
-        sigma, u = power_iteration(tf.reshape(w, (-1, w.shape[-1])), tf.convert_to_tensor(self.u), self.sn_epsilon)
+        sigma, u = power_iteration(tf.reshape(w, (-1, w.shape[-1])), tf.convert_to_tensor(self.u), self.sn_epsilon,
+                                   self.sn_normalize)
         if training:
             self.u.assign(u)
         return w, sigma
 
     def sigma(self) -> tf.Tensor:
         """The SN estimate of sigma_0 an inference call uses (no state change)."""
-        return power_iteration(kernel_matrix(self.kernel), tf.convert_to_tensor(self.u), self.sn_epsilon)[0]
+        return power_iteration(kernel_matrix(self.kernel), tf.convert_to_tensor(self.u), self.sn_epsilon,
+                               self.sn_normalize)[0]
 
     def singular_values(self, k: int = 3, iterations: int = 30) -> tf.Tensor:
         """sigma_0..sigma_{k-1} of the raw (unnormalised) kernel, for Appendix F monitoring."""

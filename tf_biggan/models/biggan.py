@@ -48,14 +48,14 @@ def downsample(x):
 class GBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN ResBlock up (Figure 15b). Called as block((x, cond))."""
 
-    def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4,
+    def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4, sn_normalize="max",
                  bn_moving_decay=0.9, truncation_stats=0, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels, self.upsample = in_channels, out_channels, upsample
         common = dict(dtype=self.dtype_policy)
-        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay,
+        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, moving_decay=bn_moving_decay,
                   truncation_stats=truncation_stats, **common)
-        conv = dict(sn_epsilon=sn_epsilon, **common)
+        conv = dict(sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, **common)
         self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
         self.conv1 = SNConv2D(out_channels, 3, name="conv1", **conv)
         self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
@@ -82,12 +82,12 @@ class GBlock(BuildsOnFirstCall, keras.layers.Layer):
 class DBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN ResBlock down (Figure 15c)."""
 
-    def __init__(self, in_channels, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4,
+    def __init__(self, in_channels, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4, sn_normalize="max",
                  **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.downsample, self.preactivation = downsample, preactivation
-        conv = dict(sn_epsilon=sn_epsilon, dtype=self.dtype_policy)
+        conv = dict(sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, dtype=self.dtype_policy)
         self.conv1 = SNConv2D(out_channels, 3, name="conv1", **conv)
         self.conv2 = SNConv2D(out_channels, 3, name="conv2", **conv)
         self.learnable_shortcut = in_channels != out_channels or downsample

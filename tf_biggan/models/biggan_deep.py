@@ -24,7 +24,7 @@ from tf_biggan.models.biggan import downsample, upsample
 class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN-deep ResBlock (up) (Figure 16b). Called as block((x, cond))."""
 
-    def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4,
+    def __init__(self, in_channels, out_channels, upsample=True, bn_epsilon=1e-4, sn_epsilon=1e-4, sn_normalize="max",
                  bn_moving_decay=0.9, truncation_stats=0, **kwargs):
         super().__init__(**kwargs)
         if out_channels > in_channels:
@@ -32,9 +32,9 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
         self.in_channels, self.out_channels, self.upsample = in_channels, out_channels, upsample
         hidden = in_channels // 4
         common = dict(dtype=self.dtype_policy)
-        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, moving_decay=bn_moving_decay,
+        bn = dict(epsilon=bn_epsilon, sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, moving_decay=bn_moving_decay,
                   truncation_stats=truncation_stats, **common)
-        conv = dict(sn_epsilon=sn_epsilon, **common)
+        conv = dict(sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, **common)
         self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
         self.conv1 = SNConv2D(hidden, 1, name="conv1", **conv)
         self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
@@ -62,13 +62,13 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
 class DeepDBlock(BuildsOnFirstCall, keras.layers.Layer):
     """BigGAN-deep ResBlock (down) (Figure 16c)."""
 
-    def __init__(self, in_channels, out_channels, downsample=True, sn_epsilon=1e-4, **kwargs):
+    def __init__(self, in_channels, out_channels, downsample=True, sn_epsilon=1e-4, sn_normalize="max", **kwargs):
         super().__init__(**kwargs)
         if out_channels < in_channels:
             raise ValueError("BigGAN-deep D blocks only keep or grow the width (concatenated skip)")
         self.in_channels, self.out_channels, self.downsample = in_channels, out_channels, downsample
         hidden = out_channels // 4
-        conv = dict(sn_epsilon=sn_epsilon, dtype=self.dtype_policy)
+        conv = dict(sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, dtype=self.dtype_policy)
         self.conv1 = SNConv2D(hidden, 1, name="conv1", **conv)
         self.conv2 = SNConv2D(hidden, 3, name="conv2", **conv)
         self.conv3 = SNConv2D(hidden, 3, name="conv3", **conv)

@@ -33,7 +33,7 @@ class Discriminator(StagedNetwork):
         self.dropout = dropout
         self.dropout_key = None
         ch = cfg.ch
-        sn = dict(sn_epsilon=cfg.sn_epsilon, dtype=self.dtype_policy)
+        sn = dict(sn_epsilon=cfg.sn_epsilon, sn_normalize=cfg.sn_normalize, dtype=self.dtype_policy)
         self.in_conv = SNConv2D(ch, 3, name="in_conv", **sn) if self.deep else None
 
         def make_block(spec, name):

@@ -41,7 +41,7 @@ class Generator(StagedNetwork):
         self.num_chunks = num_z_chunks(cfg.family, cfg.resolution, cfg.skip_z)
         ch = cfg.ch
         common = dict(dtype=self.dtype_policy)
-        sn = dict(sn_epsilon=cfg.sn_epsilon, **common)
+        sn = dict(sn_epsilon=cfg.sn_epsilon, sn_normalize=cfg.sn_normalize, **common)
         # The shared embedding is a plain lookup table (no SN), as in BigGAN-PyTorch.
         self.shared = (SNEmbedding(num_classes, cfg.shared_dim, use_sn=False, name="shared_embedding", **sn)
                        if cfg.shared_embedding else None)

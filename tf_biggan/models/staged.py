@@ -36,6 +36,7 @@ class StagedNetwork(BuildsOnFirstCall, keras.Model):
             attention = None
             if not attention_done and stage.resolution == attention_resolution:
                 attention = SelfAttention(name=f"attention{stage.resolution}", sn_epsilon=self.cfg.sn_epsilon,
+                                          sn_normalize=self.cfg.sn_normalize,
                                           per_image=self.cfg.attention_per_image, dtype=self.dtype_policy)
                 attention_done = True
             self.stages.append((stage.resolution, blocks, attention))

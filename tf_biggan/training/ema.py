@@ -57,4 +57,4 @@ class EMA:
                 e.assign(g)
         for layer in self.sn_layers:  # reads the kernel just assigned (ordered on the variable)
             layer.u.assign(power_iteration(kernel_matrix(layer.kernel), tf.convert_to_tensor(layer.u),
-                                           layer.sn_epsilon)[1])
+                                           layer.sn_epsilon, layer.sn_normalize)[1])
