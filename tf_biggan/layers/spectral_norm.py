@@ -134,20 +134,22 @@ def settle_spectral_norm(model, iterations: int) -> None:
     One power iteration per step leaves sigma ~1e-2 off early in training, where the top singular
     values of an orthogonally initialised kernel lie within ~0.3% of each other: a single vector
     converges like (s2/s1)^k. Here a kernel whose smaller side is <= 256 gets the exact vector (eigh
-    of the small Gram matrix); a larger one `iterations` of block power iteration (8 columns, the first
-    the stored `u`) and Rayleigh-Ritz, which converges like (s9/s1)^k and separates s1 from s2
-    exactly within the block. Used on EMA-G before standing statistics (sampling/standing_stats.py);
-    0 iterations keeps the stored `u` (an imported module's, whose inference a run reproduces)."""
+    of the small Gram matrix); a larger one `iterations` of block power iteration (8 seeded columns)
+    and Rayleigh-Ritz, which converges like (s9/s1)^k and separates s1 from s2 exactly within the
+    block. The result is a function of the kernel alone (seeded start, sign fixed by the largest
+    entry), so a run that samples mid-training and one resumed past that point end in the same
+    state. Used on EMA-G before standing statistics (sampling/standing_stats.py); 0 iterations keeps
+    the stored `u` (an imported module's, whose inference a run reproduces)."""
     if iterations <= 0:
         return
     for layer in spectral_norm_layers(model):
-        layer.u.assign(tf.reshape(_top_right_singular_vector(kernel_matrix(layer.kernel), layer.u, iterations,
-                                                             layer.sn_epsilon), layer.u.shape))
+        top = _top_right_singular_vector(kernel_matrix(layer.kernel), iterations)
+        layer.u.assign(tf.reshape(top, layer.u.shape))
 
 
-def _top_right_singular_vector(w, u, iterations: int, eps: float):
-    """(1, fan_out) unit vector: the top right singular vector of w (fan_in, fan_out), oriented like u."""
-    u = tf.reshape(tf.cast(u, tf.float32), (-1, 1))
+def _top_right_singular_vector(w, iterations: int):
+    """(1, fan_out) unit vector: the top right singular vector of w (fan_in, fan_out), its largest
+    entry positive."""
     fan_in, n = w.shape
     if min(fan_in, n) <= 256:
         if n <= fan_in:
@@ -157,15 +159,16 @@ def _top_right_singular_vector(w, u, iterations: int, eps: float):
             top = tf.matmul(w, left, transpose_a=True)
     else:
         basis = tf.random.stateless_normal((n, min(n, 8)), seed=(31, 7), dtype=tf.float32)
-        basis = tf.concat([u, basis[:, 1:]], axis=1)
         q = tf.while_loop(lambda i, q: i < iterations,
                           lambda i, q: (i + 1, tf.linalg.qr(tf.matmul(w, tf.matmul(w, q), transpose_a=True))[0]),
                           (tf.constant(0), tf.linalg.qr(basis)[0]))[1]
         wq = tf.matmul(w, q)
         small = tf.matmul(wq, wq, transpose_a=True)
         top = tf.matmul(q, tf.linalg.eigh(0.5 * (small + tf.transpose(small)))[1][:, -1:])
-    top = top * tf.where(tf.reduce_sum(top * u) < 0, -1.0, 1.0)  # keep u's orientation
-    return _l2_normalize(tf.reshape(top, (1, -1)), eps)
+    top = tf.reshape(top, (1, -1))
+    top = top / tf.norm(top)
+    largest = tf.gather(top[0], tf.argmax(tf.abs(top[0])))
+    return top * tf.where(largest < 0, -1.0, 1.0)
 
 
 class _SpectralNormLayer(keras.layers.Layer):
