@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, seeds
+from tf_biggan import atomic, rerun, seeds
 from tf_biggan.cas import input as cas_input
 from tf_biggan.cas.accuracy import AccuracyCounter
 from tf_biggan.cas.schedule import learning_rate_schedule
@@ -43,7 +43,7 @@ from tf_biggan.models.classifiers import build_classifier, decayed_variables
 from tf_biggan.progress import Progress
 from tf_biggan.training import grappler, loop
 from tf_biggan.training import strategy as strategy_lib
-from tf_biggan.training.checkpoints import variables_checkpoint
+from tf_biggan.training.checkpoints import WorkerCheckpointManager, variables_checkpoint
 from tf_biggan.training.summaries import Summaries
 
 REPORT = "cas_report.json"
@@ -151,39 +151,31 @@ def read_report(model_dir: str) -> Optional[Dict]:
 def _check_plan(model_dir: str, key: Dict, chief: bool) -> None:
     """A model_dir holds one CAS run: resuming under other sources or another protocol would mix them."""
     plan_path = os.path.join(model_dir, PLAN)
-    plain_key = json.loads(json.dumps(key))
-    if tf.io.gfile.exists(plan_path):
-        with tf.io.gfile.GFile(plan_path) as f:
-            plan = json.load(f)
-        if plan != plain_key:
-            diffs = [k for k in sorted(set(plan) | set(plain_key)) if plan.get(k) != plain_key.get(k)]
-            raise UserError(f"--model_dir={model_dir} holds a CAS run with other {', '.join(diffs)} (see {plan_path}); "
-                            f"rerun with the same flags and protocol to resume it, or pass a new --model_dir")
-    elif chief:
-        atomic.write_json(plan_path, plain_key)
+    rerun.pin(plan_path, key, write=chief, refusal=lambda diffs: UserError(
+        f"--model_dir={model_dir} holds a CAS run with other {', '.join(k for k, _, _ in diffs)} (see {plan_path}); "
+        f"rerun with the same flags and protocol to resume it, or pass a new --model_dir"))
 
 
-def _checkpoint_manager(clf: CasClassifier, model_dir: str, strategy, chief: bool) -> tf.train.CheckpointManager:
-    """MODEL_DIR/checkpoints, with the latest restored. MultiWorkerMirroredStrategy: every worker takes
-    part in saving; only the chief's copy is kept (the others restore from it)."""
+def _checkpoint_manager(clf: CasClassifier, model_dir: str, strategy,
+                        chief: bool) -> Tuple[WorkerCheckpointManager, Optional[str]]:
+    """MODEL_DIR/checkpoints and its latest checkpoint, restored (on every worker: only the chief's
+    copy is kept, WorkerCheckpointManager)."""
     ckpt_dir = os.path.join(model_dir, "checkpoints")
-    manager = tf.train.CheckpointManager(
-        clf.checkpoint, ckpt_dir if chief else os.path.join(model_dir, f".worker{strategy_lib.worker_id(strategy)}_tmp"),
-        max_to_keep=clf.cas.keep_checkpoints)
-    if not chief and tf.train.latest_checkpoint(ckpt_dir):
-        clf.checkpoint.restore(tf.train.latest_checkpoint(ckpt_dir)).assert_existing_objects_matched()
-    elif manager.latest_checkpoint:
-        clf.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    return manager
+    manager = WorkerCheckpointManager(clf.checkpoint, ckpt_dir, clf.cas.keep_checkpoints, chief,
+                                      strategy_lib.worker_id(strategy), temp_root=model_dir)
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest:
+        clf.checkpoint.restore(latest).assert_existing_objects_matched()
+    return manager, latest
 
 
-def _train(clf: CasClassifier, manager, dataset, total_steps: int, steps_per_epoch: int,
-           summaries: Summaries, progress: Progress) -> loop.LoopState:
+def _train(clf: CasClassifier, manager: WorkerCheckpointManager, latest: Optional[str], dataset,
+           total_steps: int, steps_per_epoch: int, summaries: Summaries, progress: Progress) -> loop.LoopState:
     """Trains to `total_steps` under the GAN's loop (training/loop.py): the same stops, images/s and
     non-finite stop; actions: log (TensorBoard + a progress line) and save."""
     cas = clf.cas
     start = clf.step
-    state = loop.LoopState(start, total_steps, start, {}, 0.0, manager.latest_checkpoint, time.time())
+    state = loop.LoopState(start, total_steps, start, {}, 0.0, latest, time.time())
     iterator = iter(dataset)
 
     def train_steps(n: int) -> Dict[str, float]:
@@ -198,7 +190,7 @@ def _train(clf: CasClassifier, manager, dataset, total_steps: int, steps_per_epo
                         f"{m['loss/weight_decay']:.4f}  lr {lr:.4g}")
 
     def save(state: loop.LoopState) -> None:
-        state.last_checkpoint = manager.save(checkpoint_number=state.step)
+        state.last_checkpoint = manager.save(state.step) or state.last_checkpoint
 
     def non_finite(state: loop.LoopState, bad: Dict[str, float]) -> Exception:
         return loop.NonFiniteLossError(
@@ -234,8 +226,6 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     protocol is returned as it is. `log`: where the progress messages go (default: `[cas]` lines).
     """
     progress = Progress("cas", sink=log)
-    if not model_dir:
-        raise UserError("--mode=cas needs --model_dir (checkpoints and cas_report.json go there)")
     key = _report_key(hp, train_data, eval_data)
     existing = read_report(model_dir)
     if existing is not None and existing.get("key") == json.loads(json.dumps(key)):
@@ -266,7 +256,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     steps_per_epoch = train_images // cas.batch_size  # reference: epochs x images // batch
     total_steps = cas.epochs * steps_per_epoch
     clf = CasClassifier(hp, strategy, steps_per_epoch)
-    manager = _checkpoint_manager(clf, model_dir, strategy, chief)
+    manager, latest = _checkpoint_manager(clf, model_dir, strategy, chief)
     start = clf.step
     progress.log(f"{cas.arch}{'' if cas.arch == 'resnet50' else f'-{cas.depth}'} on {train_images} images "
                  f"({counts['real_images']} real + {counts['synthetic_images']} synthetic), {num_classes} classes, "
@@ -278,7 +268,7 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     summaries = Summaries(os.path.join(model_dir, "train") if chief else None)
     wall = time.time()
     try:
-        state = _train(clf, manager, dataset, total_steps, steps_per_epoch, summaries,
+        state = _train(clf, manager, latest, dataset, total_steps, steps_per_epoch, summaries,
                        Progress("cas", total=total_steps, start=start, sink=log))
         scores = _evaluate(clf, eval_sources, eval_data, progress)
         report = dict(scores, key=key, train_images=train_images, real_images=counts["real_images"],
@@ -298,12 +288,6 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
 
 
 def run_cas_mode(hp, flags) -> Dict:
-    """`--mode=cas`: --train_data, --eval_data, --model_dir (and --tpu / --cpu_replicas)."""
-    train_data, eval_data = getattr(flags, "train_data", None), getattr(flags, "eval_data", None)
-    if not train_data:
-        raise UserError("--mode=cas needs --train_data (TFRecord globs, real: / synthetic: prefixed, or "
-                        "digits:train)")
-    if not eval_data:
-        raise UserError("--mode=cas needs --eval_data (the REAL held-out images: a TFRecord glob such as "
-                        "/data/imagenet/validation-*, or digits:test)")
-    return run_cas(hp, flags.model_dir, train_data, eval_data, strategy_lib.strategy_from_flags(flags))
+    """`--mode=cas`: --train_data, --eval_data, --model_dir (required: main.py's REQUIRED table
+    checks them) and --tpu / --cpu_replicas."""
+    return run_cas(hp, flags.model_dir, flags.train_data, flags.eval_data, strategy_lib.strategy_from_flags(flags))

@@ -20,7 +20,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from tf_biggan import paths
+from tf_biggan import paths, rerun
 from tf_biggan.config import hparams_from_dict, save_hparams
 from tf_biggan.errors import UserError
 
@@ -57,12 +57,36 @@ RESUMABLE_KEYS = {"train.train_steps", "train.steps_per_loop", "train.save_every
                   "train.jit_compile"}
 
 
+def worker_temp_dir(model_dir: str, worker_id: int) -> str:
+    """Where a non-chief worker of MultiWorkerMirroredStrategy writes its share of a distributed save."""
+    return os.path.join(model_dir, f".worker{worker_id}_tmp")
+
+
+class WorkerCheckpointManager:
+    """tf.train.CheckpointManager in `directory` on the chief; on another worker of a multi-worker
+    run, in `worker_temp_dir(temp_root)`, deleted after each save (every worker must take part in a
+    distributed save; only the chief's copy is kept). Used by training runs and CAS."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int, chief: bool = True,
+                 worker_id: int = 0, temp_root: Optional[str] = None):
+        self.temp_dir = None if chief else worker_temp_dir(temp_root or directory, worker_id)
+        self.manager = tf.train.CheckpointManager(checkpoint, self.temp_dir or directory, max_to_keep=max_to_keep)
+
+    def save(self, step: int) -> Optional[str]:
+        """Saves `ckpt-STEP`; the path on the chief, None elsewhere."""
+        path = self.manager.save(checkpoint_number=int(step))
+        if self.temp_dir:
+            if tf.io.gfile.exists(self.temp_dir):  # gfile: MODEL_DIR may be gs://
+                tf.io.gfile.rmtree(self.temp_dir)
+            return None
+        return path
+
+
 class RunCheckpoint:
     """Save / restore of a run's G, D, EMA-G, optimisers and step (CHECKPOINT_OBJECTS).
 
-    `model_dir=None` keeps nothing on disk (tests, benchmarks). On a non-chief worker of
-    MultiWorkerMirroredStrategy, saving writes to a temporary directory that is deleted at once
-    (every worker must take part in a distributed save; only the chief's copy is kept).
+    `model_dir=None` keeps nothing on disk (tests, benchmarks). A non-chief worker of
+    MultiWorkerMirroredStrategy saves into a temporary directory (WorkerCheckpointManager).
     """
 
     def __init__(self, g, d, ema_g, g_opt, d_opt, step: tf.Variable, model_dir: Optional[str] = None,
@@ -75,12 +99,8 @@ class RunCheckpoint:
         objects.update(extra or {})
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.model_dir, self.step = model_dir, step
-        self.manager, self._temp_dir = None, None
-        if model_dir:
-            directory = model_dir
-            if not chief:
-                self._temp_dir = directory = os.path.join(model_dir, f".worker{worker_id}_tmp")
-            self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+        self.manager = (WorkerCheckpointManager(self.checkpoint, model_dir, max_to_keep, chief, worker_id)
+                        if model_dir else None)
 
     def latest(self) -> Optional[str]:
         return tf.train.latest_checkpoint(self.model_dir) if self.model_dir else None
@@ -94,24 +114,7 @@ class RunCheckpoint:
 
     def save(self) -> Optional[str]:
         """Saves `ckpt-STEP`; the path on the chief, None elsewhere (and without a model_dir)."""
-        if self.manager is None:
-            return None
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-        if self._temp_dir:
-            if tf.io.gfile.exists(self._temp_dir):  # gfile: MODEL_DIR may be gs://
-                tf.io.gfile.rmtree(self._temp_dir)
-            return None
-        return path
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+        return self.manager.save(int(self.step.numpy())) if self.manager is not None else None
 
 
 def check_resume_hparams(hp, path: str) -> None:
@@ -119,11 +122,10 @@ def check_resume_hparams(hp, path: str) -> None:
     import yaml
 
     saved = hparams_from_dict(yaml.safe_load(paths.read_text(path)), path)
-    old, new = _flatten(saved.to_dict()), _flatten(hp.to_dict())
-    diffs = [f"{k}: {old.get(k)!r} in the run, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
-             if k not in RESUMABLE_KEYS and not k.startswith("eval.") and old.get(k) != new.get(k)]
+    diffs = rerun.differences(saved.to_dict(), hp.to_dict(),
+                              may_change=lambda k: k in RESUMABLE_KEYS or k.startswith("eval."))
     if diffs:
-        raise UserError(f"--model_dir holds a run with different hparams ({path}): " + "; ".join(diffs)
+        raise UserError(f"--model_dir holds a run with different hparams ({path}): " + rerun.describe(diffs, "in the run")
                         + ". Resume with the same --hparams/--hparams_overrides, or pass a new --model_dir")
 
 
@@ -140,12 +142,10 @@ def check_imported_hparams(hp, path: str) -> None:
     import yaml
 
     saved = hparams_from_dict(yaml.safe_load(paths.read_text(path)), path)
-    old, new = _flatten(saved.to_dict()["model"]), _flatten(hp.to_dict()["model"])
-    diffs = [f"model.{k}: {old.get(k)!r} in the module, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
-             if old.get(k) != new.get(k)]
+    diffs = rerun.differences({"model": saved.to_dict()["model"]}, {"model": hp.to_dict()["model"]})
     if diffs:
         raise UserError(f"--model_dir holds an imported TF-Hub generator ({path}) whose architecture the weights fix: "
-                        + "; ".join(diffs) + ". Fine-tune with data.*, train.*, eval.*, augment.* overrides only")
+                        + rerun.describe(diffs, "in the module") + ". Fine-tune with data.*, train.*, eval.*, augment.* overrides only")
 
 
 def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:

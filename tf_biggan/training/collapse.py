@@ -165,8 +165,7 @@ def with_collapse_actions(trainer, actions: list, summaries) -> list:
             detector = CollapseDetector.from_config(st)
 
             def sigma(state):
-                spectra = {f"sv/{name}/sigma{i}": float(value) for name, sv in trainer.singular_values().items()
-                           for i, value in enumerate(sv)}
+                spectra = loop.sigma_scalars(trainer)
                 summaries.scalars(state.step, spectra)
                 losses = {D_LOSS: state.metrics["d_loss"], G_LOSS: state.metrics["g_loss"]}
                 event = detector.update(record_from_scalars(state.step, dict(spectra, **losses)))

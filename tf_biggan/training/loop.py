@@ -87,11 +87,16 @@ def log_action(trainer, summaries: Summaries, progress: Progress) -> Action:
     return Action("log", cfg.log_every, log)
 
 
+def sigma_scalars(trainer) -> Dict[str, float]:
+    """sv/<model>/<layer>/sigma<i>: σ0-σ2 of every weight now (the σ action's scalars; collapse.py
+    reads G's σ0 from them)."""
+    return {f"sv/{name}/sigma{i}": float(value) for name, sv in trainer.singular_values().items()
+            for i, value in enumerate(sv)}
+
+
 def singular_values_action(trainer, summaries: Summaries) -> Action:
     def sigma(state: LoopState) -> None:
-        summaries.scalars(state.step, {f"sv/{name}/sigma{i}": float(value)
-                                       for name, sv in trainer.singular_values().items()
-                                       for i, value in enumerate(sv)})
+        summaries.scalars(state.step, sigma_scalars(trainer))
     return Action("singular_values", trainer.hp.train.sv_every, sigma)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -46,6 +46,48 @@ def split_cpu(num_replicas: int) -> list:
     return [d.name for d in logical[:num_replicas]]
 
 
+_TF_CONFIG_FORM = ('TF_CONFIG must be JSON like {"cluster": {"worker": [...]}, "task": '
+                   '{"type": "worker", "index": i}}')
+
+
+def tf_config() -> Optional[dict]:
+    """The launch's TF_CONFIG (the multi-worker cluster and this task), checked; None when unset.
+    The one reader of the variable: the strategy and the synthesis worker split use it."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        raise UserError(f"TF_CONFIG is not valid JSON: {_TF_CONFIG_FORM}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) or not isinstance(
+            config.get("task"), dict):
+        raise UserError(f"TF_CONFIG needs both 'cluster' and 'task' entries: {_TF_CONFIG_FORM}")
+    return config
+
+
+def worker_position(mode: str = "synthesize") -> Tuple[int, int]:
+    """(this host's index, number of hosts) from TF_CONFIG, (0, 1) without it: the chief (if any)
+    is host 0, `worker` tasks follow; other task types (ps, evaluator) are refused, naming `mode`."""
+    config = tf_config()
+    if config is None:
+        return 0, 1
+    cluster, task = config["cluster"], config["task"]
+    try:
+        chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+        kind, task_index = task["type"], int(task.get("index", 0))
+    except (KeyError, TypeError, ValueError):
+        raise UserError(_TF_CONFIG_FORM) from None
+    if kind == "chief":
+        return 0, chiefs + workers
+    if kind == "worker":
+        if not 0 <= task_index < workers:
+            raise UserError(f"TF_CONFIG task index {task_index} is outside the {workers} workers of its cluster")
+        return chiefs + task_index, chiefs + workers
+    raise UserError(f"TF_CONFIG task type {kind!r} does not {mode}; run --mode={mode} on the chief "
+                    f"and worker tasks")
+
+
 def make_strategy(tpu: Optional[str] = None, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     """The strategy for `--tpu` / `TF_CONFIG` / `--cpu_replicas` / local GPUs (module docstring)."""
     if tpu:
@@ -57,14 +99,7 @@ def make_strategy(tpu: Optional[str] = None, cpu_replicas: int = 0) -> tf.distri
             raise UserError(f"--tpu={tpu}: cannot reach the TPU ({exc}); check the name/zone/project, "
                             f"or drop --tpu to train on CPU/GPU") from None
         return tf.distribute.TPUStrategy(resolver)
-    if os.environ.get("TF_CONFIG"):
-        try:
-            config = json.loads(os.environ["TF_CONFIG"])
-        except ValueError:
-            raise UserError("TF_CONFIG is not valid JSON; it must be {\"cluster\": {\"worker\": [...]}, "
-                            "\"task\": {\"type\": \"worker\", \"index\": i}}") from None
-        if "cluster" not in config or "task" not in config:
-            raise UserError("TF_CONFIG needs both 'cluster' and 'task' entries for multi-worker training")
+    if tf_config() is not None:
         return tf.distribute.MultiWorkerMirroredStrategy()
     if cpu_replicas < 0:
         raise UserError(f"--cpu_replicas={cpu_replicas}: must be >= 0")
