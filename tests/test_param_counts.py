@@ -77,9 +77,11 @@ def generator_params(m, classes: int) -> int:
         if deep:  # a plain block at the input width, then the up block; bottleneck C_in / 4
             for x, y in ((c_in, c_in), (c_in, c_out)):
                 h = x // 4
-                params += cbn(x, cond) + conv(1, x, h) + 2 * (cbn(h, cond) + conv(3, h, h)) + cbn(h, cond) + conv(1, h, y)
+                params += (cbn(x, cond) + conv(1, x, h) + 2 * (cbn(h, cond) + conv(3, h, h))
+                           + cbn(h, cond) + conv(1, h, y))
         else:
-            params += cbn(c_in, cond) + conv(3, c_in, c_out) + cbn(c_out, cond) + conv(3, c_out, c_out) + conv(1, c_in, c_out)
+            params += (cbn(c_in, cond) + conv(3, c_in, c_out) + cbn(c_out, cond) + conv(3, c_out, c_out)
+                       + conv(1, c_in, c_out))  # the shortcut: every block upsamples
         if 4 * 2 ** (i + 1) == ATTENTION[res]:
             params += attention(c_out)
     last = stages[-1][1] * ch
@@ -104,7 +106,8 @@ def discriminator_params(m, classes: int) -> int:
         for a, b, down in D_BIGGAN[res]:
             c_in, c_out = (a * ch if a else 3), b * ch
             size = size // 2 if down else size
-            params += conv(3, c_in, c_out) + conv(3, c_out, c_out) + (conv(1, c_in, c_out) if down or c_in != c_out else 0)
+            shortcut = conv(1, c_in, c_out) if down or c_in != c_out else 0  # else the identity
+            params += conv(3, c_in, c_out) + conv(3, c_out, c_out) + shortcut
             if size == ATTENTION[res]:
                 params += attention(c_out)
         last = D_BIGGAN[res][-1][1] * ch
