@@ -114,7 +114,9 @@ class Stages:
 def ours_worker(args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path[:0] = [REPO, HERE]
-    import tf_biggan  # noqa: F401  (first, as in the CLI: its import settings precede TF's; keras_extras.py)
+    import tf_biggan
+
+    tf_biggan.configure_process()  # the CLI's process settings, before TF (tf_biggan/__init__.py)
     import tensorflow as tf
 
     from bench_train import matmul_peak, random_data, step_flops

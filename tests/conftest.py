@@ -12,7 +12,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # oversubscribe them.
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
-import tf_biggan  # noqa: E402,F401  (first: its import settings apply before TF starts, as in the CLI)
+import tf_biggan  # noqa: E402
+
+tf_biggan.configure_process()  # the CLI's process settings, before TF starts (tf_biggan/__init__.py)
 import tensorflow as tf  # noqa: E402
 
 NUM_LOGICAL_CPUS = 4

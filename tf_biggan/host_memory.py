@@ -1,6 +1,7 @@
-"""How this process's CPU host hands memory back (issue 14: peak resident memory of training).
+"""How this process's CPU host hands memory back: peak resident memory of training.
 
-Two process-level settings, applied when tf_biggan is imported (before TF makes its CPU device):
+Process-level settings, applied by the CLI before TF makes its CPU device (`configure()`, called by
+`tf_biggan.configure_process`; importing tf_biggan applies nothing):
 
 - TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1. With oneDNN on (TF's default on x86), TF's CPU tensors come
   from MklCPUAllocator, a BFC arena that never returns memory: the process keeps its highest
@@ -16,9 +17,10 @@ Two process-level settings, applied when tf_biggan is imported (before TF makes 
   reused by the others: BigGAN-128's 2-step CLI run peaked at 5.90 GiB with glibc's default and
   5.73 GiB with 2 arenas on this 2-core machine (one run each).
 
-Measured in benchmarks/bench_memory_speed.py (its docstring has the figures). All are defaults:
-a user's TF_ONEDNN_USE_SYSTEM_ALLOCATOR and MALLOC_ARENA_MAX win, TF_BIGGAN_MMAP_THRESHOLD=0 leaves
-the threshold to glibc.
+Measured with benchmarks/bench_memory_speed.py. A user's
+TF_ONEDNN_USE_SYSTEM_ALLOCATOR and MALLOC_ARENA_MAX win. The threshold has no switch: glibc's own
+(dynamic) threshold ran BigGAN-128's batch-8 iteration about 5% faster at a 1.2-1.5 GiB higher peak,
+and a caching malloc (TF_BIGGAN_MALLOC, malloc.py) is the lever for speed.
 """
 
 from __future__ import annotations
@@ -34,11 +36,9 @@ DEFAULT_MMAP_THRESHOLD = 1 << 20
 def configure() -> None:
     """Applies the settings (idempotent; the glibc ones are a no-op where glibc is absent)."""
     os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
-    threshold = int(os.environ.get("TF_BIGGAN_MMAP_THRESHOLD", DEFAULT_MMAP_THRESHOLD))
     try:
         libc = ctypes.CDLL("libc.so.6")
-        if threshold > 0:
-            libc.mallopt(M_MMAP_THRESHOLD, threshold)
+        libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_MMAP_THRESHOLD)
         if "MALLOC_ARENA_MAX" not in os.environ:  # glibc read the user's own setting at start-up
             libc.mallopt(M_ARENA_MAX, max(1, os.cpu_count() or 1))
     except (OSError, AttributeError):

@@ -14,6 +14,7 @@ from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 
+import tf_biggan  # noqa: E402
 from tf_biggan import malloc  # noqa: E402
 from tf_biggan.modes import MODES, mode_function, precheck
 
@@ -211,6 +212,7 @@ def run() -> None:
     """Console-script entry point (`tf-biggan`)."""
     malloc.reexec_with_preload()  # before anything allocates much: see malloc.py
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf_biggan.configure_process()  # before TensorFlow is imported: see tf_biggan/__init__.py
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 
 

@@ -1,4 +1,4 @@
-"""Which malloc the `tf-biggan` process runs on (issue 14: speed of the training step on CPU hosts).
+"""Which malloc the `tf-biggan` process runs on: speed of the training step on CPU hosts.
 
 TF's CPU kernels allocate and free every activation of a step: tensors of 1-100 MB at BigGAN-128.
 With glibc, host_memory.py's 1 MB mmap threshold makes each freed large tensor go back to the OS
@@ -6,9 +6,10 @@ With glibc, host_memory.py's 1 MB mmap threshold makes each freed large tensor g
 fresh pages the kernel must fault in and zero. A caching allocator (tcmalloc, mimalloc) keeps freed
 pages mapped and hands them to the next tensor, so the step runs faster, and its resident set is
 the live tensors plus what the allocator holds free at the peak. The trade, measured at BigGAN-128
-batch 8 in benchmarks/bench_memory_speed.py (its docstring): tcmalloc about 1.2-1.4x faster per
+batch 8 with benchmarks/bench_memory_speed.py (docs/results.md): tcmalloc about 1.2-1.4x faster per
 iteration, 0.3-0.5 GiB more at the peak. The default stays glibc (the lean footprint); the speed
-is one environment variable away.
+is one environment variable away: tf_biggan's only setting that is an environment variable rather
+than a flag or hparam, because it must act before Python starts (docs/configuration.md's table).
 
 The allocator must be in place before the first malloc of the process, so it cannot be switched
 from Python: the console script re-executes itself once with LD_PRELOAD naming the library
@@ -35,6 +36,7 @@ import sys
 from typing import Dict, Mapping, Optional
 
 ENV = "TF_BIGGAN_MALLOC"
+REEXEC_MARKER = "_TF_BIGGAN_REEXEC"  # set on the re-executed process: it must not re-execute again
 # Library file names per allocator, and the system directories they are looked for in.
 NAMES = {
     "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"),
@@ -126,7 +128,7 @@ def preload_environ(environ: Mapping[str, str] = os.environ) -> Dict[str, str]:
 def reexec_with_preload() -> None:
     """Re-executes this command (sys.orig_argv) once with the allocator preloaded; returns when
     nothing needs doing. A bad TF_BIGGAN_MALLOC prints one line and exits 2, like every user error."""
-    if not sys.platform.startswith("linux") or os.environ.get("_TF_BIGGAN_REEXEC"):
+    if not sys.platform.startswith("linux") or os.environ.get(REEXEC_MARKER):
         return  # LD_PRELOAD is the Linux loader's; the marker stops a second attempt
     try:
         env = preload_environ()
@@ -135,7 +137,7 @@ def reexec_with_preload() -> None:
         sys.exit(2)
     if env.get("LD_PRELOAD", "") == os.environ.get("LD_PRELOAD", ""):
         return
-    env["_TF_BIGGAN_REEXEC"] = "1"
+    env[REEXEC_MARKER] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
     try:

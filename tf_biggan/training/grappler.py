@@ -14,20 +14,15 @@ so toggling it would re-optimise and hold a second copy. Set by every CLI mode b
 graph, by the training step, and by `sampling.run.load_run` and `cas.run_cas` (the library's
 entry points), so every process computes the same numbers: folded constants round differently,
 and a synthesis resumed in a fresh process wrote other bytes than the one that followed
-training in-process (tests/test_main_job.py).
-
-TF_BIGGAN_CONSTANT_FOLDING=1 keeps TF's default.
+training in-process (tests/test_main_job.py). For that reason it has no switch: a process that
+folded constants would compute other numbers than every other process of the same run.
 """
 
 from __future__ import annotations
-
-import os
 
 import tensorflow as tf
 
 
 def configure() -> None:
     """Turns Grappler's constant folding off for this process (idempotent; module docstring)."""
-    if os.environ.get("TF_BIGGAN_CONSTANT_FOLDING", "0") == "1":
-        return
     tf.config.optimizer.set_experimental_options({"constant_folding": False})
