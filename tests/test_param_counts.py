@@ -14,6 +14,9 @@ Parameters are trainable weights (spectral-norm `u` vectors and BN statistics ar
 
 from __future__ import annotations
 
+import os
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -21,6 +24,8 @@ import tensorflow as tf
 
 from tf_biggan.config import load_hparams
 from tf_biggan.models import build_models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (hparams file, overrides, G, D): the README's table of configurations, and its note that
 # `model.hub_output_conv: true` gives G 50,388,609 parameters at 128 px.
@@ -136,6 +141,27 @@ def built(name: str, overrides: str = "", d: bool = True):
 @pytest.mark.parametrize("name, overrides, g, d", README_COUNTS)
 def test_readme_counts_equal_the_closed_form(name, overrides, g, d):
     assert closed_form(name, overrides) == (g, d)
+
+
+def _documented_counts(path: str, header: str) -> set:
+    """Counts written out (70,433,988) in the table under `header` and on lines about parameters."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    found, in_table = set(), False
+    for line in lines:
+        if line.startswith("|") and header in line:
+            in_table = True
+        elif not line.startswith("|"):
+            in_table = False
+        if in_table or "parameters" in line:
+            found.update(int(n.replace(",", "")) for n in re.findall(r"\b\d{1,3}(?:,\d{3})+\b", line))
+    return found
+
+
+@pytest.mark.parametrize("path, header", [("README.md", "G params"), ("docs/results.md", "ours, G / D")])
+def test_the_documents_list_exactly_these_counts(path, header):
+    """A count changed or added in the README or docs/results.md must be added to README_COUNTS."""
+    assert _documented_counts(path, header) == {n for _, _, g, d in README_COUNTS for n in (g, d)}
 
 
 def test_readme_counts_are_within_one_percent_of_the_papers():
