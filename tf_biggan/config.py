@@ -12,6 +12,9 @@ The resolved configuration (file + overrides + defaults) is written beside each 
 Why this module is longer than the project's ~450-line norm: it is the ONE glossary of every
 hyper-parameter, each field with its type and its source in the paper beside it; split across the
 packages that use them, the glossary would be scattered and the strict loader would have to find them.
+docs/configuration.md is generated from it (tf_biggan/config_doc.py): the comment above a field, or
+after it on its line, is its documentation there; regenerate after a change
+(`python3 -m tf_biggan.config_doc docs/configuration.md`, checked by tests/test_configuration_doc.py).
 """
 
 from __future__ import annotations
