@@ -253,6 +253,7 @@ def test_jit_compile_with_accumulation_is_the_same_step():
         assert m1[k] == pytest.approx(m2[k], rel=1e-3, abs=1e-4), k
 
 
+@pytest.mark.slow
 def test_bfloat16_with_accumulation_trains_on_two_replicas():
     """Mixed bf16 (model.dtype): float32 gradients of the float32 variables are summed over the
     micro-batches; finite losses, and the step moves the weights."""

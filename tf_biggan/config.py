@@ -127,8 +127,8 @@ class TrainConfig:
     # Gradient accumulation (not in the paper; BigGAN-PyTorch's --num_D_accumulations /
     # --num_G_accumulations): each D / G update averages the gradients of this many micro-batches of
     # batch_size (each D micro-batch on its own fresh real batch and z), an effective batch of
-    # batch_size x k with one micro-batch's activation memory. BatchNorm statistics stay per
-    # micro-batch. training/step.py.
+    # batch_size x k (peak memory: docs/results.md). BatchNorm statistics stay per micro-batch.
+    # training/step.py.
     d_accumulations: int = 1
     g_accumulations: int = 1
     loss: Literal["hinge"] = "hinge"  # the hinge loss (Section 3)

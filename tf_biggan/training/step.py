@@ -14,15 +14,18 @@
 
 Gradient accumulation (not in the paper, whose batch of 2,048 ran on a TPU pod; BigGAN-PyTorch's
 --num_D_accumulations / --num_G_accumulations, train_fns.py): an update of effective batch
-batch_size x k with the activation memory of one micro-batch of batch_size. Each micro-batch's
-loss (and penalties) is divided by k, so the summed gradients are their mean. The micro-batches
-are a Python loop inside the replica step, each micro-batch starting once the previous one's gradients
-are summed (a control-dependency barrier, as between D steps): one micro-batch's activations are
-alive at a time, plus one gradient-sized accumulator. The optimiser, which all-reduces, runs once
-per update: one all-reduce per update, not per micro-batch. A graph while_loop would trace one
-micro-batch instead of k, but MirroredStrategy's synchronisation points (cross-replica BatchNorm, the
-optimiser) may not sit inside control flow. BatchNorm statistics are those of each micro-batch,
-as in BigGAN-PyTorch (not those of the effective batch).
+batch_size x k from k micro-batches of batch_size. Each micro-batch's loss (and penalties) is
+divided by k, so the summed gradients are their mean. The micro-batches are a Python loop inside
+the replica step, each micro-batch starting once the previous one's gradients are summed (a
+control-dependency barrier, as between D steps). The optimiser, which all-reduces, runs once per
+update: one all-reduce per update, not per micro-batch. Memory is NOT yet that of one micro-batch:
+BigGAN-128 batch 8 x 4 peaks at 1.36x batch 8 (benchmarks/bench_accumulation.py, docs/results.md),
+so the executor keeps more than one micro-batch's buffers despite the barriers. A graph while_loop
+would trace one micro-batch instead of k, but MirroredStrategy's synchronisation points
+(cross-replica BatchNorm, the optimiser) may not sit inside control flow, and on one device it
+failed on its second call (Grappler's in-place AddN accumulator, a TemporaryVariable, collides in
+the nested loop). BatchNorm statistics are those of each micro-batch, as in BigGAN-PyTorch (not
+those of the effective batch).
 
 Extension points (so augmentation, stability and speed plug in without editing `replica_step`):
 - `d_inputs(images, step, substep)`: a differentiable function applied to EVERY image D sees,
@@ -277,8 +280,7 @@ class TrainStep:
     @staticmethod
     def _accumulate(pass_fn, k: int, barrier):
         """(sum of the gradients, mean of the metrics) of pass_fn(m) -> (gradients, metrics) over the
-        k micro-batches m; each starts once the sum of the previous ones is done, so one
-        micro-batch's activations and one gradient-sized sum are alive at a time."""
+        k micro-batches m; each starts once the sum of the previous ones is done."""
         total, sums = None, None
         for m in range(k):
             with tf.control_dependencies(barrier):
