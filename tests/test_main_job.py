@@ -166,3 +166,25 @@ def test_main_job_needs_eval_data_off_the_embedded_set(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "--cas_hparams" in proc.stderr and "no_such_protocol" in proc.stderr
+
+
+def test_stage_flags_are_every_launch_flag_with_the_stage_on_top():
+    """Each stage gets every flag of the launch (no hand-kept list), the run's model dir, the latest
+    checkpoint and no intervention; a flag the launch lacks reads as None, as an unset one does."""
+    import types
+
+    from absl import flags as absl_flags
+
+    from tf_biggan.main_job import MainJob
+
+    launch = types.SimpleNamespace(images_per_class=30, jpeg_quality=80, checkpoint="ckpt-3", intervene="g_lr=1",
+                                   hparams="x.yaml", hparams_overrides="train.g_lr=1")
+    stage = MainJob(None, launch, "run")._stage_flags(output_dir="run/synthetic", truncation=0.5)
+    assert (stage.images_per_class, stage.jpeg_quality, stage.output_dir, stage.truncation) == (30, 80, "run/synthetic", 0.5)
+    assert (stage.model_dir, stage.checkpoint, stage.intervene, stage.hparams, stage.hparams_overrides) == (
+        "run", None, None, None, "")
+    assert stage.num_workers is None and getattr(stage, "seed", 0) is None
+    values = absl_flags.FlagValues()
+    absl_flags.DEFINE_integer("num_shards", 1024, "", flag_values=values)
+    values(["prog"])
+    assert MainJob(None, values, "run")._stage_flags().num_shards == 1024

@@ -86,11 +86,13 @@ class MainJob:
 
     # ------------------------------------------------------------------ flags for each stage
     def _stage_flags(self, **overrides):
-        """The user's flags with this stage's settings on top (each mode reads what it needs)."""
-        values = {name: getattr(self.flags, name, None) for name in _FLAG_NAMES}
-        values.update(model_dir=self.model_dir, checkpoint=None, hparams=None, hparams_overrides="")
+        """Every flag of the launch (main.py defines them; each mode reads what it needs) with this
+        stage's settings on top: the run's model dir and hparams (already resolved), the latest
+        checkpoint, no intervention."""
+        values = _launch_flags(self.flags)
+        values.update(model_dir=self.model_dir, checkpoint=None, intervene=None, hparams=None, hparams_overrides="")
         values.update(overrides)
-        return types.SimpleNamespace(**values)
+        return _StageFlags(**values)
 
     # ------------------------------------------------------------------ completion checks
     def trained_step(self) -> Optional[int]:
@@ -288,9 +290,20 @@ class MainJob:
         }
 
 
-_FLAG_NAMES = ("tpu", "cpu_replicas", "inception_path", "seed", "module", "images_per_class", "num_shards",
-               "shard_prefix", "jpeg_quality", "synsets_file", "num_workers", "worker_index", "latent_convention",
-               "batch_size", "also_write_npz", "truncation", "export_dir", "output_dir", "train_data", "eval_data")
+class _StageFlags(types.SimpleNamespace):
+    """A stage's flags; one the launch did not define reads as None, as an unset flag does."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return None
+
+
+def _launch_flags(flags) -> dict:
+    """name -> value of every flag: absl's FlagValues (the CLI), or a namespace (tests, callers)."""
+    if hasattr(flags, "flag_values_dict"):
+        return flags.flag_values_dict()
+    return dict(vars(flags))
 
 
 def _yaml_scalar(value) -> str:
