@@ -145,25 +145,9 @@ def worker_split(flags=None) -> Tuple[int, int]:
         if not 0 <= index < int(num):
             raise UserError(f"--worker_index={index} must be in [0, --num_workers={num})")
         return index, int(num)
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return 0, 1
-    try:
-        config = json.loads(raw)
-        cluster, task = config["cluster"], config["task"]
-        chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
-        kind, task_index = task["type"], int(task.get("index", 0))
-    except (ValueError, KeyError, TypeError):
-        raise UserError("TF_CONFIG must be JSON like {\"cluster\": {\"worker\": [...]}, \"task\": "
-                        "{\"type\": \"worker\", \"index\": i}}") from None
-    if kind == "chief":
-        return 0, chiefs + workers
-    if kind == "worker":
-        if not 0 <= task_index < workers:
-            raise UserError(f"TF_CONFIG task index {task_index} is outside the {workers} workers of its cluster")
-        return chiefs + task_index, chiefs + workers
-    raise UserError(f"TF_CONFIG task type {kind!r} does not synthesize; run --mode=synthesize on the chief "
-                    f"and worker tasks")
+    from tf_biggan.training.strategy import worker_position  # the one TF_CONFIG reader
+
+    return worker_position("synthesize")
 
 
 # ------------------------------------------------------------------------------------------------
