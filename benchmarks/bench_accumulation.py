@@ -1,0 +1,114 @@
+"""Peak memory of gradient accumulation (train.d_accumulations / g_accumulations, training/step.py).
+
+At BigGAN-128 ch 96 (hparams/biggan_128.yaml: 2 D steps, ortho reg on, fp32), one training iteration
+with batch 8 x 4 accumulations (effective batch 32, every update averaging 4 micro-batches of 8)
+against batch 8 and batch 32 without accumulation, all three in one run. Each configuration runs in
+a FRESH subprocess on random in-memory images (bench_train.random_data: the input pipeline is not
+measured) and reports the peak resident memory (VmHWM, reset between stages as
+bench_memory_speed.py does) of
+  first      trace, graph optimisation and the first iteration
+  iteration  the next iteration alone (the steady state a long run sits in)
+and its seconds. What accumulation promises: 8 x 4 within 10% of 8 x 1 (one micro-batch's
+activations plus one gradient-sized sum) and well below 32 x 1.
+
+Run:  nice python benchmarks/bench_accumulation.py [--configs 8x1,8x4,32x1] [--json out.json]
+Results: docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path[:0] = [REPO, HERE]
+
+from bench_memory_speed import Stages, malloc  # noqa: E402  (no TensorFlow import)
+
+CONFIGS = {"8x1": (8, 1), "8x4": (8, 4), "32x1": (32, 1)}  # name -> (batch_size, accumulations)
+
+
+def worker(name: str) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tf_biggan  # noqa: F401  (first, as in the CLI)
+
+    from bench_train import random_data
+    from tf_biggan.config import load_hparams
+    from tf_biggan.training.trainer import GANTrainer
+
+    stages = Stages()
+    batch, k = CONFIGS[name]
+    hp = load_hparams("biggan_128", f"train.batch_size={batch},train.d_accumulations={k},"
+                                    f"train.g_accumulations={k},train.steps_per_loop=1")
+    trainer = GANTrainer(hp, dataset_fn=random_data(hp), verbose=False, defer_init=True)
+    stages.mark("build")
+    trainer.train_steps(1)
+    stages.mark("first")
+    t = time.time()
+    trainer.train_steps(1)
+    stages.mark("iteration", time.time() - t)
+    return {"config": name, "batch_size": batch, "accumulations": k, "effective_batch": batch * k,
+            "stages": stages.rows, "malloc": malloc.active()}
+
+
+def run(name: str) -> dict:
+    setting = os.environ.get(malloc.ENV, malloc.DEFAULT)
+    env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: setting}))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--_worker={name}"], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, text=True)  # stages on stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"{name} worker failed ({proc.returncode}); its stderr is above")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["load_average"] = os.getloadavg()
+    return result
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="8x1,8x4,32x1")
+    parser.add_argument("--json", default="", help="also write the results here")
+    parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._worker:
+        print("RESULT " + json.dumps(worker(args._worker)), flush=True)
+        return 0
+    results = {name: run(name) for name in args.configs.split(",")}
+    report = {"machine": cpu_model(), "cores": os.cpu_count(),
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "results": results}
+    for name, r in results.items():
+        s = r["stages"]
+        print(f"{name:5s} (effective batch {r['effective_batch']:3d}): iteration peak "
+              f"{s['iteration']['peak_gb']:.2f} GiB in {s['iteration']['seconds']:.1f} s; first iteration (with "
+              f"trace) peak {s['first']['peak_gb']:.2f} GiB in {s['first']['seconds']:.1f} s; "
+              f"load {r['load_average'][0]:.1f}")
+    if {"8x1", "8x4", "32x1"} <= set(results):
+        peak = {n: results[n]["stages"]["iteration"]["peak_gb"] for n in ("8x1", "8x4", "32x1")}
+        print(f"8x4 / 8x1 = {peak['8x4'] / peak['8x1']:.3f} (acceptance: <= 1.10); "
+              f"8x4 / 32x1 = {peak['8x4'] / peak['32x1']:.3f}")
+        report["ratios"] = {"8x4_over_8x1": peak["8x4"] / peak["8x1"], "8x4_over_32x1": peak["8x4"] / peak["32x1"]}
+    print(f"{report['machine']}, {report['cores']} cores, {report['date']}")
+    if args.json:
+        from tf_biggan.atomic import write_json
+
+        write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
