@@ -88,7 +88,7 @@ class ModelConfig:
     # "float32", or "mixed_bfloat16" (bf16 compute, float32 variables: the TPU path).
     dtype: Literal["float32", "mixed_bfloat16"] = "float32"
     # Not in the paper: a memory/time trade of the non-local block (SA-GAN, Section 3). True computes
-    # training-mode attention one image at a time and recomputes the map in the backward pass (same
+    # training-mode attention one image at a time and recomputes the map in the backward computation (same
     # values within float round-off): 0.2 GB less peak at BigGAN-128 batch 8, about 10% slower
     # (benchmarks/bench_memory_speed.py).
     attention_per_image: bool = False
@@ -364,7 +364,7 @@ class EvalConfig:
 
 
 # ------------------------------------------------------------------------------------------------
-# CAS: the classifier protocol of the Classification Accuracy Score (tf_biggan/cas/, issue 10).
+# CAS: the classifier protocol of the Classification Accuracy Score (tf_biggan/cas/).
 
 
 @dataclass
@@ -415,7 +415,7 @@ class CasConfig:
     # Per TFRecord source: records permuted together, in windows of this many after a per-epoch file
     # order (resnet_main.py: 1024 files shuffled + a record buffer); in-memory sources: fully permuted.
     shuffle_buffer: int = 10000
-    eval_batch_size: int = 1024  # global batch of the evaluation pass
+    eval_batch_size: int = 1024  # global batch of the evaluation
     seed: int = 0  # the classifier's initial weights, data order, crops and flips, and mixtures
     steps_per_loop: int = 50  # steps per tf.function call (reference iterations_per_loop)
     save_every: int = 1000  # checkpoint every this many steps

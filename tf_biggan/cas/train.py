@@ -116,7 +116,7 @@ class CasClassifier:
         return self.strategy.run(self.predict.python_function, args=(images,))
 
     def evaluate(self, dataset) -> Dict:
-        """Top-1 / top-5 / per-class over one pass of `dataset` (batches padded with label -1).
+        """Top-1 / top-5 / per-class over one sweep of `dataset` (batches padded with label -1).
 
         The batches are split over the replicas (TPU, mirrored); under MultiWorkerMirroredStrategy
         each worker scores the whole set on its host instead (the report is the chief's).
@@ -153,7 +153,7 @@ def _check_plan(model_dir: str, key: Dict, chief: bool) -> None:
     plan_path = os.path.join(model_dir, PLAN)
     rerun.pin(plan_path, key, write=chief, refusal=lambda diffs: UserError(
         f"--model_dir={model_dir} holds a CAS run with other {', '.join(k for k, _, _ in diffs)} (see {plan_path}); "
-        f"rerun with the same flags and protocol to resume it, or pass a new --model_dir"))
+        f"rerun with the same flags and protocol to resume it, or give a new --model_dir"))
 
 
 def _checkpoint_manager(clf: CasClassifier, model_dir: str, strategy,

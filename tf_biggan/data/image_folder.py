@@ -470,7 +470,7 @@ def _pin_plan(output_dir: str, plan: dict) -> None:
                    if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
         hint = (" (the folder's files changed since)" if differs == ["files_fingerprint"] else "")
         raise UserError(f"--output_dir={output_dir} holds shards of a different import (differs in: "
-                        f"{', '.join(differs)}{hint}); rerun with the same flags to resume it, or pass a new "
+                        f"{', '.join(differs)}{hint}); rerun with the same flags to resume it, or give a new "
                         f"--output_dir")
     if existing is None:
         atomic.write_json(plan_path, plan)
@@ -534,7 +534,7 @@ class _ShardWriter:
             rel = path[len(image_dir) + 1:] if path.startswith(image_dir + "/") else path
             if converted is None:
                 if self.on_corrupt == "fail":
-                    raise UserError(f"{path}: {error}. Remove or replace the file, or pass --on_corrupt=skip "
+                    raise UserError(f"{path}: {error}. Remove or replace the file, or give --on_corrupt=skip "
                                     f"to leave it out (it is then listed in {MANIFEST})")
                 stats.skipped.append([path, error])
                 self.log(f"skipped {path}: {error}")

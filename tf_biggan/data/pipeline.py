@@ -74,7 +74,7 @@ class CorruptDataError(UserError):
 def data_errors():
     """Turns the pipeline's in-graph data errors into `CorruptDataError` (a UserError).
 
-    Wrap the code that pulls batches (a training loop, an evaluation pass) in it; other errors
+    Wrap the code that pulls batches (a training loop, an evaluation) in it; other errors
     pass through unchanged.
     """
     try:
@@ -463,7 +463,7 @@ def make_dataset(data_cfg, resolution: int, batch_size: int,
         `strategy.distribute_datasets_from_function`) each pipeline yields per-replica batches.
       input_context: host sharding: pipeline i of n reads every n-th file starting at i.
       training: True: shuffled, repeated forever, full batches only, random flip if
-        data.random_flip. False: one pass in file order, no flip, last batch may be short.
+        data.random_flip. False: one sweep in file order, no flip, last batch may be short.
         Either way a multi-label record gives one of its labels, drawn afresh at every read.
       seed: defaults to data.seed.
       stats: optional ReadStats counting what data.on_corrupt=skip dropped.

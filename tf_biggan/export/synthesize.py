@@ -309,7 +309,7 @@ def _pin_plan(output_dir: str, plan: dict) -> None:
     tf.io.gfile.makedirs(output_dir)
     rerun.pin(os.path.join(output_dir, PLAN), plan, refusal=lambda diffs: UserError(
         f"--output_dir={output_dir} holds shards of a different synthesis ({rerun.describe(diffs)[:600]}). "
-        f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or pass a new --output_dir"))
+        f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or give a new --output_dir"))
 
 
 class _Layout:

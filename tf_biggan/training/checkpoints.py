@@ -126,7 +126,7 @@ def check_resume_hparams(hp, path: str) -> None:
                               may_change=lambda k: k in RESUMABLE_KEYS or k.startswith("eval."))
     if diffs:
         raise UserError(f"--model_dir holds a run with different hparams ({path}): " + rerun.describe(diffs, "in the run")
-                        + ". Resume with the same --hparams/--hparams_overrides, or pass a new --model_dir")
+                        + ". Resume with the same --hparams/--hparams_overrides, or give a new --model_dir")
 
 
 def _imported_and_untrained(model_dir: str) -> bool:
