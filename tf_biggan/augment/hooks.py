@@ -1,4 +1,4 @@
-"""Augmentation in the training step, through step.TrainStep's extension points (no step code here).
+"""Augmentation's parts of the training step (step.StepParts; no step code here), assembled by the trainer.
 
     d_inputs     every image D sees, real and fake, in D and G steps, is augmented; the D step's
                  concatenated [real; fake] batch is split so reals and fakes get their own draws
@@ -24,14 +24,16 @@ import tensorflow as tf
 
 from tf_biggan.augment.controller import FAKE, G_FAKE, HELDOUT, REAL
 from tf_biggan.augment.heldout import HeldOut, heldout_images
-from tf_biggan.training.step import PenaltyTerm
+from tf_biggan.training.step import PenaltyTerm, StepParts
 
 
-def install(train_step, state) -> None:
-    """Wires AugmentState `state` into `train_step` (a step.TrainStep) before it is compiled."""
+def step_parts(state, hp, strategy) -> StepParts:
+    """The parts AugmentState `state` adds to the step of a run of `hp` under `strategy` (none when
+    augmentation is off)."""
     if not state.enabled:
-        return
-    local, disc_steps = train_step.local_batch, train_step.disc_steps
+        return StepParts()
+    global_batch, disc_steps = hp.train.batch_size, hp.train.disc_steps
+    local = global_batch // strategy.num_replicas_in_sync
 
     def d_inputs(images, step, substep: int, micro: int = 0):
         if substep == disc_steps:  # the G step: D sees G's fakes only
@@ -40,22 +42,24 @@ def install(train_step, state) -> None:
         fake = state.augment_images(images[local:], step, substep, FAKE, local_batch=local, micro=micro)
         return tf.concat([real, fake], 0)
 
-    train_step.d_inputs = d_inputs
+    parts = StepParts(d_inputs=[d_inputs])
     if state.adaptive:
-        train_step.d_penalties.append(PenaltyTerm("ada_sign_real", lambda ctx: state.accumulate(ctx.real_logits)))
+        parts.d_penalties.append(PenaltyTerm("ada_sign_real", lambda ctx: state.accumulate(ctx.real_logits)))
         if state.rv:
-            install_rv(train_step, state)
-        real_per_step = train_step.global_batch * disc_steps * train_step.d_accumulations
-        train_step.post_step.append(lambda step: state.update(None, real_per_step))
+            parts = parts.then(rv_parts(state, hp, strategy))
+        real_per_step = global_batch * disc_steps * hp.train.d_accumulations
+        parts.post_step.append(lambda step: state.update(None, real_per_step))
+    return parts
 
 
-def install_rv(train_step, state) -> None:
+def rv_parts(state, hp, strategy) -> StepParts:
     """The held-out reals of r_v (UserError when the run has none) in the last D step's D call."""
-    images, labels = heldout_images(train_step.hp)
-    with train_step.strategy.scope():
-        state.heldout = HeldOut(images, labels, state.seed, train_step.global_batch)
-    local, last = train_step.local_batch, train_step.disc_steps - 1
-    last_micro = train_step.d_accumulations - 1
+    images, labels = heldout_images(hp)
+    global_batch = hp.train.batch_size
+    with strategy.scope():
+        state.heldout = HeldOut(images, labels, state.seed, global_batch)
+    local, last = global_batch // strategy.num_replicas_in_sync, hp.train.disc_steps - 1
+    last_micro = hp.train.d_accumulations - 1
 
     def d_extra(step, substep: int, micro: int = 0):
         if substep != last or micro != last_micro:
@@ -71,5 +75,4 @@ def install_rv(train_step, state) -> None:
         # The step logs the mean over the update's micro-batches, of which this is one.
         return state.accumulate_rv(ctx.real_logits, ctx.fake_logits, ctx.extra_logits) * (last_micro + 1)
 
-    train_step.d_extra = d_extra
-    train_step.d_penalties.append(PenaltyTerm("ada_rv_gap", rv_gap))
+    return StepParts(d_extra=d_extra, d_penalties=[PenaltyTerm("ada_rv_gap", rv_gap)])

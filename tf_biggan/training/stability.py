@@ -1,13 +1,14 @@
 """The stability knobs wired into the training step and loop (paper Section 4, Appendices E, G-I).
 
-`install(trainer)` plugs each knob whose hparam is not at its default into the step's extension
-points (step.TrainStep), so a run with default hparams runs exactly the step it ran before:
+`step_parts(trainer)` gives the step's parts (step.StepParts) of each knob whose hparam is not at its
+default, which the trainer passes to the step, so a run with default hparams runs exactly the step it
+ran before:
 
   train.latents            the step's latent sampler draws z from that Appendix E prior
   train.r1_gamma           D penalty "r1" = γ/2 E||∇_x D(x_real)||² (Eq. 5), lazy with r1_every
   stability.hinge_margin   D's hinge loss with that margin (Appendix G.2)
   stability.d_dropout      dropout on D's last feature layer, stateless masks (Appendix I)
-  stability.d_beta1        D's Adam β1 (Appendix I)
+  stability.d_beta1        D's Adam β1 (Appendix I; the trainer builds D's Adam with it)
   stability.g_sigma0_reg   G penalty "sigma0_reg" (Section 4.1)
   stability.g_sigma0_clamp Eq. (4) after every step (a post-step hook, cross-replica context)
   stability.shared_embedding_decay  G penalty "embedding_decay" (Appendix H)
@@ -30,7 +31,7 @@ from tf_biggan.layers import conditioning
 from tf_biggan.sampling.latents import annealed_variance, sample_latents
 from tf_biggan.training import penalties
 from tf_biggan.training.losses import hinge_d_loss
-from tf_biggan.training.step import LatentSampler, PenaltyTerm, micro_key
+from tf_biggan.training.step import LatentSampler, PenaltyTerm, StepParts, micro_key
 
 
 def latent_params(train_cfg) -> dict:
@@ -120,30 +121,29 @@ def embedding_decay_term(g, strength: float) -> PenaltyTerm:
                        lambda ctx: penalties.embedding_decay(g.shared.kernel, strength, ctx.num_replicas))
 
 
-def install(trainer) -> None:
-    """Wires the knobs that are on into trainer.train_step (before its first call)."""
+def step_parts(trainer) -> StepParts:
+    """The step's parts of the knobs that are on (trainer: its networks, optimisers and strategy,
+    before the step is built). Also creates `trainer.sigma0_before_clamp` (a monitored value)."""
     hp, st, cfg = trainer.hp, trainer.hp.stability, trainer.hp.train
-    step = trainer.train_step
+    parts = StepParts()
     if cfg.latents != "normal":
-        step.latents = PriorLatentSampler(cfg, hp.model.dim_z, hp.data.num_classes, trainer.global_batch,
-                                          trainer.num_replicas, cfg.disc_steps, cfg.seed)
+        parts.latents = PriorLatentSampler(cfg, hp.model.dim_z, hp.data.num_classes, trainer.global_batch,
+                                           trainer.num_replicas, cfg.disc_steps, cfg.seed)
     if st.hinge_margin != 1.0:
-        step.d_loss_fn = functools.partial(hinge_d_loss, margin=st.hinge_margin)
+        parts.d_loss_fn = functools.partial(hinge_d_loss, margin=st.hinge_margin)
     if cfg.r1_gamma:
-        step.d_penalties.append(r1_term(trainer.d, cfg.r1_gamma, cfg.r1_every, cfg.disc_steps))
+        parts.d_penalties.append(r1_term(trainer.d, cfg.r1_gamma, cfg.r1_every, cfg.disc_steps))
     if st.g_sigma0_reg:
-        step.g_penalties.append(sigma0_term(trainer.g, st))
+        parts.g_penalties.append(sigma0_term(trainer.g, st))
     if st.shared_embedding_decay and trainer.g.shared is not None:
-        step.g_penalties.append(embedding_decay_term(trainer.g, st.shared_embedding_decay))
-    if st.d_beta1 is not None:
-        trainer.d_opt.beta_1 = st.d_beta1  # read by Adam's update step, not checkpointed
+        parts.g_penalties.append(embedding_decay_term(trainer.g, st.shared_embedding_decay))
     clip = (st.grad_clip_global, st.grad_clip_per_param, trainer.num_replicas)
     if st.freeze == "g" or any(clip[:2]):
-        step.g_opt = _Optimizer(trainer.g_opt, st.freeze == "g", *clip)
+        parts.g_opt = _Optimizer(trainer.g_opt, st.freeze == "g", *clip)
     if st.freeze == "d" or any(clip[:2]):
-        step.d_opt = _Optimizer(trainer.d_opt, st.freeze == "d", *clip)
+        parts.d_opt = _Optimizer(trainer.d_opt, st.freeze == "d", *clip)
     if st.d_dropout:
-        install_dropout(trainer, st.d_dropout)
+        parts.d_inputs.append(dropout_keys(trainer.d, cfg.seed, cfg.disc_steps))
     trainer.sigma0_before_clamp = None
     if st.g_sigma0_clamp:
         with trainer.strategy.scope():
@@ -154,25 +154,23 @@ def install(trainer) -> None:
             if st.freeze != "g":
                 trainer.sigma0_before_clamp.assign(conditioning.clamp_all(
                     kernels, st.sigma0_target, st.sigma_reg, st.sigma_ratio, st.sigma_iterations))
-        step.post_step.append(clamp)
+        parts.post_step.append(clamp)
+    return parts
 
 
-def install_dropout(trainer, rate: float) -> None:
-    """D's dropout masks are stateless: every image batch D sees passes through the step's d_inputs
-    hook with (step, substep); the hook hands D the key of that call (stream train_d_dropout, folded
-    with the replica id), so a resumed run draws the same masks."""
-    step, d, seed = trainer.train_step, trainer.d, trainer.hp.train.seed
-    d.dropout = rate
-    inner = step.d_inputs
+def dropout_keys(d, seed: int, disc_steps: int):
+    """A d_inputs part that leaves the images as they are and hands D the key of its dropout masks
+    for this call (stream train_d_dropout, (step, substep, micro), folded with the replica id):
+    stateless masks (Appendix I), so a resumed run draws the same ones. Runs after augmentation."""
 
-    def d_inputs(images, step_t, substep, **micro):
-        counter = tf.cast(step_t, tf.int64) * (step.disc_steps + 1) + substep
+    def d_inputs(images, step_t, substep, micro: int = 0):
+        counter = tf.cast(step_t, tf.int64) * (disc_steps + 1) + substep
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        key = micro_key(seeds.key("train_d_dropout", seed, counter), micro.get("micro", 0))
+        key = micro_key(seeds.key("train_d_dropout", seed, counter), micro)
         d.dropout_key = tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
-        return inner(images, step_t, substep, **micro)
-    step.d_inputs = d_inputs
+        return images
+    return d_inputs
 
 
 def scalars(trainer, step: int) -> Dict[str, float]:

@@ -27,7 +27,9 @@ failed on its second call (Grappler's in-place AddN accumulator, a TemporaryVari
 the nested loop). BatchNorm statistics are those of each micro-batch, as in BigGAN-PyTorch (not
 those of the effective batch).
 
-Extension points (so augmentation, stability and speed plug in without editing `replica_step`):
+Extension points (so augmentation, stability and speed plug in without editing `replica_step`),
+handed to the step in ONE `StepParts` list that the trainer assembles (training/trainer.py: augment's
+parts, then the stability knobs'), so the step's parts are visible in one place:
 - `d_inputs(images, step, substep)`: a differentiable function applied to EVERY image D sees,
   real and fake, in D and G steps (augmentation). Default: the identity. With accumulation
   (k > 1 for that update) it, `d_extra` and `latents` are also passed `micro=` (0..k-1, a Python
@@ -174,38 +176,87 @@ def _done(grads) -> list:
     return [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads if g is not None]
 
 
+def _identity_inputs(images, step, substep: int, micro: int = 0):
+    """The default d_inputs: every image D sees, unchanged."""
+    del step, substep, micro
+    return images
+
+
+def _chain(functions: List[Callable]) -> Callable:
+    """d_inputs applying `functions` in order (each images -> images)."""
+    if not functions:
+        return _identity_inputs
+
+    def d_inputs(images, step, substep: int, micro: int = 0):
+        for fn in functions:
+            images = fn(images, step, substep, micro=micro)
+        return images
+    return d_inputs
+
+
+@dataclasses.dataclass
+class StepParts:
+    """What a run adds to the step (module docstring, "Extension points"), in one explicit list.
+
+    `d_inputs` are applied in order to every image batch D sees; penalties and post-step hooks run
+    in list order (and are logged in it); `latents`, `d_loss_fn`, `d_extra` and the optimiser
+    wrappers replace the defaults when set. `then` joins the parts of two features."""
+
+    latents: Optional["LatentSampler"] = None
+    d_loss_fn: Optional[Callable] = None
+    d_inputs: List[Callable] = dataclasses.field(default_factory=list)
+    d_extra: Optional[Callable] = None
+    d_penalties: List["PenaltyTerm"] = dataclasses.field(default_factory=list)
+    g_penalties: List["PenaltyTerm"] = dataclasses.field(default_factory=list)
+    post_step: List[Callable] = dataclasses.field(default_factory=list)
+    g_opt: Optional[object] = None
+    d_opt: Optional[object] = None
+
+    def then(self, other: "StepParts") -> "StepParts":
+        """These parts followed by `other`'s; a single part set by both is an error."""
+        joined = {}
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, list):
+                joined[f.name] = mine + theirs
+            elif mine is not None and theirs is not None:
+                raise ValueError(f"StepParts.{f.name} is set by two features")
+            else:
+                joined[f.name] = mine if mine is not None else theirs
+        return StepParts(**joined)
+
+
 class TrainStep:
     """The per-replica step of G, D, their optimisers and the EMA (module docstring)."""
 
-    def __init__(self, hp, strategy, g, d, g_opt, d_opt, ema, step_var: tf.Variable):
+    def __init__(self, hp, strategy, g, d, g_opt, d_opt, ema, step_var: tf.Variable,
+                 parts: Optional[StepParts] = None):
         cfg = hp.train
         self.hp, self.strategy = hp, strategy
-        self.g, self.d, self.g_opt, self.d_opt, self.ema = g, d, g_opt, d_opt, ema
+        parts = parts or StepParts()
+        self.g, self.d, self.ema = g, d, ema
+        self.g_opt, self.d_opt = parts.g_opt or g_opt, parts.d_opt or d_opt
         self.step_var = step_var
         self.disc_steps = cfg.disc_steps
         self.d_accumulations, self.g_accumulations = cfg.d_accumulations, cfg.g_accumulations
         self.num_replicas = strategy.num_replicas_in_sync
         self.global_batch = cfg.batch_size
         self.local_batch = self.global_batch // self.num_replicas
-        self.d_loss_fn, self.g_loss_fn = D_LOSSES[cfg.loss], G_LOSSES[cfg.loss]
-        self.latents = LatentSampler(hp.model.dim_z, hp.data.num_classes, self.global_batch, self.num_replicas,
-                                     cfg.disc_steps, cfg.seed)
-        self.d_penalties: List[PenaltyTerm] = []
+        self.d_loss_fn, self.g_loss_fn = parts.d_loss_fn or D_LOSSES[cfg.loss], G_LOSSES[cfg.loss]
+        self.latents = parts.latents or LatentSampler(hp.model.dim_z, hp.data.num_classes, self.global_batch,
+                                                      self.num_replicas, cfg.disc_steps, cfg.seed)
+        self.d_inputs: Callable = _chain(parts.d_inputs)
+        self.d_penalties: List[PenaltyTerm] = list(parts.d_penalties)
         # The ortho metric is logged even at beta = 0 (a constant 0), so every run has the same metrics.
-        self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)]
-        self.post_step: List[Callable] = []
-        self.d_extra: Optional[Callable] = None
+        self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)] + list(parts.g_penalties)
+        self.post_step: List[Callable] = list(parts.post_step)
+        self.d_extra: Optional[Callable] = parts.d_extra
         # Called once, after the first trace and graph optimisation and before the first step runs
         # (the trainer's deferred orthogonal draws finish there, overlapped with both).
         self.before_first_run: Optional[Callable[[], None]] = None
         self._loop_fn = None
         self._update_fn = self.replica_update
         self._shared_d_update: Optional[Callable] = None  # D's step traced once for all substeps
-
-    def d_inputs(self, images, step, substep: int, micro: int = 0):
-        """Every image D sees passes through here (augmentation hook); the identity by default."""
-        del step, substep, micro
-        return images
 
     @property
     def metric_names(self) -> tuple:
@@ -374,7 +425,7 @@ class TrainStep:
         D penalties: augmentation and the stability knobs branch on it)."""
         one_device = (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
                       or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
-        default_inputs = getattr(self.d_inputs, "__func__", None) is TrainStep.d_inputs
+        default_inputs = self.d_inputs is _identity_inputs
         return (self.disc_steps * self.d_accumulations > 1 and one_device and default_inputs and self.d_extra is None
                 and not self.d_penalties)
 

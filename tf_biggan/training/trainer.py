@@ -94,9 +94,10 @@ class GANTrainer:
                 self.d.build_for_input()
             with placeholder_kernels():  # EMA-G is a copy of G (ema.copy() below): no orthogonal draws
                 self.ema_g.build_for_input()
-            adam = dict(beta_1=cfg.beta1, beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
-            self.g_opt = Adam(learning_rate=cfg.g_lr, name="g_adam", **adam)
-            self.d_opt = Adam(learning_rate=cfg.d_lr, name="d_adam", **adam)
+            adam = dict(beta_2=cfg.beta2, epsilon=cfg.adam_epsilon)
+            self.g_opt = Adam(learning_rate=cfg.g_lr, beta_1=cfg.beta1, name="g_adam", **adam)
+            d_beta1 = cfg.beta1 if hp.stability.d_beta1 is None else hp.stability.d_beta1  # Appendix I knob
+            self.d_opt = Adam(learning_rate=cfg.d_lr, beta_1=d_beta1, name="d_adam", **adam)
             # Keras 3 creates slot variables lazily on the first apply_gradients, which would be inside
             # the replica function of strategy.run; building them here keeps them mirrored.
             self.g_opt.build(self.g.trainable_variables)
@@ -109,14 +110,13 @@ class GANTrainer:
                 self.ema.copy()
             # ADA / DiffAugment (tf_biggan.augment): p is one value for all replicas, checkpointed.
             self.augment = AugmentState(hp.augment, cfg.seed, self.global_batch)
-        self.train_step = TrainStep(hp, self.strategy, self.g, self.d, self.g_opt, self.d_opt, self.ema, self.step)
+        # The step's parts, in one list: augmentation's, then the Section 4 knobs that are on (all off
+        # by default; D's dropout keys are set after augmentation).
+        parts = augment_hooks.step_parts(self.augment, hp, self.strategy).then(stability.step_parts(self))
+        self.train_step = TrainStep(hp, self.strategy, self.g, self.d, self.g_opt, self.d_opt, self.ema, self.step,
+                                    parts)
         if self._deferred is not None:
             self.train_step.before_first_run = self.weights_ready  # after the trace, before the run
-        augment_hooks.install(self.train_step, self.augment)
-        # The Section 4 knobs that are on (all off by default); after augmentation, so D's dropout
-        # keys are set around the augmented d_inputs.
-        stability.install(self)
-        # Compiled last: every hook above is part of the compiled step.
         self.train_step.compile(jit_compile=cfg.jit_compile)
 
         # The iterator is made on first use, after `restore`, so it can start at the restored step.
