@@ -56,7 +56,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, seeds
+from tf_biggan import atomic, paths, seeds
 from tf_biggan.data import preprocess, tfrecord
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
@@ -295,16 +295,6 @@ def _marker_path(output_dir: str, name: str) -> str:
     return _join(output_dir, f".{name}.done")
 
 
-def _read_json(path: str) -> Optional[dict]:
-    if not tf.io.gfile.exists(path):
-        return None
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    except (ValueError, tf.errors.OpError):
-        return None
-
-
 def _read_file(path: str) -> bytes:
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
@@ -464,7 +454,7 @@ def _pin_plan(output_dir: str, plan: dict) -> None:
     """Writes the plan into a new directory; refuses a directory that holds a different one."""
     tf.io.gfile.makedirs(output_dir)
     plan_path = _join(output_dir, PLAN)
-    existing = _read_json(plan_path)
+    existing = paths.read_json_or_none(plan_path)
     if existing is not None and existing != json.loads(json.dumps(plan)):
         differs = [k for k in sorted(set(existing) | set(plan))
                    if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
@@ -479,7 +469,7 @@ def _pin_plan(output_dir: str, plan: dict) -> None:
 def _complete(output_dir: str, job: Job) -> Optional[dict]:
     """The shard's marker if it matches the file (records + skipped = items, bytes), else None."""
     path = _join(output_dir, job.name)
-    marker = _read_json(_marker_path(output_dir, job.name))
+    marker = paths.read_json_or_none(_marker_path(output_dir, job.name))
     if marker is None or not tf.io.gfile.exists(path):
         return None
     ok = (marker.get("records", -1) + len(marker.get("skipped", [])) == len(job.items)

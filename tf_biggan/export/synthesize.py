@@ -46,7 +46,6 @@ outside the shard directory's `train-*` glob, so the TFRecord reader never picks
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -152,16 +151,6 @@ def worker_split(flags=None) -> Tuple[int, int]:
 
 # ------------------------------------------------------------------------------------------------
 # Files.
-
-
-def _read_json(path: str) -> Optional[dict]:
-    if not tf.io.gfile.exists(path):
-        return None
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    except ValueError:
-        return None
 
 
 def _marker_path(output_dir: str, name: str) -> str:
@@ -329,7 +318,7 @@ class _Layout:
     def complete(self, i: int) -> bool:
         """Shard i's marker matches its file (records and bytes), and its npz exists if asked for."""
         path = self.path(i)
-        marker = _read_json(_marker_path(self.output_dir, self.names[i]))
+        marker = paths.read_json_or_none(_marker_path(self.output_dir, self.names[i]))
         if marker is None or not tf.io.gfile.exists(path):
             return False
         ok = (marker.get("records") == self.bounds[i][1] - self.bounds[i][0]
