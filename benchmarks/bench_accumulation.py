@@ -30,14 +30,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, HERE]
 
-from bench_memory_speed import Stages, malloc  # noqa: E402  (no TensorFlow import)
+from bench_memory_speed import Stages, launch_worker, malloc  # noqa: E402  (no TensorFlow import)
 
 CONFIGS = {"8x1": (8, 1), "8x4": (8, 4), "32x1": (32, 1)}  # name -> (batch_size, accumulations)
 
 
 def worker(name: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tf_biggan  # noqa: F401  (first, as in the CLI)
+    import tf_biggan  # first, as in the CLI
+
+    tf_biggan.configure_process()  # the CLI's process settings (allocator, Keras extras)
 
     from bench_train import random_data
     from tf_biggan.config import load_hparams
@@ -59,16 +61,8 @@ def worker(name: str) -> dict:
 
 
 def run(name: str) -> dict:
-    setting = os.environ.get(malloc.ENV, malloc.DEFAULT)
-    env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: setting}))
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), f"--_worker={name}"], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, text=True)  # stages on stderr
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"{name} worker failed ({proc.returncode}); its stderr is above")
-    result = json.loads(lines[-1][len("RESULT "):])
-    result["load_average"] = os.getloadavg()
-    return result
+    return launch_worker([sys.executable, os.path.abspath(__file__), f"--_worker={name}"], name,
+                         os.environ.get(malloc.ENV, malloc.DEFAULT))
 
 
 def cpu_model() -> str:

@@ -301,11 +301,17 @@ def run_worker(kind: str, args, python: str) -> dict:
     # Ours runs on the malloc the CLI re-executes itself with (tf_biggan/malloc.py); the peer on
     # --peer_malloc (default: glibc's, as BigGAN-PyTorch ships).
     setting = os.environ.get(malloc.ENV, malloc.DEFAULT) if kind == "ours" else args.peer_malloc
-    env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: setting}))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)  # stages: stderr
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    return launch_worker(cmd, kind, setting)
+
+
+def launch_worker(cmd: list, label: str, malloc_setting: str) -> dict:
+    """Runs a worker process on `malloc_setting` (tf_biggan/malloc.py) and returns the JSON of its last
+    `RESULT ` stdout line (its stages go to stderr), with the machine's load average added."""
+    env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: malloc_setting}))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
-        raise SystemExit(f"{kind} worker failed ({proc.returncode}); its stderr is above")
+        raise SystemExit(f"{label} worker failed ({proc.returncode}); its stderr is above")
     result = json.loads(lines[-1][len("RESULT "):])
     result["load_average"] = os.getloadavg()
     return result

@@ -180,3 +180,12 @@ def test_fine_tuning_recipe_applies_on_the_imported_configuration(imported, tmp_
     bad.write_text("model:\n  ch: 8\n")
     with pytest.raises(HParamsError, match="no model section"):
         fine_tune_hparams(run, str(bad), "")
+
+
+def test_fine_tuning_recipe_with_a_model_section_is_a_one_line_cli_error(imported, tmp_path):
+    _, run = imported["biggan-deep-128/1"]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model:\n  ch: 8\ntrain:\n  g_lr: 1.0e-5\n")
+    out = _cli("--mode=train", f"--model_dir={run}", f"--hparams={recipe}", check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "has no model section" in out.stderr

@@ -694,17 +694,21 @@ def parse_overrides(text: str, where: str = "--hparams_overrides") -> dict:
     return result
 
 
+def hparams_path(path: Optional[str] = None) -> str:
+    """The YAML file `--hparams` names: a path (local or gs://), or a bare name in `hparams/`."""
+    path = path or DEFAULT_HPARAMS
+    if paths.exists(path):  # may be gs:// (a run's own hparams.yaml)
+        return path
+    candidate = os.path.join(HPARAMS_DIR, path if path.endswith(".yaml") else path + ".yaml")
+    if os.path.exists(candidate):
+        return candidate
+    known = sorted(f for f in os.listdir(HPARAMS_DIR) if f.endswith(".yaml")) if os.path.isdir(HPARAMS_DIR) else []
+    raise HParamsError(f"--hparams: file '{path}' does not exist. Pass a YAML path or one of: {', '.join(known)}")
+
+
 def load_hparams(path: Optional[str] = None, overrides: str = "") -> HParams:
     """Reads a YAML file from `hparams/` (or any path), applies overrides and validates."""
-    path = path or DEFAULT_HPARAMS
-    if not paths.exists(path):  # may be gs:// (a run's own hparams.yaml)
-        candidate = os.path.join(HPARAMS_DIR, path if path.endswith(".yaml") else path + ".yaml")
-        if os.path.exists(candidate):
-            path = candidate
-        else:
-            known = sorted(f for f in os.listdir(HPARAMS_DIR) if f.endswith(".yaml")) if os.path.isdir(HPARAMS_DIR) else []
-            raise HParamsError(
-                f"--hparams: file '{path}' does not exist. Pass a YAML path or one of: {', '.join(known)}")
+    path = hparams_path(path)
     try:
         raw = yaml.safe_load(paths.read_text(path))
     except yaml.YAMLError as exc:

@@ -71,6 +71,9 @@ class BestFidKeeper:
     def update(self, ema_generator, step: int, checkpoint: Optional[tf.train.Checkpoint] = None) -> float:
         """FID of `ema_generator` now; if it is the lowest so far, `checkpoint` (any
         tf.train.Checkpoint holding `ema_generator`) is saved in MODEL_DIR/best_fid."""
+        from tf_biggan.layers.spectral_norm import settle_spectral_norm
+
+        settle_spectral_norm(ema_generator, ema_generator.cfg.sn_settle_iterations)  # sigma of its own kernels
         saved = get_bn_stats(ema_generator)
         try:
             point = self.evaluator.evaluate(ema_generator, self.truncation)

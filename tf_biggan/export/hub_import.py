@@ -330,7 +330,9 @@ def import_hub(module_dir: str, model_dir: str, overrides: str = "", log=print) 
     for name in ("generator", "ema_generator"):
         nets[name] = Generator(hp.model, hp.data.num_classes, name=name)
         nets[name].build_for_input(1)
-        record = assign_module(nets[name], module)
+    record = assign_module(nets["ema_generator"], module)  # the module holds EMA weights: G starts as them
+    for ema_weight, g_weight in zip(nets["ema_generator"].weights, nets["generator"].weights):
+        g_weight.assign(ema_weight)
     nets["discriminator"] = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
     nets["discriminator"].build_for_input(1)  # freshly initialised: no module holds D
     tf.io.gfile.makedirs(model_dir)
@@ -366,6 +368,8 @@ def pretrained_start(trainer, model_dir: str, log=None) -> Optional[str]:
     a run that was not imported."""
     import tensorflow as tf
 
+    from tf_biggan.training.checkpoints import variables_checkpoint
+
     path = imported_checkpoint(model_dir)
     if path is None:
         return None
@@ -373,15 +377,9 @@ def pretrained_start(trainer, model_dir: str, log=None) -> Optional[str]:
     with tf.io.gfile.GFile(os.path.join(model_dir, IMPORT_FILE)) as f:
         classes = json.load(f)["num_classes"]
     same_classes = classes == trainer.hp.data.num_classes
-    parts = {}
-    for name, net in (("generator", trainer.g), ("ema_generator", trainer.ema_g)):
-        prefix = net.name + "/"
-        named = {}
-        for v in net.variables:
-            key = (v.path[len(prefix):] if v.path.startswith(prefix) else v.path).replace("/", ".")
-            if same_classes or not key.startswith("shared_embedding."):
-                named[key] = v.value if hasattr(v, "value") else v
-        parts[name] = tf.train.Checkpoint(**named)
+    keep = None if same_classes else (lambda name: not name.startswith("shared_embedding."))
+    parts = {name: variables_checkpoint(net, keep) for name, net in (("generator", trainer.g),
+                                                                       ("ema_generator", trainer.ema_g))}
     tf.train.Checkpoint(**parts).restore(path).expect_partial().assert_existing_objects_matched()
     if log:
         log(f"fine-tuning from {path}: G and EMA-G from the module"
@@ -397,14 +395,11 @@ def fine_tune_hparams(model_dir: str, recipe: Optional[str], overrides: str):
     import yaml
 
     from tf_biggan import paths
-    from tf_biggan.config import HPARAMS_DIR, HParamsError, hparams_from_dict, load_hparams, parse_overrides
+    from tf_biggan.config import HParamsError, hparams_from_dict, hparams_path, load_hparams, parse_overrides
 
     hp = load_hparams(os.path.join(model_dir, "hparams.yaml"))
     if recipe:
-        path = recipe if paths.exists(recipe) else os.path.join(
-            HPARAMS_DIR, recipe if recipe.endswith(".yaml") else recipe + ".yaml")
-        if not paths.exists(path):
-            raise HParamsError(f"--hparams: file '{recipe}' does not exist")
+        path = hparams_path(recipe)
         raw = yaml.safe_load(paths.read_text(path)) or {}
         if "model" in raw:
             raise HParamsError(f"{path}: a fine-tuning recipe for an imported run has no model section (the "

@@ -138,8 +138,9 @@ def settle_spectral_norm(model, iterations: int) -> None:
     and Rayleigh-Ritz, which converges like (s9/s1)^k and separates s1 from s2 exactly within the
     block. The result is a function of the kernel alone (seeded start, sign fixed by the largest
     entry), so a run that samples mid-training and one resumed past that point end in the same
-    state. Used on EMA-G before standing statistics (sampling/standing_stats.py); 0 iterations keeps
-    the stored `u` (an imported module's, whose inference a run reproduces)."""
+    state. Used on EMA-G before its standing statistics: once when a run is loaded for sampling
+    (sampling/run.load_run), and before the trainer's sample grid and best-FID scoring; 0 iterations
+    keeps the stored `u` (an imported module's, whose inference a run reproduces)."""
     if iterations <= 0:
         return
     for layer in spectral_norm_layers(model):

@@ -102,6 +102,7 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
     networks are built from hp.model exactly as the trainer builds them and restored by variable
     path; a checkpoint that lacks one of them (e.g. an export, or another model size) is a UserError.
     """
+    from tf_biggan.layers.spectral_norm import settle_spectral_norm
     from tf_biggan.models import Discriminator, Generator
     from tf_biggan.training import grappler
     from tf_biggan.training.checkpoints import variables_checkpoint
@@ -126,4 +127,6 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
         raise UserError(f"checkpoint {path} does not hold {', '.join(nets)} matching the run's hparams "
                         f"(model.*): {str(exc)[:300]}. Pass a training checkpoint of --model_dir={model_dir} "
                         "(ckpt-N, or best_fid/ckpt-N)") from None
+    if ema_generator:  # sigma from EMA-G's own kernels, once per load (layers/spectral_norm.py)
+        settle_spectral_norm(nets["ema_generator"], hp.model.sn_settle_iterations)
     return Run(model_dir=model_dir, checkpoint=path, step=int(step.numpy()), hp=hp, **nets)

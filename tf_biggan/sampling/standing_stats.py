@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from tf_biggan import seeds
 from tf_biggan.layers.batch_norm import batch_norm_layers
-from tf_biggan.layers.spectral_norm import settle_spectral_norm
 from tf_biggan.sampling.labels import interleaved_labels
 from tf_biggan.sampling.latents import convention_z
 
@@ -59,9 +58,6 @@ def accumulate_standing_stats(generator, num_passes: int = 100, batch_size: int 
     class-balanced). Under a `strategy`, each round is run on every replica with the per-replica share
     of `batch_size`, each round's moments taken over all replicas (cross-replica BN).
     """
-    # sigma from the generator's own kernels before its statistics are taken (EMA-G's u otherwise
-    # trails its averaged kernels by one power iteration per step)
-    settle_spectral_norm(generator, generator.cfg.sn_settle_iterations)
     layers = batch_norm_layers(generator)
     for layer in layers:
         layer.reset_standing_stats()

@@ -25,12 +25,13 @@ from tf_biggan.config import hparams_from_dict, save_hparams
 from tf_biggan.errors import UserError
 
 
-def variables_checkpoint(model) -> tf.train.Checkpoint:
+def variables_checkpoint(model, keep=None) -> tf.train.Checkpoint:
     """Every variable of a Keras model (trainable, BN statistics, SN `u`) by its path in the model.
 
     Keras 3 models are not fully tracked by tf.train.Checkpoint (layers kept in nested lists and
     sub-layers built in `build` are missed, so BN statistics and SN vectors were silently not
-    restored); naming each variable explicitly checkpoints all of them.
+    restored); naming each variable explicitly checkpoints all of them. `keep(name)`, if given,
+    selects the names (e.g. all but the class embedding when fine-tuning to other classes).
     """
     prefix = model.name + "/"
     named = {}
@@ -39,6 +40,8 @@ def variables_checkpoint(model) -> tf.train.Checkpoint:
         named[path.replace("/", ".")] = v.value if hasattr(v, "value") else v
     if len(named) != len(model.variables):
         raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
+    if keep is not None:
+        named = {name: v for name, v in named.items() if keep(name)}
     return tf.train.Checkpoint(**named)
 
 

@@ -101,8 +101,12 @@ class SampleGrid:
 
     def __call__(self) -> np.ndarray:
         if self.passes:
+            from tf_biggan.layers.spectral_norm import settle_spectral_norm
             from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
+            # EMA-G's sigma from its own kernels before its statistics are taken (its u trails the
+            # averaged kernels by one power iteration per step)
+            settle_spectral_norm(self.ema_g, self.ema_g.cfg.sn_settle_iterations)
             accumulate_standing_stats(self.ema_g, num_passes=self.passes, latents=self._stats_latents,
                                       strategy=self.strategy)
         # gather (all workers' replicas, in order) per chunk: (replicas * chunk, ...) -> each replica's
