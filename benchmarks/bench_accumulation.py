@@ -12,6 +12,7 @@ and its seconds. What accumulation promises: 8 x 4 within 10% of 8 x 1 (one micr
 activations plus one gradient-sized sum) and well below 32 x 1.
 
 Run:  nice python benchmarks/bench_accumulation.py [--configs 8x1,8x4,32x1] [--json out.json]
+      [--overrides model.ch=32]   (a quicker look at a narrower model; the target is stated at ch 96)
 Results: docs/results.md.
 """
 
@@ -35,7 +36,7 @@ from bench_memory_speed import Stages, launch_worker, malloc  # noqa: E402  (no 
 CONFIGS = {"8x1": (8, 1), "8x4": (8, 4), "32x1": (32, 1)}  # name -> (batch_size, accumulations)
 
 
-def worker(name: str) -> dict:
+def worker(name: str, overrides: str = "") -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tf_biggan  # first, as in the CLI
 
@@ -48,7 +49,8 @@ def worker(name: str) -> dict:
     stages = Stages()
     batch, k = CONFIGS[name]
     hp = load_hparams("biggan_128", f"train.batch_size={batch},train.d_accumulations={k},"
-                                    f"train.g_accumulations={k},train.steps_per_loop=1")
+                                    f"train.g_accumulations={k},train.steps_per_loop=1"
+                                    + (f",{overrides}" if overrides else ""))
     trainer = GANTrainer(hp, dataset_fn=random_data(hp), verbose=False, defer_init=True)
     stages.mark("build")
     trainer.train_steps(1)
@@ -60,8 +62,8 @@ def worker(name: str) -> dict:
             "stages": stages.rows, "malloc": malloc.active()}
 
 
-def run(name: str) -> dict:
-    return launch_worker([sys.executable, os.path.abspath(__file__), f"--_worker={name}"], name,
+def run(name: str, overrides: str = "") -> dict:
+    return launch_worker([sys.executable, os.path.abspath(__file__), f"--_worker={name}", f"--overrides={overrides}"], name,
                          os.environ.get(malloc.ENV, malloc.DEFAULT))
 
 
@@ -76,13 +78,14 @@ def cpu_model() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="8x1,8x4,32x1")
+    parser.add_argument("--overrides", default="", help="more hparams overrides, e.g. model.ch=32 (a quick look)")
     parser.add_argument("--json", default="", help="also write the results here")
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._worker:
-        print("RESULT " + json.dumps(worker(args._worker)), flush=True)
+        print("RESULT " + json.dumps(worker(args._worker, args.overrides)), flush=True)
         return 0
-    results = {name: run(name) for name in args.configs.split(",")}
+    results = {name: run(name, args.overrides) for name in args.configs.split(",")}
     report = {"machine": cpu_model(), "cores": os.cpu_count(),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "results": results}
     for name, r in results.items():

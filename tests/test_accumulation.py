@@ -77,6 +77,24 @@ def _mean(grads_per_micro):
             for i in range(len(grads_per_micro[0]))]
 
 
+def _assert_one_trace_per_network(trainer, expected_calls):
+    """On one device without hooks, every micro-batch of D (of G) is a call of ONE traced function
+    marked `_noinline`, which the runtime runs as a call: it starts after the barrier before it and
+    frees its activations before the next, and the step's graph holds one micro-batch per network
+    (the memory of one micro-batch: benchmarks/bench_accumulation.py)."""
+    ts = trainer.train_step
+    assert [f.experimental_get_tracing_count() for f in ts._micro_fns] == [1, 1]
+    graph = ts._loop_fn.get_concrete_function(trainer.iterator, tf.constant(1, tf.int64)).graph
+    functions = graph._functions  # the traced step's function library: name -> function
+    body = next(f for name, f in functions.items() if name.startswith("while_body"))
+    called = [op.get_attr("f").name for op in body.graph.get_operations()
+              if op.type in ("PartitionedCall", "StatefulPartitionedCall")]
+    for micro, calls in expected_calls.items():
+        names = {name for name in called if f"_{micro}_" in name}
+        assert len(names) == 1 and called.count(names.pop()) == calls, (micro, called)
+    assert all(f.definition.attr["_noinline"].b for name, f in functions.items() if "_micro_" in name)
+
+
 def test_update_applies_the_mean_of_the_micro_batch_gradients():
     """2 D steps x 2 micro-batches, then 3 G micro-batches: each update's gradient equals the mean of
     its micro-batches' gradients computed one at a time (hinge losses written out here, BN in
@@ -90,6 +108,7 @@ def test_update_applies_the_mean_of_the_micro_batch_gradients():
     ts.g_opt = g_rec = Recorder(ts.g_opt, stepped.g.trainable_variables, updates=1)
     metrics = stepped.train_steps(1)
     assert (d_rec.calls, g_rec.calls) == (2, 1)  # one apply (all-reduce) per update, not per micro-batch
+    _assert_one_trace_per_network(stepped, {"d_micro": 2 * kd, "g_micro": kg})
 
     g, d = reference.g, reference.d
     reals = iter(make_dataset(hp.data, hp.model.resolution, hp.train.batch_size))
@@ -144,6 +163,7 @@ def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
         replicas = strategy.num_replicas_in_sync
         # The replica function is traced once per replica: one apply per update and replica.
         assert (ts.d_opt.calls, ts.g_opt.calls) == (replicas, replicas)
+        assert ts._micro_fns is None  # ADA's hooks read the micro-batch (and merge_call): unrolled
         assert float(trainer.augment.count.numpy()) == 8 * 1 * 2  # batch x D steps x micro-batches
         assert abs(float(trainer.augment.sign_sum.numpy())) <= 16
         weights = [v.numpy() for v in trainer.g.weights + trainer.d.weights + trainer.ema_g.weights]
@@ -246,6 +266,8 @@ def test_jit_compile_with_accumulation_is_the_same_step():
     compiled = GANTrainer(tiny_hp(extra + ",train.jit_compile=true"), verbose=False)
     before = [v.numpy() for v in plain.g.trainable_weights]
     m1, m2 = plain.train_steps(2), compiled.train_steps(2)
+    # The plain step calls one trace per network; XLA compiles the unrolled update.
+    assert plain.train_step._micro_fns is not None and compiled.train_step._micro_fns is None
     assert any(not np.allclose(b, v.numpy()) for b, v in zip(before, plain.g.trainable_weights))
     for a, b in zip(plain.g.weights + plain.d.weights, compiled.g.weights + compiled.d.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4, err_msg=a.path)

@@ -16,16 +16,16 @@ Gradient accumulation (not in the paper, whose batch of 2,048 ran on a TPU pod; 
 --num_D_accumulations / --num_G_accumulations, train_fns.py): an update of effective batch
 batch_size x k from k micro-batches of batch_size. Each micro-batch's loss (and penalties) is
 divided by k, so the summed gradients are their mean. The micro-batches are a Python loop inside
-the replica step, each micro-batch starting once the previous one's gradients are summed (a
-control-dependency barrier, as between D steps). The optimiser, which all-reduces, runs once per
-update: one all-reduce per update, not per micro-batch. Memory is NOT yet that of one micro-batch:
-BigGAN-128 batch 8 x 4 peaks at 1.36x batch 8 (benchmarks/bench_accumulation.py, docs/results.md),
-so the executor keeps more than one micro-batch's buffers despite the barriers. A graph while_loop
-would trace one micro-batch instead of k, but MirroredStrategy's synchronisation points
-(cross-replica BatchNorm, the optimiser) may not sit inside control flow, and on one device it
-failed on its second call (Grappler's in-place AddN accumulator, a TemporaryVariable, collides in
-the nested loop). BatchNorm statistics are those of each micro-batch, as in BigGAN-PyTorch (not
-those of the effective batch).
+the replica step, each starting once the previous one's gradients are summed (a control-dependency
+barrier, as between D steps). The optimiser, which all-reduces, runs once per update: one
+all-reduce per update, not per micro-batch. On one device without hooks each micro-batch is a call
+of one traced gradient function per network that the runtime does not inline (`_micro_functions`),
+so one micro-batch's activations are alive at a time and the graph holds one micro-batch, not k:
+BigGAN-128 batch 8 x 4 peaks within 10% of batch 8 (benchmarks/bench_accumulation.py,
+docs/results.md). Elsewhere (several replicas, whose merge_call may not sit in a nested function;
+hooks that read the micro-batch as a Python number; XLA) the k micro-batches are unrolled: the same
+barriers order them, at the cost of a k-times larger graph in host memory. BatchNorm statistics are
+those of each micro-batch, as in BigGAN-PyTorch (not those of the effective batch).
 
 Extension points (so augmentation, stability and speed plug in without editing `replica_step`),
 handed to the step in ONE `StepParts` list that the trainer assembles (training/trainer.py: augment's
@@ -60,7 +60,6 @@ the RNG state (compare_gan used stateless per-step RNG on TPU because TPUs ignor
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -257,6 +256,8 @@ class TrainStep:
         self._loop_fn = None
         self._update_fn = self.replica_update
         self._shared_d_update: Optional[Callable] = None  # D's step traced once for all substeps
+        self._micro_fns: Optional[tuple] = None  # (D, G) micro-batch gradients, each traced once
+        self._jit = False
 
     @property
     def metric_names(self) -> tuple:
@@ -286,16 +287,15 @@ class TrainStep:
         barrier = []
         shared = self.d_trace_shareable()
         if shared and self._shared_d_update is None:
-            # The D computations of one step differ only in their inputs: one traced function called
-            # disc_steps x d_accumulations times instead of as many copies (BigGAN-128: a quarter of
+            # The D steps of one step differ only in their inputs: one traced function called
+            # disc_steps times instead of as many copies (BigGAN-128: a quarter of
             # the step's ops and ~2 s of its first trace: process start-up). The runtime inlines the
             # calls: the same ops, the same values bit for bit on the tests' model
             # (tests/test_training_step.py); at BigGAN-128 Grappler rewrites the inlined graph a
             # little differently, and 2 steps end within 2e-4 (relative) of the unrolled kernels,
             # where one intra-op thread instead of two moves them by 1.3e-3.
-            self._shared_d_update = tf.function(
-                self.d_update if kd == 1 else functools.partial(self.d_gradients, accumulations=kd),
-                autograph=False)
+            self._shared_d_update = tf.function(self.d_update, autograph=False)
+        micro_fns = self._micro_functions()
         metrics = {}
         for s in range(self.disc_steps):
             micro_batches = real_batches[s * kd:(s + 1) * kd]
@@ -310,8 +310,8 @@ class TrainStep:
 
             def d_pass(m, s=s, micro_batches=micro_batches):
                 (x_real, y_real), (z, y_fake) = micro_batches[m], latents[s][m]
-                if shared:
-                    return self._shared_d_update(x_real, y_real, z, y_fake, step, tf.constant(s))
+                if micro_fns:
+                    return micro_fns[0](x_real, y_real, z, y_fake, step, tf.constant(s))
                 return self.d_gradients(x_real, y_real, z, y_fake, step, s, micro=m, accumulations=kd)
             grads, metrics = self._accumulate(d_pass, kd, barrier)
             self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
@@ -322,11 +322,51 @@ class TrainStep:
             with tf.control_dependencies(barrier):
                 grads, g_metrics = self.g_gradients(z, y, step)
         else:
-            grads, g_metrics = self._accumulate(
-                lambda m: self.g_gradients(*latents[self.disc_steps][m], step, micro=m, accumulations=kg), kg, barrier)
+            def g_pass(m):
+                z, y = latents[self.disc_steps][m]
+                return micro_fns[1](z, y, step) if micro_fns else self.g_gradients(z, y, step, micro=m,
+                                                                                    accumulations=kg)
+            grads, g_metrics = self._accumulate(g_pass, kg, barrier)
         self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
         metrics.update(g_metrics)
         return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
+
+    def _micro_functions(self) -> Optional[tuple]:
+        """With accumulation, where the micro-batches can share traces (`micro_trace_shareable`): D's and
+        G's micro-batch gradients as two traced functions that the runtime runs as calls, not inlined
+        (`_noinline`). A call starts once the barrier before it is done and ends with its gradients, so
+        one micro-batch's activations are alive at a time, and the graph holds one micro-batch per
+        network instead of k: unrolled, BigGAN-128's 4 x 4 micro-batches traced 61k ops (0.59 GiB
+        resident for the life of the process, another 0.19 GiB instantiated) against 14k ops for one."""
+        if not self.micro_trace_shareable():
+            return None
+        if self._micro_fns is None:
+            kd, kg = self.d_accumulations, self.g_accumulations
+
+            def d_micro(x_real, y_real, z, y_fake, step, k):
+                grads, metrics = self.d_gradients(x_real, y_real, z, y_fake, step, k, accumulations=kd)
+                return [None if g is None else _dense(g) for g in grads], metrics
+
+            def g_micro(z, y, step):
+                grads, metrics = self.g_gradients(z, y, step, accumulations=kg)
+                return [None if g is None else _dense(g) for g in grads], metrics
+
+            call = dict(autograph=False, experimental_attributes={"_noinline": True})
+            self._micro_fns = (tf.function(d_micro, **call), tf.function(g_micro, **call))
+        return self._micro_fns
+
+    def micro_trace_shareable(self) -> bool:
+        """Whether accumulated micro-batches can call one trace per network (`_micro_functions`): k > 1
+        on one device (MirroredStrategy's merge_call refuses nested functions), not under
+        train.jit_compile (XLA compiles the whole update as one program), and no hook that reads the
+        substep or micro-batch as a Python number (d_inputs, d_extra, penalties beyond ortho_reg)."""
+        return (max(self.d_accumulations, self.g_accumulations) > 1 and self._one_device() and not self._jit
+                and self.d_inputs is _identity_inputs and self.d_extra is None and not self.d_penalties
+                and len(self.g_penalties) == 1)
+
+    def _one_device(self) -> bool:
+        return (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+                or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
 
     @staticmethod
     def _accumulate(pass_fn, k: int, barrier):
@@ -419,15 +459,16 @@ class TrainStep:
         return tf.while_loop(lambda i, _: i < num_steps, body, start)[1]
 
     def d_trace_shareable(self) -> bool:
-        """Whether the D passes can share one trace: several D steps or micro-batches on one device (MirroredStrategy's
+        """Whether the D steps can share one trace: several D steps on one device (MirroredStrategy's
         merge_call, which the optimiser and cross-replica BatchNorm make, refuses to run inside a
         nested function), and no hook that reads the substep as a Python number (d_inputs, d_extra,
-        D penalties: augmentation and the stability knobs branch on it)."""
-        one_device = (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
-                      or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
+        D penalties: augmentation and the stability knobs branch on it). Not with accumulation, whose
+        micro-batches call `_micro_functions`: inlined calls of a shared gradient function did not
+        keep the barrier between them (at ch 32 a profile showed a D update's four micro-batches
+        running at once, 1.6-1.9 GiB of live tensors at the peak against 1.17 GiB unrolled)."""
         default_inputs = self.d_inputs is _identity_inputs
-        return (self.disc_steps * self.d_accumulations > 1 and one_device and default_inputs and self.d_extra is None
-                and not self.d_penalties)
+        return (self.disc_steps > 1 and self.d_accumulations == 1 and self._one_device() and default_inputs
+                and self.d_extra is None and not self.d_penalties)
 
     def compile(self, jit_compile: Optional[bool] = None) -> Callable:
         """The tf.function running `num_steps` steps (built once; hooks must be set before).
@@ -439,6 +480,7 @@ class TrainStep:
         # autograph=False: the step is plain graph code (its one loop is an explicit while_loop);
         # converting the whole call tree (models, losses, hooks) cost ~2 s of every process's first
         # trace (process start-up).
+        self._jit = bool(jit_compile)
         self._update_fn = (tf.function(self.replica_update, jit_compile=True, autograph=False) if jit_compile
                            else self.replica_update)
         self._loop_fn = tf.function(self._steps, autograph=False)
