@@ -342,32 +342,31 @@ class TrainStep:
         if not self.micro_trace_shareable():
             return None
         if self._micro_fns is None:
-            kd, kg = self.d_accumulations, self.g_accumulations
-
             def d_micro(x_real, y_real, z, y_fake, step, k):
-                grads, metrics = self.d_gradients(x_real, y_real, z, y_fake, step, k, accumulations=kd)
-                return [None if g is None else _dense(g) for g in grads], metrics
+                return self.d_gradients(x_real, y_real, z, y_fake, step, k, accumulations=self.d_accumulations)
 
             def g_micro(z, y, step):
-                grads, metrics = self.g_gradients(z, y, step, accumulations=kg)
-                return [None if g is None else _dense(g) for g in grads], metrics
+                return self.g_gradients(z, y, step, accumulations=self.g_accumulations)
 
             call = dict(autograph=False, experimental_attributes={"_noinline": True})
             self._micro_fns = (tf.function(d_micro, **call), tf.function(g_micro, **call))
         return self._micro_fns
 
     def micro_trace_shareable(self) -> bool:
-        """Whether accumulated micro-batches can call one trace per network (`_micro_functions`): k > 1
-        on one device (MirroredStrategy's merge_call refuses nested functions), not under
-        train.jit_compile (XLA compiles the whole update as one program), and no hook that reads the
-        substep or micro-batch as a Python number (d_inputs, d_extra, penalties beyond ortho_reg)."""
-        return (max(self.d_accumulations, self.g_accumulations) > 1 and self._one_device() and not self._jit
-                and self.d_inputs is _identity_inputs and self.d_extra is None and not self.d_penalties
+        """Whether accumulated micro-batches can call one trace per network (`_micro_functions`): k > 1,
+        not under train.jit_compile (XLA compiles the whole update as one program), no G penalty beyond ortho_reg
+        (penalties may read the micro-batch as a Python number), and `_plain_d_pass`."""
+        return (max(self.d_accumulations, self.g_accumulations) > 1 and not self._jit and self._plain_d_pass()
                 and len(self.g_penalties) == 1)
 
-    def _one_device(self) -> bool:
-        return (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
-                or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
+    def _plain_d_pass(self) -> bool:
+        """One device (MirroredStrategy's merge_call, which the optimiser and cross-replica BatchNorm
+        make, refuses to run inside a nested function) and no D hook (d_inputs, d_extra, D penalties:
+        augmentation and the stability knobs read the substep or micro-batch as a Python number): the
+        condition for D's passes to call a shared trace."""
+        one_device = (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+                      or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
+        return one_device and self.d_inputs is _identity_inputs and self.d_extra is None and not self.d_penalties
 
     @staticmethod
     def _accumulate(pass_fn, k: int, barrier):
@@ -460,16 +459,11 @@ class TrainStep:
         return tf.while_loop(lambda i, _: i < num_steps, body, start)[1]
 
     def d_trace_shareable(self) -> bool:
-        """Whether the D steps can share one trace: several D steps on one device (MirroredStrategy's
-        merge_call, which the optimiser and cross-replica BatchNorm make, refuses to run inside a
-        nested function), and no hook that reads the substep as a Python number (d_inputs, d_extra,
-        D penalties: augmentation and the stability knobs branch on it). Not with accumulation, whose
-        micro-batches call `_micro_functions`: inlined calls of a shared gradient function did not
+        """Whether the D steps can share one trace: several D steps and `_plain_d_pass`. Not with
+        accumulation, whose micro-batches call `_micro_functions`: inlined calls of a shared gradient function did not
         keep the barrier between them (at ch 32 a profile showed a D update's four micro-batches
         running at once, 1.6-1.9 GiB of live tensors at the peak against 1.17 GiB unrolled)."""
-        default_inputs = self.d_inputs is _identity_inputs
-        return (self.disc_steps > 1 and self.d_accumulations == 1 and self._one_device() and default_inputs
-                and self.d_extra is None and not self.d_penalties)
+        return self.disc_steps > 1 and self.d_accumulations == 1 and self._plain_d_pass()
 
     def compile(self, jit_compile: Optional[bool] = None) -> Callable:
         """The tf.function running `num_steps` steps (built once; hooks must be set before).
