@@ -278,20 +278,29 @@ def _values(kind, ch, rng, layout, identical_stats) -> Dict[str, np.ndarray]:
     return values, stacks
 
 
-def _add_stacks(stacks: Dict[str, np.ndarray]) -> None:
+def _add_stacks(stacks: Dict[str, np.ndarray], from_variables: bool = False) -> List[Tuple[object, np.ndarray]]:
     """Pack ops named stack_N in the current graph: the statistics at their numbers, small filler Packs at
-    the numbers in between (the module's other per-BN Packs), created in numeric order."""
+    the numbers in between (the module's other per-BN Packs), created in numeric order. from_variables:
+    each table is read from a variable `statistics/stack_N` (returned with its value, to be initialised)
+    instead of a constant, so the Pack cannot be evaluated without the checkpoint."""
+    tables: List[Tuple[object, np.ndarray]] = []
     if not stacks:
-        return
+        return tables
     last = max(int(n.split("_")[1]) for n in stacks)
     for number in range(0, last + 1):
         name = "stack" if number == 0 else f"stack_{number}"
         value = stacks.get(name)
         if value is None:
             tf.stack([tf.constant(0, tf.int32), tf.constant(number, tf.int32)], name=name)
+        elif from_variables:
+            table = tf.compat.v1.get_variable(f"statistics/{name}", shape=value.shape, dtype=tf.float32,
+                                              initializer=tf.compat.v1.zeros_initializer())
+            tables.append((table, value))
+            tf.stack(tf.unstack(table.read_value(), axis=0), axis=0, name=name)
         else:
             # A Pack of 51 rows (unstacked from one Const: 51 Const ops per table made the graph slow)
             tf.stack(tf.unstack(tf.constant(value), axis=0), axis=0, name=name)
+    return tables
 
 
 def write_official_module(kind: str, out_dir: str, ch: Optional[int] = None, resolution: Optional[int] = None,
@@ -299,7 +308,8 @@ def write_official_module(kind: str, out_dir: str, ch: Optional[int] = None, res
                           extra_sn_vectors: bool = False, raw_twins: bool = False,
                           deep_accumulated_stats: bool = False, drop: Tuple[str, ...] = (),
                           extra: Optional[Dict[str, tuple]] = None,
-                          reshape: Optional[Dict[str, tuple]] = None) -> Dict[str, object]:
+                          reshape: Optional[Dict[str, tuple]] = None,
+                          stats_from_variables: bool = False) -> Dict[str, object]:
     """Writes a module directory in the official layout of `kind` to `out_dir` (created; must not exist).
 
     ch: channel multiplier (default the official 96 / 128; CI uses e.g. 4). resolution: must match the
@@ -309,6 +319,8 @@ def write_official_module(kind: str, out_dir: str, ch: Optional[int] = None, res
     modules is not established (u1/u2, non-EMA twins, deep accumulated_* statistics).
     drop / extra / reshape: damage the layout for refusal tests: names left out, {name: shape} added,
     {name: new shape} (filled with random values).
+    stats_from_variables: deep modules' statistics read from checkpoint variables `statistics/stack_N`
+    (extra variables an importer does not map), so the statistics subgraph does not run on its own.
 
     Returns {'values': {name: array}, 'stacks': {node: array}, 'dim_z', 'ch', 'resolution', 'kind'}.
     """
@@ -345,7 +357,8 @@ def write_official_module(kind: str, out_dir: str, ch: Optional[int] = None, res
         for name, value in values.items():
             variables.append(tf.compat.v1.get_variable(name, shape=value.shape, dtype=tf.float32,
                                                        initializer=tf.compat.v1.zeros_initializer()))
-        _add_stacks(stacks)
+        tables = _add_stacks(stacks, stats_from_variables)
+        initial = list(zip(variables, values.values())) + tables
         # A dummy image of the official output shape that depends on every input (not the generator).
         batch = tf.shape(z)[0]
         touch = (tf.reduce_sum(z) + tf.reduce_sum(y)) * 0.0 + truncation * 0.0
@@ -353,8 +366,8 @@ def write_official_module(kind: str, out_dir: str, ch: Optional[int] = None, res
         with tf.compat.v1.Session(graph=graph) as sess:
             # One run feeding every initializer: no value-sized constants in the graph, and one graph
             # pruning instead of one per variable.
-            sess.run([v.initializer for v in variables],
-                     feed_dict={v.initializer.inputs[1]: value for v, value in zip(variables, values.values())})
+            sess.run([v.initializer for v, _ in initial],
+                     feed_dict={v.initializer.inputs[1]: value for v, value in initial})
             builder = tf.compat.v1.saved_model.Builder(out_dir)
             signature = tf.compat.v1.saved_model.predict_signature_def(
                 inputs={"z": z, "y": y, "truncation": truncation}, outputs={"default": image})

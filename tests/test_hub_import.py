@@ -106,17 +106,143 @@ def test_deep_statistics_interpolate_linearly_between_rows(imported):
 
 
 @pytest.mark.parametrize("damage,match", [
-    (dict(drop=("Generator/GBlock_1/conv1/w/ema_b999900",)), "Generator/GBlock_1/conv1/w/ema_b999900 is missing"),
-    (dict(extra={"Generator/GBlock_1/conv9/w/ema_b999900": (3, 3, 8, 8)}), "unexpected variable Generator/GBlock_1/conv9"),
+    (dict(drop=("Generator/GBlock_1/conv1/w/ema_b999900",)),
+     r"m/variables/variables: variable Generator/GBlock_1/conv1/w/ema_b999900 is missing"),
     (dict(reshape={"Generator/GBlock_2/HyperBN/gamma/w/ema_b999900": (148, 17)}),
-     "Generator/GBlock_2/HyperBN/gamma/w/ema_b999900 has shape"),
+     r"m/variables/variables: Generator/GBlock_2/HyperBN/gamma/w/ema_b999900 has shape \[148, 17\]"),
 ])
-def test_a_damaged_module_is_refused_with_the_variable_named(tmp_path, damage, match):
+def test_a_missing_or_misshaped_variable_is_refused_by_name(tmp_path, damage, match):
     module = str(tmp_path / "m")
     write_official_module("biggan-128/2", module, ch=8, **damage)
     with pytest.raises(UserError, match=match):
         import_hub(module, str(tmp_path / "run"), log=lambda *_: None)
     assert not os.path.exists(tmp_path / "run" / "hparams.yaml")
+
+
+def test_unknown_variables_are_left_out_listed_and_named_in_one_warning_through_the_cli(tmp_path):
+    """Variables the importer does not know (say, state a re-released module added) do not block the
+    import: import.json lists them, one warning line names them, the generator is the module's."""
+    module, run = str(tmp_path / "m"), str(tmp_path / "run")
+    unknown = {"Generator/GBlock_1/conv9/w/ema_b999900": (3, 3, 8, 8), "Generator/truncation_state/counter": ()}
+    info = write_official_module("biggan-128/2", module, ch=8, extra=unknown)
+    out = _cli("--mode=import_hub", f"--module={module}", f"--model_dir={run}")
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("tf-biggan: warning:")]
+    assert len(warnings) == 1, out.stderr[-2000:]
+    assert all(name in warnings[0] for name in unknown) and "left out 2 variable(s)" in warnings[0]
+    with open(os.path.join(run, "import.json")) as f:
+        record = json.load(f)
+    assert record["unmapped_variables"] == sorted(unknown)
+    assert not set(unknown) & set(record["generator_and_ema_generator_from_module"].values())
+    reader = tf.train.load_checkpoint(os.path.join(run, "pretrained", "ckpt-0"))
+    kernel = reader.get_tensor("ema_generator/block1..conv1..kernel/.ATTRIBUTES/VARIABLE_VALUE")  # '.' escaped
+    np.testing.assert_array_equal(kernel, info["values"]["Generator/GBlock_1/conv0/w/ema_b999900"])
+
+
+@pytest.fixture(scope="module")
+def deep_stats_from_variables(tmp_path_factory):
+    """A deep module whose statistics tables are read from checkpoint variables: their Packs do not
+    run without the checkpoint restored."""
+    path = str(tmp_path_factory.mktemp("hub_vars") / "m")
+    return path, write_official_module("biggan-deep-128/1", path, ch=4, seed=3, stats_from_variables=True)
+
+
+def test_statistics_that_need_the_checkpoint_are_read_from_the_loaded_saved_model(deep_stats_from_variables):
+    module_dir, info = deep_stats_from_variables
+    lines = []
+    module = read_module(module_dir, log=lines.append)
+    assert any("does not run on its own" in line and "loading the SavedModel in a TF1 session" in line for line in lines)
+    assert sorted(module.stacks) == sorted(info["stacks"])
+    for name, table in info["stacks"].items():
+        np.testing.assert_array_equal(module.stacks[name], table)
+
+
+def test_statistics_that_cannot_be_evaluated_are_a_user_error_naming_the_file(deep_stats_from_variables, tmp_path):
+    """The subgraph needs the checkpoint and the SavedModel has no meta graph of tags []: both fail."""
+    import shutil
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    module_dir = str(tmp_path / "m")
+    shutil.copytree(deep_stats_from_variables[0], module_dir)
+    path = os.path.join(module_dir, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    saved.meta_graphs[0].meta_info_def.tags[:] = ["serve"]
+    with open(path, "wb") as f:
+        f.write(saved.SerializeToString())
+    with pytest.raises(UserError, match=r"m/saved_model.pb: the BN statistics tensors \(stack_1, ...\) cannot be "
+                                        r"evaluated, neither alone \(Could not find variable statistics/stack_\d+\) "
+                                        r"nor with the SavedModel loaded") as error:
+        read_module(module_dir)
+    assert "\n" not in str(error.value)
+
+
+class _FreshTrainer:
+    """What `pretrained_start` reads of a trainer: hp, freshly initialised G and EMA-G (a copy)."""
+
+    def __init__(self, hp):
+        from tf_biggan.models import Generator
+
+        self.hp = hp
+        self.g = Generator(hp.model, hp.data.num_classes, name="generator")
+        self.ema_g = Generator(hp.model, hp.data.num_classes, name="ema_generator")
+        for net in (self.g, self.ema_g):
+            net.build_for_input(1)
+        for mine, copy in zip(self.g.weights, self.ema_g.weights):
+            copy.assign(mine)
+
+    def weights_ready(self):
+        pass
+
+
+def test_fine_tuning_start_maps_classes_to_the_modules_rows(imported, tmp_path):
+    """data.class_map on 4 classes (prepare_data's labels.txt): mapped rows are the module file's rows of
+    their ImageNet classes; the others (all four without a map) the fresh draw's directions at the mean
+    norm of the module's 1000 rows; every other weight is the module's."""
+    from tf_biggan.export.hub_import import fine_tune_hparams, pretrained_start
+
+    module_dir, run = imported["biggan-deep-128/1"]
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "labels.txt").write_text("beagle\nlorry\nrose\ntabby\n")
+    (tmp_path / "map.txt").write_text("beagle 162\ntabby 281\nlorry 867\n")
+    data = f"data.kind=tfrecord,data.pattern={tmp_path / 'shards'}/train-*,data.num_classes=4"
+    module = tf.train.load_checkpoint(os.path.join(module_dir, "variables", "variables"))
+    module_rows = module.get_tensor("linear/w/ema_0.9999").astype(np.float64)
+    mean_norm = np.mean(np.linalg.norm(module_rows, axis=1))
+    trainer = None
+    for mapped in ({0: 162, 3: 281, 1: 867}, {}):
+        hp = fine_tune_hparams(run, None, data + (f",data.class_map={tmp_path / 'map.txt'}" if mapped else ""))
+        if trainer is None:
+            trainer = _FreshTrainer(hp)
+            fresh = trainer.g.shared.kernel.numpy()
+        trainer.hp = hp
+        for net in (trainer.g, trainer.ema_g):
+            net.shared.kernel.assign(fresh)
+        lines = []
+        pretrained_start(trainer, run, log=lines.append)
+        for net in (trainer.g, trainer.ema_g):
+            rows = net.shared.kernel.numpy().astype(np.float64)
+            for k in range(4):
+                if k in mapped:
+                    np.testing.assert_array_equal(rows[k], module_rows[mapped[k]])
+                else:
+                    assert np.linalg.norm(rows[k]) == pytest.approx(mean_norm, rel=1e-6)
+                    cosine = rows[k] @ fresh[k] / np.linalg.norm(rows[k]) / np.linalg.norm(fresh[k])
+                    assert cosine == pytest.approx(1, abs=1e-6)
+            np.testing.assert_array_equal(net.linear.kernel.numpy(), module.get_tensor("Generator/GenZ/G_linear/w/ema_0.9999"))
+        assert ("class embedding: 3 of 4 rows from the module's ImageNet rows (data.class_map), 1 at" if mapped
+                else "class embedding re-initialised (1000 -> 4 classes) at the module rows' mean norm") in lines[-1]
+
+
+def test_a_class_map_on_a_run_that_was_not_imported_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from tf_biggan.export.hub_import import pretrained_start
+
+    trainer = SimpleNamespace(hp=SimpleNamespace(data=SimpleNamespace(class_map="map.txt")))
+    with pytest.raises(UserError, match=r"data.class_map=map.txt: .* holds no import: leave data.class_map out"):
+        pretrained_start(trainer, str(tmp_path))
 
 
 def test_not_a_module_is_a_one_line_cli_error(tmp_path):

@@ -283,6 +283,10 @@ class DataConfig:
     # Limited data (kind: digits): at most this many training images per class, 0 = all. Seed 003
     # (ADA) studies GANs trained on small subsets; tf_biggan.augment is the remedy it proposes.
     max_per_class: int = 0
+    # Fine-tuning an imported module (--mode=import_hub) on your classes: a file of 'CLASS IMAGENET_INDEX'
+    # lines (CLASS as in prepare_data's labels.txt); class k's embedding row starts from the module's row of
+    # its ImageNet class, unmapped classes at the module rows' mean norm (data/class_map.py). "" = none.
+    class_map: str = ""
 
     def validate(self, where: str) -> None:
         # data.pattern / data.name are checked by the reader, when data is actually read, so that

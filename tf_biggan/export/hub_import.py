@@ -9,7 +9,12 @@ kernels, HWIO and (in, out), as we do, so nothing is transposed) and written as 
     RUN/hparams.yaml           the matching configuration (hparams/biggan_R.yaml or biggan_deep_R.yaml with
                                the module's ch, dim_z and the switches below) + --hparams_overrides
     RUN/pretrained/ckpt-0      G and EMA-G = the module's weights, SN vectors and BN statistics; D fresh
-    RUN/import.json            the module, its kind, and which module variable went where
+    RUN/import.json            the module, its kind, which module variable went where, and the
+                               variables the importer does not know (`unmapped_variables`)
+
+A variable the importer does not know is left out, listed in import.json and named in one warning
+line (the `/2` modules were re-released with fixed statistics state, whose variables nobody here has
+seen); a variable the generator needs that is missing or of another shape is refused by name.
 
 Every mode that reads a run reads it (`sampling.run.resolve_checkpoint` falls back to the import until
 the run has trained), and `--mode=train` on it starts G and EMA-G from the module and D from scratch
@@ -26,7 +31,10 @@ official modules differ"):
   `eval.latent_convention: hub_notebook`;
 - their SN vectors are the module's: `model.sn_settle_iterations: 0` keeps them (our EMA-G otherwise
   re-settles its vectors on its kernels before sampling), and the power iteration normalises them as
-  the module graph does, x * rsqrt(sum x^2 + 1e-4): `model.sn_normalize: rsqrt_add`;
+  the module graph does, x * rsqrt(sum x^2 + 1e-4): `model.sn_normalize: rsqrt_add`. The public
+  source is an op-by-op listing of the biggan-256/2 module's graph (Pow, Sum, Add 1e-4, Rsqrt, Mul) in
+  shawwn/ml-notes `BigGAN.py`, class SpectralNorm; that the deep modules do the same is an inference
+  (docs/design.md, "Spectral norm of imported runs");
 - biggan-512 has z of 128 (8 chunks of 16), not Table 6's 160.
 The conditioning order (z chunk first, then the class embedding), gains 1 + W c, biases, epsilons 1e-4
 and the attention layer are ours already. The `/2` modules hold ONE set of BN statistics (the
@@ -40,6 +48,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -108,9 +117,42 @@ def _read_variables(prefix: str) -> Dict[str, np.ndarray]:
             for name, value in values.items()}
 
 
-def read_graph_tensors(module_dir: str, names: List[str]) -> Dict[str, np.ndarray]:
-    """The named tensors of the module's graph (saved_model.pb), evaluated: only the subgraph that
-    computes them is imported and run (the deep modules' statistics are Pack ops of constants)."""
+def _stack_nodes(graph_def, names: List[str]) -> Optional[Dict[str, str]]:
+    """{tensor name: graph node name} when every one of `names` is a node of `graph_def`, else None.
+    The node may sit at the graph's root ("stack_N") or under a scope (".../stack_N")."""
+    by_name: Dict[str, str] = {}
+    for node in graph_def.node:
+        tail = node.name.rsplit("/", 1)[-1]
+        if tail in names and (tail not in by_name or node.name == tail):
+            by_name[tail] = node.name
+    return by_name if all(n in by_name for n in names) else None
+
+
+def _run_subgraph(graph_def, nodes: Dict[str, str], names: List[str]) -> List[np.ndarray]:
+    """Only the ops that compute `names` (the deep modules' statistics are Pack ops of constants)."""
+    import tensorflow as tf
+
+    sub = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [nodes[n] for n in names])
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(sub, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run([f"{nodes[n]}:0" for n in names])
+
+
+def _run_saved_model(module_dir: str, nodes: Dict[str, str], names: List[str]) -> List[np.ndarray]:
+    """The whole SavedModel (tags []) loaded in a TF1 session, variables restored: for statistics
+    that are not a self-contained subgraph (computed from variables, say)."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph:
+        with tf.compat.v1.Session(graph=graph) as session:
+            tf.compat.v1.saved_model.loader.load(session, [], module_dir)
+            return session.run([f"{nodes[n]}:0" for n in names])
+
+
+def read_graph_tensors(module_dir: str, names: List[str], log=None) -> Dict[str, np.ndarray]:
+    """The named tensors of the module's graph (saved_model.pb), evaluated: the subgraph that computes
+    them is run on its own, or, where it cannot be, the SavedModel is loaded in a TF1 session."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -125,24 +167,31 @@ def read_graph_tensors(module_dir: str, names: List[str]) -> Dict[str, np.ndarra
     except Exception as exc:  # protobuf's DecodeError
         raise UserError(f"{path} cannot be parsed ({exc}): the file is damaged; download the module again") from None
     for meta_graph in saved.meta_graphs:
-        graph_def = meta_graph.graph_def
-        # the node may sit at the graph's root ("stack_N") or under a scope (".../stack_N")
-        by_name = {}
-        for node in graph_def.node:
-            tail = node.name.rsplit("/", 1)[-1]
-            if tail in names and (tail not in by_name or node.name == tail):
-                by_name[tail] = node.name
-        missing = [n for n in names if n not in by_name]
-        if missing:
+        nodes = _stack_nodes(meta_graph.graph_def, names)
+        if nodes is None:
             continue
-        sub = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [by_name[n] for n in names])
-        with tf.Graph().as_default() as graph:
-            tf.graph_util.import_graph_def(sub, name="")
-            with tf.compat.v1.Session(graph=graph) as session:
-                values = session.run([f"{by_name[n]}:0" for n in names])
+        try:
+            values = _run_subgraph(meta_graph.graph_def, nodes, names)
+        except (tf.errors.OpError, ValueError, KeyError, TypeError) as exc:
+            if log:
+                log(f"import_hub: the statistics subgraph of {path} does not run on its own "
+                    f"({_first_line(exc)}); loading the SavedModel in a TF1 session")
+            try:
+                values = _run_saved_model(module_dir, nodes, names)
+            except (tf.errors.OpError, ValueError, KeyError, TypeError, RuntimeError, OSError) as exc2:
+                raise UserError(f"{path}: the BN statistics tensors ({names[0]}, ...) cannot be evaluated, neither "
+                                f"alone ({_first_line(exc)}) nor with the SavedModel loaded ({_first_line(exc2)}): "
+                                "the module is damaged or not an official one") from None
         return {n: np.asarray(v) for n, v in zip(names, values)}
     raise UserError(f"{path}: the graph has no BN statistics tensors {', '.join(names[:3])}, ...: is this a "
                     "biggan-deep-*/1 module? (its 51 truncation-indexed statistics are graph tensors)")
+
+
+def _first_line(exc: Exception) -> str:
+    """The line of an error that says what failed (TF's graph errors open with where it happened)."""
+    where = ("Graph execution error", "Detected at node", "File ", "Node:", "[[")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.strip().startswith(where)]
+    return (lines[0] if lines else type(exc).__name__).split(". ")[0][:200]
 
 
 def _block_count(names) -> int:
@@ -150,7 +199,7 @@ def _block_count(names) -> int:
     return len(blocks)
 
 
-def read_module(module_dir: str) -> Module:
+def read_module(module_dir: str, log=None) -> Module:
     """The module in `module_dir`: its kind (from its variables), sizes, variables and statistics."""
     prefix = _checkpoint_prefix(module_dir)
     variables = _read_variables(prefix)
@@ -176,7 +225,7 @@ def read_module(module_dir: str) -> Module:
     module = Module(module_dir, family, resolution, ch, int(dim_z), int(num_classes), variables, {})
     if family == "biggan_deep":
         names = [f"stack_{5 * n + k}" for n in range(4 * blocks + 1) for k in (1, 3)]
-        module.stacks = read_graph_tensors(module_dir, names)
+        module.stacks = read_graph_tensors(module_dir, names, log)
     return module
 
 
@@ -265,8 +314,9 @@ def variable_map(generator, module: Module) -> List[Tuple[str, object, str]]:
     return out
 
 
-def _check_names(module: Module, mapping) -> None:
-    """UserError naming a missing, unexpected or mis-shaped module variable."""
+def _check_names(module: Module, mapping) -> List[str]:
+    """UserError naming a missing or mis-shaped module variable; returns the variables the importer
+    does not know (neither mapped nor one of the known unused kinds)."""
     prefix = os.path.join(module.path, "variables", "variables")
     suffix = EMA_SUFFIX[module.family]
     wanted = {name for name, _, how in mapping if how != "rows"}
@@ -274,11 +324,8 @@ def _check_names(module: Module, mapping) -> None:
     if missing:
         raise UserError(f"{prefix}: variable {missing[0]} is missing ({len(missing)} missing in all) for a "
                         f"{module.kind} module: the file is incomplete or not an official module")
-    extra = sorted(n for n in set(module.variables) - wanted
-                   if not _IGNORED.search(n) and n + suffix not in wanted)  # a raw twin of an EMA weight
-    if extra:
-        raise UserError(f"{prefix}: unexpected variable {extra[0]} ({len(extra)} in all) for a {module.kind} "
-                        "module: not an official module layout")
+    unknown = sorted(n for n in set(module.variables) - wanted
+                     if not _IGNORED.search(n) and n + suffix not in wanted)  # a raw twin of an EMA weight
     for name, variable, how in mapping:
         value = module.stacks[name] if how == "rows" else module.variables[name]
         want = tuple(variable.shape)
@@ -288,12 +335,14 @@ def _check_names(module: Module, mapping) -> None:
             where = os.path.join(module.path, "saved_model.pb") if how == "rows" else prefix
             raise UserError(f"{where}: {name} has shape {list(value.shape)}, the {module.kind} generator's "
                             f"{variable.path} needs {list(want)}: the module is damaged or of another width")
+    return unknown
 
 
-def assign_module(generator, module: Module) -> Dict[str, str]:
-    """Sets `generator`'s weights from the module; {our variable path: module name}."""
+def assign_module(generator, module: Module) -> Tuple[Dict[str, str], List[str]]:
+    """Sets `generator`'s weights from the module: ({our variable path: module name}, the module
+    variables the importer does not know, left out)."""
     mapping = variable_map(generator, module)
-    _check_names(module, mapping)
+    unknown = _check_names(module, mapping)
     record = {}
     for name, variable, how in mapping:
         value = module.stacks[name] if how == "rows" else module.variables[name]
@@ -304,10 +353,19 @@ def assign_module(generator, module: Module) -> Dict[str, str]:
 
         for layer in batch_norm_layers(generator):
             layer.use_truncation_stats(1.0)
-    return record
+    return record, unknown
 
 
 # ------------------------------------------------------------------------------------ the run
+def warn_unknown(module_dir: str, model_dir: str, unknown: List[str]) -> None:
+    """The one warning line naming the module variables the import left out (stderr)."""
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 10 else "")
+        print(f"tf-biggan: warning: --module={module_dir}: left out {len(unknown)} variable(s) the importer does "
+              f"not map (listed in {os.path.join(model_dir, IMPORT_FILE)} under unmapped_variables): {shown}",
+              file=sys.stderr, flush=True)
+
+
 def import_hub(module_dir: str, model_dir: str, overrides: str = "", log=print) -> dict:
     """Reads the module, writes RUN/hparams.yaml, RUN/pretrained/ckpt-0 and RUN/import.json."""
     import tensorflow as tf
@@ -323,14 +381,14 @@ def import_hub(module_dir: str, model_dir: str, overrides: str = "", log=print) 
         raise UserError(f"--model_dir={model_dir} is a file, not a directory: pass a new directory for the run")
     if tf.io.gfile.exists(os.path.join(model_dir, "hparams.yaml")):
         raise UserError(f"--model_dir={model_dir} already holds a run: import into a new directory")
-    module = read_module(module_dir)
+    module = read_module(module_dir, log)
     log(f"import_hub: {module.kind} (ch {module.ch}, z {module.dim_z}, {module.num_classes} classes) from {module_dir}")
     hp = module_hparams(module, overrides)
     nets = {}
     for name in ("generator", "ema_generator"):
         nets[name] = Generator(hp.model, hp.data.num_classes, name=name)
         nets[name].build_for_input(1)
-    record = assign_module(nets["ema_generator"], module)  # the module holds EMA weights: G starts as them
+    record, unknown = assign_module(nets["ema_generator"], module)  # the module holds EMA weights: G starts as them
     for ema_weight, g_weight in zip(nets["ema_generator"].weights, nets["generator"].weights):
         g_weight.assign(ema_weight)
     nets["discriminator"] = Discriminator(hp.model, hp.data.num_classes, name="discriminator")
@@ -345,8 +403,10 @@ def import_hub(module_dir: str, model_dir: str, overrides: str = "", log=print) 
     report = {"module": module_dir, "kind": module.kind, "family": module.family, "resolution": module.resolution,
               "ch": module.ch, "dim_z": module.dim_z, "num_classes": module.num_classes, "checkpoint": path,
               "generator_and_ema_generator_from_module": record, "discriminator": "freshly initialised (no module holds D)",
-              "module_variables_not_used": ignored, "seconds": round(time.time() - t0, 1)}
+              "module_variables_not_used": ignored, "unmapped_variables": unknown,
+              "seconds": round(time.time() - t0, 1)}
     write_text(os.path.join(model_dir, IMPORT_FILE), json.dumps(report, indent=1) + "\n")
+    warn_unknown(module_dir, model_dir, unknown)
     log(f"import_hub: wrote {model_dir} ({len(record)} weights of G and EMA-G from the module, D fresh) "
         f"in {report['seconds']:.1f} s")
     return report
@@ -361,37 +421,68 @@ def imported_checkpoint(model_dir: str) -> Optional[str]:
     return tf.train.latest_checkpoint(os.path.join(model_dir, PRETRAINED_DIR))
 
 
-def pretrained_start(trainer, model_dir: str, log=None) -> Optional[str]:
-    """Fine-tuning: G and EMA-G of a fresh trainer from the run's imported checkpoint, D as initialised
-    (no module holds D). The class embedding is kept when the class count is the module's and
-    re-initialised (its fresh orthogonal draw) when it is not. Returns the checkpoint read, or None for
-    a run that was not imported."""
+def _start_class_embedding(trainer, path: str, classes: int, mapping: Dict[int, int]) -> float:
+    """Sets G's and EMA-G's class embedding to `class_map.start_rows` of the module's rows (read from
+    the imported checkpoint) and the trainer's fresh draw; returns the module rows' mean norm."""
     import tensorflow as tf
 
+    from tf_biggan.data.class_map import start_rows
+
+    fresh = trainer.g.shared.kernel.numpy()
+    table = tf.Variable(tf.zeros((classes, fresh.shape[1])), trainable=False)
+    embedding = tf.train.Checkpoint(**{"shared_embedding.kernel": table})  # variables_checkpoint's name
+    tf.train.Checkpoint(ema_generator=embedding).read(path).expect_partial().assert_existing_objects_matched()
+    module_rows = table.numpy()
+    rows = start_rows(module_rows, fresh, mapping)
+    for net in (trainer.g, trainer.ema_g):
+        net.shared.kernel.assign(rows)
+    return float(np.mean(np.linalg.norm(module_rows.astype(np.float64), axis=1)))
+
+
+def pretrained_start(trainer, model_dir: str, log=None) -> Optional[str]:
+    """Fine-tuning: G and EMA-G of a fresh trainer from the run's imported checkpoint, D as initialised
+    (no module holds D). The class embedding is the module's when the class count is the module's and
+    there is no data.class_map; otherwise class k's row is the module's row of its mapped ImageNet class
+    and every other row the fresh draw's direction at the module rows' mean norm (data/class_map.py).
+    Returns the checkpoint read, or None for a run that was not imported."""
+    import tensorflow as tf
+
+    from tf_biggan.data.class_map import read_class_map
     from tf_biggan.training.checkpoints import variables_checkpoint
 
     path = imported_checkpoint(model_dir)
+    data = trainer.hp.data
     if path is None:
+        if data.class_map:
+            raise UserError(f"data.class_map={data.class_map}: a class map starts the fine-tuning of a module imported "
+                            f"by --mode=import_hub, and {model_dir} holds no import: leave data.class_map out")
         return None
     trainer.weights_ready()
     with tf.io.gfile.GFile(os.path.join(model_dir, IMPORT_FILE)) as f:
         classes = json.load(f)["num_classes"]
-    same_classes = classes == trainer.hp.data.num_classes
-    keep = None if same_classes else (lambda name: not name.startswith("shared_embedding."))
+    mapping = read_class_map(data, classes)
+    keep_embedding = classes == data.num_classes and not mapping
+    keep = None if keep_embedding else (lambda name: not name.startswith("shared_embedding."))
     parts = {name: variables_checkpoint(net, keep) for name, net in (("generator", trainer.g),
                                                                        ("ema_generator", trainer.ema_g))}
     tf.train.Checkpoint(**parts).restore(path).expect_partial().assert_existing_objects_matched()
+    note = ""
+    if not keep_embedding:
+        norm = _start_class_embedding(trainer, path, classes, mapping)
+        note = (f", class embedding: {len(mapping)} of {data.num_classes} rows from the module's ImageNet rows "
+                f"(data.class_map), {data.num_classes - len(mapping)} at the module rows' mean norm {norm:.4g}"
+                if mapping else f", class embedding re-initialised ({classes} -> {data.num_classes} classes) "
+                f"at the module rows' mean norm {norm:.4g}")
     if log:
-        log(f"fine-tuning from {path}: G and EMA-G from the module"
-            + ("" if same_classes else f", class embedding re-initialised ({classes} -> {trainer.hp.data.num_classes} classes)")
-            + ", D from scratch")
+        log(f"fine-tuning from {path}: G and EMA-G from the module{note}, D from scratch")
     return path
 
 
 def fine_tune_hparams(model_dir: str, recipe: Optional[str], overrides: str):
     """`--mode=train` on an imported run: the run's hparams.yaml, then the sections of a fine-tuning
     recipe (`--hparams`, e.g. hparams/finetune_biggan_deep_128.yaml, which has no model section: the
-    module fixes the architecture), then --hparams_overrides. TF-free (checked before TF starts)."""
+    module fixes the architecture), then --hparams_overrides; data.class_map is read and validated.
+    TF-free (checked before TF starts)."""
     import yaml
 
     from tf_biggan import paths
@@ -407,7 +498,12 @@ def fine_tune_hparams(model_dir: str, recipe: Optional[str], overrides: str):
         hp = hparams_from_dict(raw, path, base=hp)
     if overrides:
         hp = hparams_from_dict(parse_overrides(overrides), "--hparams_overrides", base=hp)
-    return hp.validate()
+    hp = hp.validate()
+    if hp.data.class_map:  # a typo in the map fails here, before TensorFlow starts
+        from tf_biggan.data.class_map import read_class_map
+
+        read_class_map(hp.data, paths.read_json(os.path.join(model_dir, IMPORT_FILE))["num_classes"])
+    return hp
 
 
 def run_import_hub(hp, flags) -> dict:
