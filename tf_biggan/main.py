@@ -3,11 +3,19 @@
 Each mode lives in the module named for it; this file only parses flags, loads the validated
 hyper-parameters and dispatches. A `UserError` (bad flag, missing file, bad YAML key) is printed
 as one line naming the flag or file, with exit status 2, not as a traceback.
+
+Exit status: 0 done; 2 a user error (one line naming the flag or file); 143 stopped by SIGTERM,
+130 stopped by SIGINT (Ctrl-C), 128 + the signal's number as a shell reports for a killed process:
+training and CAS first save the step they are at, synthesis drops the shard in hand, and one line
+names the step, the checkpoint and the command that resumes (the same command again). A worker of a
+multi-worker job that stops because another worker was preempted also exits 143
+(tf_biggan/training/preemption.py).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -153,6 +161,19 @@ def check_flags(mode: str) -> None:
 
 
 def main(argv) -> int:
+    from tf_biggan.training import preemption
+
+    try:
+        with preemption.watching():  # SIGTERM / SIGINT: see training/preemption.py
+            return _main(argv)
+    except preemption.Preempted as exc:
+        resume = " ".join(shlex.quote(a) for a in ["tf-biggan", *sys.argv[1:]])
+        print(f"tf-biggan: {exc.message}; exit code {exc.exit_code}; to resume, rerun the same command: {resume}",
+              file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+def _main(argv) -> int:
     del argv
     from tf_biggan.errors import UserError
 
@@ -213,6 +234,9 @@ def run() -> None:
     malloc.reexec_with_preload()  # before anything allocates much: see malloc.py
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tf_biggan.configure_process()  # before TensorFlow is imported: see tf_biggan/__init__.py
+    main_module = sys.modules.get("__main__")
+    if main_module is not None and not main_module.__doc__:  # --help shows this docstring (the console script has none)
+        main_module.__doc__ = __doc__
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 
 

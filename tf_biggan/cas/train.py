@@ -18,7 +18,8 @@ MODEL_DIR/cas_report.json, is written atomically last; a rerun whose report is c
 same sources and protocol returns it without training; one with other sources or another protocol
 is refused (MODEL_DIR/cas_plan.json records them). TensorBoard scalars (and scalars.jsonl) in
 MODEL_DIR/train. Training runs under the GAN's loop (training/loop.py): the same stops, images/s
-and non-finite stop, with two actions, log and save.
+and non-finite stop, with two actions, log and save; SIGTERM / SIGINT stop it at a step boundary
+after saving that step (training/preemption.py), and the rerun goes on from there to the same weights.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from tf_biggan.config import save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models.classifiers import build_classifier, decayed_variables
 from tf_biggan.progress import Progress
-from tf_biggan.training import grappler, loop
+from tf_biggan.training import grappler, loop, preemption
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.checkpoints import WorkerCheckpointManager, variables_checkpoint
 from tf_biggan.training.summaries import Summaries
@@ -197,9 +198,15 @@ def _train(clf: CasClassifier, manager: WorkerCheckpointManager, latest: Optiona
             f"non-finite loss at step {state.step} ({state.metrics}); lower cas.learning_rate and rerun with a "
             f"new --model_dir (last checkpoint: {state.last_checkpoint})")
 
-    actions = [loop.Action("log", cas.log_every, log), loop.Action("save", cas.save_every, save)]
+    actions = [loop.Action("log", cas.log_every, log), loop.Action("save", cas.save_every, save, at_stop=True)]
     try:
-        return loop.run_loop(state, train_steps, actions, cas.steps_per_loop, cas.batch_size, non_finite)
+        with preemption.graceful("CAS training"):
+            loop.run_loop(state, train_steps, actions, cas.steps_per_loop, cas.batch_size, non_finite,
+                          stop=preemption.StepBoundary(clf.strategy))
+            if state.stopped_by:  # a signal: this step is saved (training/preemption.py)
+                raise preemption.Preempted(loop.stopped_message("CAS training", state, None),
+                                           preemption.stop_exit_code(state.stopped_by))
+        return state
     except tf.errors.InvalidArgumentError as exc:
         raise UserError(f"--train_data: an image could not be decoded (a damaged JPEG?): "
                         f"{(exc.message or '').splitlines()[0][:300]}") from None

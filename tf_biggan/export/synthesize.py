@@ -34,7 +34,8 @@ Layout of the work, chosen so any shard can be regenerated alone and bit-identic
 Crash safety: a shard is written to a hidden temporary name and renamed when complete
 (`tfrecord.write_shard`; every other file through `tf_biggan.atomic`), then a hidden `.NAME.done` marker records its record count and size. A
 rerun skips every shard whose marker matches the file, removes stale temporaries of its own shards
-and writes only the missing ones. A hidden plan file (`.synthesize_plan.json`) pins what the
+and writes only the missing ones. SIGTERM / SIGINT abandon the shard in hand between two generator
+batches (its temporary file is removed) and exit 143 / 130 (training/preemption.py). A hidden plan file (`.synthesize_plan.json`) pins what the
 directory holds (source, counts, shards, truncation, seed, JPEG quality, ...): a rerun with
 different settings is refused rather than mixing two syntheses. `manifest.json` is written
 atomically once every shard of every worker is present (by whichever worker finishes last).
@@ -61,6 +62,7 @@ from tf_biggan.images import to_uint8
 from tf_biggan.progress import Progress, format_seconds
 from tf_biggan.sampling.labels import interleaved_labels
 from tf_biggan.sampling.latents import check_convention, convention_z, z_bound
+from tf_biggan.training import preemption
 
 MANIFEST = "manifest.json"
 PLAN = ".synthesize_plan.json"
@@ -364,35 +366,47 @@ def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int
         return format_seconds(left * (time.perf_counter() - timer.start) / max(timer.images, 1))
 
     last_log = time.perf_counter()
-    for done, i in enumerate(todo):
-        start, end = layout.bounds[i]
-        labels = all_labels[start:end]
-        z = shard_latents(i, end - start, source.dim_z, truncation, seed, latent_convention)
-        kept = [] if layout.also_write_npz else None
+    with preemption.graceful("synthesis"):  # a signal drops the shard in hand (training/preemption.py)
+        for done, i in enumerate(todo):
+            start, end = layout.bounds[i]
+            labels = all_labels[start:end]
+            z = shard_latents(i, end - start, source.dim_z, truncation, seed, latent_convention)
+            kept = [] if layout.also_write_npz else None
 
-        def examples(i=i, start=start, labels=labels, z=z, kept=kept):
-            nonlocal last_log
-            for b in range(0, len(labels), batch_size):
-                t = time.perf_counter()
-                batch_labels = labels[b:b + batch_size]
-                images = to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
-                timer.generate += time.perf_counter() - t
-                t = time.perf_counter()
-                if kept is not None:
-                    kept.append(images)
-                yield from encoder(images, batch_labels, start + b)
-                timer.encode += time.perf_counter() - t
-                timer.images += len(batch_labels)
-                if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
-                    last_log = time.perf_counter()
-                    log(f"  {layout.names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
-                        f"ETA {eta()}")
+            def examples(i=i, start=start, labels=labels, z=z, kept=kept):
+                nonlocal last_log
+                for b in range(0, len(labels), batch_size):
+                    if preemption.requested() is not None:  # between two batches: abandon this shard
+                        raise _abandoned(layout.names[i], done, len(todo))
+                    t = time.perf_counter()
+                    batch_labels = labels[b:b + batch_size]
+                    images = to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
+                    timer.generate += time.perf_counter() - t
+                    t = time.perf_counter()
+                    if kept is not None:
+                        kept.append(images)
+                    yield from encoder(images, batch_labels, start + b)
+                    timer.encode += time.perf_counter() - t
+                    timer.images += len(batch_labels)
+                    if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
+                        last_log = time.perf_counter()
+                        log(f"  {layout.names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
+                            f"ETA {eta()}")
 
-        records = _write_shard(layout, i, examples(), kept, labels)
-        written.append(layout.names[i])
-        last_log = time.perf_counter()
-        log(f"{layout.names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; ETA {eta()}")
+            records = _write_shard(layout, i, examples(), kept, labels)
+            written.append(layout.names[i])
+            last_log = time.perf_counter()
+            log(f"{layout.names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; ETA {eta()}")
     return timer, written
+
+
+def _abandoned(name: str, done: int, todo: int) -> BaseException:
+    """The stop of a signal between two batches: `tfrecord.write_shard` removes the shard's temporary file."""
+    signum = preemption.requested()
+    return preemption.Preempted(
+        f"stopped by {preemption.signal_name(signum)}: synthesis wrote {done} of this worker's {todo} missing "
+        f"shard(s) and abandoned {name} (its temporary file is removed); the rerun writes the rest",
+        preemption.exit_code(signum))
 
 
 def _write_shard(layout: _Layout, i: int, serialized, kept: Optional[list], labels) -> int:

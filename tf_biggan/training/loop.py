@@ -5,6 +5,8 @@
             multiple of any action's cadence), so no action ever waits for a loop to finish
         stop on a non-finite loss (naming the step and the last good checkpoint)
         for action in actions: if is_time(step, action.every, target): action(state)
+        on a signal (SIGTERM, SIGINT: training/preemption.py): the checkpoint action runs for this
+            step (unless it just ran) and the loop returns with `state.stopped_by` set
 
 ONE predicate, `is_time`, decides every periodic action: a multiple of its cadence, or the final
 step (so a run always ends with a log line, σ values, a checkpoint, a sample grid and, when asked,
@@ -60,13 +62,16 @@ class LoopState:
     images_per_sec: float
     last_checkpoint: Optional[str]
     wall_start: float
+    stopped_by: Optional[str] = None  # the signal (or a peer's preemption) that ended the loop early
 
 
 @dataclasses.dataclass
 class Action:
+    """`at_stop`: also runs when a signal stops the loop (the checkpoint action), unless it just ran."""
     name: str
     every: int
     fn: Callable[[LoopState], None]
+    at_stop: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +109,7 @@ def save_action(trainer) -> Action:
     """Every worker takes part (a distributed save); the chief's path becomes the last checkpoint."""
     def save(state: LoopState) -> None:
         state.last_checkpoint = trainer.save() or state.last_checkpoint
-    return Action("save", trainer.hp.train.save_every, save)
+    return Action("save", trainer.hp.train.save_every, save, at_stop=True)
 
 
 def best_fid_action(trainer, keeper, summaries: Summaries) -> Action:
@@ -161,7 +166,8 @@ def standard_actions(trainer, summaries: Summaries, progress: Progress, best_fid
 # The loop.
 
 def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict:
-    """train_report.json (chief, with a model_dir): step, images/s, losses, checkpoint, strategy."""
+    """train_report.json (chief, with a model_dir): step, images/s, losses, checkpoint, strategy
+    (and `stopped_by` when a signal ended the loop before its target)."""
     m = state.metrics
     report = {"step": int(state.step), "images_per_sec": float(state.images_per_sec), "g_loss": m.get("g_loss"),
               "d_loss": m.get("d_loss"), "checkpoint": state.last_checkpoint,
@@ -171,6 +177,8 @@ def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict
         report.update(trainer.augment.report())
     if error:
         report["error"] = error
+    if state.stopped_by:
+        report["stopped_by"] = state.stopped_by
     if trainer.model_dir and trainer.chief:
         write_json(os.path.join(trainer.model_dir, "train_report.json"), report)
     return report
@@ -179,11 +187,15 @@ def write_report(trainer, state: LoopState, error: Optional[str] = None) -> dict
 def run_loop(state: LoopState, train_steps: Callable[[int], Dict[str, float]], actions: List[Action],
              steps_per_loop: int, images_per_step: int,
              non_finite: Callable[[LoopState, Dict[str, float]], Exception],
-             after_call: Optional[Callable[[], None]] = None) -> LoopState:
+             after_call: Optional[Callable[[], None]] = None,
+             stop: Optional[Callable[[Callable[[], None]], Optional[str]]] = None) -> LoopState:
     """The loop of the module docstring, for any model: `train_steps(n)` runs n steps in one graph
     call and returns the last step's metrics (floats); `non_finite(state, bad)` makes the error
-    raised when a metric is NaN/inf (it may write a report first). Used by the GAN (`fit`) and the
-    CAS classifier (tf_biggan/cas/train.py), so both stop, time and act alike."""
+    raised when a metric is NaN/inf (it may write a report first). `stop(save)`, asked after every
+    graph call (preemption.StepBoundary), returns None to go on, or why the loop stops at this step
+    after calling `save` (the `at_stop` actions that did not just run); the loop then returns with
+    `state.stopped_by` set. Used by the GAN (`fit`) and the CAS classifier (tf_biggan/cas/train.py),
+    so both stop, time and act alike."""
     timed_images, timed_seconds, first = 0, 0.0, True
     cadences = [a.every for a in actions]
     while state.step < state.target:
@@ -201,16 +213,23 @@ def run_loop(state: LoopState, train_steps: Callable[[int], Dict[str, float]], a
         bad = {k: v for k, v in state.metrics.items() if not math.isfinite(v)}
         if bad:
             raise non_finite(state, bad)
-        for action in actions:
-            if is_time(state.step, action.every, state.target):
-                action.fn(state)
+        due = [action for action in actions if is_time(state.step, action.every, state.target)]
+        for action in due:
+            action.fn(state)
         if after_call is not None:
             after_call()
+        if stop is not None:
+            state.stopped_by = stop(lambda: [a.fn(state) for a in actions if a.at_stop and a not in due])
+            if state.stopped_by:
+                break
     return state
 
 
 def fit(trainer, target: int, actions: List[Action], progress: Progress, summaries: Summaries) -> dict:
-    """Trains `trainer` to global step `target`, running `actions` when due; the report."""
+    """Trains `trainer` to global step `target`, running `actions` when due; the report. A signal
+    stops it at a step boundary with that step's checkpoint (preemption.py) and raises `Preempted`."""
+    from tf_biggan.training import preemption
+
     step = int(trainer.step.numpy())
     state = LoopState(step, target, step, {}, 0.0, trainer.latest_checkpoint(), time.time())
     cfg = trainer.hp.train
@@ -231,10 +250,21 @@ def fit(trainer, target: int, actions: List[Action], progress: Progress, summari
     # Every micro-batch counts (gradient accumulation): a step's images are G's effective batch.
     images_per_step = getattr(trainer, "images_per_step", trainer.global_batch)
     try:
-        run_loop(state, trainer.train_steps, actions, cfg.steps_per_loop, images_per_step, non_finite,
-                 after_call=summaries.flush)
+        with preemption.graceful("training"):
+            run_loop(state, trainer.train_steps, actions, cfg.steps_per_loop, images_per_step, non_finite,
+                     after_call=summaries.flush, stop=preemption.StepBoundary(trainer.strategy))
+            if state.stopped_by:
+                write_report(trainer, state)
+                raise preemption.Preempted(stopped_message("training", state, trainer.latest_checkpoint()),
+                                           preemption.stop_exit_code(state.stopped_by))
     finally:
         summaries.close()
     report = write_report(trainer, state)
     progress.log(f"done at step {state.step}: {state.images_per_sec:.1f} img/s, checkpoint {state.last_checkpoint}")
     return report
+
+
+def stopped_message(what: str, state: LoopState, checkpoint: Optional[str]) -> str:
+    """The one line of a loop stopped by a signal: why, where, and the checkpoint it resumes from."""
+    return (f"stopped by {state.stopped_by}: {what} saved step {state.step} of {state.target} "
+            f"(checkpoint {checkpoint or state.last_checkpoint}) and stopped")

@@ -8,8 +8,8 @@ module builds them and wires them together.
 
 Input. Real data comes through `distribute_datasets_from_function` (per-host file sharding). The
 step is both the RNG state (stateless latents) and the input position: the seeded input stream is
-fast-forwarded by step x disc_steps x d_accumulations batches on resume (train.replay_input; a
-DistributedIterator cannot itself be checkpointed), so a killed run resumes on the same trajectory.
+fast-forwarded by step x disc_steps x d_accumulations batches per replica on resume (train.replay_input;
+a DistributedIterator cannot itself be checkpointed), so a killed run resumes on the same trajectory.
 """
 
 from __future__ import annotations
@@ -152,7 +152,9 @@ class GANTrainer:
                 base_fn = default_dataset_fn(self.hp)
             else:  # no replay: a fresh, differently seeded stream instead of repeating the first batches
                 base_fn = default_dataset_fn(self.hp, seed=self.hp.data.seed + step)
-            fn = (lambda ctx: base_fn(ctx).skip(skip)) if skip else base_fn
+            # One input pipeline feeds num_replicas / num_input_pipelines replicas a batch each per step.
+            fn = ((lambda ctx: base_fn(ctx).skip(skip * ctx.num_replicas_in_sync // ctx.num_input_pipelines))
+                  if skip else base_fn)
             self._iterator = iter(self.strategy.distribute_datasets_from_function(fn))
         return self._iterator
 
