@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole pipeline in one app call (`--mode=all`): train -> truncation sweep -> TF-Hub export
 # -> synthesize -> CAS, each stage skipped when its outputs in MODEL_DIR are complete, so a rerun
-# (after a preemption: up.sh, then all.sh) resumes where it stopped.
+# (after a preemption: up.sh, then all.sh) resumes where it stopped. RETRY_PREEMPTED=N does that
+# itself, up to N times, when the app exits 143 (stopped by SIGTERM after saving its step) or the ssh
+# session drops (255): see `app` in common.sh.
 #
 #   TPU_NAME=biggan ZONE=us-central1-a TPU_SIZE=v3-128 TRAIN_DIR=gs://b/imagenet EVAL_DIR=gs://b/imagenet \
 #   MODEL_DIR=gs://b/biggan_128 tpu_scripts/all.sh

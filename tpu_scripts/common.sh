@@ -238,10 +238,43 @@ join_overrides() {
   done
 }
 
-# app MODE [FLAG...]: `python3 -m tf_biggan.main --mode=MODE FLAG...` where the TPU is: locally
+# Exit codes that mean "preempted, rerun me": the app's after SIGTERM (it saved the step it was at,
+# tf_biggan/training/preemption.py: 128 + 15), and gcloud ssh's when the connection dropped because
+# the VM went first (255). Ctrl-C (130) and errors are not retried.
+PREEMPTED_EXIT=143
+SSH_LOST_EXIT=255
+
+# app MODE [FLAG...]: app_once, and with RETRY_PREEMPTED=N (default 0) up to N reruns after a
+# preemption: up.sh (re-creates a PREEMPTED TPU, copies the code), then the same command; every stage
+# resumes from what MODEL_DIR holds. Needs up.sh's settings (TF_VERSION) when N > 0.
+app() {
+  local retries="${RETRY_PREEMPTED:-0}" attempt=0 status
+  if [[ ! "$retries" =~ ^[0-9]+$ ]]; then
+    die "RETRY_PREEMPTED=$retries must be a whole number of reruns (0: none)"
+  fi
+  if ((retries > 0)); then
+    require_env TF_VERSION
+    if [[ "${DRY_RUN:-0}" == 1 ]]; then
+      echo "# on exit $PREEMPTED_EXIT (preempted) or $SSH_LOST_EXIT (ssh lost): $TPU_SCRIPTS_DIR/up.sh, then the" \
+           "command again, up to $retries time(s)"
+    fi
+  fi
+  while true; do
+    status=0
+    app_once "$@" || status=$?
+    if ((status == 0 || attempt >= retries)) || [[ "$status" != "$PREEMPTED_EXIT" && "$status" != "$SSH_LOST_EXIT" ]]; then
+      return "$status"
+    fi
+    attempt=$((attempt + 1))
+    echo "$SCRIPT_NAME: exit $status (preempted): re-creating the TPU and rerunning ($attempt of $retries)" >&2
+    "$TPU_SCRIPTS_DIR/up.sh"
+  done
+}
+
+# app_once MODE [FLAG...]: `python3 -m tf_biggan.main --mode=MODE FLAG...` where the TPU is: locally
 # with ctpu (or RUN_LOCALLY=1), else on worker 0 of the TPU VM through ssh, in REMOTE_DIR
 # (default tf_biggan, in the home directory). Call init_stage first.
-app() {
+app_once() {
   local mode="$1"
   shift
   local cmd=(python3 -m tf_biggan.main "--mode=$mode" "$@")
