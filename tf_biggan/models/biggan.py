@@ -17,6 +17,7 @@ import tensorflow as tf
 from tf_biggan.layers.batch_norm import ConditionalBatchNorm
 from tf_biggan.layers.container import BuildsOnFirstCall
 from tf_biggan.layers.spectral_norm import SNConv2D
+from tf_biggan.layers.upsample_conv import SNUpsampleConv2D
 
 
 def _repeat2(x, axis: int):
@@ -40,6 +41,20 @@ def upsample(x):
     return _repeat2(_repeat2(x, 1), 2)
 
 
+def add_upsampled(h, s):
+    """h + upsample(s) for h [batch, 2H, 2W, C] and s [batch, H, W, C]: one broadcast add on h viewed as
+    [batch, H, 2, W, 2, C], instead of two tiles (each writing the larger tensor) and an add. The same
+    values bit for bit; the gradient of s sums each 2x2 block of dh, as the tiles' does (up to the order
+    of that sum). Falls back to the plain form when a spatial size is unknown."""
+    hs, ss = h.shape.as_list(), s.shape.as_list()
+    if any(d is None for d in hs[1:] + ss[1:]):
+        return h + upsample(s)
+    height, width, channels = ss[1:]
+    h6 = tf.reshape(h, [-1, height, 2, width, 2, channels])
+    s6 = tf.reshape(s, [-1, height, 1, width, 1, channels])
+    return tf.reshape(h6 + s6, [-1] + hs[1:])
+
+
 def downsample(x):
     """2x2 average pooling."""
     return tf.nn.avg_pool2d(x, 2, 2, "VALID")
@@ -57,7 +72,8 @@ class GBlock(BuildsOnFirstCall, keras.layers.Layer):
                   truncation_stats=truncation_stats, **common)
         conv = dict(sn_epsilon=sn_epsilon, sn_normalize=sn_normalize, **common)
         self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
-        self.conv1 = SNConv2D(out_channels, 3, name="conv1", **conv)
+        # upsample + 3x3 conv, computed at the input's resolution (layers/upsample_conv.py)
+        self.conv1 = (SNUpsampleConv2D if upsample else SNConv2D)(out_channels, 3, name="conv1", **conv)
         self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
         self.conv2 = SNConv2D(out_channels, 3, name="conv2", **conv)
         self.learnable_shortcut = in_channels != out_channels or upsample
@@ -67,16 +83,13 @@ class GBlock(BuildsOnFirstCall, keras.layers.Layer):
     def call(self, inputs, training=False, accumulate=False):
         x, cond = inputs
         h = tf.nn.relu(self.bn1((x, cond), training=training, accumulate=accumulate))
-        # The upsample runs inside conv1's recomputed part: its 4x larger output is not kept.
-        h = self.conv1(h, training=training, pre=upsample if self.upsample else None)
+        h = self.conv1(h, training=training)
         h = tf.nn.relu(self.bn2((h, cond), training=training, accumulate=accumulate))
         h = self.conv2(h, training=training)
         shortcut = x
         if self.learnable_shortcut:
             shortcut = self.conv_sc(shortcut, training=training)
-        if self.upsample:
-            shortcut = upsample(shortcut)
-        return h + shortcut
+        return add_upsampled(h, shortcut) if self.upsample else h + shortcut
 
 
 class DBlock(BuildsOnFirstCall, keras.layers.Layer):

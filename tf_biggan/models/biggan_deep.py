@@ -18,7 +18,8 @@ import tensorflow as tf
 from tf_biggan.layers.batch_norm import ConditionalBatchNorm
 from tf_biggan.layers.container import BuildsOnFirstCall
 from tf_biggan.layers.spectral_norm import SNConv2D
-from tf_biggan.models.biggan import downsample, upsample
+from tf_biggan.layers.upsample_conv import SNUpsampleConv2D
+from tf_biggan.models.biggan import add_upsampled, downsample
 
 
 class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
@@ -38,7 +39,8 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
         self.bn1 = ConditionalBatchNorm(name="bn1", **bn)
         self.conv1 = SNConv2D(hidden, 1, name="conv1", **conv)
         self.bn2 = ConditionalBatchNorm(name="bn2", **bn)
-        self.conv2 = SNConv2D(hidden, 3, name="conv2", **conv)
+        # upsample + 3x3 conv, computed at the input's resolution (layers/upsample_conv.py)
+        self.conv2 = (SNUpsampleConv2D if upsample else SNConv2D)(hidden, 3, name="conv2", **conv)
         self.bn3 = ConditionalBatchNorm(name="bn3", **bn)
         self.conv3 = SNConv2D(hidden, 3, name="conv3", **conv)
         self.bn4 = ConditionalBatchNorm(name="bn4", **bn)
@@ -50,13 +52,10 @@ class DeepGBlock(BuildsOnFirstCall, keras.layers.Layer):
         h = self.conv1(tf.nn.relu(self.bn1((x, cond), **kw)), training=training)
         h = tf.nn.relu(self.bn2((h, cond), **kw))
         shortcut = x[..., : self.out_channels] if self.out_channels != self.in_channels else x
-        if self.upsample:
-            shortcut = upsample(shortcut)
-        # The upsample runs inside conv2's recomputed part: its 4x larger output is not kept.
-        h = self.conv2(h, training=training, pre=upsample if self.upsample else None)
+        h = self.conv2(h, training=training)
         h = self.conv3(tf.nn.relu(self.bn3((h, cond), **kw)), training=training)
         h = self.conv4(tf.nn.relu(self.bn4((h, cond), **kw)), training=training)
-        return h + shortcut
+        return add_upsampled(h, shortcut) if self.upsample else h + shortcut
 
 
 class DeepDBlock(BuildsOnFirstCall, keras.layers.Layer):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_biggan.layers.batch_norm import CrossReplicaBatchNorm
+from tf_biggan.layers.output_conv import SNFirstChannelsConv2D
 from tf_biggan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding, spectral_norm_layers
 from tf_biggan.models.arch import num_z_chunks
 from tf_biggan.models.biggan import GBlock
@@ -55,9 +56,12 @@ class Generator(StagedNetwork):
             spec.in_mult * ch, spec.out_mult * ch, upsample=spec.resample, name=name, **bn))
         self.out_bn = CrossReplicaBatchNorm(epsilon=cfg.bn_epsilon, moving_decay=cfg.bn_moving_decay,
                                             truncation_stats=cfg.truncation_stats, name="out_bn", **common)
-        # Table 7 says ch -> 3; the official BigGAN-deep modules use ch -> ch and keep 3 channels.
-        out_channels = ch if (self.deep and cfg.hub_output_conv) else 3
-        self.out_conv = SNConv2D(out_channels, 3, name="out_conv", **sn)
+        # Table 7 says ch -> 3; the official BigGAN-deep modules use ch -> ch and keep 3 channels, the
+        # only ones computed (layers/output_conv.py).
+        if self.deep and cfg.hub_output_conv:
+            self.out_conv = SNFirstChannelsConv2D(ch, 3, keep=3, name="out_conv", **sn)
+        else:
+            self.out_conv = SNConv2D(3, 3, name="out_conv", **sn)
 
     @property
     def dim_z(self) -> int:
@@ -94,7 +98,7 @@ class Generator(StagedNetwork):
         kw = dict(training=training, accumulate=accumulate)
         h = self._run_stages(h, lambda i, block, h: block((h, block_conds[i]), **kw), training, trace)
         h = tf.nn.relu(self.out_bn(h, **kw))
-        h = self.out_conv(h, training=training)[..., :3]
+        h = self.out_conv(h, training=training)
         out = tf.tanh(tf.cast(h, tf.float32))
         if trace is not None:
             trace.append(("out_bn+out_conv+tanh", out.shape, [self.out_bn, self.out_conv]))
