@@ -230,7 +230,7 @@ def straight_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_signal_during_training_saves_the_step_and_the_rerun_ends_as_an_uninterrupted_run(
         straight_run, tmp_path, signum, code):
     import tensorflow as tf
