@@ -77,7 +77,8 @@ class ModelConfig:
     # Rows of truncation-indexed BN statistics each G BatchNorm stores (0 = none: standing statistics
     # are computed per truncation, Appendix C.1). The official BigGAN-deep modules hold 51 (truncation
     # 0, 0.02, ..., 1.0, interpolated linearly); `--mode=import_hub` sets it. Used when sampling with
-    # eval.latent_convention hub_notebook at a truncation in (0, 1].
+    # eval.latent_convention hub_notebook at a truncation in (0, 1] from the import's own checkpoint; once
+    # the generator has trained a step, its statistics are computed (sampling/standing_stats.py).
     truncation_stats: int = 0
     # Decay of the BN moving statistics G keeps while training (used at sampling until standing
     # statistics replace them, Appendix C.1).
@@ -310,9 +311,14 @@ class EvalConfig:
     # |z| > t), cas_resample (the CAS paper's: resample outside +-2t) or hub_notebook (t x truncnorm(-2, 2),
     # the official modules' convention, which `--mode=import_hub` sets).
     latent_convention: Literal["paper_resample", "cas_resample", "hub_notebook"] = "paper_resample"
+    # The truncation --mode=eval, synthesize, interpolate and neighbors and the best-FID keeper use when no
+    # --truncation is given: 0 = untruncated; must be > 0 with hub_notebook, where t = 0 makes z all zeros
+    # (`--mode=import_hub` writes 1.0, the modules' widest truncation).
+    truncation: float = 0.0
     batch_size: int = 256  # images per generator call when sampling
-    # Truncation thresholds whose standing statistics an exported module stores (plus untruncated);
-    # the module interpolates between them (tf_biggan/export/hub.py).
+    # Truncation thresholds whose standing statistics an exported module stores (plus untruncated, except
+    # under hub_notebook); the module interpolates between them (tf_biggan/export/hub.py). An imported
+    # biggan-deep run exports the module's 51 sets instead, until it has trained.
     export_truncations: typing.Tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
     # Splits of the Inception Score (Salimans et al.; the paper's Table 2 numbers use 10).
     is_splits: int = 10
@@ -363,6 +369,10 @@ class EvalConfig:
         _require(self.num_samples >= 1, where, "eval.num_samples", "must be >= 1")
         _require(self.batch_size >= 1, where, "eval.batch_size", "must be >= 1")
         _require(all(t >= 0 for t in self.truncations), where, "eval.truncations", "must all be >= 0")
+        _require(self.truncation >= 0, where, "eval.truncation", f"must be >= 0 (0 = untruncated), got {self.truncation}")
+        _require(self.latent_convention != "hub_notebook" or self.truncation > 0, where, "eval.truncation",
+                 "must be > 0 with eval.latent_convention hub_notebook (z = t x truncnorm is all zeros at t = 0); "
+                 "an imported run's is 1.0")
         _require(self.latent_convention != "hub_notebook" or all(t > 0 for t in self.truncations), where,
                  "eval.truncations", "must all be > 0 with eval.latent_convention hub_notebook (z = t x truncnorm)")
 

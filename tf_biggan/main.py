@@ -43,8 +43,9 @@ flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to cou
                      "default 50,000).", lower_bound=0)
 # Evaluation, export and synthesis.
 flags.DEFINE_string("checkpoint", None, "A checkpoint path of the run (default: the latest in --model_dir).")
-flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated). "
-                   "eval/synthesize; default: untruncated.", lower_bound=0.0)
+flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated, refused under "
+                   "hub_notebook where z would be 0). eval/synthesize/interpolate/neighbors; default: the run's "
+                   "eval.truncation (0; 1.0 for an imported TF-Hub run).", lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Seed of the latents (eval, synthesize, qualitative modes); of the "
                      "validation split (prepare_data).")
 flags.DEFINE_string("inception_path", None, "LOCAL Inception (TF-Hub/SavedModel dir or Keras InceptionV3 file) "

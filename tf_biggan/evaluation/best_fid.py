@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tf_biggan import atomic
 from tf_biggan.evaluation.evaluator import Evaluator
+from tf_biggan.sampling.latents import check_truncation
 from tf_biggan.sampling.standing_stats import get_bn_stats, set_bn_stats
 
 BEST_FID_DIR = "best_fid"
@@ -27,8 +28,9 @@ class BestFidKeeper:
 
     The paper trains "until collapse" and reports the model before it (Section 4.2; BigGAN-PyTorch
     keeps `best` checkpoints by FID): the latest checkpoint of a collapsed run is its worst. Every
-    call scores the trainer's CURRENT EMA-G (standing statistics at `truncation`, default
-    untruncated; `eval.best_fid_samples` samples, 0 = eval.num_samples) and, when FID improves,
+    call scores the trainer's CURRENT EMA-G (standing statistics of that generator at `truncation`,
+    default the run's eval.truncation: 0 = untruncated, an imported TF-Hub run's 1.0, never 0 under
+    hub_notebook; `eval.best_fid_samples` samples, 0 = eval.num_samples) and, when FID improves,
     saves the trainer's full checkpoint (G, D, EMA-G, optimisers, step) as
     `MODEL_DIR/best_fid/ckpt-STEP` (only the best is kept) and `best_fid.json`. Evaluate or export
     it by passing that path (best_fid.json's "checkpoint", or `best_checkpoint(MODEL_DIR)`) as
@@ -41,12 +43,15 @@ class BestFidKeeper:
     run reads best_fid.json and only replaces the kept checkpoint when it beats it.
     """
 
-    def __init__(self, hp, model_dir: str, inception_path: Optional[str] = None, truncation: float = 0.0,
+    def __init__(self, hp, model_dir: str, inception_path: Optional[str] = None, truncation: Optional[float] = None,
                  num_samples: Optional[int] = None, seed: int = 0, extractor=None,
                  log: Callable[[str], None] = print):
         self.hp = hp
         self.model_dir = model_dir
-        self.truncation = float(truncation)
+        # checked before training starts: hub_notebook has no t = 0 (z would be all zeros)
+        self.truncation = check_truncation(hp.eval.truncation if truncation is None else truncation,
+                                           hp.eval.latent_convention, "eval.truncation" if truncation is None
+                                           else "BestFidKeeper truncation")
         self.directory = os.path.join(model_dir, BEST_FID_DIR)
         self.log = log
         num_samples = num_samples or hp.eval.best_fid_samples or hp.eval.num_samples

@@ -1,6 +1,7 @@
 """The evaluation modes: `--mode=eval` (one truncation) and `--mode=sweep` (every threshold).
 
-`--mode=eval` scores the EMA generator at `--truncation` (default untruncated) into
+`--mode=eval` scores the EMA generator at `--truncation` (default: the run's eval.truncation, 0 =
+untruncated; 1.0 for an imported TF-Hub run, whose hub_notebook convention refuses 0) into
 MODEL_DIR/eval_report.json; `--mode=sweep` scores every threshold of eval.truncations and writes
 Table 2's three points and Appendix D's curve (`tf_biggan.evaluation.sweep`). Both read the run
 through `tf_biggan.sampling.run.load_run` (honouring `--checkpoint`, e.g. the best-FID checkpoint
@@ -20,7 +21,7 @@ from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
 from tf_biggan.evaluation.evaluator import Evaluator, truncation_label
 from tf_biggan.evaluation.sweep import SWEEP_CSV, SWEEP_PLOT, SWEEP_REPORT, sweep_report
-from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
+from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams, run_truncation
 
 # training/trainer.py imports the keeper from here; its new home is evaluation/best_fid.py (this
 # re-export goes when the training loop imports it from there).
@@ -33,20 +34,24 @@ def _flag(flags, name, default=None):
     return default if value is None else value
 
 
-def _loaded(hp, flags, mode: str):
+def _hparams(hp, flags, mode: str):
+    """(--model_dir, the hparams the mode applies to it), before any network is built."""
     model_dir = require_model_dir(_flag(flags, "model_dir"), mode)
-    hp = run_hparams(model_dir, hp, flags)
+    return model_dir, run_hparams(model_dir, hp, flags)
+
+
+def _loaded(hp, flags, mode: str):
+    model_dir, hp = _hparams(hp, flags, mode)
     return load_run(model_dir, _flag(flags, "checkpoint"), hp=hp)
 
 
 def run_eval(hp, flags) -> dict:
     """`--mode=eval`: FID, IS, KID and class accuracy of the EMA-G at one truncation (--truncation,
-    default untruncated) -> MODEL_DIR/eval_report.json. Section 4 / Table 2 metrics, Appendix C.1
-    standing statistics at that truncation."""
-    truncation = float(_flag(flags, "truncation", 0.0))
-    if truncation < 0:
-        raise UserError(f"--truncation={truncation} must be >= 0 (0 = untruncated)")
-    run = _loaded(hp, flags, "eval")
+    default the run's eval.truncation) -> MODEL_DIR/eval_report.json. Section 4 / Table 2 metrics,
+    Appendix C.1 standing statistics at that truncation (or an imported module's own, `apply_standing_stats`)."""
+    model_dir, hp = _hparams(hp, flags, "eval")
+    truncation = run_truncation(hp, flags)  # refused before the run is loaded where it is no truncation
+    run = load_run(model_dir, _flag(flags, "checkpoint"), hp=hp)
     evaluator = Evaluator.for_run(run.hp, run.model_dir, _flag(flags, "inception_path"),
                                   seed=int(_flag(flags, "seed", 0)))
     point = evaluator.evaluate(run.ema_generator, truncation)

@@ -7,7 +7,10 @@ What the paper fixes and where it is done here:
   (`tf_biggan.sampling.standing_stats.apply_standing_stats`): BN moments depend on the latent
   distribution, which is why the official TF-Hub modules keep one set per truncation value.
 * The truncation trick (Section 3.1): z entries beyond the threshold are resampled
-  (`tf_biggan.sampling.latents.truncated_z`); 0 means untruncated.
+  (`tf_biggan.sampling.latents.truncated_z`); 0 means untruncated. Under eval.latent_convention
+  hub_notebook (imported TF-Hub runs) z = t · truncnorm(-2, 2) and t <= 0 is refused (z = 0).
+* An imported TF-Hub run read at its import checkpoint samples with the module's statistics where
+  they apply (`tf_biggan.sampling.standing_stats.ModuleStatistics`); a fine-tuned one with its own.
 * Labels are class-balanced (sample i has class i mod num_classes); sample i's z is a pure
   function of (seed, i, truncation) drawn from the `eval_z` seed stream, so the numbers do not
   depend on the evaluation batch size, and the same seed gives the same "common random numbers"
@@ -175,13 +178,15 @@ class Evaluator:
                 "num_samples": int(stats["num_examples"][0]), "seconds": time.time() - t0}
 
     def evaluate(self, generator, truncation: float) -> dict:
-        """Standing statistics at `truncation` (Appendix C.1), then `score`."""
+        """Standing statistics at `truncation` (Appendix C.1; an imported module's own where the generator
+        still holds them), then `score`; the point's `bn_statistics` says which ("standing" / "module").
+        Under hub_notebook a truncation <= 0 is a UserError (z would be all zeros)."""
         ev = self.hp.eval
         t0 = time.time()
-        apply_standing_stats(generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, self.seed,
-                             convention=ev.latent_convention)
+        which = apply_standing_stats(generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch,
+                                     self.seed, convention=ev.latent_convention)
         point = self.score(generator, truncation)
-        point["seconds"] = time.time() - t0
+        point.update(seconds=time.time() - t0, bn_statistics=which)
         return point
 
     def sweep(self, generator, truncations: Sequence[float]) -> List[dict]:

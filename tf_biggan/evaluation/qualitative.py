@@ -17,7 +17,8 @@
   and `memorization_report.json`.
 
 Samples come from the EMA generator with standing statistics at `--truncation` (Appendix C.1,
-Section 3.1; default untruncated); their latents are the evaluation's batch-independent ones, drawn
+Section 3.1; default the run's eval.truncation, 0 = untruncated; an imported TF-Hub run's is 1.0 and
+its hub_notebook convention refuses 0); their latents are the evaluation's batch-independent ones, drawn
 from the `qualitative` seed stream (`tf_biggan.seeds`), so a figure is reproducible from
 (checkpoint, --seed, --truncation) and never shows the samples a sweep scored at any seed.
 """
@@ -37,7 +38,7 @@ from tf_biggan.evaluation.evaluator import eval_latents, inference_fn
 from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message, real_batches, real_data_config, real_dataset_id
 from tf_biggan.images import png_bytes, pyplot, tile, write_figure
-from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
+from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams, run_truncation
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
 INTERPOLATE_ZC_PNG = "interpolate_zc.png"
@@ -228,22 +229,24 @@ def _flag(flags, name, default=None):
     return default if value is None else value
 
 
-def _run(hp, flags, mode: str, **networks):
-    """The run of --model_dir at --checkpoint, with the networks a mode needs."""
+def _run(hp, flags, mode: str, check=None, **networks):
+    """The run of --model_dir at --checkpoint, with the networks a mode needs; `check(hp)` runs on the
+    run's hparams before any network is built."""
     model_dir = require_model_dir(_flag(flags, "model_dir"), mode)
     hp = run_hparams(model_dir, hp, flags)
     if mode == "memorization" and real_data_config(hp, "validation") is None:
         raise UserError("--mode=memorization compares training with held-out images, and " + no_validation_message(hp))
+    if check is not None:
+        check(hp)
     return load_run(model_dir, _flag(flags, "checkpoint"), hp=hp, **networks)
 
 
 def _generator_at(hp, flags, mode: str):
-    """(run, truncation, seed): EMA-G with standing statistics at --truncation (Appendix C.1)."""
-    truncation = float(_flag(flags, "truncation", 0.0))
-    if truncation < 0:
-        raise UserError(f"--truncation={truncation} must be >= 0 (0 = untruncated)")
+    """(run, truncation, seed): EMA-G with standing statistics at --truncation (default the run's
+    eval.truncation; refused under hub_notebook at 0, `sampling.run.run_truncation`), Appendix C.1."""
     seed = int(_flag(flags, "seed", 0))
-    run = _run(hp, flags, mode)
+    run = _run(hp, flags, mode, check=lambda run_hp: run_truncation(run_hp, flags))
+    truncation = run_truncation(run.hp, flags)
     ev = run.hp.eval
     apply_standing_stats(run.ema_generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, seed,
                          convention=ev.latent_convention)

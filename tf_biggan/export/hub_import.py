@@ -38,8 +38,13 @@ official modules differ"):
 - biggan-512 has z of 128 (8 chunks of 16), not Table 6's 160.
 The conditioning order (z chunk first, then the class embedding), gains 1 + W c, biases, epsilons 1e-4
 and the attention layer are ours already. The `/2` modules hold ONE set of BN statistics (the
-converters' reading: `accumulated_mean` / `accumulated_var` as stored); at other truncations standing
-statistics are computed as for any run.
+converters' reading: `accumulated_mean` / `accumulated_var` as stored): it is used at truncation 1 in
+hub_notebook (ajbrock/BigGAN-PyTorch issue #14 reports the module and its conversion agree at
+truncation 1 and not below); at other truncations standing statistics are computed as for any run.
+Both families' statistics are used only while the generator is the module's (the run read at
+RUN/pretrained/ckpt-0, `sampling.standing_stats.ModuleStatistics`): a fine-tuned generator's are its
+own. Under hub_notebook, t = 0 would make z all zeros: the run's default truncation (`eval.truncation`,
+for --mode=eval, synthesize, the figures and the best-FID keeper) is written as 1.0 and t <= 0 is refused.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ RESOLUTION_OF_BLOCKS = {"biggan": {5: 128, 6: 256, 7: 512}, "biggan_deep": {10: 
 NUM_TRUNCATION_STATS = 51
 # The truncations a sweep of an imported run scores by default: the module's domain is (0, 1].
 IMPORTED_TRUNCATIONS = (0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
+# The run's default truncation (eval.truncation): the widest of the module's domain (t = 0 is z = 0).
+IMPORTED_TRUNCATION = 1.0
 # Module variables no tf_biggan weight takes: the second / third singular vectors SN logs (u1, u2), the
 # statistics' counter, and the deep modules' unused accumulators.
 _IGNORED = re.compile(r"(/u[12]$)|(accumulation_counter$)|(BatchNorm(_\d)?/accumulated_(mean|var)$)")
@@ -245,6 +252,7 @@ def module_hparams(module: Module, overrides: str = ""):
                            bn_epsilon=1e-4, sn_epsilon=1e-4),
              "data": dict(num_classes=module.num_classes),
              "eval": dict(latent_convention="hub_notebook", truncations=list(IMPORTED_TRUNCATIONS),
+                          truncation=IMPORTED_TRUNCATION,
                           export_truncations=[round(k / 50, 2) for k in range(1, 51)] if deep
                           else list(hp.eval.export_truncations))}
     hp = hparams_from_dict(fixed, f"the {module.kind} module's configuration", base=hp)

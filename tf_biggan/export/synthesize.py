@@ -440,7 +440,8 @@ def _finish(layout: _Layout, plan: dict, worker: str, log: Callable[[str], None]
 
 def run_synthesize(hp, flags) -> dict:
     """`--mode=synthesize`: from `--model_dir` (EMA-G of the run at --checkpoint, the run's hparams
-    with eval.* of --hparams / --hparams_overrides on top) or `--module` (its own metadata)."""
+    with eval.* of --hparams / --hparams_overrides on top) or `--module` (its own metadata); without
+    --truncation, at the run's (the export's) eval.truncation."""
     model_dir, module = getattr(flags, "model_dir", None), getattr(flags, "module", None)
     output_dir = getattr(flags, "output_dir", None)
     if bool(model_dir) == bool(module):
@@ -468,8 +469,12 @@ def run_synthesize(hp, flags) -> dict:
         check_convention(given, "--latent_convention")
     worker_index, num_workers = worker_split(flags)
 
+    default_truncation = getattr(flags, "truncation", None) is None  # then the run's / export's eval.truncation
     if module:
         source = ModuleSource(module, truncation)
+        if default_truncation:
+            truncation = source.truncation = float(((source.metadata.get("hparams") or {}).get("eval") or {})
+                                                   .get("truncation", 0.0))
         convention = given or source.metadata.get("latent_convention") or "paper_resample"
         if convention == "cas_resample" and source.metadata.get("latent_convention") == "paper_resample":
             # Our modules pick their statistics by BigGAN's threshold; CAS's τ resamples at 2τ.
@@ -478,6 +483,7 @@ def run_synthesize(hp, flags) -> dict:
         kind, split = data.get("kind", "unknown (a module without our metadata)"), data.get("split", "train")
     else:
         source = CheckpointSource(model_dir, getattr(flags, "checkpoint", None), hp, flags)
+        truncation = source.hp.eval.truncation if default_truncation else truncation
         convention = given or source.hp.eval.latent_convention
         kind, split = source.hp.data.kind, source.hp.data.split
     if per_class is not None:

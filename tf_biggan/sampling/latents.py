@@ -193,6 +193,20 @@ def check_convention(convention: str, flag: str = "latent_convention") -> None:
                         f"τ · truncnorm(-2, 2))")
 
 
+def check_truncation(truncation: float, convention: str, flag: str = "--truncation") -> float:
+    """`truncation` as a float, or a one-line UserError naming `flag`: it must be >= 0 (0 = untruncated
+    N(0, I) in the resampling conventions), and > 0 under `hub_notebook`, where z = t · truncnorm(-2, 2)
+    has no untruncated member and t = 0 makes every z all zeros (every sample of a class the same)."""
+    check_convention(convention)
+    t = float(truncation)
+    if t < 0:
+        raise UserError(f"{flag}={t:g}: must be >= 0 (0 = untruncated N(0, I))")
+    if convention == "hub_notebook" and t <= 0:
+        raise UserError(f"{flag}={t:g} with eval.latent_convention=hub_notebook: z = t · truncnorm(-2, 2) is all "
+                        "zeros at t = 0; pass a truncation in (0, 1] (an imported run's default, eval.truncation, is 1.0)")
+    return t
+
+
 def z_bound(truncation: float, convention: str = "paper_resample") -> Optional[float]:
     """The bound b of the support [-b, b] z has at `truncation` in `convention`; None = untruncated
     (a truncation <= 0 in the resampling conventions)."""
@@ -205,8 +219,11 @@ def z_bound(truncation: float, convention: str = "paper_resample") -> Optional[f
 def convention_z(shape: Shape, truncation, seed: Seed, convention: str = "paper_resample") -> tf.Tensor:
     """z in one of the named truncation conventions: `paper_resample` (`truncated_z`, BigGAN
     Section 3.1), `cas_resample` (`cas_truncated_z`, CAS A.1 footnote 5) or `hub_notebook`
-    (`hub_notebook_truncated_z`). A truncation <= 0 is untruncated in the first two."""
+    (`hub_notebook_truncated_z`). A truncation <= 0 is untruncated in the first two; a Python one
+    <= 0 in `hub_notebook` is refused (`check_truncation`: z would be all zeros)."""
     check_convention(convention)
+    if convention == "hub_notebook" and isinstance(truncation, (int, float, np.number)):
+        check_truncation(truncation, convention, "truncation")
     return _CONVENTIONS[convention][0](shape, truncation, seed)
 
 

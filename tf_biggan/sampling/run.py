@@ -8,6 +8,11 @@ needs D. `load_run` builds only the networks the caller asks for and restores th
 checkpoint, or from `--checkpoint` (any checkpoint of the run: `MODEL_DIR/ckpt-N`, or the best-FID
 one kept in `MODEL_DIR/best_fid`), without building the optimisers.
 
+A run made by `--mode=import_hub` that has not trained reads its import, RUN/pretrained/ckpt-0;
+restored from that checkpoint, a generator still holds the module's BN statistics, and `load_run` is
+where that is decided (`Run.from_module`; `sampling.standing_stats.hold_module_statistics`). Any other
+checkpoint of the run (a fine-tuning step, best_fid/ckpt-N) has statistics of its own.
+
 `run_hparams(model_dir, hp, flags)` is the configuration a mode applies to a run: the run's own
 model / data / train sections, the eval section of `--hparams` when one is named, and `eval.*` keys
 of `--hparams_overrides` on top (e.g. `eval.num_samples=50000`, `eval.export_truncations=[...]`).
@@ -37,6 +42,7 @@ class Run:
     ema_generator: Optional[object] = None
     generator: Optional[object] = None
     discriminator: Optional[object] = None
+    from_module: bool = False  # `checkpoint` is the import's: the generators hold the module's statistics
 
 
 def require_model_dir(model_dir: Optional[str], mode: str) -> str:
@@ -75,6 +81,18 @@ def run_hparams(model_dir: str, hp=None, flags=None):
     return run.validate()
 
 
+def run_truncation(hp, flags=None) -> float:
+    """The truncation a mode samples a run at: --truncation, else the run's eval.truncation (0 =
+    untruncated; an imported run's is 1.0). A one-line UserError naming the flag or key where it is no
+    truncation of eval.latent_convention (`latents.check_truncation`: hub_notebook's t = 0 is z = 0)."""
+    from tf_biggan.sampling.latents import check_truncation
+
+    given = getattr(flags, "truncation", None)
+    if given is None:
+        return check_truncation(hp.eval.truncation, hp.eval.latent_convention, "eval.truncation")
+    return check_truncation(given, hp.eval.latent_convention, "--truncation")
+
+
 def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
     """The checkpoint prefix to restore: `checkpoint` (checked to exist) or the run's latest."""
     if checkpoint:
@@ -92,6 +110,15 @@ def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
     if not latest:
         raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train it first (--mode=train)")
     return latest
+
+
+def _is_import_checkpoint(model_dir: str, path: str) -> bool:
+    """Whether `path` is the checkpoint `--mode=import_hub` wrote (the module's weights, untrained)."""
+    from tf_biggan import paths
+    from tf_biggan.export.hub_import import imported_checkpoint
+
+    imported = imported_checkpoint(model_dir)
+    return bool(imported) and os.path.normpath(paths.absolute(path)) == os.path.normpath(paths.absolute(imported))
 
 
 def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_generator: bool = True,
@@ -129,4 +156,11 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
                         "(ckpt-N, or best_fid/ckpt-N)") from None
     if ema_generator:  # sigma from EMA-G's own kernels, once per load (layers/spectral_norm.py)
         settle_spectral_norm(nets["ema_generator"], hp.model.sn_settle_iterations)
-    return Run(model_dir=model_dir, checkpoint=path, step=int(step.numpy()), hp=hp, **nets)
+    from_module = _is_import_checkpoint(model_dir, path)
+    if from_module:
+        from tf_biggan.sampling.standing_stats import hold_module_statistics
+
+        for name in ("ema_generator", "generator"):
+            if name in nets:
+                hold_module_statistics(nets[name])
+    return Run(model_dir=model_dir, checkpoint=path, step=int(step.numpy()), hp=hp, from_module=from_module, **nets)

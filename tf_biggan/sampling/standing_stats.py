@@ -11,10 +11,24 @@ the official TF-Hub modules keep one set per truncation value. `standing_stats_l
 from the `standing_stats` seed stream (`tf_biggan.seeds`), so evaluation, export, synthesis and the
 qualitative figures compute the same statistics for the same (truncation, seed);
 `apply_standing_stats` runs the passes; `get_bn_stats` / `set_bn_stats` read and write a set.
+
+An imported official TF-Hub generator (`--mode=import_hub`) comes with the module's own statistics,
+used instead of passes while the generator still IS the module (`ModuleStatistics`; `sampling.run.load_run`
+marks a generator restored from the import's checkpoint, the one place that is decided), and only in
+the modules' latent convention (`hub_notebook`):
+- biggan-deep-*/1: the 51 truncation-indexed sets (truncation 0, 0.02, ..., 1.0), interpolated linearly,
+  at every truncation in (0, 1];
+- biggan-*/2: the one stored set (`accumulated_mean` / `accumulated_var`, what both published converters
+  load) at truncation 1; standing statistics at every other truncation.
+A generator that has trained a step (a fine-tuned run's checkpoints, the trainer's EMA-G) is not marked:
+its statistics are its own, computed by passes in the run's convention at every truncation. Under
+`hub_notebook` a truncation <= 0 is refused (`latents.check_truncation`: z would be all zeros).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
@@ -23,7 +37,10 @@ import tensorflow as tf
 from tf_biggan import seeds
 from tf_biggan.layers.batch_norm import batch_norm_layers
 from tf_biggan.sampling.labels import interleaved_labels
-from tf_biggan.sampling.latents import convention_z
+from tf_biggan.sampling.latents import check_truncation, convention_z
+
+# The convention the official modules' statistics were made for (their sampling notebook).
+MODULE_CONVENTION = "hub_notebook"
 
 
 def standing_stats_latents(dim_z: int, num_classes: int, batch_size: int, truncation: float = 0.0, seed: int = 0,
@@ -77,27 +94,71 @@ def accumulate_standing_stats(generator, num_passes: int = 100, batch_size: int 
         layer.finalize_standing_stats()
 
 
+@dataclasses.dataclass(frozen=True)
+class ModuleStatistics:
+    """The BN statistics an imported TF-Hub module holds (module docstring): `rows` (biggan-deep: the
+    truncation-indexed sets in the BN layers' truncation_mean / truncation_var) or `stored` (biggan /2:
+    the one set as imported, {variable path: value})."""
+
+    rows: bool
+    stored: Optional[Dict[str, np.ndarray]] = None
+
+    def covers(self, truncation: float, convention: str) -> bool:
+        """Whether the module's statistics are the ones for sampling at `truncation` in `convention`."""
+        if convention != MODULE_CONVENTION:
+            return False
+        if self.rows:
+            return 0.0 < truncation <= 1.0
+        return abs(truncation - 1.0) < 1e-6
+
+    def apply(self, generator, truncation: float) -> None:
+        if self.rows:
+            for layer in batch_norm_layers(generator):
+                layer.use_truncation_stats(truncation)
+        else:
+            set_bn_stats(generator, self.stored)
+
+
+_MODULE_STATISTICS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def hold_module_statistics(generator) -> None:
+    """Marks `generator` as holding an imported module's weights AND statistics as imported (called by
+    `sampling.run.load_run` for the import's checkpoint): truncation-indexed rows when it has them
+    (`model.truncation_stats`), else its current inference statistics (the /2 modules' stored set)."""
+    rows = bool(generator.cfg.truncation_stats)
+    _MODULE_STATISTICS[generator] = ModuleStatistics(rows, None if rows else get_bn_stats(generator))
+
+
+def module_statistics(generator) -> Optional[ModuleStatistics]:
+    """The module statistics `generator` holds (`hold_module_statistics`), or None: its own are computed."""
+    return _MODULE_STATISTICS.get(generator)
+
+
 def apply_standing_stats(generator, truncation: float, num_passes: int, batch_size: int, seed: int = 0,
                          convention: str = "paper_resample", class_counts: Optional[Sequence[int]] = None,
-                         strategy=None) -> None:
+                         strategy=None) -> str:
     """Standing statistics (Appendix C.1) for sampling at `truncation`: `num_passes` passes of
-    `batch_size` latents drawn AT THAT TRUNCATION (Section 3.1), stored in the generator.
+    `batch_size` latents drawn AT THAT TRUNCATION (Section 3.1), stored in the generator. Returns
+    which statistics it set: "module" or "standing".
 
     Statistics from N(0, I) would be wrong for truncated z: the activations' moments shrink with
     the threshold, and normalising them with untruncated moments washes samples out.
 
-    A generator that stores truncation-indexed statistics (`model.truncation_stats`, an imported
-    BigGAN-deep module's 51 sets) uses them, interpolated at `truncation`, for the convention they
-    were made for (hub_notebook, truncation in (0, 1]) instead of running passes.
+    A generator that still holds an imported module's statistics (`module_statistics`) uses them
+    where they apply (biggan-deep: t in (0, 1]; /2: t = 1; both in hub_notebook) instead of running
+    passes. `truncation` <= 0 under hub_notebook is a UserError (`latents.check_truncation`).
     """
-    if (generator.cfg.truncation_stats and convention == "hub_notebook" and 0.0 < truncation <= 1.0):
-        for layer in batch_norm_layers(generator):
-            layer.use_truncation_stats(truncation)
-        return
+    truncation = check_truncation(truncation, convention, "truncation")
+    module = module_statistics(generator)
+    if module is not None and module.covers(truncation, convention):
+        module.apply(generator, truncation)
+        return "module"
     latents = standing_stats_latents(generator.dim_z, generator.num_classes, batch_size, truncation, seed,
                                      convention, class_counts)
     accumulate_standing_stats(generator, num_passes=num_passes, batch_size=batch_size, latents=latents,
                               strategy=strategy)
+    return "standing"
 
 
 def get_bn_stats(generator) -> Dict[str, np.ndarray]:
