@@ -235,7 +235,7 @@ def test_user_errors_name_the_flag_and_the_fix(tiny_run, tmp_path):
         evaluate.run_eval(None, flags(model_dir, checkpoint=os.path.join(model_dir, "ckpt-99")))
     with pytest.raises(UserError, match=r"(?s)--inception_path=.*does not exist.*tfhub.dev.*InceptionV3"):
         evaluate.run_eval(None, flags(model_dir, inception_path=str(tmp_path / "inception")))
-    with pytest.raises(UserError, match="--truncation=-1.0 must be >= 0"):
+    with pytest.raises(UserError, match="--truncation=-1: must be >= 0"):
         evaluate.run_eval(None, flags(model_dir, truncation=-1.0))
 
 
