@@ -148,6 +148,19 @@ def test_synthesis_abandons_the_shard_in_hand_and_the_rerun_is_byte_identical(tm
 
 # ------------------------------------------------------------------------------------ through the CLI
 
+
+def test_help_documents_the_exit_codes():
+    """`tf-biggan --help` (the console script, whose own module has no docstring) says what 143 / 130 mean."""
+    import shutil
+
+    command = [shutil.which("tf-biggan") or "", "--help"]
+    if not command[0]:
+        command = [sys.executable, "-m", "tf_biggan.main", "--help"]
+    out = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    text = " ".join((out.stdout + out.stderr).split())
+    assert "143 stopped by SIGTERM" in text and "130 stopped by SIGINT" in text, text[:2000]
+    assert "the command that resumes" in text
+
 TRAIN = ("model.ch=4,train.batch_size=8,train.disc_steps=1,train.steps_per_loop=1,train.log_every=1,"
          "train.save_every=10,train.sv_every=100,train.sample_every=1000,train.sample_columns=2")
 TRAIN_STEPS = 24
@@ -230,7 +243,8 @@ def straight_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_signal_during_training_saves_the_step_and_the_rerun_ends_as_an_uninterrupted_run(
         straight_run, tmp_path, signum, code):
     import tensorflow as tf

@@ -207,6 +207,9 @@ def _main(argv) -> int:
             from tf_biggan.training.strategy import strategy_from_flags
 
             strategy_from_flags(FLAGS)  # made once; the mode's own call gets the same strategy
+            from tf_biggan.training import preemption
+
+            preemption.reinstall()  # a multi-worker strategy took SIGTERM over (preemption.reinstall)
         elif FLAGS.cpu_replicas:
             from tf_biggan.training.strategy import split_cpu
 

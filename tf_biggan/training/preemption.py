@@ -123,17 +123,21 @@ def watching():
         _STATE.installed, _STATE.signum, _STATE.acted_on = False, None, False
 
 
+def reinstall() -> None:
+    """Our handlers again, while watching: a multi-worker strategy's coordination service replaces the
+    process's SIGTERM handler with its own when it starts (xla/tsl/distributed_runtime/preemption/
+    preemption_notifier.cc: std::signal), after main.py installed ours."""
+    if _STATE.installed and threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, _on_signal)
+
+
 @contextlib.contextmanager
 def graceful(what: str = "the loop"):
     """A section that stops at its own boundaries: a first signal is only recorded (`requested()`).
     One still pending (no loop stopped for it) when the section ends normally raises `Preempted` then."""
     with watching():
-        if _STATE.installed and threading.current_thread() is threading.main_thread():
-            # Again: a multi-worker strategy's coordination service replaces the process's SIGTERM
-            # handler with its own when it starts (xla/tsl/distributed_runtime/preemption/
-            # preemption_notifier.cc, std::signal), after main.py installed ours.
-            for s in SIGNALS:
-                signal.signal(s, _on_signal)
+        reinstall()
         _STATE.depth += 1
         try:
             yield
@@ -191,6 +195,8 @@ class _TensorFlowHandler:
     """tf.distribute.experimental.PreemptionCheckpointHandler with our signal, save and exit."""
 
     def __init__(self, strategy):
+        import atexit
+        import shutil
         import tempfile
 
         import tensorflow as tf
@@ -202,9 +208,10 @@ class _TensorFlowHandler:
             save_fn=lambda: self._save())
         # Our save_fn writes the run's checkpoints; the handler's own (an empty Checkpoint: it adds its
         # call counter to it) stays in a local temporary directory and is never written.
+        directory = tempfile.mkdtemp(prefix="tf_biggan_preemption_")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
         self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-            strategy.cluster_resolver, tf.train.Checkpoint(), tempfile.mkdtemp(prefix="tf_biggan_preemption_"),
-            config)
+            strategy.cluster_resolver, tf.train.Checkpoint(), directory, config)
         platform = getattr(getattr(self.handler, "_platform_device", None), "name", "")
         self.active = platform not in ("GCE_CPU", "GCE_TPU")  # where TensorFlow makes it inert
 
