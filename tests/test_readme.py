@@ -86,6 +86,8 @@ TINY = {
     "all": ("train.train_steps=4,train.steps_per_loop=2,train.save_every=2,train.log_every=2,train.sv_every=4,"
             f"train.sample_every=4,{_EVAL},cas.epochs=1,cas.save_every=10,cas.steps_per_loop=10"),
     "sweep": _EVAL, "eval": _EVAL, "export": _EVAL, "synthesize": _EVAL,
+    # For a configuration file without its own entry (e.g. a new recipe in the README):
+    "train": f"train.batch_size=2,{_TRAIN},{_EVAL}", "cas": "cas.epochs=1,cas.batch_size=16,cas.steps_per_loop=10",
 }
 # Flags added when the command has none: a few images per class, few shards.
 EXTRA_FLAGS = {
@@ -137,20 +139,27 @@ def shrink(argv):
             flags[name] = FLAG_VALUES[name](value) if name in FLAG_VALUES else value
         else:
             rest.append(arg)
-    mode = flags.get("mode", "train")
-    hparams = os.path.splitext(os.path.basename(flags.get("hparams") or "digits"))[0]
-    fresh_run = mode in ("train", "real_stats", "cas", "cas_sweep") and not _is_existing_run(flags.get("model_dir"))
-    key = "all" if mode == "all" else hparams if (fresh_run or mode == "cas") else mode
-    if mode == "train" and _is_imported(flags.get("model_dir")):
-        key = hparams  # fine-tuning an imported run: its recipe's tiny settings
-    if mode == "train" and not fresh_run and not _is_imported(flags.get("model_dir")):
-        key = "resume"
-    tiny = TINY.get(key, "")
+    tiny = TINY.get(_tiny_key(flags), "")
     if tiny:
         flags["hparams_overrides"] = ",".join(x for x in (flags.get("hparams_overrides"), tiny) if x)
-    for name, value in EXTRA_FLAGS.get(mode, {}).items():
+    for name, value in EXTRA_FLAGS.get(flags.get("mode", "train"), {}).items():
         flags.setdefault(name, value)
     return [f"--{k}={v}" for k, v in flags.items()] + rest
+
+
+def _tiny_key(flags):
+    """Which TINY entry a command takes: its hparams file's for a run it starts (or a CAS protocol's, or
+    an imported run's recipe), "resume" for a run it resumes, its mode's for a run it reads; a file
+    without an entry falls back to its mode's generic entry."""
+    mode, model_dir = flags.get("mode", "train"), flags.get("model_dir")
+    stem = os.path.splitext(os.path.basename(flags.get("hparams") or "digits"))[0]
+    if mode == "train" and _is_imported(model_dir):
+        return stem if stem in TINY else "train"
+    if mode == "train" and _is_existing_run(model_dir):
+        return "resume"
+    if mode in ("train", "real_stats", "cas", "cas_sweep"):
+        return stem if stem in TINY else {"real_stats": "train"}.get(mode, mode)
+    return mode
 
 
 def _is_existing_run(model_dir):
@@ -392,6 +401,8 @@ def test_shrink_and_placeholders():
     argv = shrink(["--mode=train", "--model_dir=/nonexistent", "--hparams_overrides=train.batch_size=64"])
     overrides = dict(a.split("=", 1) for a in argv)["--hparams_overrides"]
     assert overrides.startswith("train.batch_size=64,train.train_steps=2")
+    argv = shrink(["--mode=cas", "--hparams=hparams/cas_some_new_protocol.yaml", "--model_dir=/nonexistent"])
+    assert "--hparams_overrides=" + TINY["cas"] in argv
     argv = shrink(["--mode=synthesize", "--model_dir=/x", "--num_shards=1024"])
     assert "--num_shards=2" in argv and "--images_per_class=1" in argv
     assert _optional(re.match(r"\[(--[^\]\s=]+)(?:=([^\]\s]*))?\]", "[--latent_convention=a|b|c]")) == \
