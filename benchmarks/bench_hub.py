@@ -101,10 +101,11 @@ def worker(python: str, name: str, args: argparse.Namespace, *extra) -> list:
             *extra]
 
 
-def worker_result(cmd: list, label: str) -> dict:
-    """Runs a worker and returns the JSON of its last `RESULT ` line, with the load average after it."""
-    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True,
-                          env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+def worker_result(cmd: list, label: str, repo: str = REPO) -> dict:
+    """Runs a worker with `repo`'s tf_biggan and returns the JSON of its last `RESULT ` line, with the
+    load average after it."""
+    proc = subprocess.run(cmd, cwd=repo, stdout=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2"))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise SystemExit(f"{label} worker failed ({proc.returncode}); its stderr is above")
@@ -150,12 +151,16 @@ def sampling_rounds(args, kind: str, ch: int, run: str) -> dict:
     """Alternating rounds of our sampling and the peer's (deep kinds), each in a fresh process."""
     deep = kind.startswith("biggan-deep")
     truncation = args.truncation if deep else 1.0
-    rounds = {"ours": [], "peer": []}
+    rounds = {"ours": [], "peer": [], "baseline": []}
+    ours_cmd = worker(sys.executable, "ours", args, f"--run={run}", f"--truncation={truncation}")
     for r in range(args.rounds):
-        ours = worker_result(worker(sys.executable, "ours", args, f"--run={run}", f"--truncation={truncation}"),
-                             "ours")
+        ours = worker_result(ours_cmd, "ours")
         rounds["ours"].append(ours)
         line = f"  round {r + 1}: ours {ours['images_per_s']:.2f} img/s (load {ours['load_after']})"
+        if args.baseline_repo:
+            base = worker_result(ours_cmd, "baseline", repo=os.path.abspath(args.baseline_repo))
+            rounds["baseline"].append(base)
+            line += f", baseline {base['images_per_s']:.2f} img/s (load {base['load_after']})"
         if deep and not args.skip_peer:
             peer = worker_result(worker(args.peer_python, "peer", args, f"--ch={ch}", f"--truncation={truncation}"),
                                  "peer")
@@ -176,16 +181,19 @@ def table(results: dict, args) -> str:
         text = fmt.format(value)
         return f"> {text} (stopped)" if stage.get("timed_out") and key == "seconds" else text
 
-    head = (f"| module | ch | import s | import peak GiB | export s | export peak GiB | ours img/s | "
-            f"pytorch-pretrained-BigGAN img/s | ratio |\n|---|---|---|---|---|---|---|---|---|")
-    rows = [head]
+    def number(value, fmt="{:.2f}"):
+        return "-" if value is None else fmt.format(value)
+
+    baseline = " baseline img/s |" if args.baseline_repo else ""
+    rows = [f"| module | ch | import s | import peak GiB | export s | export peak GiB | ours img/s |{baseline} "
+            f"pytorch-pretrained-BigGAN img/s | ratio |", "|---" * (9 + bool(baseline)) + "|"]
     for kind, r in results.items():
-        s = r["sampling"]
-        peer, ratio = s["best"]["peer"], s["ratio"]
+        best = r["sampling"]["best"]
+        base = f" {number(best['baseline'])} |" if baseline else ""
         rows.append(f"| {kind} | {r['ch']} | {cell(r.get('import'), 'seconds', '{:.1f}')} | "
                     f"{cell(r.get('import'), 'peak_gib', '{:.2f}')} | {cell(r.get('export'), 'seconds', '{:.1f}')} | "
-                    f"{cell(r.get('export'), 'peak_gib', '{:.2f}')} | {s['best']['ours']:.2f} | "
-                    f"{'-' if peer is None else f'{peer:.2f}'} | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+                    f"{cell(r.get('export'), 'peak_gib', '{:.2f}')} | {number(best['ours'])} |{base} "
+                    f"{number(best['peer'])} | {number(r['sampling']['ratio'], '{:.2f}x')} |")
     return "\n".join(rows)
 
 
@@ -235,6 +243,7 @@ def ours_worker(args) -> dict:
     labels = tf.constant(np.arange(args.batch) * 997 % source.num_classes, tf.int32)
     return time_calls(lambda: source.generate(z, labels).numpy(), args.batch, args.calls,
                       {"load_seconds": round(loaded, 1), "convention": convention,
+                       "tf_biggan": os.path.dirname(os.path.dirname(os.path.abspath(tf_biggan.__file__))),
                        "threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
                        "tensorflow": tf.__version__})
 
@@ -281,6 +290,9 @@ def parse_args():
     parser.add_argument("--peer_python", default="/work/torchenv/bin/python",
                         help="a python with torch and pytorch-pretrained-biggan (default %(default)s)")
     parser.add_argument("--skip_peer", action="store_true", help="time our sampling only")
+    parser.add_argument("--baseline_repo", default="",
+                        help="also time our sampling with the tf_biggan of this checkout (e.g. a `git worktree` of "
+                             "an earlier commit), in the same rounds: before / after a change")
     parser.add_argument("--skip_import", action="store_true", help="reuse an imported run in --work_dir")
     parser.add_argument("--skip_export", action="store_true")
     parser.add_argument("--export_timeout", type=float, default=1800.0, help="seconds before the export is stopped")
