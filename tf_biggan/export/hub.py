@@ -13,22 +13,22 @@ untruncated z, and the module picks the set for its `truncation` input, interpol
 variance linearly between neighbouring grid points (clamped at the ends). `truncation <= 0` means
 untruncated (the project-wide convention of `tf_biggan.sampling.latents`).
 
-Under `hub_notebook` (imported runs) z = t · truncnorm(-2, 2) has no untruncated member (t = 0 is
-z = 0): no untruncated set is computed and the module reads t <= 0 as its lowest grid truncation.
-An imported run that has not trained exports the module's own statistics (`export_statistics`):
-biggan-deep, its 51 sets as they are (grid 0, 0.02, ..., 1.0: no passes at all); biggan /2, its stored
-set at t = 1 and standing statistics at the grid's other truncations. `metadata.json` says which
-(`bn_statistics`) and what t <= 0 means (`truncation_zero`).
+The statistics for threshold t are computed in the run's latent convention (`eval.latent_convention`;
+by default the paper's truncation, Section 3.1: entries of z beyond t are resampled) by
+`tf_biggan.sampling.standing_stats.apply_standing_stats`, the same passes evaluation and synthesis use;
+that is what the exported `sample_latents(batch_size, seed, truncation)` draws (from the `synthesize`
+seed stream, counter 0: shard 0 of a synthesis with that seed). The metadata names the convention.
 
-The statistics for threshold t are computed with the paper's truncation (Section 3.1: entries of
-z beyond t are resampled) by `tf_biggan.sampling.standing_stats.apply_standing_stats`, the same
-passes evaluation and synthesis use; that is what the exported `sample_latents(batch_size, seed,
-truncation)` draws (from the `synthesize` seed stream, counter 0: shard 0 of a synthesis with that
-seed). The TF-Hub notebook's `truncation * truncnorm(-2, 2)` latents (tensorflow/hub#214) lie in
-[-2t, 2t] instead; the metadata names the convention (`latent_convention: paper_resample`).
+Under `hub_notebook` (imported runs: z = t · truncnorm(-2, 2), the TF-Hub notebook's, tensorflow/hub#214)
+there is no untruncated z (t = 0 is z = 0): no untruncated set is computed and the module reads t <= 0
+as its lowest grid truncation. An imported run that has not trained exports the module's own
+statistics (`export_statistics`): biggan-deep, its 51 sets as they are (grid 0, 0.02, ..., 1.0; no
+passes at all); biggan /2, its stored set at t = 1 and standing statistics at the grid's other
+truncations. A fine-tuned run computes every grid set for its own generator.
 
 Assets: `metadata.json` (resolution, dim_z, num_classes, family, the exported checkpoint and its
-training step, truncation grid, the resolved hparams). The export is written to a temporary
+training step, truncation grid, latent convention, which statistics it holds (`bn_statistics`), what
+t <= 0 means (`truncation_zero`), the resolved hparams). The export is written to a temporary
 directory and renamed into place (`tf_biggan.atomic.directory`).
 """
 

@@ -16,7 +16,9 @@ it by `truncation` (tensorflow/hub#214): a *different* distribution from both (i
 `hub_notebook_truncated_z`, named so nobody mistakes it for either paper's.
 
 `convention_z` picks one of the three by name (LATENT_CONVENTIONS); `z_bound` gives the support
-each puts z in.
+each puts z in. A truncation <= 0 means untruncated N(0, I) in the two resampling conventions; the
+notebook's has no untruncated member (t = 0 makes z all zeros, every sample of a class the same), so
+`check_truncation` refuses it there, and every mode that takes a truncation checks with it.
 
 Appendix E ("Choosing latent spaces") lists the priors the authors tried as drop-in
 replacements for N(0, I); each is a named stateless function below and `sample_latents(name,

@@ -19,7 +19,8 @@ the modules' latent convention (`hub_notebook`):
 - biggan-deep-*/1: the 51 truncation-indexed sets (truncation 0, 0.02, ..., 1.0), interpolated linearly,
   at every truncation in (0, 1];
 - biggan-*/2: the one stored set (`accumulated_mean` / `accumulated_var`, what both published converters
-  load) at truncation 1; standing statistics at every other truncation.
+  load) at truncation 1, where ajbrock/BigGAN-PyTorch issue #14 reports the TF module and its conversion
+  agree (and not below); standing statistics at every other truncation.
 A generator that has trained a step (a fine-tuned run's checkpoints, the trainer's EMA-G) is not marked:
 its statistics are its own, computed by passes in the run's convention at every truncation. Under
 `hub_notebook` a truncation <= 0 is refused (`latents.check_truncation`: z would be all zeros).
