@@ -139,7 +139,8 @@ def cli_stages(args, kind: str, module: str, run: str) -> dict:
     if not args.skip_export:
         export = run + "_export"
         shutil.rmtree(export, ignore_errors=True)
-        out["export"] = run_timed(cli("export", f"--model_dir={run}", f"--export_dir={export}"),
+        flags = [f"--hparams_overrides={args.export_overrides}"] if args.export_overrides else []
+        out["export"] = run_timed(cli("export", f"--model_dir={run}", f"--export_dir={export}", *flags),
                                   run + ".export.log", timeout=args.export_timeout, env=env)
         if out["export"]["returncode"] and not out["export"]["timed_out"]:
             raise SystemExit(f"export of {kind} failed: see {run}.export.log")
@@ -296,6 +297,10 @@ def parse_args():
     parser.add_argument("--skip_import", action="store_true", help="reuse an imported run in --work_dir")
     parser.add_argument("--skip_export", action="store_true")
     parser.add_argument("--export_timeout", type=float, default=1800.0, help="seconds before the export is stopped")
+    parser.add_argument("--export_overrides", default="",
+                        help="--hparams_overrides of the exports, e.g. eval.standing_stats_passes=2,"
+                             "eval.standing_stats_batch=32 (a biggan-*/2 export computes standing statistics "
+                             "at every grid truncation but 1: 11 x 100 passes of 256 by default)")
     parser.add_argument("--work_dir", default="", help="keeps modules and runs (default: a temporary directory)")
     parser.add_argument("--json", default="", help="also write every figure to this file")
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
