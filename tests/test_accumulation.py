@@ -150,9 +150,11 @@ def test_update_applies_the_mean_of_the_micro_batch_gradients():
 
 def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
     """2 replicas x 2 micro-batches == one device x 2 on the same global micro-batches, with ADA
-    augmenting every micro-batch (its own draws; p set to 0.5) and counting all their reals."""
+    augmenting every micro-batch (its own draws; p set to 0.5) and counting all their reals. The
+    blit transforms only: random per image like the others, and a third of the default pipeline's
+    trace (the pipelines themselves under two replicas: tests/test_augment.py)."""
     hp = tiny_hp("train.disc_steps=1,train.d_accumulations=2,train.g_accumulations=2,augment.kind=ada,"
-                 "augment.interval=100")
+                 "augment.pipeline=blit,augment.interval=100")
     runs = []
     for strategy in (tf.distribute.get_strategy(), mirrored_strategy(2)):
         trainer = GANTrainer(hp, strategy, verbose=False)
