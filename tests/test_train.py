@@ -112,14 +112,10 @@ def test_ema_matches_formula():
         np.testing.assert_allclose(layer.u.numpy(), u1, rtol=1e-4, atol=1e-5)
 
 
-def test_ema_generator_sigma_is_its_own_kernels_top_singular_value():
-    """After a short run, the sigma EMA-G samples with (one iteration from its stored u, as at every
+def _assert_ema_sigma_is_its_own(trainer):
+    """After a sample grid, the sigma EMA-G samples with (one iteration from its stored u, as at every
     inference call) is the top singular value of EMA-G's OWN averaged kernels (numpy SVD): its u
-    iterates on them every step and settles on them before standing statistics (the sample grid)."""
-    hp = tiny_hp("train.ema_decay=0.9,train.disc_steps=1")
-    trainer = GANTrainer(hp, tf.distribute.get_strategy(), verbose=False)
-    trainer.train_steps(12)
-    trainer.sample_grid()
+    iterates on them every step and settles on them before standing statistics."""
     worst = 0.0
     for layer in spectral_norm_layers(trainer.ema_g):
         svd = np.linalg.svd(layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1]), compute_uv=False)[0]
@@ -131,15 +127,18 @@ def test_ema_generator_sigma_is_its_own_kernels_top_singular_value():
 
 
 def test_kill_and_resume_matches_uninterrupted(tmp_path):
-    """A run checkpointed at step 2 and killed later resumes to the same weights at step 4."""
+    """A run checkpointed at step 2 and killed later resumes to the same weights at step 4, with
+    2 D steps of 2 accumulated micro-batches (train.d_accumulations): the input replay skips
+    step x disc_steps x d_accumulations batches. The sigma EMA-G samples with is its own kernels'."""
     tf.config.experimental.enable_op_determinism()
     try:
-        hp = tiny_hp("train.train_steps=4")
+        hp = tiny_hp("train.train_steps=4,train.disc_steps=2,train.d_accumulations=2,train.g_accumulations=2")
         flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None)
         prepare_model_dir(hp, flags.model_dir)
         # Uninterrupted: fit to step 2 (saves ckpt-2), then 2 more steps that are never saved:
         # the process "dies" after step 4 with only ckpt-2 on disk.
         straight = GANTrainer(hp, model_dir=flags.model_dir, verbose=False)
+        assert straight.images_per_step == 16  # images/s counts every G micro-batch
         straight.fit(2)
         straight.train_steps(2)
         straight.sample_grid()  # as fit() does at its end: standing stats for EMA-G's BN
@@ -147,6 +146,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
         resumed, report = train_from_flags(hp, flags)  # restores ckpt-2, trains to 4
         assert int(resumed.step.numpy()) == 4 and report["step"] == 4
         assert_weights_close(all_weights(straight), all_weights(resumed), rtol=0, atol=0)
+        _assert_ema_sigma_is_its_own(straight)
         with open(os.path.join(flags.model_dir, "train_report.json")) as f:
             on_disk = json.load(f)
         assert on_disk["step"] == 4 and on_disk["checkpoint"].endswith("ckpt-4")
