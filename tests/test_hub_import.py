@@ -89,6 +89,43 @@ def test_import_record_and_hparams(imported):
     assert (hp2.model.dim_z, hp2.model.ch, hp2.model.truncation_stats) == (120, 8, 0)
 
 
+def test_an_imported_run_measures_fid_against_the_validation_shards_alone(imported, tmp_path):
+    """A module comes without training images (data.pattern empty): the sweep's FID reference is the
+    validation shards the README gives (eval.validation_pattern), read without any training data.
+    Flat-coloured JPEGs through a pixel-mean extractor: the reference mean is the colours' mean."""
+    import io
+
+    from PIL import Image
+
+    from test_data_tfrecord import hand_example, write_raw
+    from tf_biggan.config import load_hparams
+    from tf_biggan.evaluation.evaluator import Evaluator
+    from tf_biggan.evaluation.extractor import FeatureExtractor
+
+    colours = np.array([[200, 40, 90], [10, 250, 130], [120, 120, 30], [60, 0, 255]])
+    records = []
+    for k, colour in enumerate(colours):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((20, 20, 3), colour, np.uint8)).save(buf, format="JPEG", quality=95)
+        records.append(hand_example(buf.getvalue(), 500 + k))  # 1-based ImageNet labels
+    write_raw(tmp_path / "validation-00000-of-00001", records)
+
+    class PixelMeans(FeatureExtractor):
+        name = "pixel_means"
+
+        def _forward(self, images):
+            return tf.reduce_mean(images, axis=[1, 2]), None
+
+    _, run = imported["biggan-deep-128/1"]
+    hp = load_hparams(os.path.join(run, "hparams.yaml"), f"eval.validation_pattern={tmp_path}/validation-*,"
+                      f"eval.stats_cache_dir={tmp_path}/cache,eval.batch_size=2,eval.num_samples=10,eval.is_splits=2")
+    assert (hp.data.pattern, hp.eval.fid_reference) == ("", "validation")
+    evaluator = Evaluator.for_run(hp, run, extractor=PixelMeans())
+    assert evaluator.real_summary()["fid_reference"] == "validation"
+    assert int(evaluator.reference["num_examples"][0]) == 4
+    np.testing.assert_allclose(evaluator.reference["mu"], colours.mean(axis=0) / 127.5 - 1, atol=3 / 127.5)
+
+
 def test_deep_statistics_interpolate_linearly_between_rows(imported):
     """Between grid points the statistics are (1 - w) row_k + w row_k+1, w = 50 t - k (numpy)."""
     from tf_biggan.layers.batch_norm import batch_norm_layers
@@ -302,6 +339,7 @@ def test_fine_tuning_recipe_applies_on_the_imported_configuration(imported, tmp_
     hp = fine_tune_hparams(run, "finetune_biggan_deep_128", "data.pattern=/d/train-*,data.num_classes=10")
     assert (hp.model.family, hp.model.ch, hp.model.truncation_stats) == ("biggan_deep", 4, 51)  # the module's
     assert (hp.train.g_lr, hp.augment.kind, hp.data.num_classes) == (2.5e-5, "ada", 10)  # the recipe's, the user's
+    assert hp.eval.fid_reference == "train"  # the recipe's: the import's is validation (it has no training images)
     bad = tmp_path / "recipe.yaml"
     bad.write_text("model:\n  ch: 8\n")
     with pytest.raises(HParamsError, match="no model section"):

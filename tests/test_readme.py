@@ -9,6 +9,8 @@ that its text is made runnable, by tables that are easy to extend:
     best-FID checkpoint), a small image folder and its prepared shards, a tiny Inception SavedModel;
     COMPOSITES first (e.g. `RUN/best_fid/ckpt-N`), and `--module=biggan[-deep]-RES` becomes a
     reduced-width module in the official layout (tests/official_hub_layout.py);
+  * a run an earlier block makes (MADE_EARLIER, e.g. the imported `runs/deep256` a fine-tuning block
+    trains) is copied into the scratch of a block that reads it without making it;
   * optional groups `[--flag=value]` are run with the flag (a value `a|b|c` as its first choice, a
     trailing `,...` dropped); a group whose value is only `...` is left out;
   * REWRITES: the fresh-machine `pip install` becomes `pip show tf_biggan` (installed already; nothing
@@ -79,8 +81,12 @@ _TRAIN = "train.train_steps=2,train.steps_per_loop=1,train.log_every=1,train.sav
 TINY = {
     "digits": f"{_TRAIN},{_EVAL}",
     "biggan_128": f"model.ch=8,train.batch_size=2,{_TRAIN},{_EVAL},eval.standing_stats_batch=4,eval.batch_size=4",
-    "finetune_biggan_deep_128": f"train.batch_size=2,{_TRAIN},{_EVAL},eval.batch_size=4",
+    "finetune_biggan_deep_128": f"train.batch_size=2,{_TRAIN},{_EVAL},eval.batch_size=4,eval.best_fid_samples=20",
     "cas_digits": "cas.epochs=1,cas.batch_size=16,cas.steps_per_loop=10,cas.save_every=20,cas.log_every=20",
+    # The paper's ResNet-50 protocol, still ResNet-50 (cas.arch kept), on 32 px crops for one epoch in float32.
+    "cas_resnet50_v2-8": ("cas.image_size=32,cas.batch_size=16,cas.epochs=1,"
+                          "cas.steps_per_loop=8,cas.save_every=16,cas.log_every=16,cas.dtype=float32,"
+                          "cas.shuffle_buffer=64,cas.eval_batch_size=8"),
     # Resuming a run (or intervening in it): only what a resume may change (training/checkpoints.py).
     "resume": "train.train_steps=4,train.steps_per_loop=2,train.log_every=2,train.save_every=2,train.sample_every=4,train.sv_every=4",
     "all": ("train.train_steps=4,train.steps_per_loop=2,train.save_every=2,train.log_every=2,train.sv_every=4,"
@@ -113,12 +119,24 @@ PLACEHOLDERS = {
                                  "OVERRIDES": lambda f, s: _shell_overrides(s.path("out"))},
     "Synthesize and CAS": {"N": lambda f, s: "3"},
     "Stability": {"DIR": lambda f, s: s.copy_of(f.default_run, name="collapsed")},
+    # VAL: prepared shards, ImageNet-layout labels 1..2 (a 1,000-class module's range); N = 1 image per class
+    # keeps the synthesis of 1,000 classes small; map.txt maps the first class of OUT/labels.txt to 162.
+    "Start from the published weights": {"VAL": lambda f, s: f.prepared, "OUT": lambda f, s: f.prepared,
+                                         "N": lambda f, s: "1", "K": lambda f, s: str(len(f.prepared_labels)),
+                                         "map.txt": lambda f, s: f.class_map},
 }
 # Longer patterns, replaced before the placeholders they contain.
 COMPOSITES = {
     "RUN/best_fid/ckpt-N": lambda f, s: s.copy_of(f.run) + "/best_fid/" + f.best_fid_checkpoint,
     "RUN/ckpt-N": lambda f, s: s.copy_of(f.run) + "/" + f.first_checkpoint,
     "DIR/pre_collapse/ckpt-4000": lambda f, s: s.pre_collapse(f.default_run, "ckpt-2"),
+    # The user's class count (N elsewhere in the same line's section is images per class).
+    "data.num_classes=N": lambda f, s: f"data.num_classes={len(f.prepared_labels)}",
+}
+# Runs an earlier block makes: a block that reads one without making it (no line matching the regex)
+# finds a copy of the fixture at that path of its scratch.
+MADE_EARLIER = {
+    "runs/deep256": (r"--mode=import_hub\b.*--model_dir=runs/deep256(?![\w/-])", lambda f: f.imported("biggan-deep-256")),
 }
 REWRITES = [  # (regex, replacement) on the block's text
     (r"python3 -m pip install [^&;\n]*", "python3 -m pip show tf_biggan >/dev/null"),
@@ -223,6 +241,27 @@ class Fixtures:
     def inception(self):
         return _tiny_inception(os.path.join(self.base, "inception"))
 
+    @functools.cached_property
+    def prepared_labels(self):
+        return open(os.path.join(self.prepared, "labels.txt")).read().splitlines()
+
+    @functools.cached_property
+    def class_map(self):
+        """A `CLASS IMAGENET_INDEX` map written against the prepared shards' labels.txt: the first class -> 162."""
+        path = os.path.join(self.base, "map.txt")
+        with open(path, "w") as f:
+            f.write(f"{self.prepared_labels[0]} 162\n")
+        return path
+
+    def imported(self, name):
+        """`--mode=import_hub` of module(name), through the CLI, as the README's import line makes it."""
+        path = os.path.join(self.base, "imported", name)
+        if not os.path.exists(path):
+            subprocess.run([sys.executable, "-m", "tf_biggan.main", "--mode=import_hub", f"--module={self.module(name)}",
+                            f"--model_dir={path}"], check=True, capture_output=True, text=True,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+        return path
+
     def module(self, name):
         """A reduced-width module in the official layout for `biggan-128`, `biggan-deep-256`, ..."""
         if name not in self.modules:
@@ -245,6 +284,10 @@ class Scratch:
             if not name.startswith("."):
                 os.symlink(os.path.join(ROOT, name), os.path.join(directory, name))
         self._copies = {}
+
+    def place(self, run, relative):
+        """A copy of `run` at `relative` (a path the README's commands use) in this scratch."""
+        shutil.copytree(run, os.path.join(self.dir, relative))
 
     def path(self, name):
         return os.path.join(self.dir, "work", name)
@@ -328,14 +371,18 @@ def runnable(code, section, fixtures, scratch):
     """The block's text with placeholders, optional groups and rewrites resolved (module docstring)."""
     text = re.sub(r"\\\n\s*", "", code)  # continuation lines
     text = re.sub(r"\[(--[^\]\s=]+)(?:=([^\]\s]*))?\]", _optional, text)
+    for path, (maker, run) in MADE_EARLIER.items():
+        if re.search(rf"{re.escape(path)}(?![\w-])", text) and not re.search(maker, text):
+            scratch.place(run(fixtures), path)
     text = _MODULE.sub(lambda m: f"--module={fixtures.module(m.group(1))}", text)
     table = dict(PLACEHOLDERS[None], **PLACEHOLDERS.get(section, {}))
     for pattern, value in COMPOSITES.items():
         if pattern in text:
             text = text.replace(pattern, value(fixtures, scratch))
     for name, value in table.items():
-        if re.search(rf"(?<![A-Za-z0-9_$]){name}(?![A-Za-z0-9_])", text):
-            text = re.sub(rf"(?<![A-Za-z0-9_$]){name}(?![A-Za-z0-9_])", lambda m: value(fixtures, scratch), text)
+        word = rf"(?<![A-Za-z0-9_$]){re.escape(name)}(?![A-Za-z0-9_])"
+        if re.search(word, text):
+            text = re.sub(word, lambda m: value(fixtures, scratch), text)
     for pattern, replacement in REWRITES:
         text = re.sub(pattern, replacement, text)
     return text
@@ -408,3 +455,23 @@ def test_shrink_and_placeholders():
     assert _optional(re.match(r"\[(--[^\]\s=]+)(?:=([^\]\s]*))?\]", "[--latent_convention=a|b|c]")) == \
         "--latent_convention=a"
     assert _optional(re.match(r"\[(--[^\]\s=]+)(?:=([^\]\s]*))?\]", "[--inception_path=...]")) == ""
+
+
+def test_runs_made_earlier_and_placeholders_with_dots(tmp_path):
+    """A block reading runs/deep256 without importing it finds the fixture's copy there; one that imports
+    it does not; `map.txt` is replaced as a whole word only (its dot is not a wildcard)."""
+    run = tmp_path / "imported"
+    run.mkdir()
+    (run / "import.json").write_text("{}")
+    fixtures = type("F", (), {"imported": lambda self, name: str(run), "class_map": "/fixtures/map.txt",
+                              "prepared": "/fixtures/prepared", "prepared_labels": ["cats", "dogs"]})()
+    section = "Start from the published weights"
+    reader = Scratch(str(tmp_path / "reader"))
+    text = runnable("tf-biggan --mode=train --model_dir=runs/deep256 \\\n  --hparams_overrides=data.num_classes=N,"
+                    "data.class_map=map.txt,x=mapatxt", section, fixtures, reader)
+    assert os.path.exists(os.path.join(reader.dir, "runs/deep256/import.json"))
+    assert "data.num_classes=2,data.class_map=/fixtures/map.txt,x=mapatxt" in text
+    maker = Scratch(str(tmp_path / "maker"))
+    runnable("tf-biggan --mode=import_hub --module=M --model_dir=runs/deep256\ntf-biggan --mode=sweep "
+             "--model_dir=runs/deep256", section, fixtures, maker)
+    assert not os.path.exists(os.path.join(maker.dir, "runs"))

@@ -45,6 +45,9 @@ Both families' statistics are used only while the generator is the module's (the
 RUN/pretrained/ckpt-0, `sampling.standing_stats.ModuleStatistics`): a fine-tuned generator's are its
 own. Under hub_notebook, t = 0 would make z all zeros: the run's default truncation (`eval.truncation`,
 for --mode=eval, synthesize, the figures and the best-FID keeper) is written as 1.0 and t <= 0 is refused.
+A module holds no training images, so the run measures FID against the validation shards
+(`eval.fid_reference: validation`, files from `eval.validation_pattern`); a fine-tuning recipe, which
+gives the training images, sets it back to train.
 """
 
 from __future__ import annotations
@@ -251,8 +254,10 @@ def module_hparams(module: Module, overrides: str = ""):
                            truncation_stats=NUM_TRUNCATION_STATS if deep else 0,
                            bn_epsilon=1e-4, sn_epsilon=1e-4),
              "data": dict(num_classes=module.num_classes),
+             # fid_reference: a module comes without its training images (data.pattern empty), so FID is
+             # measured against the held-out shards that eval.validation_pattern names.
              "eval": dict(latent_convention="hub_notebook", truncations=list(IMPORTED_TRUNCATIONS),
-                          truncation=IMPORTED_TRUNCATION,
+                          truncation=IMPORTED_TRUNCATION, fid_reference="validation",
                           export_truncations=[round(k / 50, 2) for k in range(1, 51)] if deep
                           else list(hp.eval.export_truncations))}
     hp = hparams_from_dict(fixed, f"the {module.kind} module's configuration", base=hp)
