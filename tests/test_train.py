@@ -219,7 +219,7 @@ def test_multi_worker_two_processes(tmp_path):
 def test_periodic_fid_keeps_the_best_checkpoint_apart(tmp_path):
     """eval.best_fid_every: EMA-G is scored during training and the best checkpoint kept in best_fid/."""
     hp = tiny_hp("train.train_steps=4,train.save_every=4,eval.best_fid_every=2,eval.best_fid_samples=100,"
-                 "eval.classifier_epochs=2")
+                 "eval.classifier_epochs=1,eval.classifier_max_examples=300,eval.real_max_examples=300")
     flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None, inception_path=None)
     trainer, report = train_from_flags(hp, flags)
     with open(os.path.join(flags.model_dir, "best_fid", "best_fid.json")) as f:
