@@ -7,7 +7,7 @@ are the ones plain autodiff gives. Worth it where fn turns small inputs into a l
 autodiff would keep, at a small cost to recompute:
 - spectral norm: W / sigma, a normalised copy of every kernel (layers/spectral_norm.py);
 - self-attention: the (positions x pooled positions) softmax map (layers/attention.py);
-- G's upsampling: a 2x nearest-neighbour upsample feeding a conv, which keeps the 4x larger input.
+- G's upsample + conv (layers/upsample_conv.py): the four phase kernels formed from W / sigma.
 
 Two details make the saving real:
 - the recomputation has a control dependency on the incoming gradient. Without it Grappler's
