@@ -242,6 +242,16 @@ def test_an_imported_deep_run_runs_no_standing_statistics_pass(imported, tmp_pat
     for path, table in rows.items():
         np.testing.assert_array_equal(export["tables"][path], table.astype(np.float32), err_msg=path)  # 51 rows
 
+    # synthesis: its plan (pinned for reruns, written to manifest.json) says the module's statistics, and
+    # preparing the source runs no pass
+    from tf_biggan.export.sources import CheckpointSource
+
+    source = CheckpointSource(run, hp=None, flags=flags(run))
+    source.configure([1, 1], 0.31, 0, "hub_notebook")
+    source.prepare()
+    assert counter.calls == 0
+    assert source.standing_stats == {"statistics": "module", "truncation": 0.31, "latent_convention": "hub_notebook"}
+
 
 def _assert_statistics_of_its_own(run, module_dir, monkeypatch, tmp_path, full=False):
     """Eval (the default 1.0) and sweep of `run`, whose latest checkpoint has trained, and with `full` also

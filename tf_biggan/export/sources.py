@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_biggan import paths
 from tf_biggan.errors import UserError
-from tf_biggan.sampling.standing_stats import apply_standing_stats
+from tf_biggan.sampling.standing_stats import apply_standing_stats, module_statistics
 
 
 
@@ -68,12 +68,17 @@ class CheckpointSource(GeneratorSource):
 
     def configure(self, counts, truncation: float, seed: int, convention: str) -> None:
         self._stats_args = (list(counts), float(truncation), int(seed), convention)
+        module = module_statistics(self.generator)
+        if module is not None and module.covers(float(truncation), convention):
+            # An untrained import samples with the module's own statistics: no passes run (and the
+            # plan, which a rerun must find again, says so).
+            self.standing_stats = {"statistics": "module"}
         self.standing_stats.update(truncation=float(truncation), latent_convention=convention)
 
     def prepare(self) -> None:
         counts, truncation, seed, convention = self._stats_args
-        apply_standing_stats(self.generator, truncation, self.standing_stats["passes"],
-                             self.standing_stats["batch_size"], seed, convention, class_counts=counts)
+        apply_standing_stats(self.generator, truncation, int(self.hp.eval.standing_stats_passes),
+                             int(self.hp.eval.standing_stats_batch), seed, convention, class_counts=counts)
 
 
 class ModuleSource:

@@ -354,9 +354,11 @@ def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int
     """Prepares the source, then writes shards `todo` (plus markers and npz); (timer, names written)."""
     t0 = time.perf_counter()
     source.prepare()
-    if source.standing_stats:
+    if source.standing_stats and "passes" in source.standing_stats:
         log(f"standing statistics at truncation {truncation:g}: {source.standing_stats['passes']} passes of "
             f"{source.standing_stats['batch_size']} ({time.perf_counter() - t0:.1f}s)")
+    elif source.standing_stats:
+        log(f"the module's own BN statistics at truncation {truncation:g} (no standing-statistics pass)")
     all_labels = interleaved_labels(counts)
     timer, written = Timer(), []
     todo_images = layout.images(todo)
