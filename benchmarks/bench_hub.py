@@ -170,7 +170,11 @@ def sampling_rounds(args, kind: str, ch: int, run: str) -> dict:
         print(line, flush=True)
     best = {side: max((x["images_per_s"] for x in results), default=None) for side, results in rounds.items()}
     ratio = best["ours"] / best["peer"] if best["peer"] else None
-    return {"truncation": truncation, "rounds": rounds, "best": best, "ratio": ratio}
+    # The fastest single call of each side: less sensitive to other jobs on a shared machine than a round.
+    call = {side: max((args.batch / min(x["seconds_per_call"]) for x in results), default=None)
+            for side, results in rounds.items()}
+    print("  fastest single call: " + ", ".join(f"{side} {v:.2f} img/s" for side, v in call.items() if v), flush=True)
+    return {"truncation": truncation, "rounds": rounds, "best": best, "ratio": ratio, "fastest_call": call}
 
 
 def table(results: dict, args) -> str:
