@@ -78,9 +78,17 @@ def test_main_job_runs_every_stage_and_reports(main_job_run):
     assert "CAS top-1 vs real top-1" in out
 
 
-def test_rerun_skips_every_stage(main_job_run):
+def test_rerun_skips_every_stage(main_job_run, capsys):
+    """In this process, through the mode's function with the launch's flags (no TensorFlow start: a
+    rerun of a finished job reads its outputs only)."""
+    import evaluation_run
+    from tf_biggan.config import load_hparams
+
     model_dir, report, _ = main_job_run
-    out = _run_all(model_dir)
+    capsys.readouterr()
+    evaluation_run.mode("all")(load_hparams(None, TINY), evaluation_run.flags(
+        model_dir, mode="all", hparams_overrides=TINY, images_per_class=30))
+    out = capsys.readouterr().out
     for stage in STAGES:
         assert f"[all] {stage}: complete, skipped" in out
     with open(os.path.join(model_dir, "report.json")) as f:
