@@ -21,6 +21,7 @@ import time
 import numpy as np
 import pytest
 
+from test_main_job import _figures  # every figure of a report but times and rates
 from tf_biggan.training import loop, preemption
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -360,19 +361,6 @@ ALL = ",".join([
 def _all_command(model_dir):
     return [sys.executable, "-m", "tf_biggan.main", "--mode=all", f"--model_dir={model_dir}",
             f"--hparams_overrides={ALL}", "--images_per_class=30"]
-
-
-def _figures(value, path=""):
-    """Every number of a report by its path, but wall-clock times and rates."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not any(word in k for word in ("seconds", "per_sec", "rate")):
-                yield from _figures(v, f"{path}/{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _figures(v, f"{path}/{i}")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield path, value
 
 
 def _signal_at_line(proc, log_path, text, signum, timeout=900):
