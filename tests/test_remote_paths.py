@@ -47,6 +47,9 @@ ALLOWED = {
     ("config.py", "os.path.abspath"): "PACKAGE_DIR = the installed package's own directory (__file__)",
     ("export/hub.py", "tempfile.TemporaryDirectory"): "local scratch for the metadata asset's SOURCE; "
                                                       "tf.saved_model.save copies it into the (remote) module",
+    ("training/preemption.py", "tempfile.mkdtemp"): "local scratch for PreemptionCheckpointHandler's own empty "
+                                                    "checkpoint, never written; the run's checkpoints go through "
+                                                    "the save action (tf.io.gfile)",
 }
 
 
