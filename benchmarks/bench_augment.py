@@ -221,7 +221,7 @@ def evaluate(args, kinds=KINDS, every_checkpoint: bool = False) -> dict:
 def cost(args) -> dict:
     from tf_biggan import seeds
     from tf_biggan.augment.draws import Draws
-    from tf_biggan.augment.pipeline import ada_augment
+    from tf_biggan.augment.transforms import ada_augment
 
     out = {}
     for size, batch in ((16, 64), (128, 16)):

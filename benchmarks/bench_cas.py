@@ -38,8 +38,8 @@ V2_8_PEAK_TFLOPS = 180.0  # Cloud TPU v2-8: 4 chips x 45 TFLOP/s (bf16 matmul), 
 
 def digits_cas(gan_dir: str, out: str) -> dict:
     from tf_biggan.cas import run_cas
-    from tf_biggan.export import synthesize as syn
-    from tf_biggan.export.sources import CheckpointSource
+    from tf_biggan.synthesis import synthesize as syn
+    from tf_biggan.synthesis.generators import CheckpointSource
 
     hp = load_hparams("hparams/cas_digits.yaml")
     t = time.time()

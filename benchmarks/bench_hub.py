@@ -235,8 +235,8 @@ def ours_worker(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tf_biggan.export.sources import CheckpointSource
-    from tf_biggan.export.synthesize import shard_latents
+    from tf_biggan.synthesis.generators import CheckpointSource
+    from tf_biggan.synthesis.synthesize import shard_latents
 
     start = time.perf_counter()
     source = CheckpointSource(args.run)

@@ -49,7 +49,7 @@ REPO = os.path.dirname(HERE)
 
 
 def _load_malloc():
-    """tf_biggan/malloc.py alone (no package import: tf_biggan's own host settings must not reach
+    """tf_biggan/host/malloc.py alone (no package import: tf_biggan's own host settings must not reach
     the peer's process)."""
     import importlib.util
 
@@ -298,14 +298,14 @@ def run_worker(kind: str, args, python: str) -> dict:
         cmd.append("--no_flops")
     if args.sample_grid and kind == "ours":
         cmd.append("--sample_grid")
-    # Ours runs on the malloc the CLI re-executes itself with (tf_biggan/malloc.py); the peer on
+    # Ours runs on the malloc the CLI re-executes itself with (tf_biggan/host/malloc.py); the peer on
     # --peer_malloc (default: glibc's, as BigGAN-PyTorch ships).
     setting = os.environ.get(malloc.ENV, malloc.DEFAULT) if kind == "ours" else args.peer_malloc
     return launch_worker(cmd, kind, setting)
 
 
 def launch_worker(cmd: list, label: str, malloc_setting: str) -> dict:
-    """Runs a worker process on `malloc_setting` (tf_biggan/malloc.py) and returns the JSON of its last
+    """Runs a worker process on `malloc_setting` (tf_biggan/host/malloc.py) and returns the JSON of its last
     `RESULT ` stdout line (its stages go to stderr), with the machine's load average added."""
     env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: malloc_setting}))
     proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)

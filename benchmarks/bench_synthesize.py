@@ -53,8 +53,8 @@ def bench_model(name: str, hparams: str, batch: int, batches: int, e2e_images: i
     import tensorflow as tf
 
     from tf_biggan.config import load_hparams
-    from tf_biggan.export import synthesize as synth
-    from tf_biggan.export.sources import GeneratorSource
+    from tf_biggan.synthesis import synthesize as synth
+    from tf_biggan.synthesis.generators import GeneratorSource
     from tf_biggan.images import to_uint8
     from tf_biggan.data import tfrecord
     from tf_biggan.models import Generator

@@ -20,7 +20,7 @@ For each of the six official modules (`biggan-{128,256,512}/2`, `biggan-deep-{12
      `_drive_biggan_pytorch`); everything else is the references' code, imported from --refs_dir at
      run time (nothing of theirs is copied here);
   4. imports the module with `python -m tf_biggan.main --mode=import_hub` (wall time and the
-     subprocess's peak RSS recorded), loads the run's EMA generator with `sampling.run.load_run` and
+     subprocess's peak RSS recorded), loads the run's EMA generator with `runs.load_run` and
      samples it in inference mode with the module's statistics (deep: the 51 sets interpolated at t,
      `apply_standing_stats(..., convention="hub_notebook")`; /2: the stored set);
   5. prints the max abs pixel difference (images in [-1, 1]) per kind, reference and truncation, and
@@ -165,7 +165,7 @@ def run_import(module_dir: str, run_dir: str) -> dict:
 def sample_imported(run_dir: str, inputs: dict, truncations) -> dict:
     """The imported run's EMA generator in inference mode at each truncation, NHWC images."""
     import tensorflow as tf
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
     from tf_biggan.sampling.standing_stats import apply_standing_stats
 
     run = load_run(run_dir)

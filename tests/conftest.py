@@ -63,7 +63,7 @@ def tiny_run(tmp_path_factory):
     (tests/evaluation_run.py): checkpoints at steps STEPS / 2 and STEPS. Tests read it and write
     their outputs elsewhere, or reports that any of them may rewrite."""
     import evaluation_run
-    from tf_biggan.sampling.run import saved_hparams
+    from tf_biggan.runs import saved_hparams
 
     model_dir = evaluation_run.train(str(tmp_path_factory.mktemp("tiny_run")))
     return model_dir, saved_hparams(model_dir)

@@ -17,7 +17,7 @@ from tf_biggan.augment.controller import REAL, AugmentState, ada_update
 from tf_biggan.augment.diffaugment import diff_augment, rand_cutout, rand_translation
 from tf_biggan.augment.draws import Draws
 from tf_biggan.augment.leak import applied_with_probability
-from tf_biggan.augment.pipeline import (GEOMETRIC, PIPELINES, TRANSFORMS, AdaSpec, ada_augment, ada_parameters,
+from tf_biggan.augment.transforms import (GEOMETRIC, PIPELINES, TRANSFORMS, AdaSpec, ada_augment, ada_parameters,
                                         with_overrides)
 from tf_biggan.augment.resample import affine_resample
 from tf_biggan.config import AugmentConfig, HParamsError, load_hparams

@@ -216,7 +216,7 @@ def test_resnet50_builds_with_protocol_batch_norm():
 def test_cas_sweep_joins_fid_is_and_writes_table_csv_plots(tmp_path, monkeypatch):
     """The sweep's bookkeeping with its stages stubbed (each is tested on its own): which classifiers it
     trains on which data, the join with the GAN sweep, the real + k table, the CSV and both plots."""
-    from tf_biggan.cas import sweep
+    from tf_biggan.cas import truncation_sweep as sweep
     from tf_biggan.config import save_hparams
 
     run = tmp_path / "run"

@@ -51,7 +51,7 @@ def test_two_cpu_replicas_collapse_stop_then_intervene_resumes(tmp_path):
     second = cli("--mode=train", "--cpu_replicas=2", f"--model_dir={run}",
                  f"--hparams_overrides={SCENARIO},train.train_steps=6,stability.detect_collapse=false",
                  f"--checkpoint={chosen}", "--intervene=g_lr=1.0e-4,freeze=d,reset_adam=g",
-                 TF_BIGGAN_MALLOC="mimalloc")  # the CLI re-executes itself on it (tf_biggan/malloc.py)
+                 TF_BIGGAN_MALLOC="mimalloc")  # the CLI re-executes itself on it (tf_biggan/host/malloc.py)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
     assert "on 2 replica(s) (MirroredStrategy)" in second.stdout
     assert "resumed from" in second.stdout and "ckpt-2 at step 2" in second.stdout

@@ -19,7 +19,7 @@ from tf_biggan.errors import UserError
 from tf_biggan.evaluation import best_fid, evaluate, evaluator, real_data, real_stats, sweep
 from tf_biggan.evaluation.extractor import FeatureExtractor
 from tf_biggan.sampling.labels import class_balanced_labels
-from tf_biggan.sampling.run import load_run
+from tf_biggan.runs import load_run
 from tf_biggan.sampling.standing_stats import apply_standing_stats, get_bn_stats
 
 # The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
@@ -175,7 +175,7 @@ class _Keeper:
 
 
 def _variables(model):
-    from tf_biggan.training.checkpoints import variables_checkpoint
+    from tf_biggan.models.variables_checkpoint import variables_checkpoint
 
     return variables_checkpoint(model)
 

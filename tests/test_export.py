@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import evaluation_run
-from tf_biggan.export.hub import export_generator, standing_stats_grid
+from tf_biggan.hub.export import export_generator, standing_stats_grid
 from tf_biggan.sampling.standing_stats import set_bn_stats
 
 # The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
@@ -27,7 +27,7 @@ def exported(tiny_run, tiny_module):
     """The session's tiny run exported by `--mode=export` with its defaults (conftest.py `tiny_module`),
     the run's EMA-G restored in memory, and the per-truncation BN statistics the export must hold
     (standing statistics over eval.export_truncations, Appendix C.1)."""
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
 
     model_dir, hp = tiny_run
     run = load_run(model_dir, hp=hp)
@@ -139,7 +139,7 @@ def test_export_cli_exports_the_checkpoint_it_is_given(tiny_run, tmp_path):
     """Through the real CLI: --checkpoint=<an earlier checkpoint> exports THAT step (it used to
     export the latest silently) and honours the run's eval.* overrides (here eval.export_truncations,
     once dropped); a missing checkpoint is a user error naming the flag."""
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
 
     model_dir, hp = tiny_run
     earlier = os.path.join(model_dir, f"ckpt-{evaluation_run.STEPS // 2}")

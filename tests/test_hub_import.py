@@ -21,7 +21,7 @@ import tensorflow as tf
 from hub_reference_forward import module_forward
 from official_hub_layout import write_official_module
 from tf_biggan.errors import UserError
-from tf_biggan.export.hub_import import import_hub, read_module
+from tf_biggan.hub.importer import import_hub, read_module
 
 pytestmark = pytest.mark.xdist_group("hub_import")
 
@@ -54,7 +54,7 @@ def _latents(dim_z, truncation, n=2, seed=0):
 def test_imported_generator_equals_the_module_forward(imported, kind):
     """At truncations 0.2, 0.5 and 1.0 (deep: the module's statistics at that truncation, no passes;
     /2: its one set), within float32 round-off of the float64 reference."""
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
     from tf_biggan.sampling.standing_stats import apply_standing_stats
 
     module_dir, run_dir = imported[kind]
@@ -99,7 +99,7 @@ def test_an_imported_run_measures_fid_against_the_validation_shards_alone(import
 
     from test_data_tfrecord import hand_example, write_raw
     from tf_biggan.config import load_hparams
-    from tf_biggan.evaluation.evaluator import Evaluator
+    from tf_biggan.evaluation.scoring import Evaluator
     from tf_biggan.evaluation.extractor import FeatureExtractor
 
     colours = np.array([[200, 40, 90], [10, 250, 130], [120, 120, 30], [60, 0, 255]])
@@ -129,7 +129,7 @@ def test_an_imported_run_measures_fid_against_the_validation_shards_alone(import
 def test_deep_statistics_interpolate_linearly_between_rows(imported):
     """Between grid points the statistics are (1 - w) row_k + w row_k+1, w = 50 t - k (numpy)."""
     from tf_biggan.layers.batch_norm import batch_norm_layers
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
     from tf_biggan.sampling.standing_stats import apply_standing_stats
 
     module_dir, run_dir = imported["biggan-deep-128/1"]
@@ -237,7 +237,8 @@ def test_fine_tuning_start_maps_classes_to_the_modules_rows(imported, tmp_path):
     """data.class_map on 4 classes (prepare_data's labels.txt): mapped rows are the module file's rows of
     their ImageNet classes; the others (all four without a map) the fresh draw's directions at the mean
     norm of the module's 1000 rows; every other weight is the module's."""
-    from tf_biggan.export.hub_import import fine_tune_hparams, pretrained_start
+    from tf_biggan.hub.importer import fine_tune_hparams
+    from tf_biggan.training.warm_start import pretrained_start
 
     module_dir, run = imported["biggan-deep-128/1"]
     (tmp_path / "shards").mkdir()
@@ -275,7 +276,7 @@ def test_fine_tuning_start_maps_classes_to_the_modules_rows(imported, tmp_path):
 def test_a_class_map_on_a_run_that_was_not_imported_is_refused(tmp_path):
     from types import SimpleNamespace
 
-    from tf_biggan.export.hub_import import pretrained_start
+    from tf_biggan.training.warm_start import pretrained_start
 
     trainer = SimpleNamespace(hp=SimpleNamespace(data=SimpleNamespace(class_map="map.txt")))
     with pytest.raises(UserError, match=r"data.class_map=map.txt: .* holds no import: leave data.class_map out"):
@@ -333,7 +334,7 @@ def test_import_then_sweep_export_synthesize_and_fine_tune_through_the_cli(tmp_p
 
 def test_fine_tuning_recipe_applies_on_the_imported_configuration(imported, tmp_path):
     from tf_biggan.config import HParamsError
-    from tf_biggan.export.hub_import import fine_tune_hparams
+    from tf_biggan.hub.importer import fine_tune_hparams
 
     _, run = imported["biggan-deep-128/1"]
     hp = fine_tune_hparams(run, "finetune_biggan_deep_128", "data.pattern=/d/train-*,data.num_classes=10")

@@ -23,8 +23,8 @@ import tensorflow as tf
 from evaluation_run import flags, mode
 from official_hub_layout import write_official_module
 from tf_biggan.errors import UserError
-from tf_biggan.evaluation.evaluator import Evaluator
-from tf_biggan.export.hub_import import import_hub, read_module
+from tf_biggan.evaluation.scoring import Evaluator
+from tf_biggan.hub.importer import import_hub, read_module
 from tf_biggan.sampling import standing_stats
 from tf_biggan.sampling.standing_stats import get_bn_stats
 
@@ -114,7 +114,7 @@ def _at(rows, t):
 
 def _own_statistics(run_dir, truncations, hp):
     """{t: standing statistics of the run's generator at t}, computed here: passes over hub_notebook latents."""
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
 
     g = load_run(run_dir, hp=hp).ema_generator
     out = {}
@@ -175,7 +175,7 @@ def _images(module, t, n=3):
 def test_hub_notebook_export_of_module_rows_reads_them_as_the_module_does(tmp_path, monkeypatch):
     """A generator holding module rows exports them as its grid (0, 0.02, ..., 1): no pass; the module at
     t equals G with the rows at t (`use_truncation_stats`), t <= 0 reads row 0 and t > 1 row 50."""
-    from tf_biggan.export.hub import export_generator
+    from tf_biggan.hub.export import export_generator
     from tf_biggan.layers.batch_norm import batch_norm_layers
 
     g = _tiny_deep_generator()
@@ -197,7 +197,7 @@ def test_hub_notebook_export_has_no_untruncated_set_and_reads_t_0_as_its_lowest_
     """A generator with statistics of its own (not marked): passes per grid point in hub_notebook, no
     untruncated set; t <= 0 is the lowest grid truncation for statistics and sample_latents alike."""
     from tf_biggan import seeds
-    from tf_biggan.export.hub import export_generator
+    from tf_biggan.hub.export import export_generator
     from tf_biggan.sampling.latents import hub_notebook_truncated_z
 
     g = _tiny_deep_generator()
@@ -244,7 +244,7 @@ def test_an_imported_deep_run_runs_no_standing_statistics_pass(imported, tmp_pat
 
     # synthesis: its plan (pinned for reruns, written to manifest.json) says the module's statistics, and
     # preparing the source runs no pass
-    from tf_biggan.export.sources import CheckpointSource
+    from tf_biggan.synthesis.generators import CheckpointSource
 
     source = CheckpointSource(run, hp=None, flags=flags(run))
     source.configure([1, 1], 0.31, 0, "hub_notebook")
@@ -257,8 +257,8 @@ def _assert_statistics_of_its_own(run, module_dir, monkeypatch, tmp_path, full=F
     """Eval (the default 1.0) and sweep of `run`, whose latest checkpoint has trained, and with `full` also
     synthesis and export (grid [0.5]; the sweep at 0.5 then): each runs passes and uses the standing
     statistics of THAT generator in hub_notebook (computed here), not the module's rows."""
-    from tf_biggan.export.sources import CheckpointSource
-    from tf_biggan.sampling.run import saved_hparams
+    from tf_biggan.synthesis.generators import CheckpointSource
+    from tf_biggan.runs import saved_hparams
 
     hp = saved_hparams(run)
     t = 0.5 if full else 1.0
@@ -293,8 +293,8 @@ def test_a_trained_checkpoint_of_an_imported_run_has_statistics_of_its_own(impor
     EMA-G moved: from then on eval and sweep compute its statistics, never reading the module's rows
     (the full train mode, synthesis and export: test_fine_tuning_an_imported_deep_run_through_the_cli, slow;
     an unmarked generator's hub_notebook export: test_hub_notebook_export_has_no_untruncated_set_*)."""
-    from tf_biggan.sampling.run import load_run
-    from tf_biggan.training.checkpoints import variables_checkpoint
+    from tf_biggan.runs import load_run
+    from tf_biggan.models.variables_checkpoint import variables_checkpoint
 
     module_dir, imported_run, _ = imported["deep"]
     run = str(tmp_path / "run")
@@ -313,7 +313,7 @@ def test_a_trained_checkpoint_of_an_imported_run_has_statistics_of_its_own(impor
 def test_a_v2_import_samples_at_truncation_1_with_its_stored_set(imported, tmp_path, monkeypatch):
     """biggan-128/2: at t = 1 (hub_notebook) the module's accumulated_mean / accumulated_var exactly, also
     after another truncation overwrote them; standing statistics elsewhere; the export's t = 1 row too."""
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
 
     module_dir, run, import_passes = imported["v2"]
     assert import_passes == 0
@@ -351,9 +351,9 @@ def test_truncation_zero_under_hub_notebook_is_refused_or_the_runs_default(impor
     """Every place that takes a truncation: z = 0 is never drawn under hub_notebook."""
     from tf_biggan.config import HParamsError, hparams_from_dict
     from tf_biggan.evaluation.best_fid import BestFidKeeper
-    from tf_biggan.export import synthesize
+    from tf_biggan.synthesis import synthesize
     from tf_biggan.sampling.latents import convention_z
-    from tf_biggan.sampling.run import saved_hparams
+    from tf_biggan.runs import saved_hparams
 
     _, run, _ = imported["deep"]
     hp = saved_hparams(run)

@@ -80,7 +80,7 @@ def test_hub_notebook_variant_scales_a_fixed_truncnorm():
 def test_cas_convention_resamples_outside_two_tau(tau):
     """CAS A.1 footnote 5: entries outside [-2τ, 2τ] resampled, so z ~ truncnorm(-2τ, 2τ) (in z units),
     checked against scipy's closed-form std and by a KS test, through synthesize's shard latents."""
-    from tf_biggan.export import synthesize
+    from tf_biggan.synthesis import synthesize
 
     z = synthesize.shard_latents(0, 2000, 20, tau, seed=3, convention="cas_resample").numpy().astype(np.float64)
     ref = scipy.stats.truncnorm(-2 * tau, 2 * tau)

@@ -183,7 +183,7 @@ def test_stage_flags_are_every_launch_flag_with_the_stage_on_top():
 
     from absl import flags as absl_flags
 
-    from tf_biggan.main_job import MainJob
+    from tf_biggan.job.stages import MainJob
 
     launch = types.SimpleNamespace(images_per_class=30, jpeg_quality=80, checkpoint="ckpt-3", intervene="g_lr=1",
                                    hparams="x.yaml", hparams_overrides="train.g_lr=1")

@@ -1,4 +1,4 @@
-"""tf_biggan/malloc.py: which allocator the CLI re-executes itself with, and its errors.
+"""tf_biggan/host/malloc.py: which allocator the CLI re-executes itself with, and its errors.
 
 The CLI end of it (the re-executed process really runs on the library, recorded as train_report's
 `malloc`) is checked in tests/test_cli.py's scenario; here the choice, the environment it builds and
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tf_biggan import malloc
+from tf_biggan.host import malloc
 
 
 def fake_lib(tmp_path, name):
@@ -97,7 +97,7 @@ def test_cli_refuses_a_bad_setting_in_one_line_before_importing_tensorflow():
 
 
 def test_module_prints_the_library_to_preload():
-    run = lambda *a: subprocess.run([sys.executable, "-m", "tf_biggan.malloc", *a], capture_output=True, text=True)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tf_biggan.host.malloc", *a], capture_output=True, text=True)
     out = run("mimalloc")
     assert out.returncode == 0 and out.stdout.strip() == malloc.find("mimalloc")
     out = run("system")

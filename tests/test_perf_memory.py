@@ -92,7 +92,7 @@ def test_training_attention_never_holds_a_batch_of_attention_maps():
 
 
 def test_freed_tensors_leave_the_process_resident_set():
-    """tf_biggan's host settings (host_memory.py): a step's freed activations go back to the OS
+    """tf_biggan's host settings (host/memory.py): a step's freed activations go back to the OS
     (TF's default oneDNN BFC arena kept every byte it ever held)."""
     def rss_mb():
         with open("/proc/self/status") as f:
@@ -107,7 +107,7 @@ def test_freed_tensors_leave_the_process_resident_set():
 
 
 def test_training_step_turns_constant_folding_off():
-    """training/grappler.py: Grappler's constant folding baked the memory optimizer's zero
+    """host/grappler.py: Grappler's constant folding baked the memory optimizer's zero
     accumulators of G's kernel gradients into 281 MB of resident Consts at BigGAN-128 (measured
     offline on the optimised step graph; the tiny models here never trigger that rewrite, so the
     wiring is what a test can check): the step's compile() turns it off, whatever was set before."""

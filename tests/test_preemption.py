@@ -124,7 +124,7 @@ class _FakeSource:
 
 
 def test_synthesis_abandons_the_shard_in_hand_and_the_rerun_is_byte_identical(tmp_path):
-    from tf_biggan.export.synthesize import synthesize
+    from tf_biggan.synthesis.synthesize import synthesize
 
     kwargs = dict(num_shards=3, truncation=0.5, seed=1, jpeg_quality=90)
     straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")

@@ -16,9 +16,9 @@ import evaluation_run
 from evaluation_run import flags
 from tf_biggan import images
 from tf_biggan.errors import UserError
-from tf_biggan.evaluation import evaluator, qualitative
+from tf_biggan.evaluation import qualitative, scoring as evaluator
 from tf_biggan.evaluation.real_data import real_images
-from tf_biggan.sampling.run import load_run
+from tf_biggan.runs import load_run
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
 # The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.

@@ -62,7 +62,7 @@ def test_real_stats_cli_fills_the_evaluation_cache(tmp_path):
     # The evaluation finds them where it looks and computes nothing.
     from tf_biggan.config import load_hparams
     from tf_biggan.evaluation import real_stats
-    from tf_biggan.evaluation.evaluator import Evaluator
+    from tf_biggan.evaluation.scoring import Evaluator
     from tf_biggan.evaluation.features import load_classifier
     from tf_biggan.evaluation.real_data import real_images
 

@@ -39,13 +39,13 @@ ALLOWED = {
                         "with no TensorFlow import; remote paths take its tf.io.gfile branch",
     ("paths.py", "*"): "answers local paths without importing TensorFlow (hparams and directory flags are "
                        "checked before TF starts); remote paths go to tf.io.gfile",
-    ("malloc.py", "*"): "the allocator library on this machine (site-packages, /usr/lib) and /proc/self/maps: "
+    ("host/malloc.py", "*"): "the allocator library on this machine (site-packages, /usr/lib) and /proc/self/maps: "
                         "local by nature, and read before TensorFlow starts",
     ("config.py", "os.path.exists"): "hparams/ inside the installed package (a bare name such as biggan_128)",
     ("config.py", "os.listdir"): "lists the package's own hparams/ for the error message",
     ("config.py", "os.path.isdir"): "the package's own hparams/",
     ("config.py", "os.path.abspath"): "PACKAGE_DIR = the installed package's own directory (__file__)",
-    ("export/hub.py", "tempfile.TemporaryDirectory"): "local scratch for the metadata asset's SOURCE; "
+    ("hub/export.py", "tempfile.TemporaryDirectory"): "local scratch for the metadata asset's SOURCE; "
                                                       "tf.saved_model.save copies it into the (remote) module",
     ("training/preemption.py", "tempfile.mkdtemp"): "local scratch for PreemptionCheckpointHandler's own empty "
                                                     "checkpoint, never written; the run's checkpoints go through "
@@ -213,7 +213,7 @@ TINY = ",".join([
     "eval.classifier_max_examples=500", "cas.epochs=1",
 ])
 RUN = "ram://main_job/run"
-# What the main job documents (main_job.py's docstring, README): each must be readable through gfile.
+# What the main job documents (job/stages.py's docstring, README): each must be readable through gfile.
 DOCUMENTED = [
     "hparams.yaml", "train_report.json", "train/scalars.jsonl", "checkpoint", "sweep_report.json",
     "sweep_is_fid.png", "export/saved_model.pb", "export/assets/metadata.json", "synthetic/manifest.json",

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import evaluation_run
 from tf_biggan.errors import UserError
-from tf_biggan.export import synthesize as synth
+from tf_biggan.synthesis import synthesize as synth
 from tf_biggan.sampling.labels import interleaved_labels
 
 # The session's tiny run (conftest.py) is trained once: every module that reads it runs on one xdist worker.
@@ -110,7 +110,7 @@ def test_latents_are_stateless_per_shard_and_truncated():
 def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     """Plain parse_single_example: requested counts, 1-based labels, synsets, 16x16 JPEGs; manifest;
     and the images are EMA-G's with standing statistics accumulated at the requested truncation."""
-    from tf_biggan.sampling.run import load_run
+    from tf_biggan.runs import load_run
     from tf_biggan.sampling.standing_stats import apply_standing_stats
 
     synsets = tmp_path / "synsets.txt"
@@ -170,7 +170,7 @@ def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys, types
-    from tf_biggan.export import synthesize
+    from tf_biggan.synthesis import synthesize
     from tf_biggan.data import tfrecord
 
     real_write_shard = tfrecord.write_shard

@@ -8,7 +8,8 @@ import tensorflow as tf
 from conftest import mirrored_strategy
 from tf_biggan import seeds
 from tf_biggan.config import load_hparams
-from tf_biggan.training.checkpoints import CHECKPOINT_OBJECTS, variables_checkpoint
+from tf_biggan.models.variables_checkpoint import variables_checkpoint
+from tf_biggan.training.checkpoints import CHECKPOINT_OBJECTS
 from tf_biggan.training.step import LatentSampler, PenaltyTerm
 from tf_biggan.training.trainer import GANTrainer
 

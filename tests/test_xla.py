@@ -314,7 +314,7 @@ def test_augmentation_compiles_and_matches(kind):
     from tf_biggan import seeds
     from tf_biggan.augment.diffaugment import diff_augment
     from tf_biggan.augment.draws import Draws
-    from tf_biggan.augment.pipeline import ada_augment
+    from tf_biggan.augment.transforms import ada_augment
 
     b, res = 32, 16  # one v3-8 core's batch at the tiny GAN's resolution
     rng = np.random.default_rng(2)

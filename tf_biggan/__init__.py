@@ -12,15 +12,15 @@ __version__ = "0.1.0"
 def configure_process() -> None:
     """The CLI's process settings (idempotent; call before TensorFlow is imported):
 
-    - host_memory.py: TF's oneDNN tensors on the system allocator, glibc's mmap threshold at 1 MB
+    - host/memory.py: TF's oneDNN tensors on the system allocator, glibc's mmap threshold at 1 MB
       and at most one glibc arena per CPU, so freed activations go back to the OS (a user's own
       TF_ONEDNN_USE_SYSTEM_ALLOCATOR / MALLOC_ARENA_MAX win);
-    - keras_extras.py: Keras' imports of scikit-learn, matplotlib and IPython, for features
+    - host/keras_extras.py: Keras' imports of scikit-learn, matplotlib and IPython, for features
       tf_biggan never calls, answered with ImportError (imports by anyone else load them as usual).
 
     The malloc itself (TF_BIGGAN_MALLOC, malloc.py) is chosen before Python starts, by the CLI only.
     """
-    from tf_biggan import host_memory, keras_extras
+    from tf_biggan.host import keras_extras, memory as host_memory
 
     host_memory.configure()  # before TF makes its CPU device
     keras_extras.install()  # before TF imports Keras

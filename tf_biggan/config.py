@@ -317,7 +317,7 @@ class EvalConfig:
     truncation: float = 0.0
     batch_size: int = 256  # images per generator call when sampling
     # Truncation thresholds whose standing statistics an exported module stores (plus untruncated, except
-    # under hub_notebook); the module interpolates between them (tf_biggan/export/hub.py). An imported
+    # under hub_notebook); the module interpolates between them (tf_biggan/hub/export.py). An imported
     # biggan-deep run exports the module's 51 sets instead, until it has trained.
     export_truncations: typing.Tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
     # Splits of the Inception Score (Salimans et al.; the paper's Table 2 numbers use 10).

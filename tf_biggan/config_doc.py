@@ -23,7 +23,8 @@ import tokenize
 import typing
 from typing import Dict, List, Tuple
 
-from tf_biggan import config, malloc
+from tf_biggan import config
+from tf_biggan.host import malloc
 
 REGENERATE = "python3 -m tf_biggan.config_doc docs/configuration.md"
 
@@ -37,7 +38,7 @@ ENVIRONMENT = [
      "itself once with the library in `LD_PRELOAD` (an allocator cannot be swapped after the first "
      "malloc); a caching allocator is faster per step and holds more memory (docs/performance.md). "
      "From Python, preload one yourself: "
-     "`LD_PRELOAD=$(python3 -m tf_biggan.malloc tcmalloc) python3 ...`."),
+     "`LD_PRELOAD=$(python3 -m tf_biggan.host.malloc tcmalloc) python3 ...`."),
     (malloc.REEXEC_MARKER, "the CLI, internally",
      "Set by the CLI on the process it re-executes, so that it does not re-execute again. Not a setting."),
     ("LD_PRELOAD", "the CLI", f"A malloc library already named there wins over `{malloc.ENV}`; otherwise the CLI "
@@ -49,7 +50,7 @@ ENVIRONMENT = [
      "only) unless you set it."),
     ("TFDS_DATA_DIR", "`data.kind: tfds`", "Where TFDS datasets are prepared, when `data.data_dir` is empty."),
     ("TF_ONEDNN_USE_SYSTEM_ALLOCATOR, MALLOC_ARENA_MAX", "the CLI (`tf_biggan.configure_process`)",
-     "The CLI sets the first to 1 and caps glibc's arenas at the CPU count (tf_biggan/host_memory.py); "
+     "The CLI sets the first to 1 and caps glibc's arenas at the CPU count (tf_biggan/host/memory.py); "
      "values you set yourself are kept."),
 ]
 

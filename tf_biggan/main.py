@@ -23,7 +23,7 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 
 import tf_biggan  # noqa: E402
-from tf_biggan import malloc  # noqa: E402
+from tf_biggan.host import malloc  # noqa: E402
 from tf_biggan.modes import MODES, mode_function, precheck
 
 flags.DEFINE_enum("mode", "train", MODES, "What to run.")
@@ -191,10 +191,10 @@ def _main(argv) -> int:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
         hp = None
         if FLAGS.mode == "train" and FLAGS.model_dir:
-            from tf_biggan import paths
+            from tf_biggan.runs import is_imported
 
-            if paths.exists(os.path.join(FLAGS.model_dir, "import.json")):
-                from tf_biggan.export.hub_import import fine_tune_hparams
+            if is_imported(FLAGS.model_dir):
+                from tf_biggan.hub.importer import fine_tune_hparams
 
                 # a run made by --mode=import_hub: its own configuration, a recipe's sections on top
                 hp = fine_tune_hparams(FLAGS.model_dir, FLAGS.hparams, overrides)
@@ -214,9 +214,9 @@ def _main(argv) -> int:
             from tf_biggan.training.strategy import split_cpu
 
             split_cpu(FLAGS.cpu_replicas)
-        from tf_biggan.training import grappler
+        from tf_biggan.host import grappler
 
-        grappler.configure()  # every mode optimises graphs alike: see training/grappler.py
+        grappler.configure()  # every mode optimises graphs alike: see host/grappler.py
         mode_function(FLAGS.mode)(hp, FLAGS)
     except UserError as exc:
         print(f"tf-biggan: error: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The modes of the absl app, each a function `run(hp, flags)` in the module named for its feature.
 
-A table of its own (not in main.py) so that the main job (`main_job.py`) and tests can run a mode
+A table of its own (not in main.py) so that the main job (`job/stages.py`) and tests can run a mode
 exactly as `tf-biggan --mode=NAME` does without importing main.py, whose flag definitions must run
 once per process (`python -m tf_biggan.main` imports it as `__main__`).
 """
@@ -20,14 +20,14 @@ MODE_TABLE = {
     "interpolate": ("tf_biggan.evaluation.qualitative", "run_interpolate"),
     "neighbors": ("tf_biggan.evaluation.qualitative", "run_neighbors"),
     "memorization": ("tf_biggan.evaluation.qualitative", "run_memorization"),
-    "export": ("tf_biggan.export.hub", "run_export"),
-    "import_hub": ("tf_biggan.export.hub_import", "run_import_hub"),
-    "synthesize": ("tf_biggan.export.synthesize", "run_synthesize"),
+    "export": ("tf_biggan.hub.export", "run_export"),
+    "import_hub": ("tf_biggan.hub.importer", "run_import_hub"),
+    "synthesize": ("tf_biggan.synthesis.synthesize", "run_synthesize"),
     "cas": ("tf_biggan.cas.train", "run_cas_mode"),
-    "cas_sweep": ("tf_biggan.cas.sweep", "run_cas_sweep_mode"),
+    "cas_sweep": ("tf_biggan.cas.truncation_sweep", "run_cas_sweep_mode"),
     "prepare_data": ("tf_biggan.data.image_folder", "run_prepare_data"),
     "real_stats": ("tf_biggan.evaluation.real_stats", "run_real_stats"),
-    "all": ("tf_biggan.main_job", "run_all"),
+    "all": ("tf_biggan.job.stages", "run_all"),
 }
 
 MODES = tuple(MODE_TABLE)
@@ -35,7 +35,7 @@ MODES = tuple(MODE_TABLE)
 # mode -> (module, function): checks of the flags and hparams a mode needs that import no TensorFlow,
 # run by main.py before TF starts (so a user error fails in about a second).
 PRECHECK_TABLE = {
-    "all": ("tf_biggan.main_job", "check_all"),
+    "all": ("tf_biggan.job.stages", "check_all"),
 }
 
 

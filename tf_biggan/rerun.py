@@ -2,7 +2,7 @@
 
 Every resumable output pins the settings that fix its bytes: a training run its hparams.yaml
 (training/checkpoints.py), a CAS run MODEL_DIR/cas_plan.json (cas/train.py), a synthesis its
-`.synthesize_plan.json` (export/synthesize.py). A rerun with other settings would mix two runs in
+`.synthesize_plan.json` (synthesis/synthesize.py). A rerun with other settings would mix two runs in
 one directory, so it is refused with one line naming every setting that differs (dotted keys of
 the nested settings) and how to go on.
 """

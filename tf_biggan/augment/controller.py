@@ -39,7 +39,7 @@ import tensorflow as tf
 from tf_biggan import seeds
 from tf_biggan.augment.diffaugment import diff_augment
 from tf_biggan.augment.draws import Draws
-from tf_biggan.augment.pipeline import ada_augment
+from tf_biggan.augment.transforms import ada_augment
 
 # Roles of a batch in the step's counter: D step real / fake, G step fake, held-out reals (r_v).
 REAL, FAKE, G_FAKE, HELDOUT = 0, 1, 2, 3

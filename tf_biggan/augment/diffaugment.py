@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_biggan.augment.pipeline import cutout_mask
+from tf_biggan.augment.transforms import cutout_mask
 from tf_biggan.augment.spec import POLICIES, parse_policy  # noqa: F401  (apart: a config checks them without TF)
 
 

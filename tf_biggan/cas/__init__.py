@@ -15,7 +15,7 @@ def run_cas(*args, **kwargs):
 
 
 def run_cas_sweep(*args, **kwargs):
-    from tf_biggan.cas.sweep import run_cas_sweep as _run
+    from tf_biggan.cas.truncation_sweep import run_cas_sweep as _run
 
     return _run(*args, **kwargs)
 

@@ -42,9 +42,11 @@ from tf_biggan.config import save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models.classifiers import build_classifier, decayed_variables
 from tf_biggan.progress import Progress
-from tf_biggan.training import grappler, loop, preemption
+from tf_biggan.host import grappler
+from tf_biggan.training import loop, preemption
 from tf_biggan.training import strategy as strategy_lib
-from tf_biggan.training.checkpoints import WorkerCheckpointManager, variables_checkpoint
+from tf_biggan.models.variables_checkpoint import variables_checkpoint
+from tf_biggan.training.checkpoints import WorkerCheckpointManager
 from tf_biggan.training.summaries import Summaries
 
 REPORT = "cas_report.json"

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from tf_biggan import atomic
-from tf_biggan.evaluation.evaluator import Evaluator
+from tf_biggan.evaluation.scoring import Evaluator
 from tf_biggan.sampling.latents import check_truncation
 from tf_biggan.sampling.standing_stats import get_bn_stats, set_bn_stats
 

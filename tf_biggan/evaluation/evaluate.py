@@ -4,8 +4,8 @@
 untruncated; 1.0 for an imported TF-Hub run, whose hub_notebook convention refuses 0) into
 MODEL_DIR/eval_report.json; `--mode=sweep` scores every threshold of eval.truncations and writes
 Table 2's three points and Appendix D's curve (`tf_biggan.evaluation.sweep`). Both read the run
-through `tf_biggan.sampling.run.load_run` (honouring `--checkpoint`, e.g. the best-FID checkpoint
-MODEL_DIR/best_fid/ckpt-N) and score it with `tf_biggan.evaluation.evaluator.Evaluator`.
+through `tf_biggan.runs.load_run` (honouring `--checkpoint`, e.g. the best-FID checkpoint
+MODEL_DIR/best_fid/ckpt-N) and score it with `tf_biggan.evaluation.scoring.Evaluator`.
 
 Where the pieces live: real images `real_data`, extractors `features` / `classifier`, real
 statistics and their cache `real_stats`, sampling and scoring `evaluator`, Table 2 / CSV / plot
@@ -19,9 +19,9 @@ import os
 from tf_biggan import atomic
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
-from tf_biggan.evaluation.evaluator import Evaluator, truncation_label
+from tf_biggan.evaluation.scoring import Evaluator, truncation_label
 from tf_biggan.evaluation.sweep import SWEEP_CSV, SWEEP_PLOT, SWEEP_REPORT, sweep_report
-from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams, run_truncation
+from tf_biggan.runs import load_run, require_model_dir, run_hparams, run_truncation
 
 # training/trainer.py imports the keeper from here; its new home is evaluation/best_fid.py (this
 # re-export goes when the training loop imports it from there).

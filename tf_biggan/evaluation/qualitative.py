@@ -34,11 +34,11 @@ import tensorflow as tf
 from tf_biggan import atomic, seeds
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
-from tf_biggan.evaluation.evaluator import eval_latents, inference_fn
+from tf_biggan.evaluation.scoring import eval_latents, inference_fn
 from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message, real_batches, real_data_config, real_dataset_id
 from tf_biggan.images import png_bytes, pyplot, tile, write_figure
-from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams, run_truncation
+from tf_biggan.runs import load_run, require_model_dir, run_hparams, run_truncation
 from tf_biggan.sampling.standing_stats import apply_standing_stats
 
 INTERPOLATE_ZC_PNG = "interpolate_zc.png"
@@ -243,7 +243,7 @@ def _run(hp, flags, mode: str, check=None, **networks):
 
 def _generator_at(hp, flags, mode: str):
     """(run, truncation, seed): EMA-G with standing statistics at --truncation (default the run's
-    eval.truncation; refused under hub_notebook at 0, `sampling.run.run_truncation`), Appendix C.1."""
+    eval.truncation; refused under hub_notebook at 0, `runs.run_truncation`), Appendix C.1."""
     seed = int(_flag(flags, "seed", 0))
     run = _run(hp, flags, mode, check=lambda run_hp: run_truncation(run_hp, flags))
     truncation = run_truncation(run.hp, flags)

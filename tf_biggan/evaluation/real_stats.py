@@ -153,6 +153,7 @@ def real_statistics(hp, extractor, which: str, cache_dir: Optional[str],
 
 
 REAL_STATS_REPORT = "real_stats.json"
+STATS_CACHE_DIR = "eval_cache"  # MODEL_DIR/eval_cache: real statistics cached per data set and extractor
 
 
 def fid_npz_name(which: str, extractor_name: str) -> str:
@@ -170,11 +171,10 @@ def run_real_stats(hp, flags) -> dict:
     import tensorflow as tf
 
     from tf_biggan.errors import UserError
-    from tf_biggan.evaluation.evaluator import STATS_CACHE_DIR
     from tf_biggan.evaluation.features import feature_extractor
     from tf_biggan.evaluation.real_data import no_validation_message
     from tf_biggan.progress import Progress
-    from tf_biggan.sampling.run import HPARAMS_FILE, run_hparams
+    from tf_biggan.runs import HPARAMS_FILE, run_hparams
 
     model_dir = getattr(flags, "model_dir", None) or None
     inception_path = getattr(flags, "inception_path", None) or None

@@ -12,7 +12,7 @@ import time
 from typing import Dict, Optional, Sequence
 
 from tf_biggan import atomic
-from tf_biggan.evaluation.evaluator import Evaluator, truncation_label
+from tf_biggan.evaluation.scoring import Evaluator, truncation_label
 from tf_biggan.evaluation.real_data import no_validation_message
 from tf_biggan.images import pyplot, write_figure
 

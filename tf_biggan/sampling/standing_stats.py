@@ -13,7 +13,7 @@ qualitative figures compute the same statistics for the same (truncation, seed);
 `apply_standing_stats` runs the passes; `get_bn_stats` / `set_bn_stats` read and write a set.
 
 An imported official TF-Hub generator (`--mode=import_hub`) comes with the module's own statistics,
-used instead of passes while the generator still IS the module (`ModuleStatistics`; `sampling.run.load_run`
+used instead of passes while the generator still IS the module (`ModuleStatistics`; `runs.load_run`
 marks a generator restored from the import's checkpoint, the one place that is decided), and only in
 the modules' latent convention (`hub_notebook`):
 - biggan-deep-*/1: the 51 truncation-indexed sets (truncation 0, 0.02, ..., 1.0), interpolated linearly,
@@ -125,7 +125,7 @@ _MODULE_STATISTICS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def hold_module_statistics(generator) -> None:
     """Marks `generator` as holding an imported module's weights AND statistics as imported (called by
-    `sampling.run.load_run` for the import's checkpoint): truncation-indexed rows when it has them
+    `runs.load_run` for the import's checkpoint): truncation-indexed rows when it has them
     (`model.truncation_stats`), else its current inference statistics (the /2 modules' stored set)."""
     rows = bool(generator.cfg.truncation_stats)
     _MODULE_STATISTICS[generator] = ModuleStatistics(rows, None if rows else get_bn_stats(generator))

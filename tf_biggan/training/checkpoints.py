@@ -10,7 +10,7 @@ checkpoints `ckpt-STEP` (atomic) of these objects, by name:
 
 `RunCheckpoint` saves and restores them; under MultiWorkerMirroredStrategy every worker takes part
 in saving and only the chief's copy is kept. Reading a run back (evaluation, export, synthesis) is
-`tf_biggan.sampling.run.load_run`.
+`tf_biggan.runs.load_run`; what a run directory holds and whether it was imported is `tf_biggan.runs`.
 """
 
 from __future__ import annotations
@@ -23,26 +23,8 @@ import tensorflow as tf
 from tf_biggan import paths, rerun
 from tf_biggan.config import hparams_from_dict, save_hparams
 from tf_biggan.errors import UserError
-
-
-def variables_checkpoint(model, keep=None) -> tf.train.Checkpoint:
-    """Every variable of a Keras model (trainable, BN statistics, SN `u`) by its path in the model.
-
-    Keras 3 models are not fully tracked by tf.train.Checkpoint (layers kept in nested lists and
-    sub-layers built in `build` are missed, so BN statistics and SN vectors were silently not
-    restored); naming each variable explicitly checkpoints all of them. `keep(name)`, if given,
-    selects the names (e.g. all but the class embedding when fine-tuning to other classes).
-    """
-    prefix = model.name + "/"
-    named = {}
-    for v in model.variables:
-        path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
-        named[path.replace("/", ".")] = v.value if hasattr(v, "value") else v
-    if len(named) != len(model.variables):
-        raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
-    if keep is not None:
-        named = {name: v for name, v in named.items() if keep(name)}
-    return tf.train.Checkpoint(**named)
+from tf_biggan.models.variables_checkpoint import variables_checkpoint
+from tf_biggan.runs import HPARAMS_FILE, imported_and_untrained
 
 
 # Object names inside every checkpoint: part of the on-disk format (runs resume by these names).
@@ -132,13 +114,6 @@ def check_resume_hparams(hp, path: str) -> None:
                         + ". Resume with the same --hparams/--hparams_overrides, or give a new --model_dir")
 
 
-def _imported_and_untrained(model_dir: str) -> bool:
-    from tf_biggan.export.hub_import import IMPORT_FILE
-
-    return (tf.io.gfile.exists(os.path.join(model_dir, IMPORT_FILE))
-            and not tf.train.latest_checkpoint(model_dir))
-
-
 def check_imported_hparams(hp, path: str) -> None:
     """UserError if `hp` changes the architecture of an imported run (model.*, fixed by its module's
     weights); data.*, train.*, eval.*, augment.* and stability.* may change before its first step."""
@@ -153,11 +128,11 @@ def check_imported_hparams(hp, path: str) -> None:
 
 def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:
     """A fresh model_dir gets hparams.yaml; an existing run must have the same hparams (UserError)."""
-    path = os.path.join(model_dir, "hparams.yaml")
+    path = os.path.join(model_dir, HPARAMS_FILE)
     if paths.existing_file(model_dir):
         raise UserError(f"--model_dir={model_dir} is a file, not a directory: pass a new or an existing run's directory")
     if tf.io.gfile.exists(path):  # gfile: MODEL_DIR may be gs://
-        if _imported_and_untrained(model_dir):
+        if imported_and_untrained(model_dir):
             check_imported_hparams(hp, path)  # fine-tuning sets data, train and eval freely
         else:
             check_resume_hparams(hp, path)

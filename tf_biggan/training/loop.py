@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
-from tf_biggan import malloc
+from tf_biggan.host import malloc
 from tf_biggan.atomic import write_bytes, write_json
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress

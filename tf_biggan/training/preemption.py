@@ -7,7 +7,7 @@ terminal presses Ctrl-C (SIGINT). Without this module both end the process at on
 resumes from the last periodic checkpoint (`train.save_every`, `cas.save_every` steps back).
 
 What a signal does (the loops of training/loop.py, the GAN's and the CAS classifier's, and the
-shard loop of export/synthesize.py run inside `graceful()`; main.py runs every mode inside
+shard loop of synthesis/synthesize.py run inside `graceful()`; main.py runs every mode inside
 `watching()`):
 
   inside a loop    the signal is recorded; after the graph call in progress the loop stops, the

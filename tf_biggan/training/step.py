@@ -66,7 +66,7 @@ import tensorflow as tf
 
 from tf_biggan import seeds
 from tf_biggan.layers.ortho_reg import ortho_reg
-from tf_biggan.training import grappler
+from tf_biggan.host import grappler
 from tf_biggan.training.losses import D_LOSSES, G_LOSSES
 
 BASE_METRICS = ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "d_real", "d_fake")

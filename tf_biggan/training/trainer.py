@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan.augment import hooks as augment_hooks
+from tf_biggan.training import augmentation as augment_hooks
 from tf_biggan.augment.controller import AugmentState
 from tf_biggan.errors import UserError
 from tf_biggan.layers.orthogonal_init import DeferredKernels, deferred_kernels, placeholder_kernels
@@ -237,7 +237,7 @@ def train_from_flags(hp, flags):
     if restored:
         trainer.progress.log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
     else:  # a run made by --mode=import_hub: fine-tune the module's generator
-        from tf_biggan.export.hub_import import pretrained_start
+        from tf_biggan.training.warm_start import pretrained_start
 
         pretrained_start(trainer, model_dir, log=trainer.progress.log)
     for net in ("g", "d"):

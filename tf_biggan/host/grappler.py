@@ -11,7 +11,7 @@ step's other temporaries: about 0.26 GB less both at rest after the first step a
 iteration's peak, and no slower (benchmarks/bench_memory_speed.py). The option is process-wide
 (TF has no per-function Grappler options), never flipped back: a function's executor is instantiated per Grappler configuration,
 so toggling it would re-optimise and hold a second copy. Set by every CLI mode before its first
-graph, by the training step, and by `sampling.run.load_run` and `cas.run_cas` (the library's
+graph, by the training step, and by `runs.load_run` and `cas.run_cas` (the library's
 entry points), so every process computes the same numbers: folded constants round differently,
 and a synthesis resumed in a fresh process wrote other bytes than the one that followed
 training in-process (tests/test_main_job.py). For that reason it has no switch: a process that

@@ -1,7 +1,8 @@
-"""Loading a training run back: the ONE way every mode that reads a run gets its networks.
+"""A run directory: what it holds, whether it was imported, and loading it back (the ONE way every mode
+that reads a run gets its networks).
 
 A run directory (`--model_dir`) holds `hparams.yaml` and the trainer's checkpoints: G, D, EMA-G
-(each variable named by its path in the model, `training.checkpoints.variables_checkpoint`), both
+(each variable named by its path in the model, `models.variables_checkpoint`), both
 optimisers and the step. Evaluation, export, synthesis and the qualitative figures sample the EMA
 generator (paper Section 3: "moving averages of G's weights"); the memorisation test (Section 4.2)
 needs D. `load_run` builds only the networks the caller asks for and restores them from the latest
@@ -24,11 +25,12 @@ import dataclasses
 import os
 from typing import Optional
 
-import tensorflow as tf
-
 from tf_biggan.errors import UserError
 
-HPARAMS_FILE = "hparams.yaml"
+# A run directory's files (the on-disk format every mode reads and writes).
+HPARAMS_FILE = "hparams.yaml"  # the resolved hyper-parameters, written on the first start
+IMPORT_FILE = "import.json"  # written by --mode=import_hub: the run's generator came from a TF-Hub module
+PRETRAINED_DIR = "pretrained"  # RUN/pretrained/ckpt-0: the imported module's weights, untrained
 
 
 @dataclasses.dataclass
@@ -47,6 +49,8 @@ class Run:
 
 def require_model_dir(model_dir: Optional[str], mode: str) -> str:
     """`--model_dir`, checked to be an existing directory; a UserError naming the flag otherwise."""
+    import tensorflow as tf
+
     if not model_dir:
         raise UserError(f"--model_dir is required for --mode={mode}: pass the training run's directory "
                         "(it holds hparams.yaml and the checkpoints)")
@@ -58,6 +62,8 @@ def require_model_dir(model_dir: Optional[str], mode: str) -> str:
 
 def saved_hparams(model_dir: str):
     """The resolved hparams a run was trained with (MODEL_DIR/hparams.yaml)."""
+    import tensorflow as tf
+
     from tf_biggan.config import load_hparams
 
     path = os.path.join(model_dir, HPARAMS_FILE)
@@ -93,8 +99,33 @@ def run_truncation(hp, flags=None) -> float:
     return check_truncation(given, hp.eval.latent_convention, "--truncation")
 
 
+def is_imported(model_dir: str) -> bool:
+    """Whether `--mode=import_hub` made this run (it holds IMPORT_FILE)."""
+    from tf_biggan import paths
+
+    return paths.exists(os.path.join(model_dir, IMPORT_FILE))
+
+
+def imported_checkpoint(model_dir: str) -> Optional[str]:
+    """RUN/pretrained/ckpt-0 of an imported run, else None."""
+    import tensorflow as tf
+
+    if not is_imported(model_dir):
+        return None
+    return tf.train.latest_checkpoint(os.path.join(model_dir, PRETRAINED_DIR))
+
+
+def imported_and_untrained(model_dir: str) -> bool:
+    """An imported run that has no checkpoint of its own yet (its hparams may still change but for model.*)."""
+    import tensorflow as tf
+
+    return is_imported(model_dir) and not tf.train.latest_checkpoint(model_dir)
+
+
 def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
     """The checkpoint prefix to restore: `checkpoint` (checked to exist) or the run's latest."""
+    import tensorflow as tf
+
     if checkpoint:
         if not tf.io.gfile.exists(checkpoint + ".index"):
             raise UserError(f"--checkpoint={checkpoint} does not exist (no {checkpoint}.index): pass a checkpoint "
@@ -104,8 +135,6 @@ def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
         return checkpoint
     latest = tf.train.latest_checkpoint(model_dir)
     if not latest:  # an imported run that has not trained yet: the module's weights
-        from tf_biggan.export.hub_import import imported_checkpoint
-
         latest = imported_checkpoint(model_dir)
     if not latest:
         raise UserError(f"--model_dir={model_dir} has no checkpoint yet; train it first (--mode=train)")
@@ -115,7 +144,6 @@ def resolve_checkpoint(model_dir: str, checkpoint: Optional[str] = None) -> str:
 def _is_import_checkpoint(model_dir: str, path: str) -> bool:
     """Whether `path` is the checkpoint `--mode=import_hub` wrote (the module's weights, untrained)."""
     from tf_biggan import paths
-    from tf_biggan.export.hub_import import imported_checkpoint
 
     imported = imported_checkpoint(model_dir)
     return bool(imported) and os.path.normpath(paths.absolute(path)) == os.path.normpath(paths.absolute(imported))
@@ -129,10 +157,12 @@ def load_run(model_dir: str, checkpoint: Optional[str] = None, *, hp=None, ema_g
     networks are built from hp.model exactly as the trainer builds them and restored by variable
     path; a checkpoint that lacks one of them (e.g. an export, or another model size) is a UserError.
     """
+    import tensorflow as tf
+
+    from tf_biggan.host import grappler
     from tf_biggan.layers.spectral_norm import settle_spectral_norm
     from tf_biggan.models import Discriminator, Generator
-    from tf_biggan.training import grappler
-    from tf_biggan.training.checkpoints import variables_checkpoint
+    from tf_biggan.models.variables_checkpoint import variables_checkpoint
 
     grappler.configure()  # the trainer's graph options, so the numbers match its process's
     hp = hp or saved_hparams(model_dir)

@@ -321,7 +321,7 @@ def _latest_sample_grid(model_dir: str) -> Optional[str]:
 
 def _truncation_text(t: float) -> str:
     """"untruncated" for 0 (z ~ N(0, I)), never "truncation 0"."""
-    from tf_biggan.evaluation.evaluator import truncation_label
+    from tf_biggan.evaluation.scoring import truncation_label
 
     return "untruncated" if t <= 0 else f"truncation {truncation_label(t)}"
 
@@ -353,7 +353,7 @@ def write_report(model_dir: str, report: dict) -> None:
     """report.json and report.md (pictures beside it, linked relatively)."""
     _plot_cas(report, os.path.join(model_dir, CAS_PLOT))
     atomic.write_json(os.path.join(model_dir, REPORT_JSON), report)
-    from tf_biggan.evaluation.evaluator import truncation_label
+    from tf_biggan.evaluation.scoring import truncation_label
 
     rel = lambda p: paths.relative(p, model_dir) if p else ""  # noqa: E731
     rows = "\n".join(
@@ -395,7 +395,7 @@ Trained to step {report['step']}; scored with {report['extractor']} features.
 
 
 def print_summary(report: dict) -> None:
-    from tf_biggan.evaluation.evaluator import truncation_label
+    from tf_biggan.evaluation.scoring import truncation_label
 
     lines = [
         ("truncation", f"{truncation_label(report['truncation'])} (best FID of the sweep)"),

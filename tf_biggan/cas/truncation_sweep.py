@@ -5,7 +5,7 @@ are outside the range of -2τ to 2τ are resampled"; `latent_convention: cas_res
 threshold, which at the same number truncates far more (std of z at τ = 1: 0.88 against 0.54). For
 each τ of cas.sweep_truncations (0 = untruncated), in RUN/cas_sweep/:
 
-    synthetic_tau<τ>/ class-balanced shards from the run's EMA-G (export/synthesize.py: resumes, refuses
+    synthetic_tau<τ>/ class-balanced shards from the run's EMA-G (synthesis/synthesize.py: resumes, refuses
                       changed settings), cas.sweep_images_per_class per class (0 = the real training
                       set's counts, CAS's one-for-one replacement);
     cas_tau<τ>/       a CAS classifier trained on them alone (train.run_cas: resumes, skips when done).
@@ -35,7 +35,7 @@ import tensorflow as tf
 from tf_biggan import atomic, paths
 from tf_biggan.cas.train import run_cas
 from tf_biggan.errors import UserError
-from tf_biggan.evaluation.evaluator import truncation_label
+from tf_biggan.evaluation.scoring import truncation_label
 from tf_biggan.images import pyplot, write_figure
 from tf_biggan.progress import Progress
 from tf_biggan.sampling.latents import z_bound
@@ -90,8 +90,8 @@ def evaluate_report(path: str) -> Optional[dict]:
 
 
 def _synthesize(run_dir: str, out_dir: str, truncation: float, per_class: int, log) -> str:
-    from tf_biggan.export import synthesize as syn
-    from tf_biggan.export.sources import CheckpointSource
+    from tf_biggan.synthesis import synthesize as syn
+    from tf_biggan.synthesis.generators import CheckpointSource
 
     source = CheckpointSource(run_dir)
     counts = ([per_class] * source.num_classes if per_class
@@ -134,7 +134,7 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
                   strategy: Optional[tf.distribute.Strategy] = None, inception_path: Optional[str] = None,
                   log: Optional[Callable[[str], None]] = None) -> Dict:
     """The whole sweep (module docstring); every stage resumes, so a rerun only does what is missing."""
-    from tf_biggan.sampling.run import saved_hparams
+    from tf_biggan.runs import saved_hparams
 
     log = Progress("cas_sweep", sink=log).log
     if not run_dir or not tf.io.gfile.isdir(run_dir):

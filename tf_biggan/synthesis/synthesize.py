@@ -10,7 +10,7 @@ output here is exactly what the ImageNet converter writes: shards `train-%05d-of
 `image/colorspace` and `image/filename`; records are built by `tf_biggan.data.tfrecord`.
 
 What is sampled (BigGAN paper, Brock et al. 2019):
-  * a source of `tf_biggan.export.sources`: the EMA generator of a checkpoint with standing
+  * a source of `tf_biggan.synthesis.generators`: the EMA generator of a checkpoint with standing
     statistics at the requested truncation (Appendix C.1), or an exported TF-Hub module (`--module`);
   * z from the truncation trick of Section 3.1: N(0, I) with entries beyond the threshold resampled
     (`latent_convention: paper_resample`, `tf_biggan.sampling.latents`). CAS states its sweep (0.2,
@@ -57,7 +57,7 @@ import tensorflow as tf
 from tf_biggan import atomic, paths, seeds
 from tf_biggan.data import tfrecord
 from tf_biggan.errors import UserError
-from tf_biggan.export.sources import CheckpointSource, ModuleSource
+from tf_biggan.synthesis.generators import CheckpointSource, ModuleSource
 from tf_biggan.images import to_uint8
 from tf_biggan.progress import Progress, format_seconds
 from tf_biggan.sampling.labels import interleaved_labels

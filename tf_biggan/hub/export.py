@@ -214,7 +214,7 @@ def run_export(hp, flags) -> str:
     `--checkpoint` (default: the run's latest; e.g. RUN/best_fid/ckpt-N), with standing statistics
     for eval.export_truncations (the run's value, or --hparams / --hparams_overrides eval.*), or an
     imported run's module statistics while it has not trained (`export_statistics`)."""
-    from tf_biggan.sampling.run import load_run, require_model_dir, run_hparams
+    from tf_biggan.runs import load_run, require_model_dir, run_hparams
 
     model_dir = require_model_dir(getattr(flags, "model_dir", None), "export")
     hp = run_hparams(model_dir, hp, flags)

@@ -2,7 +2,7 @@
 
 * `GeneratorSource`: an in-memory generator, used as is;
 * `CheckpointSource`: the EMA generator of a training run (Section 3: "moving averages of G's
-  weights"; `tf_biggan.sampling.run.load_run`, honouring --checkpoint), with standing statistics
+  weights"; `tf_biggan.runs.load_run`, honouring --checkpoint), with standing statistics
   (Appendix C.1) accumulated AT the synthesis truncation, because BN statistics depend on the
   latent distribution;
 * `ModuleSource`: an exported TF-Hub module (ours or one with the official `default` signature),
@@ -54,7 +54,7 @@ class CheckpointSource(GeneratorSource):
     """
 
     def __init__(self, model_dir: str, checkpoint: Optional[str] = None, hp=None, flags=None):
-        from tf_biggan.sampling.run import load_run, run_hparams
+        from tf_biggan.runs import load_run, run_hparams
 
         hp = run_hparams(model_dir, hp, flags)
         run = load_run(model_dir, checkpoint, hp=hp)

@@ -1,7 +1,7 @@
 """Which malloc the `tf-biggan` process runs on: speed of the training step on CPU hosts.
 
 TF's CPU kernels allocate and free every activation of a step: tensors of 1-100 MB at BigGAN-128.
-With glibc, host_memory.py's 1 MB mmap threshold makes each freed large tensor go back to the OS
+With glibc, host/memory.py's 1 MB mmap threshold makes each freed large tensor go back to the OS
 (that is what keeps the resident set at the live tensors), so the next step's tensors arrive as
 fresh pages the kernel must fault in and zero. A caching allocator (tcmalloc, mimalloc) keeps freed
 pages mapped and hands them to the next tensor, so the step runs faster, and its resident set is
@@ -16,7 +16,7 @@ from Python: the console script re-executes itself once with LD_PRELOAD naming t
 (`reexec_with_preload`, first thing in `main.run`, before TensorFlow is imported). Child processes
 (multi-worker workers, subprocesses) inherit it. TF_BIGGAN_MALLOC chooses:
 
-  system (default) glibc's malloc, with host_memory.py's settings
+  system (default) glibc's malloc, with host/memory.py's settings
   tcmalloc | mimalloc | jemalloc   that one; an error naming the package if it is not installed
                   (tcmalloc: Debian/Ubuntu libtcmalloc-minimal4; mimalloc: the cmeel-mimalloc wheel
                   that requirements.txt installs, or a system libmimalloc)
@@ -25,7 +25,7 @@ from Python: the console script re-executes itself once with LD_PRELOAD naming t
 
 A user's own LD_PRELOAD that already names a malloc library wins; nothing is re-executed.
 Importing tf_biggan from Python (a notebook, the tests) keeps the interpreter's malloc; preload one
-yourself with LD_PRELOAD=$(python3 -m tf_biggan.malloc tcmalloc) python3 ... . `active()` says which
+yourself with LD_PRELOAD=$(python3 -m tf_biggan.host.malloc tcmalloc) python3 ... . `active()` says which
 malloc a process runs on (train_report.json records it as `malloc`).
 """
 
@@ -158,8 +158,8 @@ def active() -> str:
 
 
 def main(argv) -> int:
-    """`python3 -m tf_biggan.malloc [SETTING]` prints the library SETTING (default: TF_BIGGAN_MALLOC)
-    names, for preloading into your own Python: LD_PRELOAD=$(python3 -m tf_biggan.malloc tcmalloc)."""
+    """`python3 -m tf_biggan.host.malloc [SETTING]` prints the library SETTING (default: TF_BIGGAN_MALLOC)
+    names, for preloading into your own Python: LD_PRELOAD=$(python3 -m tf_biggan.host.malloc tcmalloc)."""
     env = dict(os.environ, **({ENV: argv[0]} if argv else {}))
     try:
         path = choose(env)

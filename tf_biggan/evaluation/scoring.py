@@ -32,7 +32,7 @@ from tf_biggan.errors import UserError
 from tf_biggan.evaluation import metrics
 from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message
-from tf_biggan.evaluation.real_stats import feature_statistics, real_statistics
+from tf_biggan.evaluation.real_stats import STATS_CACHE_DIR, feature_statistics, real_statistics
 from tf_biggan.sampling.labels import class_balanced_labels
 from tf_biggan.sampling.latents import convention_z
 from tf_biggan.sampling.standing_stats import apply_standing_stats
@@ -40,7 +40,6 @@ from tf_biggan.sampling.standing_stats import apply_standing_stats
 # Sample i's z is row i % LATENT_BLOCK of block i // LATENT_BLOCK, each block drawn from its own
 # stateless key (eval_z, seed, block): z does not depend on how samples are batched.
 LATENT_BLOCK = 1024
-STATS_CACHE_DIR = "eval_cache"
 
 
 def truncation_label(t: float) -> str:
