@@ -119,3 +119,15 @@ def test_validation_imports_no_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_a_width_the_attention_block_cannot_split_is_a_config_error():
+    # SelfAttention projects to channels / 8 (layers/attention.py): BigGAN-128's D attention at 64 px
+    # sees 1 x ch channels (Table 4), G's at 64 px 2 x ch.
+    with pytest.raises(HParamsError, match=r"model.ch: the attention block at 64 px \(model.d_attention_resolution\) "
+                                           r"sees 4 channels"):
+        load_hparams("biggan_128", "model.ch=4")
+    with pytest.raises(HParamsError, match=r"attention block at 64 px \(model.g_attention_resolution\) sees 12"):
+        load_hparams("biggan_128", "model.ch=6,model.d_attention_resolution=0")
+    assert load_hparams("biggan_128", "model.ch=4,model.g_attention_resolution=0,model.d_attention_resolution=0")
+    assert load_hparams("biggan_128", "model.ch=8").model.ch == 8

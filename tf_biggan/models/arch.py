@@ -144,6 +144,14 @@ def num_z_chunks(family: str, resolution: int, skip_z: bool) -> int:
     return 1
 
 
+def _attention_width(stages: Sequence[Stage], resolution: int, ch: int) -> int:
+    """Channels the attention block after the first stage ending at `resolution` sees (8 where none)."""
+    for stage in stages:
+        if resolution and stage.resolution == resolution:
+            return ch * stage.blocks[-1].out_mult
+    return 8
+
+
 def _stage_resolutions(stages: Sequence[Stage]) -> List[int]:
     return [s.resolution for s in stages]
 
@@ -162,6 +170,10 @@ def check_model_config(cfg) -> Optional[Tuple[str, str]]:
         allowed = sorted(set(_stage_resolutions(stages)))
         if value and value not in allowed:
             return key, f"must be 0 (none) or a resolution the network passes through {allowed}, got {value}"
+        width = _attention_width(stages, value, cfg.ch)
+        if width % 8:  # SelfAttention's theta / phi project to channels / 8 (layers/attention.py)
+            return "model.ch", (f"the attention block at {value} px ({key}) sees {width} channels, not a multiple "
+                                f"of 8: pick model.ch so that it is (e.g. {8 * max(1, cfg.ch // 8)}), or {key}: 0")
     if cfg.hub_output_conv and cfg.family != "biggan_deep":
         return "model.hub_output_conv", "applies to family: biggan_deep only"
     return None
