@@ -1,4 +1,4 @@
-"""Recompute-in-backward (layers/recompute.py, issue 14 memory): spectral norm's W / sigma, G's
+"""Recompute-in-backward (layers/recompute.py): spectral norm's W / sigma, G's
 upsample before a conv and the attention map are formed again in the backward pass instead of kept.
 The gradients must be plain autodiff's (first and second order), and Grappler must not merge the
 recomputation back into the forward (which would keep the tensor alive and save nothing)."""
@@ -12,6 +12,7 @@ from tensorflow.python.grappler import tf_optimizer
 from tf_biggan.layers.attention import _attend, attend
 from tf_biggan.layers.recompute import recompute_in_backward
 from tf_biggan.layers.spectral_norm import SNConv2D, SNDense, SNEmbedding
+from tf_biggan.layers.upsample_conv import SNUpsampleConv2D
 from tf_biggan.models.biggan import upsample
 
 
@@ -22,7 +23,8 @@ def _conv(x, k):
 CASES = {
     "conv3x3": (lambda: SNConv2D(4, 3), (2, 5, 5, 3), lambda x, k: _conv(x, k), {}),
     "conv1x1": (lambda: SNConv2D(6, 1), (2, 4, 4, 5), lambda x, k: _conv(x, k), {}),
-    "upsample_conv": (lambda: SNConv2D(4, 3), (2, 3, 3, 3), lambda x, k: _conv(upsample(x), k), {"pre": upsample}),
+    # G's upsample + conv (layers/upsample_conv.py): the plain reference is the conv of the upsampled input.
+    "upsample_conv": (lambda: SNUpsampleConv2D(4, 3), (2, 3, 3, 3), lambda x, k: _conv(upsample(x), k), {}),
     "dense": (lambda: SNDense(7, use_bias=False), (3, 9), tf.matmul, {}),
     "embedding": (lambda: SNEmbedding(6, 5), (4, 6), tf.matmul, {}),
 }

@@ -275,11 +275,8 @@ class SNConv2D(_SpectralNormLayer):
     def build(self, input_shape):
         self._build_kernel((self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters))
 
-    def call(self, x, training=False, pre=None):
-        """pre: a cheap op on x applied inside the recomputed part (G's 2x upsample), so that its
-        4x larger output is not kept for the backward computation (layers/recompute.py)."""
-        op = _conv_same if pre is None else (lambda x, kernel: _conv_same(pre(x), kernel))
-        return self._add_bias(self._apply(op, x, training))
+    def call(self, x, training=False):
+        return self._add_bias(self._apply(_conv_same, x, training))
 
 
 class SNEmbedding(_SpectralNormLayer):
