@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -31,7 +29,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [REPO, HERE]
 
+import workers  # noqa: E402
 from bench_memory_speed import Stages, launch_worker, malloc  # noqa: E402  (no TensorFlow import)
+from machine import cpu_model  # noqa: E402
 
 CONFIGS = {"8x1": (8, 1), "8x4": (8, 4), "32x1": (32, 1)}  # name -> (batch_size, accumulations)
 
@@ -67,14 +67,6 @@ def run(name: str, overrides: str = "") -> dict:
                          os.environ.get(malloc.ENV, malloc.DEFAULT))
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="8x1,8x4,32x1")
@@ -83,10 +75,10 @@ def main() -> int:
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._worker:
-        print("RESULT " + json.dumps(worker(args._worker, args.overrides)), flush=True)
+        workers.report(worker(args._worker, args.overrides))
         return 0
     results = {name: run(name, args.overrides) for name in args.configs.split(",")}
-    report = {"machine": cpu_model(), "cores": os.cpu_count(),
+    report = {"machine": cpu_model(platform.processor() or "unknown"), "cores": os.cpu_count(),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "results": results}
     for name, r in results.items():
         s = r["stages"]

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from machine import cpu_model  # noqa: E402
 from tf_biggan import atomic  # noqa: E402
 from tf_biggan.config import load_hparams  # noqa: E402
 
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--skip_digits", action="store_true")
     parser.add_argument("--skip_resnet50", action="store_true")
     args = parser.parse_args()
-    result = {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg()}
     if not args.skip_digits:
         result["digits"] = digits_cas(args.gan_dir, args.out)
     if not args.skip_resnet50:
@@ -141,17 +142,6 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     atomic.write_json(os.path.join(args.out, "bench_cas.json"), result)
     print(json.dumps(result, indent=2, default=float))
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ For each kind (default: biggan-deep-128/1 at ch 128 and biggan-128/2 at ch 96, t
      memory (its own ru_maxrss, read with os.wait4);
   3. exports the run the same way (`--mode=export`): seconds and peak memory, with a time limit
      (--export_timeout: an export that runs standing-statistics passes can take hours on a CPU);
-  4. samples the imported run's EMA generator as `--mode=synthesize` does (export.sources.CheckpointSource:
+  4. samples the imported run's EMA generator as `--mode=synthesize` does (synthesis.generators.CheckpointSource:
      the run's hparams, the module's statistics at truncation t in the hub_notebook convention, one traced
      function with a free batch dimension), G forward at --batch, t = --truncation (biggan-*/2: t = 1, where
      the module's one stored set applies; at other t a /2 run computes standing statistics first);
@@ -44,6 +44,10 @@ import sys
 import tempfile
 import time
 
+import workers
+from hub_kinds import KINDS, slug
+from machine import cpu_model, load_average, usable_cores
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_KINDS = {"biggan-deep-128/1": 128, "biggan-128/2": 96}
@@ -56,14 +60,7 @@ GIB = 1024.0 ** 3
 
 def machine() -> dict:
     """lscpu's model name, the cores this process may use, and the load average now."""
-    model = "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "cores": cores, "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {"cpu": cpu_model(), "cores": usable_cores(), "load_average": load_average()}
 
 
 def run_timed(cmd: list, log_path: str, timeout: float, env=None) -> dict:
@@ -104,19 +101,14 @@ def worker(python: str, name: str, args: argparse.Namespace, *extra) -> list:
 def worker_result(cmd: list, label: str, repo: str = REPO) -> dict:
     """Runs a worker with `repo`'s tf_biggan and returns the JSON of its last `RESULT ` line, with the
     load average after it."""
-    proc = subprocess.run(cmd, cwd=repo, stdout=subprocess.PIPE, text=True,
-                          env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2"))
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"{label} worker failed ({proc.returncode}); its stderr is above")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = workers.run(cmd, label, cwd=repo, env=dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="2"))
     result["load_after"] = round(os.getloadavg()[0], 2)
     return result
 
 
 def module_dir(args, kind: str, ch: int) -> str:
     """The module of `kind` at width `ch` in the work directory, written first if it is not there."""
-    path = os.path.join(args.work_dir, f"{kind.replace('/', '_')}_ch{ch}_module")
+    path = os.path.join(args.work_dir, f"{slug(kind)}_ch{ch}_module")
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         shutil.rmtree(path, ignore_errors=True)
         print(f"  writing a random {kind} module at ch {ch} (official layout) ...", flush=True)
@@ -228,7 +220,7 @@ def write_worker(args) -> dict:
 
 
 def ours_worker(args) -> dict:
-    """The imported run's EMA-G as --mode=synthesize samples it (export.sources.CheckpointSource)."""
+    """The imported run's EMA-G as --mode=synthesize samples it (synthesis.generators.CheckpointSource)."""
     import tf_biggan
 
     tf_biggan.configure_process()  # the CLI's process settings, before TensorFlow loads
@@ -315,8 +307,7 @@ def parse_args():
 
 def run_benchmark(args) -> dict:
     kinds = [k for k in args.kinds.split(",") if k]
-    unknown = [k for k in kinds if k not in ("biggan-128/2", "biggan-256/2", "biggan-512/2", "biggan-deep-128/1",
-                                              "biggan-deep-256/1", "biggan-deep-512/1")]
+    unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise SystemExit(f"--kinds: unknown module {unknown[0]!r}; give official names such as biggan-deep-128/1")
     if not args.skip_peer and not os.path.exists(args.peer_python):
@@ -328,7 +319,7 @@ def run_benchmark(args) -> dict:
         ch = args.ch or DEFAULT_KINDS.get(kind) or (128 if kind.startswith("biggan-deep") else 96)
         print(f"{kind} at ch {ch}:", flush=True)
         module = module_dir(args, kind, ch)
-        run = os.path.join(args.work_dir, f"{kind.replace('/', '_')}_ch{ch}_run")
+        run = os.path.join(args.work_dir, f"{slug(kind)}_ch{ch}_run")
         entry = {"ch": ch, **cli_stages(args, kind, module, run)}
         entry["sampling"] = sampling_rounds(args, kind, ch, run)
         results["kinds"][kind] = entry
@@ -339,8 +330,7 @@ def run_benchmark(args) -> dict:
 def main() -> int:
     args = parse_args()
     if args._worker:
-        result = {"write": write_worker, "ours": ours_worker, "peer": peer_worker}[args._worker](args)
-        print("RESULT " + json.dumps(result), flush=True)
+        workers.report({"write": write_worker, "ours": ours_worker, "peer": peer_worker}[args._worker](args))
         return 0
     temporary = not args.work_dir
     args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench_hub_")

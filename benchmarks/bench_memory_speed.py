@@ -41,8 +41,10 @@ import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
+
+import workers  # noqa: E402  (standard library only, as machine)
+from machine import cpu_model  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -53,7 +55,7 @@ def _load_malloc():
     the peer's process)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("tf_biggan_malloc", os.path.join(REPO, "tf_biggan", "malloc.py"))
+    spec = importlib.util.spec_from_file_location("tf_biggan_malloc", os.path.join(REPO, "tf_biggan", "host", "malloc.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -202,41 +204,9 @@ def profile_steps(trainer, stages) -> None:
 # ---------------------------------------------------------------------------------------- peer
 def peer_worker(args) -> dict:
     """BigGAN-PyTorch's iteration at BigGAN-128 ch 96, batch 8, 2 D steps (run under --peer_python)."""
-    import importlib.abc
-    import importlib.machinery
-    import types
+    from import_stubs import stub_packages
 
-    stubbed = ("torchvision", "PIL", "h5py", "tqdm")
-
-    class Anything:
-        def __init__(self, *a, **k):
-            pass
-
-        def __call__(self, *a, **k):
-            return self
-
-        def __getattr__(self, name):
-            return Anything()
-
-    class Stub(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return Anything
-
-    class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in stubbed:
-                return importlib.machinery.ModuleSpec(name, self, is_package=True)
-            return None
-
-        def create_module(self, spec):
-            return Stub(spec.name)
-
-        def exec_module(self, module):
-            module.__path__ = []
-
-    sys.meta_path.insert(0, Finder())
+    stub_packages(("torchvision", "PIL", "h5py", "tqdm"))  # its dataset and image-saving imports
     sys.path.insert(0, os.path.abspath(args.peer_dir))
     import torch
 
@@ -308,11 +278,7 @@ def launch_worker(cmd: list, label: str, malloc_setting: str) -> dict:
     """Runs a worker process on `malloc_setting` (tf_biggan/host/malloc.py) and returns the JSON of its last
     `RESULT ` stdout line (its stages go to stderr), with the machine's load average added."""
     env = malloc.preload_environ(dict(os.environ, PYTHONPATH=REPO, **{malloc.ENV: malloc_setting}))
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"{label} worker failed ({proc.returncode}); its stderr is above")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = workers.run(cmd, label, cwd=REPO, env=env)
     result["load_average"] = os.getloadavg()
     return result
 
@@ -345,15 +311,10 @@ def main() -> int:
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._worker:
-        result = (ours_worker if args._worker == "ours" else peer_worker)(args)
-        print("RESULT " + json.dumps(result), flush=True)
+        workers.report((ours_worker if args._worker == "ours" else peer_worker)(args))
         return 0
 
-    model = ""
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    model = cpu_model("")
     print(f"[bench] {platform.machine()} {model}, {os.cpu_count()} cores", flush=True)
     results = {"machine": model, "cores": os.cpu_count(), "runs": []}
     for config in (["biggan_128", "default"] if args.config == "both" else [args.config]):

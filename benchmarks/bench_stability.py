@@ -132,7 +132,8 @@ def main() -> int:
         return 0
     os.makedirs(args.out, exist_ok=True)
 
-    from tf_biggan.evaluation.evaluate import Evaluator, feature_extractor
+    from tf_biggan.evaluation.features import feature_extractor
+    from tf_biggan.evaluation.scoring import Evaluator
 
     base = load_hparams(None, "")
     extractor = feature_extractor(base, args.out)  # trained once, cached in OUT/eval_classifier

@@ -28,25 +28,17 @@ import time
 
 import numpy as np
 
+from machine import cpu_model, load_average, usable_cores
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import tensorflow as tf
 
-    return {"nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "cpu": model, "tensorflow": tf.__version__,
-            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+    return {"nproc": usable_cores(), "cpu": cpu_model(platform.processor() or "unknown"),
+            "tensorflow": tf.__version__, "load_average": load_average() if hasattr(os, "getloadavg") else None}
 
 
 def bench_model(name: str, hparams: str, batch: int, batches: int, e2e_images: int) -> dict:

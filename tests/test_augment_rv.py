@@ -106,17 +106,17 @@ def test_rv_statistic_and_held_out_batch_under_two_replicas_equal_one_device():
 
     single = AugmentState(cfg, seed=7, global_batch=batch)
     single.p.assign(0.5)
-    single.heldout = HeldOut(images, labels, seed=7, global_batch=batch)
-    x, y = single.heldout.batch(step, batch)
+    heldout = HeldOut(images, labels, seed=7, global_batch=batch)
+    x, y = heldout.batch(step, batch)
     expected_x = single.augment_images(x, step, 0, HELDOUT, local_batch=batch, replica=0).numpy()
-    np.testing.assert_array_equal(y.numpy(), labels[single.heldout.indices(step).numpy()])
+    np.testing.assert_array_equal(y.numpy(), labels[heldout.indices(step).numpy()])
     single.accumulate_rv(logits[0], logits[2], logits[1])
     single.update(None, batch)
 
     strategy = mirrored_strategy(2)
     with strategy.scope():
         state = AugmentState(cfg, seed=7, global_batch=batch)
-        state.heldout = HeldOut(images, labels, seed=7, global_batch=batch)
+        held_out = HeldOut(images, labels, seed=7, global_batch=batch)
     state.p.assign(0.5)
     half = batch // 2
     split = lambda a: strategy.experimental_distribute_values_from_function(  # noqa: E731
@@ -124,7 +124,7 @@ def test_rv_statistic_and_held_out_batch_under_two_replicas_equal_one_device():
 
     def replica(real, heldout, fake):
         r = tf.distribute.get_replica_context().replica_id_in_sync_group
-        hx, hy = state.heldout.batch(step, half, r)
+        hx, hy = held_out.batch(step, half, r)
         share = state.accumulate_rv(real, fake, heldout)
         return state.augment_images(hx, step, 0, HELDOUT, local_batch=half, replica=r), hy, share
 
@@ -169,21 +169,18 @@ def test_held_out_digits_are_the_training_digits_beyond_max_per_class_and_errors
 def test_held_out_batch_in_the_d_call_is_outside_the_loss():
     """step.d_extra's images join the D step's D call but not its loss: D's update equals a run
     without them, and the D penalties see D's outputs on them (DContext.extra_logits)."""
-    from tf_biggan.training.step import PenaltyTerm
+    from tf_biggan.training.step import PenaltyTerm, StepParts
     from tf_biggan.training.trainer import GANTrainer
 
     hp = load_hparams(None, "model.ch=4,train.batch_size=4,train.steps_per_loop=1")
     extra_x = tf.random.stateless_uniform((4, 16, 16, 3), (1, 2), -1, 1)
     extra_y = tf.constant([3, 1, 4, 1])
     weights = []
+    extra = StepParts(d_extra=lambda s, k: (extra_x, extra_y),
+                      d_penalties=[PenaltyTerm("extra", lambda ctx: tf.constant(float(ctx.extra_logits.shape[0])))])
     for with_extra in (False, True):
-        trainer = GANTrainer(hp, verbose=False)
-        if with_extra:
-            before = [v.numpy() for v in trainer.d.trainable_variables]
-            step = trainer.train_step
-            step.d_extra = lambda s, k: (extra_x, extra_y)
-            step.d_penalties.append(PenaltyTerm("extra", lambda ctx: tf.constant(float(ctx.extra_logits.shape[0]))))
-            step.compile()
+        trainer = GANTrainer(hp, verbose=False, parts=extra if with_extra else None)
+        before = [v.numpy() for v in trainer.d.trainable_variables]
         metrics = trainer.train_steps(1)
         weights.append([v.numpy() for v in trainer.d.trainable_variables])
     assert metrics["extra"] == 4.0  # the penalty saw one output per extra image

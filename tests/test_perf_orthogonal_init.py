@@ -92,12 +92,13 @@ def test_deferred_draws_give_the_same_weights_and_step(tmp_path):
     kernel = deferred.g.trainable_weights[0]
     assert len(kernel.shape) >= 2 and not kernel.numpy().any()  # not drawn yet
     assert len(deferred._deferred) > 10
-    ready, at_first_step = deferred.train_step.before_first_run, []
-    deferred.train_step.before_first_run = lambda: (ready(), at_first_step.append(_all_weights(deferred)))
-    deferred.train_steps(1)  # trace, 0-step call, the draws assigned (captured here), then the step
+    deferred.train_steps(0)  # trace, 0-step call, the draws assigned (the weights the first step starts from)
+    assert deferred._deferred is None
+    at_first_step = _all_weights(deferred)
+    deferred.train_steps(1)
     assert deferred.train_step._loop_fn.experimental_get_tracing_count() == 1  # one trace, reused
     assert int(deferred.step.numpy()) == 1
-    for a, b in zip(immediate, at_first_step[0]):
+    for a, b in zip(immediate, at_first_step):
         np.testing.assert_array_equal(a, b)
     deferred.save()
 

@@ -98,7 +98,7 @@ def test_all_reduce_agreement_gives_every_replica_the_same_answer():
     with preemption.graceful():
         os.kill(os.getpid(), signal.SIGTERM)
         assert agreement(lambda: saved.append(1)) == "SIGTERM" and saved == [1]
-        preemption._STATE.acted_on = True  # (the loop would raise Preempted)
+        preemption._STATE.act("SIGTERM")  # (the loop would raise Preempted)
 
 
 class _FakeSource:

@@ -10,7 +10,7 @@ from tf_biggan import seeds
 from tf_biggan.config import load_hparams
 from tf_biggan.models.variables_checkpoint import variables_checkpoint
 from tf_biggan.training.checkpoints import CHECKPOINT_OBJECTS
-from tf_biggan.training.step import LatentSampler, PenaltyTerm
+from tf_biggan.training.step import CALLS, INLINE, SHARED, LatentSampler, PenaltyTerm, StepParts, UpdateWays, update_ways
 from tf_biggan.training.trainer import GANTrainer
 
 # This module's fixtures are built once: all its tests run on one xdist worker (CI: --dist loadgroup).
@@ -23,19 +23,18 @@ TINY = "model.ch=4,train.batch_size=8,train.disc_steps=2,train.steps_per_loop=1"
 def hooked():
     """A trainer with every hook installed, after one step: (trainer, metrics, what the hooks saw)."""
     hp = load_hparams(None, TINY)
-    trainer = GANTrainer(hp, verbose=False)
     seen = {"d_inputs": [], "post_step": []}
-    step_hook = trainer.train_step
 
-    def d_inputs(images, step, substep):
+    def d_inputs(images, step, substep, micro=0):
         seen["d_inputs"].append((substep, tuple(images.shape)))  # at trace time: once per call site
         return images * 1.0
 
-    step_hook.d_inputs = d_inputs
-    step_hook.d_penalties.append(PenaltyTerm("d_probe", lambda ctx: 0.0 * tf.reduce_sum(ctx.real_logits)
-                                             + 0.25 / ctx.num_replicas))
-    step_hook.g_penalties.append(PenaltyTerm("g_probe", lambda ctx: 0.0 * tf.reduce_sum(ctx.x_fake) + 0.5))
-    step_hook.post_step.append(lambda step: seen["post_step"].append("traced"))
+    parts = StepParts(
+        d_inputs=[d_inputs],
+        d_penalties=[PenaltyTerm("d_probe", lambda ctx: 0.0 * tf.reduce_sum(ctx.real_logits) + 0.25 / ctx.num_replicas)],
+        g_penalties=[PenaltyTerm("g_probe", lambda ctx: 0.0 * tf.reduce_sum(ctx.x_fake) + 0.5)],
+        post_step=[lambda step: seen["post_step"].append("traced")])
+    trainer = GANTrainer(hp, verbose=False, parts=parts)
     metrics = trainer.train_steps(1)
     return trainer, metrics, seen
 
@@ -47,7 +46,8 @@ def test_hooks_see_every_d_input_and_penalties_are_logged(hooked):
     assert metrics["d_probe"] == pytest.approx(0.25) and metrics["g_probe"] == pytest.approx(0.5)
     assert metrics["ortho_reg"] > 0 and seen["post_step"] == ["traced"]
     assert set(trainer.train_step.metric_names) == set(metrics)
-    # A d_inputs hook reads the substep as a Python number: the D steps are traced one by one.
+    # A d_inputs part reads the substep as a Python number: the D steps are traced one by one.
+    assert trainer.train_step.ways == UpdateWays(d=INLINE, g=INLINE)
     assert trainer.train_step._shared_d_update is None
 
 
@@ -60,13 +60,50 @@ def test_d_steps_share_one_trace_and_give_the_same_weights(hooked):
     unrolled = hooked[0]
     shared = GANTrainer(hp, verbose=False)
     shared.train_steps(1)
+    assert shared.train_step.ways == UpdateWays(d=SHARED, g=INLINE)
     assert shared.train_step._shared_d_update.experimental_get_tracing_count() == 1
     assert unrolled.train_step._shared_d_update is None
     variables = lambda t: t.g.weights + t.d.weights + t.ema_g.weights + t.g_opt.variables + t.d_opt.variables  # noqa: E731
     for a, b in zip(variables(shared), variables(unrolled)):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     # Several replicas: MirroredStrategy's merge_call refuses a nested function.
-    assert not GANTrainer(hp, strategy=mirrored_strategy(2), verbose=False).train_step.d_trace_shareable()
+    assert GANTrainer(hp, strategy=mirrored_strategy(2), verbose=False).train_step.ways.d == INLINE
+
+
+def test_update_ways_follow_the_table():
+    """step.py's table, row by row: the strategy, a D part, accumulation, jit_compile, a G penalty."""
+    def cfg(disc_steps=2, kd=1, kg=1):
+        return load_hparams(None, f"train.disc_steps={disc_steps},train.d_accumulations={kd},"
+                                  f"train.g_accumulations={kg}").train
+
+    plain, d_part = StepParts(), StepParts(d_dropout_key=lambda step, substep, micro=0: None)
+    g_penalty = StepParts(g_penalties=[PenaltyTerm("g", lambda ctx: 0.0)])
+    assert update_ways(cfg(), plain, True, False) == UpdateWays(SHARED, INLINE)
+    assert update_ways(cfg(disc_steps=1), plain, True, False) == UpdateWays(INLINE, INLINE)
+    assert update_ways(cfg(kd=2, kg=2), plain, True, False) == UpdateWays(CALLS, CALLS)
+    assert update_ways(cfg(kd=2), plain, True, False) == UpdateWays(CALLS, INLINE)
+    assert update_ways(cfg(kg=2), plain, True, False) == UpdateWays(SHARED, CALLS)
+    assert update_ways(cfg(kd=2, kg=2), plain, True, True) == UpdateWays(INLINE, INLINE)  # jit_compile
+    assert update_ways(cfg(kd=2, kg=2), g_penalty, True, False) == UpdateWays(INLINE, INLINE)
+    for kd in (1, 2):
+        # MirroredStrategy and the others, or a D part: INLINE throughout
+        assert update_ways(cfg(kd=kd, kg=kd), plain, False, False) == UpdateWays(INLINE, INLINE)
+        assert update_ways(cfg(kd=kd, kg=kd), d_part, True, False) == UpdateWays(INLINE, INLINE)
+
+
+def test_strategies_that_run_the_replica_step_in_the_callers_graph():
+    """OneDeviceStrategy and the default strategy, also inside the default's scope; not MirroredStrategy,
+    even on one device (its replica threads refuse a merge_call from a nested function)."""
+    from tf_biggan.training.step import runs_in_caller_graph
+
+    default = tf.distribute.get_strategy()
+    assert runs_in_caller_graph(default) and runs_in_caller_graph(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    with default.scope():
+        assert runs_in_caller_graph(default)
+    one = tf.distribute.MirroredStrategy(["/cpu:0"])
+    assert not runs_in_caller_graph(one) and not runs_in_caller_graph(mirrored_strategy(2))
+    with one.scope():
+        assert not runs_in_caller_graph(one)
 
 
 def test_latent_sampler_slices_the_global_batch_from_seed_streams():

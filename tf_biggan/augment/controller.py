@@ -75,7 +75,6 @@ class AugmentState:
         self.enabled = cfg.kind != "none"
         self.adaptive = cfg.kind == "ada"
         self.rv = self.adaptive and cfg.heuristic == "rv"
-        self.heldout = None  # heldout.HeldOut, set by hooks.install (heuristic rv)
         initial = cfg.p if cfg.kind in ("fixed", "diffaugment") else 0.0
         agg = tf.VariableAggregation.ONLY_FIRST_REPLICA
         self.p = tf.Variable(initial, dtype=tf.float32, trainable=False, name="augment_p", aggregation=agg)

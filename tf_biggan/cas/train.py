@@ -193,7 +193,7 @@ def _train(clf: CasClassifier, manager: WorkerCheckpointManager, latest: Optiona
                         f"{m['loss/weight_decay']:.4f}  lr {lr:.4g}")
 
     def save(state: loop.LoopState) -> None:
-        state.last_checkpoint = manager.save(state.step) or state.last_checkpoint
+        state.saved(manager.save(state.step))
 
     def non_finite(state: loop.LoopState, bad: Dict[str, float]) -> Exception:
         return loop.NonFiniteLossError(

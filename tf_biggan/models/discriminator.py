@@ -10,8 +10,8 @@ D is called as D((x, y)), x [batch, H, W, 3] in [-1, 1], y int labels [batch] or
 
 `dropout` (a drop probability, stability.d_dropout) applies dropout to the last feature layer, the
 pooled features both outputs read (Section 4.2, Appendix I, Figures 25-26), in training calls only,
-with a stateless mask drawn from `dropout_seed` (int64 [2]) or, when the call passes none, from
-`self.dropout_key`, which the training step sets for each D call (training/stability.py).
+with a stateless mask drawn from the call's `dropout_seed` (int64 [2]; the training step passes the
+key of its `d_dropout_key` part, training/stability.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class Discriminator(StagedNetwork):
         kwargs.setdefault("name", "discriminator")
         super().__init__(cfg, num_classes, **kwargs)
         self.dropout = dropout
-        self.dropout_key = None
         ch = cfg.ch
         sn = dict(sn_epsilon=cfg.sn_epsilon, sn_normalize=cfg.sn_normalize, dtype=self.dtype_policy)
         self.in_conv = SNConv2D(ch, 3, name="in_conv", **sn) if self.deep else None
@@ -62,7 +61,6 @@ class Discriminator(StagedNetwork):
         h = tf.reduce_sum(tf.nn.relu(h), axis=[1, 2])  # global sum pooling
         h = tf.cast(h, tf.float32)
         if training and self.dropout > 0:
-            dropout_seed = self.dropout_key if dropout_seed is None else dropout_seed
             if dropout_seed is None:
                 raise ValueError("D has dropout: a training call needs dropout_seed (int64 [2])")
             h = tf.nn.experimental.stateless_dropout(h, rate=self.dropout, seed=dropout_seed)

@@ -57,7 +57,7 @@ def rv_parts(state, hp, strategy) -> StepParts:
     images, labels = heldout_images(hp)
     global_batch = hp.train.batch_size
     with strategy.scope():
-        state.heldout = HeldOut(images, labels, state.seed, global_batch)
+        heldout = HeldOut(images, labels, state.seed, global_batch)
     local, last = global_batch // strategy.num_replicas_in_sync, hp.train.disc_steps - 1
     last_micro = hp.train.d_accumulations - 1
 
@@ -66,7 +66,7 @@ def rv_parts(state, hp, strategy) -> StepParts:
             return None
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        x, y = state.heldout.batch(step, local, replica)
+        x, y = heldout.batch(step, local, replica)
         return state.augment_images(x, step, substep, HELDOUT, local_batch=local, replica=replica), y
 
     def rv_gap(ctx):

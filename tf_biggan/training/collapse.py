@@ -17,9 +17,10 @@ records before it; nothing fires before `window` records exist):
             or D's loss itself jumps: d_loss(now) ≥ median(d_loss window) + d_loss_jump.
 
 A collapse is declared when either criterion holds on `patience` consecutive records (a single
-noisy record is not a collapse). `CollapseDetector.update` returns the event once; the trainer
-logs it, keeps the checkpoints from before it (checkpoints.preserve_before) and stops or
-continues (`stability.on_collapse`). Thresholds are `stability.collapse_*` hparams.
+noisy record is not a collapse). `CollapseDetector.update` returns the event once; in training,
+`CollapseWatch` (an action of the loop) logs it, keeps the checkpoints from before it
+(intervene.keep_checkpoints_before) and stops or continues (`stability.on_collapse`). Thresholds are
+`stability.collapse_*` hparams.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from collections import deque
 from typing import Deque, Dict, Iterable, List, Optional
 
 import numpy as np
+
+from tf_biggan import atomic
+from tf_biggan.errors import UserError
+from tf_biggan.training.monitor import sigma_scalars
 
 G_SIGMA_PREFIX = "sv/G/"
 D_LOSS = "losses/d_loss"
@@ -142,49 +147,45 @@ def scan(records: Iterable[Record], detector: CollapseDetector) -> Optional[Coll
 
 
 # ---------------------------------------------------------------------------------------------
-# In the training loop (training/loop.py actions).
+# In the training loop (one of training/loop.py's actions).
 
-def with_collapse_actions(trainer, actions: list, summaries) -> list:
-    """The loop's actions with stability scalars added to the log action and, when
-    stability.detect_collapse is on, the σ action replaced by one that also feeds the detector and,
-    on a collapse, keeps the checkpoints from before it, writes collapse.json, and stops or goes on.
-    It runs before the save action of the same step, so the collapsed step is never among the kept."""
-    from tf_biggan import atomic
-    from tf_biggan.errors import UserError
-    from tf_biggan.training import intervene, loop, stability
+class CollapseStop(UserError):
+    """stability.on_collapse = stop: a collapse was detected at `step` (the loop writes the report)."""
 
-    st = trainer.hp.stability
-    out = []
-    for action in actions:
-        if action.name == "log":
-            def log(state, inner=action.fn):
-                inner(state)
-                summaries.scalars(state.step, stability.scalars(trainer, state.step))
-            action = loop.Action("log", action.every, log)
-        elif action.name == "singular_values" and st.detect_collapse:
-            detector = CollapseDetector.from_config(st)
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
-            def sigma(state):
-                spectra = loop.sigma_scalars(trainer)
-                summaries.scalars(state.step, spectra)
-                losses = {D_LOSS: state.metrics["d_loss"], G_LOSS: state.metrics["g_loss"]}
-                event = detector.update(record_from_scalars(state.step, dict(spectra, **losses)))
-                if event is None:
-                    return
-                kept = []
-                if trainer.model_dir:
-                    kept = intervene.keep_checkpoints_before(trainer.model_dir, event.step, st.keep_before_collapse)
-                    atomic.write_json(f"{trainer.model_dir}/collapse.json", dict(event.to_dict(), kept=kept))
-                summaries.scalars(state.step, {"stability/collapse": 1.0})
-                text = "; ".join(event.reasons)
-                trainer.progress.log(f"COLLAPSE detected at step {event.step}: {text}; kept {kept or 'nothing'}")
-                if st.on_collapse == "stop":
-                    loop.write_report(trainer, state, error=f"collapse detected at step {event.step}")
-                    raise UserError(
-                        f"training collapse detected at step {event.step} ({text}). Checkpoints from before it "
-                        f"are kept: {', '.join(kept) or 'none had been saved'}. Intervene from one (Appendix G.1): "
-                        f"--mode=train --model_dir={trainer.model_dir} --checkpoint=<one of them> "
-                        f"--intervene=g_lr=...,d_lr=...,freeze=g|d,reset_adam=g|d|both")
-            action = loop.Action("singular_values", action.every, sigma)
-        out.append(action)
-    return out
+
+class CollapseWatch:
+    """The loop's collapse action (cadence train.sv_every, right after the σ action and before the
+    save action of the same step, so the collapsed step is never among the kept): feeds the detector
+    G's σ0 and the losses; on a collapse keeps the checkpoints from before it, writes collapse.json,
+    and stops (`CollapseStop`) or goes on (stability.on_collapse)."""
+
+    def __init__(self, trainer, summaries):
+        self.trainer, self.summaries = trainer, summaries
+        self.detector = CollapseDetector.from_config(trainer.hp.stability)
+
+    def __call__(self, state) -> None:
+        from tf_biggan.training import intervene
+
+        trainer, st = self.trainer, self.trainer.hp.stability
+        losses = {D_LOSS: state.metrics["d_loss"], G_LOSS: state.metrics["g_loss"]}
+        event = self.detector.update(record_from_scalars(state.step, dict(sigma_scalars(trainer.singular_values()),
+                                                                          **losses)))
+        if event is None:
+            return
+        kept = []
+        if trainer.model_dir:
+            kept = intervene.keep_checkpoints_before(trainer.model_dir, event.step, st.keep_before_collapse)
+            atomic.write_json(f"{trainer.model_dir}/collapse.json", dict(event.to_dict(), kept=kept))
+        self.summaries.scalars(state.step, {"stability/collapse": 1.0})
+        text = "; ".join(event.reasons)
+        trainer.progress.log(f"COLLAPSE detected at step {event.step}: {text}; kept {kept or 'nothing'}")
+        if st.on_collapse == "stop":
+            raise CollapseStop(
+                f"training collapse detected at step {event.step} ({text}). Checkpoints from before it "
+                f"are kept: {', '.join(kept) or 'none had been saved'}. Intervene from one (Appendix G.1): "
+                f"--mode=train --model_dir={trainer.model_dir} --checkpoint=<one of them> "
+                f"--intervene=g_lr=...,d_lr=...,freeze=g|d,reset_adam=g|d|both", event.step)

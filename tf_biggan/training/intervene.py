@@ -26,6 +26,7 @@ it to RUN/pre_collapse/ (`keep_checkpoints_before`), out of the CheckpointManage
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import re
@@ -89,10 +90,8 @@ def with_settings(hp, settings: Dict[str, object], where: str = "--intervene"):
     """hp with the hparams keys in `settings` replaced (validated)."""
     if not settings:
         return hp
-    source = hp.source
-    new = hparams_from_dict(_nested(settings), where, base=hp).validate()
-    new.source = source
-    return new
+    # The source stays the run's hparams file (the settings are recorded in the history).
+    return dataclasses.replace(hparams_from_dict(_nested(settings), where, base=hp).validate(), source=hp.source)
 
 
 def history(model_dir: str) -> List[dict]:

@@ -10,9 +10,11 @@
 
 ONE predicate, `is_time`, decides every periodic action: a multiple of its cadence, or the final
 step (so a run always ends with a log line, σ values, a checkpoint, a sample grid and, when asked,
-an FID). The actions (`standard_actions`), in order: log (losses, D outputs, lr, images/s),
-σ0-σ2 (paper Section 4 / Appendix F), save, best-FID keeping (the paper stops before collapse,
-Section 4.2), sample grid. (big_vision's train.py and tensorflow/models orbit's actions follow the
+an FID). The actions (`standard_actions`), in order: log (losses, D outputs, lr, images/s), the
+stability knobs' scalars, augmentation's p, σ0-σ2 (paper Section 4 / Appendix F), collapse
+detection (collapse.py), save, best-FID keeping (the paper stops before collapse, Section 4.2),
+sample grid. Each action gets what it needs when it is made; between graph calls it sees only the
+LoopState. (big_vision's train.py and tensorflow/models orbit's actions follow the
 same idea: the loop knows cadences, an action knows what to do.) `run_loop` is the loop itself,
 shared by the GAN (`fit`) and the CAS classifier (tf_biggan/cas/train.py).
 """
@@ -31,6 +33,8 @@ from tf_biggan.host import malloc
 from tf_biggan.atomic import write_bytes, write_json
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
+from tf_biggan.training.collapse import CollapseStop, CollapseWatch
+from tf_biggan.training.monitor import sigma_scalars
 from tf_biggan.training.summaries import Summaries
 
 
@@ -53,7 +57,8 @@ def next_stop(step: int, target: int, steps_per_loop: int, cadences) -> int:
 
 @dataclasses.dataclass
 class LoopState:
-    """What actions see after a graph call."""
+    """What actions see after a graph call; it changes only through its methods (the loop advances
+    it, the save action records checkpoints, a signal stops it)."""
 
     step: int
     target: int
@@ -63,6 +68,19 @@ class LoopState:
     last_checkpoint: Optional[str]
     wall_start: float
     stopped_by: Optional[str] = None  # the signal (or a peer's preemption) that ended the loop early
+
+    def advance(self, steps: int, metrics: Dict[str, float], images_per_sec: float) -> None:
+        """After a graph call of `steps` steps: its last step's metrics and the images/s so far."""
+        self.step += steps
+        self.metrics, self.images_per_sec = metrics, images_per_sec
+
+    def saved(self, checkpoint: Optional[str]) -> None:
+        """A save wrote `checkpoint` (None: this worker's save names none; the last one stays)."""
+        self.last_checkpoint = checkpoint or self.last_checkpoint
+
+    def stop_for(self, reason: Optional[str]) -> None:
+        """Why the loop stops at this step (None: it goes on)."""
+        self.stopped_by = reason
 
 
 @dataclasses.dataclass
@@ -92,23 +110,28 @@ def log_action(trainer, summaries: Summaries, progress: Progress) -> Action:
     return Action("log", cfg.log_every, log)
 
 
-def sigma_scalars(trainer) -> Dict[str, float]:
-    """sv/<model>/<layer>/sigma<i>: σ0-σ2 of every weight now (the σ action's scalars; collapse.py
-    reads G's σ0 from them)."""
-    return {f"sv/{name}/sigma{i}": float(value) for name, sv in trainer.singular_values().items()
-            for i, value in enumerate(sv)}
+def stability_action(trainer, summaries: Summaries) -> Action:
+    """stability/... scalars of the knobs that are on (stability.StabilityKnobs.scalars), at the log's cadence."""
+    def scalars(state: LoopState) -> None:
+        summaries.scalars(state.step, trainer.stability.scalars(state.step))
+    return Action("stability", trainer.hp.train.log_every, scalars)
 
 
 def singular_values_action(trainer, summaries: Summaries) -> Action:
     def sigma(state: LoopState) -> None:
-        summaries.scalars(state.step, sigma_scalars(trainer))
+        summaries.scalars(state.step, sigma_scalars(trainer.singular_values()))
     return Action("singular_values", trainer.hp.train.sv_every, sigma)
+
+
+def collapse_action(trainer, summaries: Summaries) -> Action:
+    """Collapse detection (collapse.CollapseWatch) on the σ action's cadence."""
+    return Action("collapse", trainer.hp.train.sv_every, CollapseWatch(trainer, summaries))
 
 
 def save_action(trainer) -> Action:
     """Every worker takes part (a distributed save); the chief's path becomes the last checkpoint."""
     def save(state: LoopState) -> None:
-        state.last_checkpoint = trainer.save() or state.last_checkpoint
+        state.saved(trainer.save())
     return Action("save", trainer.hp.train.save_every, save, at_stop=True)
 
 
@@ -133,27 +156,31 @@ def sample_grid_action(trainer, summaries: Summaries) -> Action:
 def augment_action(trainer, summaries: Summaries, progress: Progress) -> Action:
     """augment/p (and ADA's r_t / r_v) to TensorBoard, and a warning each time ADA's p reaches augment.p_max."""
     state = trainer.augment
+    warned = False  # at the cap at the last call: warn once per arrival
 
     def log_p(loop_state: LoopState) -> None:
+        nonlocal warned
         summaries.scalars(loop_state.step, state.scalars())
         at_cap = state.at_cap()
-        if at_cap and not getattr(state, "warned_at_cap", False):
+        if at_cap and not warned:
             progress.log(f"WARNING: augment/p reached its cap augment.p_max={trainer.hp.augment.p_max} at step "
                          f"{loop_state.step}: D still overfits with the strongest safe augmentation. More data, "
                          "early stopping (eval.best_fid_every) or a smaller D help; p near 1 would let "
                          "augmentations leak into the samples (seed 003, Appendix C.5.1)")
-        state.warned_at_cap = at_cap
+        warned = at_cap
     return Action("augment", trainer.hp.train.log_every, log_p)
 
 
 def standard_actions(trainer, summaries: Summaries, progress: Progress, best_fid_keeper=None) -> List[Action]:
-    """log, augment p (when augmenting), σ (chief), save, best FID (if a keeper is given), sample
-    grid (with a model_dir)."""
-    actions = [log_action(trainer, summaries, progress)]
+    """log, stability scalars, augment p (when augmenting), σ (chief), collapse detection (chief, with
+    stability.detect_collapse), save, best FID (if a keeper is given), sample grid (with a model_dir)."""
+    actions = [log_action(trainer, summaries, progress), stability_action(trainer, summaries)]
     if trainer.augment.enabled:
         actions.append(augment_action(trainer, summaries, progress))
     if trainer.chief:
         actions.append(singular_values_action(trainer, summaries))
+        if trainer.hp.stability.detect_collapse:
+            actions.append(collapse_action(trainer, summaries))
     actions.append(save_action(trainer))
     if best_fid_keeper is not None:
         actions.append(best_fid_action(trainer, best_fid_keeper, summaries))
@@ -201,15 +228,14 @@ def run_loop(state: LoopState, train_steps: Callable[[int], Dict[str, float]], a
     while state.step < state.target:
         n = next_stop(state.step, state.target, steps_per_loop, cadences) - state.step
         t0 = time.time()
-        state.metrics = train_steps(n)
+        metrics = train_steps(n)
         dt = time.time() - t0
-        state.step += n
         if first:  # the first call includes tracing: it only stands in until a timed call exists
-            state.images_per_sec = n * images_per_step / max(dt, 1e-9)
+            state.advance(n, metrics, n * images_per_step / max(dt, 1e-9))
             first = False
         else:
             timed_images, timed_seconds = timed_images + n * images_per_step, timed_seconds + dt
-            state.images_per_sec = timed_images / max(timed_seconds, 1e-9)
+            state.advance(n, metrics, timed_images / max(timed_seconds, 1e-9))
         bad = {k: v for k, v in state.metrics.items() if not math.isfinite(v)}
         if bad:
             raise non_finite(state, bad)
@@ -219,7 +245,7 @@ def run_loop(state: LoopState, train_steps: Callable[[int], Dict[str, float]], a
         if after_call is not None:
             after_call()
         if stop is not None:
-            state.stopped_by = stop(lambda: [a.fn(state) for a in actions if a.at_stop and a not in due])
+            state.stop_for(stop(lambda: [a.fn(state) for a in actions if a.at_stop and a not in due]))
             if state.stopped_by:
                 break
     return state
@@ -251,8 +277,12 @@ def fit(trainer, target: int, actions: List[Action], progress: Progress, summari
     images_per_step = getattr(trainer, "images_per_step", trainer.global_batch)
     try:
         with preemption.graceful("training"):
-            run_loop(state, trainer.train_steps, actions, cfg.steps_per_loop, images_per_step, non_finite,
-                     after_call=summaries.flush, stop=preemption.StepBoundary(trainer.strategy))
+            try:
+                run_loop(state, trainer.train_steps, actions, cfg.steps_per_loop, images_per_step, non_finite,
+                         after_call=summaries.flush, stop=preemption.StepBoundary(trainer.strategy))
+            except CollapseStop as collapsed:
+                write_report(trainer, state, error=f"collapse detected at step {collapsed.step}")
+                raise
             if state.stopped_by:
                 write_report(trainer, state)
                 raise preemption.Preempted(stopped_message("training", state, trainer.latest_checkpoint()),

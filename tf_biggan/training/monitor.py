@@ -1,6 +1,6 @@
 """What training shows of itself: σ0-σ2 of every weight and the grid of EMA-G samples.
 
-- `singular_values`: the top three singular values of the raw kernel of every spectrally
+- `SingularValues`: the top three singular values of the raw kernel of every spectrally
   normalised G and D layer (paper Section 4: "the top three singular values σ0, σ1, σ2 of each
   weight matrix [are] the most informative"; Appendix F plots them).
 - `SampleGrid`: a PNG-ready uint8 grid of EMA-G samples, rows = classes (at most 10, spread over
@@ -49,6 +49,12 @@ class SingularValues:
 
     def __call__(self) -> Dict[str, np.ndarray]:
         return {f"{net}/{l.kernel.path}": v.numpy() for (net, l), v in zip(self.layers, self._fn())}
+
+
+def sigma_scalars(values: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """sv/<model>/<layer>/sigma<i>: σ0-σ2 of every weight from `SingularValues`' values (the σ action's
+    scalars; collapse detection reads G's σ0 from them)."""
+    return {f"sv/{name}/sigma{i}": float(value) for name, sv in values.items() for i, value in enumerate(sv)}
 
 
 def _replica_slice(x, per_replica: int):

@@ -82,10 +82,29 @@ class Preempted(BaseException):
 
 
 class _State:
-    signum: Optional[int] = None  # the first signal received while watching
-    acted_on = False  # a loop stopped for it (StepBoundary): its caller raises Preempted
-    depth = 0  # how many graceful sections are open
-    installed = False
+    """The process's signal state (one per process: the signal handler reaches it as a module global);
+    it changes only through its methods."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None  # the last signal received while watching
+        self.acted_on = False  # a loop stopped for it (StepBoundary): its caller raises Preempted
+        self.depth = 0  # how many graceful sections are open
+        self.installed = False
+
+    def watch(self, installed: bool) -> None:
+        """Our handlers are installed (or removed): no signal received, none acted on."""
+        self.installed, self.signum, self.acted_on = installed, None, False
+
+    def receive(self, signum: int) -> None:
+        self.signum = signum
+
+    def enter(self, by: int) -> None:
+        """A graceful section opens (by = 1) or closes (by = -1)."""
+        self.depth += by
+
+    def act(self, reason: Optional[str]) -> None:
+        """A loop's boundary decided: `reason` not None means it stopped for the signal."""
+        self.acted_on = self.acted_on or reason is not None
 
 
 _STATE = _State()
@@ -93,12 +112,11 @@ _STATE = _State()
 
 def _on_signal(signum, frame) -> None:
     del frame
-    if _STATE.depth == 0 or _STATE.signum is not None:
-        again = _STATE.signum is not None
-        _STATE.signum = signum
+    again = _STATE.signum is not None
+    _STATE.receive(signum)
+    if _STATE.depth == 0 or again:
         raise Preempted(f"stopped by {signal_name(signum)}" + (" (a second signal: at once)" if again else ""),
                         exit_code(signum))
-    _STATE.signum = signum
 
 
 def requested() -> Optional[int]:
@@ -114,13 +132,13 @@ def watching():
         yield
         return
     previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
-    _STATE.installed, _STATE.signum, _STATE.acted_on = True, None, False
+    _STATE.watch(True)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        _STATE.installed, _STATE.signum, _STATE.acted_on = False, None, False
+        _STATE.watch(False)
 
 
 def reinstall() -> None:
@@ -138,11 +156,11 @@ def graceful(what: str = "the loop"):
     One still pending (no loop stopped for it) when the section ends normally raises `Preempted` then."""
     with watching():
         reinstall()
-        _STATE.depth += 1
+        _STATE.enter(1)
         try:
             yield
         finally:
-            _STATE.depth -= 1
+            _STATE.enter(-1)
         if _STATE.signum is not None and not _STATE.acted_on and _STATE.depth == 0:
             raise Preempted(f"stopped by {signal_name(_STATE.signum)} after {what} finished", exit_code(_STATE.signum))
 
@@ -162,7 +180,7 @@ class StepBoundary:
         else:
             save()
             reason = signal_name(_STATE.signum)
-        _STATE.acted_on = _STATE.acted_on or reason is not None
+        _STATE.act(reason)
         return reason
 
 

@@ -1,13 +1,13 @@
 """The stability knobs wired into the training step and loop (paper Section 4, Appendices E, G-I).
 
-`step_parts(trainer)` gives the step's parts (step.StepParts) of each knob whose hparam is not at its
-default, which the trainer passes to the step, so a run with default hparams runs exactly the step it
-ran before:
+`StabilityKnobs(...).parts` are the step's parts (step.StepParts) of each knob whose hparam is not at
+its default, which the trainer passes to the step, so a run with default hparams runs the plain step:
 
   train.latents            the step's latent sampler draws z from that Appendix E prior
   train.r1_gamma           D penalty "r1" = γ/2 E||∇_x D(x_real)||² (Eq. 5), lazy with r1_every
   stability.hinge_margin   D's hinge loss with that margin (Appendix G.2)
-  stability.d_dropout      dropout on D's last feature layer, stateless masks (Appendix I)
+  stability.d_dropout      dropout on D's last feature layer, stateless masks (Appendix I): the
+                           step's d_dropout_key part
   stability.d_beta1        D's Adam β1 (Appendix I; the trainer builds D's Adam with it)
   stability.g_sigma0_reg   G penalty "sigma0_reg" (Section 4.1)
   stability.g_sigma0_clamp Eq. (4) after every step (a post-step hook, cross-replica context)
@@ -15,8 +15,8 @@ ran before:
   stability.grad_clip_*    the optimisers clip the GLOBAL gradient (Appendix H)
   stability.freeze         no update of G or D (Appendix G.1 interventions)
 
-Penalties are logged by the loop as losses/<name>; `scalars()` adds stability/... values where the
-knob acts (dropout p, margin, latent variance, σ0 before the clamp).
+Penalties are logged by the loop as losses/<name>; `StabilityKnobs.scalars` gives stability/... values
+where the knob acts (dropout p, margin, latent variance, σ0 before the clamp).
 """
 
 from __future__ import annotations
@@ -121,69 +121,81 @@ def embedding_decay_term(g, strength: float) -> PenaltyTerm:
                        lambda ctx: penalties.embedding_decay(g.shared.kernel, strength, ctx.num_replicas))
 
 
-def step_parts(trainer) -> StepParts:
-    """The step's parts of the knobs that are on (trainer: its networks, optimisers and strategy,
-    before the step is built). Also creates `trainer.sigma0_before_clamp` (a monitored value)."""
-    hp, st, cfg = trainer.hp, trainer.hp.stability, trainer.hp.train
-    parts = StepParts()
-    if cfg.latents != "normal":
-        parts.latents = PriorLatentSampler(cfg, hp.model.dim_z, hp.data.num_classes, trainer.global_batch,
-                                           trainer.num_replicas, cfg.disc_steps, cfg.seed)
-    if st.hinge_margin != 1.0:
-        parts.d_loss_fn = functools.partial(hinge_d_loss, margin=st.hinge_margin)
-    if cfg.r1_gamma:
-        parts.d_penalties.append(r1_term(trainer.d, cfg.r1_gamma, cfg.r1_every, cfg.disc_steps))
-    if st.g_sigma0_reg:
-        parts.g_penalties.append(sigma0_term(trainer.g, st))
-    if st.shared_embedding_decay and trainer.g.shared is not None:
-        parts.g_penalties.append(embedding_decay_term(trainer.g, st.shared_embedding_decay))
-    clip = (st.grad_clip_global, st.grad_clip_per_param, trainer.num_replicas)
-    if st.freeze == "g" or any(clip[:2]):
-        parts.g_opt = _Optimizer(trainer.g_opt, st.freeze == "g", *clip)
-    if st.freeze == "d" or any(clip[:2]):
-        parts.d_opt = _Optimizer(trainer.d_opt, st.freeze == "d", *clip)
-    if st.d_dropout:
-        parts.d_inputs.append(dropout_keys(trainer.d, cfg.seed, cfg.disc_steps))
-    trainer.sigma0_before_clamp = None
-    if st.g_sigma0_clamp:
-        with trainer.strategy.scope():
-            trainer.sigma0_before_clamp = tf.Variable(0.0, trainable=False, name="sigma0_before_clamp")
-        kernels = trainer.g.ortho_reg_kernels()
+class StabilityKnobs:
+    """The knobs of a run that are on: their step parts (`parts`, step.StepParts) and the values they
+    show (`scalars`). Build it with the run's networks and optimisers, before the step."""
+
+    def __init__(self, hp, g, d, g_opt, d_opt, strategy):
+        self.hp, self.g, self.d, self.strategy = hp, g, d, strategy
+        self.num_replicas = strategy.num_replicas_in_sync
+        st = hp.stability
+        # σ0 before the clamp of the last step (a monitored value), with stability.g_sigma0_clamp.
+        self.sigma0_before_clamp = None
+        if st.g_sigma0_clamp:
+            with strategy.scope():
+                self.sigma0_before_clamp = tf.Variable(0.0, trainable=False, name="sigma0_before_clamp")
+        self.parts = self._parts(g_opt, d_opt)
+
+    def _parts(self, g_opt, d_opt) -> StepParts:
+        hp, st, cfg = self.hp, self.hp.stability, self.hp.train
+        parts = {}
+        if cfg.latents != "normal":
+            parts["latents"] = PriorLatentSampler(cfg, hp.model.dim_z, hp.data.num_classes, cfg.batch_size,
+                                                  self.num_replicas, cfg.disc_steps, cfg.seed)
+        if st.hinge_margin != 1.0:
+            parts["d_loss_fn"] = functools.partial(hinge_d_loss, margin=st.hinge_margin)
+        if cfg.r1_gamma:
+            parts["d_penalties"] = [r1_term(self.d, cfg.r1_gamma, cfg.r1_every, cfg.disc_steps)]
+        g_penalties = []
+        if st.g_sigma0_reg:
+            g_penalties.append(sigma0_term(self.g, st))
+        if st.shared_embedding_decay and self.g.shared is not None:
+            g_penalties.append(embedding_decay_term(self.g, st.shared_embedding_decay))
+        clip = (st.grad_clip_global, st.grad_clip_per_param, self.num_replicas)
+        if st.freeze == "g" or any(clip[:2]):
+            parts["g_opt"] = _Optimizer(g_opt, st.freeze == "g", *clip)
+        if st.freeze == "d" or any(clip[:2]):
+            parts["d_opt"] = _Optimizer(d_opt, st.freeze == "d", *clip)
+        if st.d_dropout:
+            parts["d_dropout_key"] = dropout_keys(cfg.seed, cfg.disc_steps)
+        post_step = [self._clamp()] if st.g_sigma0_clamp else []
+        return StepParts(g_penalties=g_penalties, post_step=post_step, **parts)
+
+    def _clamp(self):
+        """The post-step hook of Eq. (4): G's σ0 clamped after every step (not while G is frozen)."""
+        st, kernels = self.hp.stability, self.g.ortho_reg_kernels()
 
         def clamp(step_var):
             if st.freeze != "g":
-                trainer.sigma0_before_clamp.assign(conditioning.clamp_all(
+                self.sigma0_before_clamp.assign(conditioning.clamp_all(
                     kernels, st.sigma0_target, st.sigma_reg, st.sigma_ratio, st.sigma_iterations))
-        parts.post_step.append(clamp)
-    return parts
+        return clamp
+
+    def scalars(self, step: int) -> Dict[str, float]:
+        """stability/... scalars of the knobs that are on (the penalties are logged as losses/...)."""
+        st, cfg, out = self.hp.stability, self.hp.train, {}
+        if st.d_dropout:
+            out["stability/d_dropout"] = st.d_dropout
+        if st.hinge_margin != 1.0:
+            out["stability/hinge_margin"] = st.hinge_margin
+        if self.sigma0_before_clamp is not None:
+            out["stability/g_sigma0_before_clamp"] = float(self.sigma0_before_clamp.numpy())
+        if cfg.latents == "variance_annealed":
+            p = latent_params(cfg)
+            out["stability/latent_variance"] = float(annealed_variance(step, p["anneal_steps"], p["sigma_start"],
+                                                                       p["sigma_end"]))
+        return out
 
 
-def dropout_keys(d, seed: int, disc_steps: int):
-    """A d_inputs part that leaves the images as they are and hands D the key of its dropout masks
-    for this call (stream train_d_dropout, (step, substep, micro), folded with the replica id):
-    stateless masks (Appendix I), so a resumed run draws the same ones. Runs after augmentation."""
+def dropout_keys(seed: int, disc_steps: int):
+    """The d_dropout_key part: the key of D's dropout masks in one D call (stream train_d_dropout,
+    (step, substep, micro), folded with the replica id): stateless masks (Appendix I), so a resumed
+    run draws the same ones."""
 
-    def d_inputs(images, step_t, substep, micro: int = 0):
+    def d_dropout_key(step_t, substep, micro: int = 0):
         counter = tf.cast(step_t, tf.int64) * (disc_steps + 1) + substep
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
         key = micro_key(seeds.key("train_d_dropout", seed, counter), micro)
-        d.dropout_key = tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
-        return images
-    return d_inputs
-
-
-def scalars(trainer, step: int) -> Dict[str, float]:
-    """stability/... scalars of the knobs that are on (the penalties are logged as losses/...)."""
-    st, cfg, out = trainer.hp.stability, trainer.hp.train, {}
-    if st.d_dropout:
-        out["stability/d_dropout"] = st.d_dropout
-    if st.hinge_margin != 1.0:
-        out["stability/hinge_margin"] = st.hinge_margin
-    if trainer.sigma0_before_clamp is not None:
-        out["stability/g_sigma0_before_clamp"] = float(trainer.sigma0_before_clamp.numpy())
-    if cfg.latents == "variance_annealed":
-        p = latent_params(cfg)
-        out["stability/latent_variance"] = float(annealed_variance(step, p["anneal_steps"], p["sigma_start"],
-                                                                   p["sigma_end"]))
-    return out
+        return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64))
+    return d_dropout_key

@@ -15,26 +15,47 @@
 Gradient accumulation (not in the paper, whose batch of 2,048 ran on a TPU pod; BigGAN-PyTorch's
 --num_D_accumulations / --num_G_accumulations, train_fns.py): an update of effective batch
 batch_size x k from k micro-batches of batch_size. Each micro-batch's loss (and penalties) is
-divided by k, so the summed gradients are their mean. The micro-batches are a Python loop inside
-the replica step, each starting once the previous one's gradients are summed (a control-dependency
-barrier, as between D steps). The optimiser, which all-reduces, runs once per update: one
-all-reduce per update, not per micro-batch. On one device without hooks each micro-batch is a call
-of one traced gradient function per network that the runtime does not inline (`_micro_functions`),
-so one micro-batch's activations are alive at a time and the graph holds one micro-batch, not k:
-BigGAN-128 batch 8 x 4 peaks within 10% of batch 8 (benchmarks/bench_accumulation.py,
-docs/results.md). Elsewhere (several replicas, whose merge_call may not sit in a nested function;
-hooks that read the micro-batch as a Python number; XLA) the k micro-batches are unrolled: the same
-barriers order them, at the cost of a k-times larger graph in host memory. BatchNorm statistics are
-those of each micro-batch, as in BigGAN-PyTorch (not those of the effective batch).
+divided by k, so the summed gradients are their mean. Each micro-batch starts once the previous
+one's gradients are summed (a control-dependency barrier, as between D steps), so one micro-batch's
+activations are alive at a time. The optimiser, which all-reduces, runs once per update. BatchNorm
+statistics are those of each micro-batch, as in BigGAN-PyTorch (not those of the effective batch).
+
+How a D update runs (`update_ways`, decided once when the step is built; the same values in every
+way, tests/test_training_step.py and tests/test_accumulation.py):
+
+    D update                          | OneDeviceStrategy, the default   | MirroredStrategy (one device or
+                                      | strategy (`runs_in_caller_graph`)| several), MultiWorkerMirrored-
+                                      |                                  | Strategy, TPUStrategy
+    ----------------------------------+----------------------------------+--------------------------------
+    no D part, d_accumulations = 1    | SHARED if disc_steps > 1,        | INLINE
+                                      | else INLINE                      |
+    no D part, d_accumulations > 1    | CALLS, unless train.jit_compile  | INLINE
+                                      | or a G penalty beside ortho_reg  |
+                                      | (then INLINE)                    |
+    a D part (d_inputs, d_extra,      | INLINE                           | INLINE
+    d_penalties, d_dropout_key)       |                                  |
+
+  INLINE  each D step and micro-batch is its own copy of the update in the step's graph.
+  SHARED  the D steps call one traced `d_update`; the runtime inlines the calls (fewer ops to trace).
+  CALLS   each micro-batch calls one traced gradient function per network, marked `_noinline`: the
+          graph holds one micro-batch per network, not k, and each call ends before the next starts.
+
+G's micro-batches are CALLS under the same conditions (g_accumulations > 1), else INLINE. A D part
+forces INLINE because parts read the substep or micro-batch as a Python number (their draws are keyed
+by it); MirroredStrategy runs each replica in a thread of its own and refuses a merge_call (the
+optimiser's all-reduce, cross-replica BatchNorm) from a nested function
+(tensorflow/python/distribute/mirrored_run.py, _MirroredReplicaContext._merge_call); TPUStrategy is
+not tried with shared traces; under train.jit_compile XLA compiles the whole update as one program.
 
 Extension points (so augmentation, stability and speed plug in without editing `replica_step`),
-handed to the step in ONE `StepParts` list that the trainer assembles (training/trainer.py: augment's
-parts, then the stability knobs'), so the step's parts are visible in one place:
-- `d_inputs(images, step, substep)`: a differentiable function applied to EVERY image D sees,
-  real and fake, in D and G steps (augmentation). Default: the identity. With accumulation
-  (k > 1 for that update) it, `d_extra` and `latents` are also passed `micro=` (0..k-1, a Python
-  int), and penalty contexts carry `micro`: hooks that draw random numbers fold it into their keys
-  (`micro_key`), so each micro-batch gets its own draws and micro-batch 0 those of k = 1.
+handed to the step's constructor in ONE `StepParts` list that the trainer assembles (training/trainer.py:
+augmentation's parts, then the stability knobs', then the caller's), so the step's parts are visible in
+one place:
+- `d_inputs(images, step, substep, micro=0)`: a differentiable function applied to EVERY image D
+  sees, real and fake, in D and G steps (augmentation). Default: the identity. With accumulation
+  (k > 1 for that update) it, `d_extra`, `d_dropout_key` and `latents` are also passed `micro=`
+  (0..k-1, a Python int), and penalty contexts carry `micro`: parts that draw random numbers fold it
+  into their keys (`micro_key`), so each micro-batch gets its own draws and micro-batch 0 those of k = 1.
 - `d_penalties` / `g_penalties`: lists of `PenaltyTerm(name, fn)`; `fn(ctx)` is called inside the
   step's GradientTape with a `DContext` / `GContext` and returns this replica's share of a loss
   (already divided as the all-reduce needs: a per-example mean over the GLOBAL batch, or a global
@@ -45,9 +66,12 @@ parts, then the stability knobs'), so the step's parts are visible in one place:
   (e.g. weight clamps).
 - `d_extra(step, substep)`: None or (images, labels) that D also scores in that D step's call,
   outside the loss (ADA's held-out reals for r_v); their outputs are `DContext.extra_logits`.
-- `compile(jit_compile=...)` builds the tf.function of `steps_per_loop` steps in one place
-  (train.jit_compile: each replica's update XLA-compiled, its latents drawn outside XLA). On one
-  device and with no D hook, the D steps call one traced `d_update` (`d_trace_shareable`).
+- `d_dropout_key(step, substep)`: the int64 [2] key of D's dropout masks in that D call (Appendix I),
+  passed to D's training calls as `dropout_seed`.
+- `d_loss_fn`, `g_opt`, `d_opt`: replace the loss of D and the optimisers (stability knobs).
+The constructor also takes `jit_compile` (train.jit_compile: each replica's update XLA-compiled, its
+latents drawn outside XLA) and `before_first_run`, called once after the first trace and graph
+optimisation and before the first step runs (the trainer's deferred orthogonal draws finish there).
 
 Distribution. Each replica's loss is its examples' sum divided by the GLOBAL batch (losses.py) and
 global penalties are divided by the replica count, so the all-reduced gradient of N replicas equals
@@ -198,13 +222,14 @@ class StepParts:
     """What a run adds to the step (module docstring, "Extension points"), in one explicit list.
 
     `d_inputs` are applied in order to every image batch D sees; penalties and post-step hooks run
-    in list order (and are logged in it); `latents`, `d_loss_fn`, `d_extra` and the optimiser
-    wrappers replace the defaults when set. `then` joins the parts of two features."""
+    in list order (and are logged in it); `latents`, `d_loss_fn`, `d_extra`, `d_dropout_key` and the
+    optimiser wrappers replace the defaults when set. `then` joins the parts of two features."""
 
     latents: Optional["LatentSampler"] = None
     d_loss_fn: Optional[Callable] = None
     d_inputs: List[Callable] = dataclasses.field(default_factory=list)
     d_extra: Optional[Callable] = None
+    d_dropout_key: Optional[Callable] = None
     d_penalties: List["PenaltyTerm"] = dataclasses.field(default_factory=list)
     g_penalties: List["PenaltyTerm"] = dataclasses.field(default_factory=list)
     post_step: List[Callable] = dataclasses.field(default_factory=list)
@@ -224,12 +249,53 @@ class StepParts:
                 joined[f.name] = mine if mine is not None else theirs
         return StepParts(**joined)
 
+    def touch_d(self) -> bool:
+        """Whether a part acts inside D's passes (module docstring's table: the update is then INLINE)."""
+        return bool(self.d_inputs or self.d_penalties) or self.d_extra is not None or self.d_dropout_key is not None
+
+
+# How an update is traced (module docstring's table).
+INLINE, SHARED, CALLS = "inline", "shared", "calls"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateWays:
+    """How the D and the G update of a step run: INLINE, SHARED (D only) or CALLS."""
+
+    d: str
+    g: str
+
+
+def runs_in_caller_graph(strategy) -> bool:
+    """Whether `strategy.run` runs the replica step in the caller's thread and graph, so the
+    optimiser's merge_call may sit in a nested traced function: OneDeviceStrategy and the default
+    strategy (module docstring's table)."""
+    if isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return True
+    # The default strategy is the one in force where no other is (has_strategy() is False there).
+    return not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
+
+
+def update_ways(cfg, parts: StepParts, caller_graph: bool, jit_compile: bool) -> UpdateWays:
+    """The module docstring's table for train config `cfg`, the step's `parts`, whether the strategy
+    `runs_in_caller_graph` and train.jit_compile."""
+    plain = caller_graph and not parts.touch_d()
+    kd, kg = cfg.d_accumulations, cfg.g_accumulations
+    # Penalties may read the micro-batch as a Python number: only ortho_reg (always there) calls a trace.
+    calls = plain and max(kd, kg) > 1 and not jit_compile and not parts.g_penalties
+    if kd > 1:
+        d = CALLS if calls else INLINE
+    else:
+        d = SHARED if plain and cfg.disc_steps > 1 else INLINE
+    return UpdateWays(d=d, g=CALLS if calls and kg > 1 else INLINE)
+
 
 class TrainStep:
     """The per-replica step of G, D, their optimisers and the EMA (module docstring)."""
 
     def __init__(self, hp, strategy, g, d, g_opt, d_opt, ema, step_var: tf.Variable,
-                 parts: Optional[StepParts] = None):
+                 parts: Optional[StepParts] = None, jit_compile: bool = False,
+                 before_first_run: Optional[Callable[[], None]] = None):
         cfg = hp.train
         self.hp, self.strategy = hp, strategy
         parts = parts or StepParts()
@@ -250,14 +316,13 @@ class TrainStep:
         self.g_penalties: List[PenaltyTerm] = [ortho_reg_term(g, hp.model.ortho_reg)] + list(parts.g_penalties)
         self.post_step: List[Callable] = list(parts.post_step)
         self.d_extra: Optional[Callable] = parts.d_extra
-        # Called once, after the first trace and graph optimisation and before the first step runs
-        # (the trainer's deferred orthogonal draws finish there, overlapped with both).
-        self.before_first_run: Optional[Callable[[], None]] = None
-        self._loop_fn = None
-        self._update_fn = self.replica_update
-        self._shared_d_update: Optional[Callable] = None  # D's step traced once for all substeps
-        self._micro_fns: Optional[tuple] = None  # (D, G) micro-batch gradients, each traced once
-        self._jit = False
+        self.d_dropout_key: Optional[Callable] = parts.d_dropout_key
+        self.jit_compile = bool(jit_compile)
+        self.ways = update_ways(cfg, parts, runs_in_caller_graph(strategy), self.jit_compile)
+        self._before_first_run = before_first_run
+        self._shared_d_update = (tf.function(self.d_update, autograph=False) if self.ways.d == SHARED else None)
+        self._micro_fns = self._micro_functions() if CALLS in (self.ways.d, self.ways.g) else None
+        self.compile()
 
     @property
     def metric_names(self) -> tuple:
@@ -280,29 +345,16 @@ class TrainStep:
         update, a list [(z, y)] of its micro-batches' (one without accumulation)."""
         kd, kg = self.d_accumulations, self.g_accumulations
         # Each computation (a D micro-batch or step, then the G ones) starts once the previous one's
-        # backward is done. Without this the graph only orders G's computations among themselves (they
-        # share G's variables), so the executor ran the G step's taped forward (G activations kept
-        # for its backward) and the next computation's G forward during a D step's backward, holding both
-        # computations' activations at the peak. Same ops and values, one's activations alive at a time.
+        # backward is done: otherwise the graph orders only G's computations among themselves (they
+        # share G's variables), and the executor may hold two computations' activations at once.
         barrier = []
-        shared = self.d_trace_shareable()
-        if shared and self._shared_d_update is None:
-            # The D steps of one step differ only in their inputs: one traced function called
-            # disc_steps times instead of as many copies (BigGAN-128: a quarter of
-            # the step's ops and ~2 s of its first trace: process start-up). The runtime inlines the
-            # calls: the same ops, the same values bit for bit on the tests' model
-            # (tests/test_training_step.py); at BigGAN-128 Grappler rewrites the inlined graph a
-            # little differently, and 2 steps end within 2e-4 (relative) of the unrolled kernels,
-            # where one intra-op thread instead of two moves them by 1.3e-3.
-            self._shared_d_update = tf.function(self.d_update, autograph=False)
-        micro_fns = self._micro_functions()
         metrics = {}
         for s in range(self.disc_steps):
             micro_batches = real_batches[s * kd:(s + 1) * kd]
             if kd == 1:
                 (x_real, y_real), (z, y_fake) = micro_batches[0], latents[s][0]
                 with tf.control_dependencies(barrier):
-                    if shared:
+                    if self.ways.d == SHARED:
                         barrier, metrics = self._shared_d_update(x_real, y_real, z, y_fake, step, tf.constant(s))
                     else:
                         barrier, metrics = self.d_update(x_real, y_real, z, y_fake, step, s)
@@ -310,8 +362,8 @@ class TrainStep:
 
             def d_pass(m, s=s, micro_batches=micro_batches):
                 (x_real, y_real), (z, y_fake) = micro_batches[m], latents[s][m]
-                if micro_fns:
-                    return micro_fns[0](x_real, y_real, z, y_fake, step, tf.constant(s))
+                if self.ways.d == CALLS:
+                    return self._micro_fns[0](x_real, y_real, z, y_fake, step, tf.constant(s))
                 return self.d_gradients(x_real, y_real, z, y_fake, step, s, micro=m, accumulations=kd)
             grads, metrics = self._accumulate(d_pass, kd, barrier)
             self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
@@ -324,49 +376,26 @@ class TrainStep:
         else:
             def g_pass(m):
                 z, y = latents[self.disc_steps][m]
-                return micro_fns[1](z, y, step) if micro_fns else self.g_gradients(z, y, step, micro=m,
-                                                                                    accumulations=kg)
+                if self.ways.g == CALLS:
+                    return self._micro_fns[1](z, y, step)
+                return self.g_gradients(z, y, step, micro=m, accumulations=kg)
             grads, g_metrics = self._accumulate(g_pass, kg, barrier)
         self.g_opt.apply_gradients(zip(grads, self.g.trainable_variables))
         metrics.update(g_metrics)
         return {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
 
-    def _micro_functions(self) -> Optional[tuple]:
-        """With accumulation, where the micro-batches can share traces (`micro_trace_shareable`): D's and
-        G's micro-batch gradients as two traced functions that the runtime runs as calls, not inlined
-        (`_noinline`). A call starts once the barrier before it is done and ends with its gradients, so
-        one micro-batch's activations are alive at a time, and the graph holds one micro-batch per
-        network instead of k: unrolled, BigGAN-128's 4 x 4 micro-batches traced 61k ops (0.59 GiB
-        resident for the life of the process, another 0.19 GiB instantiated; counted at ch 32, the graph
-        does not depend on the width) against 14k ops for one."""
-        if not self.micro_trace_shareable():
-            return None
-        if self._micro_fns is None:
-            def d_micro(x_real, y_real, z, y_fake, step, k):
-                return self.d_gradients(x_real, y_real, z, y_fake, step, k, accumulations=self.d_accumulations)
+    def _micro_functions(self) -> tuple:
+        """D's and G's micro-batch gradients as two traced functions that the runtime runs as calls,
+        not inlined (`_noinline`; CALLS in the module docstring's table). A call starts once the
+        barrier before it is done and ends with its gradients."""
+        def d_micro(x_real, y_real, z, y_fake, step, k):
+            return self.d_gradients(x_real, y_real, z, y_fake, step, k, accumulations=self.d_accumulations)
 
-            def g_micro(z, y, step):
-                return self.g_gradients(z, y, step, accumulations=self.g_accumulations)
+        def g_micro(z, y, step):
+            return self.g_gradients(z, y, step, accumulations=self.g_accumulations)
 
-            call = dict(autograph=False, experimental_attributes={"_noinline": True})
-            self._micro_fns = (tf.function(d_micro, **call), tf.function(g_micro, **call))
-        return self._micro_fns
-
-    def micro_trace_shareable(self) -> bool:
-        """Whether accumulated micro-batches can call one trace per network (`_micro_functions`): k > 1,
-        not under train.jit_compile (XLA compiles the whole update as one program), no G penalty beyond ortho_reg
-        (penalties may read the micro-batch as a Python number), and `_plain_d_pass`."""
-        return (max(self.d_accumulations, self.g_accumulations) > 1 and not self._jit and self._plain_d_pass()
-                and len(self.g_penalties) == 1)
-
-    def _plain_d_pass(self) -> bool:
-        """One device (MirroredStrategy's merge_call, which the optimiser and cross-replica BatchNorm
-        make, refuses to run inside a nested function) and no D hook (d_inputs, d_extra, D penalties:
-        augmentation and the stability knobs read the substep or micro-batch as a Python number): the
-        condition for D's passes to call a shared trace."""
-        one_device = (isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
-                      or type(self.strategy).__name__ == "_DefaultDistributionStrategy")
-        return one_device and self.d_inputs is _identity_inputs and self.d_extra is None and not self.d_penalties
+        call = dict(autograph=False, experimental_attributes={"_noinline": True})
+        return tf.function(d_micro, **call), tf.function(g_micro, **call)
 
     @staticmethod
     def _accumulate(pass_fn, k: int, barrier):
@@ -391,6 +420,13 @@ class TrainStep:
         self.d_opt.apply_gradients(zip(grads, self.d.trainable_variables))
         return _done(grads), metrics
 
+    def d_call(self, images, labels, step, substep, hook: dict):
+        """D's training call on one batch of a D or G pass; with a `d_dropout_key` part, D's dropout
+        masks are drawn from that part's key for (step, substep[, micro])."""
+        if self.d_dropout_key is None:
+            return self.d((images, labels), training=True)
+        return self.d((images, labels), training=True, dropout_seed=self.d_dropout_key(step, substep, **hook))
+
     def d_gradients(self, x_real, y_real, z, y_fake, step, k, micro: int = 0, accumulations: int = 1):
         """D's gradients of one micro-batch (substep k, micro-batch `micro` of `accumulations`) on this
         replica, the loss divided by `accumulations`; (gradients, D's metrics, undivided)."""
@@ -405,7 +441,7 @@ class TrainStep:
             if extra is not None:
                 d_images = tf.concat([images, tf.cast(extra[0], images.dtype)], 0)
                 d_labels = tf.concat([d_labels, tf.cast(extra[1], tf.int32)], 0)
-            logits = self.d((d_images, d_labels), training=True)
+            logits = self.d_call(d_images, d_labels, step, k, hook)
             lb = self.local_batch
             real_logits, fake_logits = logits[:lb], logits[lb:2 * lb]
             d_loss, d_real_part, d_fake_part = self.d_loss_fn(real_logits, fake_logits, gb)
@@ -425,10 +461,11 @@ class TrainStep:
         """G's gradients of one micro-batch (`micro` of `accumulations`) on this replica, the loss
         divided by `accumulations`; (gradients, G's metrics, undivided)."""
         gb = self.global_batch
+        hook = _micro(accumulations, micro)
         with tf.GradientTape() as tape:
             x_fake = self.g((z, y), training=True)
-            images = self.d_inputs(x_fake, step, self.disc_steps, **_micro(accumulations, micro))
-            fake_logits = self.d((images, y), training=True)
+            images = self.d_inputs(x_fake, step, self.disc_steps, **hook)
+            fake_logits = self.d_call(images, y, step, self.disc_steps, hook)
             g_loss = self.g_loss_fn(fake_logits, gb)
             ctx = GContext(step, z, y, x_fake, fake_logits, gb, self.num_replicas, micro=micro)
             penalties = {p.name: p.fn(ctx) for p in self.g_penalties}
@@ -458,25 +495,16 @@ class TrainStep:
         start = (tf.constant(0, num_steps.dtype), {k: tf.constant(0.0) for k in names})
         return tf.while_loop(lambda i, _: i < num_steps, body, start)[1]
 
-    def d_trace_shareable(self) -> bool:
-        """Whether the D steps can share one trace: several D steps and `_plain_d_pass`. Not with
-        accumulation, whose micro-batches call `_micro_functions`: inlined calls of a shared gradient function did not
-        keep the barrier between them (at ch 32 a profile showed a D update's four micro-batches
-        running at once, 1.6-1.9 GiB of live tensors at the peak against 1.17 GiB unrolled)."""
-        return self.disc_steps > 1 and self.d_accumulations == 1 and self._plain_d_pass()
+    def compile(self) -> Callable:
+        """Builds the tf.function running `num_steps` steps (the constructor calls it).
 
-    def compile(self, jit_compile: Optional[bool] = None) -> Callable:
-        """The tf.function running `num_steps` steps (built once; hooks must be set before).
-
-        jit_compile=True (train.jit_compile) compiles each replica's update with XLA; the loop
+        With jit_compile (train.jit_compile) each replica's update is compiled with XLA; the loop
         around it stays a graph: it reads the input iterator, which XLA cannot compile.
         """
         grappler.configure()  # before the first call instantiates the graph
-        # autograph=False: the step is plain graph code (its one loop is an explicit while_loop);
-        # converting the whole call tree (models, losses, hooks) cost ~2 s of every process's first
-        # trace (process start-up).
-        self._jit = bool(jit_compile)
-        self._update_fn = (tf.function(self.replica_update, jit_compile=True, autograph=False) if jit_compile
+        # autograph=False: the step is plain graph code (its one loop is an explicit while_loop), and
+        # converting the whole call tree (models, losses, parts) would only cost tracing time.
+        self._update_fn = (tf.function(self.replica_update, jit_compile=True, autograph=False) if self.jit_compile
                            else self.replica_update)
         self._loop_fn = tf.function(self._steps, autograph=False)
         return self._loop_fn
@@ -486,12 +514,12 @@ class TrainStep:
         if self._loop_fn is None:
             self.compile()
         num_steps = tf.constant(num_steps, tf.int64)
-        if self.before_first_run is not None:
+        if self._before_first_run is not None:
             # Trace, then a call of 0 steps: the runtime optimises (Grappler) and instantiates the
             # graph, which reads no variable and no input while the loop runs no iteration; the
-            # hook and the real call follow, reusing both.
+            # callback and the real call follow, reusing both.
             self._loop_fn(iterator, tf.constant(0, tf.int64))
-            hook, self.before_first_run = self.before_first_run, None
-            hook()
+            callback, self._before_first_run = self._before_first_run, None
+            callback()
         metrics = self._loop_fn(iterator, num_steps)
         return {k: float(v.numpy()) for k, v in metrics.items()}

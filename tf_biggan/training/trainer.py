@@ -4,7 +4,7 @@ and `--mode=train` (paper Section 3, Appendix C).
 The parts live in their own modules: the per-replica step in step.py (the paper's procedure and
 its extension points), the loop and its periodic actions in loop.py, checkpoints in
 checkpoints.py, σ monitoring and sample grids in monitor.py, TensorBoard in summaries.py. This
-module builds them and wires them together.
+module builds them and hands each what it needs through its constructor.
 
 Input. Real data comes through `distribute_datasets_from_function` (per-host file sharding). The
 step is both the RNG state (stateless latents) and the input position: the seeded input stream is
@@ -29,14 +29,13 @@ from tf_biggan.models import Discriminator, Generator
 from tf_biggan.progress import Progress
 from tf_biggan.training import intervene, stability
 from tf_biggan.training import loop as loop_lib
-from tf_biggan.training.collapse import with_collapse_actions
 from tf_biggan.training import strategy as strategy_lib
 from tf_biggan.training.adam import Adam
 from tf_biggan.training.checkpoints import RunCheckpoint, check_resume_hparams, prepare_model_dir
 from tf_biggan.training.ema import EMA
 from tf_biggan.training.loop import NonFiniteLossError
 from tf_biggan.training.monitor import SampleGrid, SingularValues
-from tf_biggan.training.step import TrainStep
+from tf_biggan.training.step import StepParts, TrainStep
 from tf_biggan.training.summaries import Summaries
 
 
@@ -55,8 +54,9 @@ class GANTrainer:
 
     `dataset_fn(input_context)` must yield per-replica batches (images float [b, R, R, 3] in [-1, 1],
     int labels [b]); default: `hp.data` through tf_biggan.data.pipeline. `model_dir=None` keeps
-    everything in memory (tests, benchmarks). Extend the step through `trainer.train_step`
-    (step.TrainStep: d_inputs, d_penalties, g_penalties, latents, post_step) before the first step.
+    everything in memory (tests, benchmarks). Extend the step with `parts` (step.StepParts: d_inputs,
+    d_penalties, g_penalties, latents, post_step, d_extra, ...), joined after augmentation's and the
+    stability knobs' parts.
 
     `defer_init=True` (the train mode, benchmarks): G's and D's orthogonal draws run in a background
     thread while the first step is traced and optimised (layers/orthogonal_init.py); the weights are final once
@@ -65,7 +65,8 @@ class GANTrainer:
     """
 
     def __init__(self, hp, strategy: Optional[tf.distribute.Strategy] = None, model_dir: Optional[str] = None,
-                 dataset_fn: Optional[Callable] = None, verbose: bool = True, defer_init: bool = False):
+                 dataset_fn: Optional[Callable] = None, verbose: bool = True, defer_init: bool = False,
+                 parts: Optional[StepParts] = None):
         self.hp = hp
         self.cfg = cfg = hp.train
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -111,13 +112,14 @@ class GANTrainer:
             # ADA / DiffAugment (tf_biggan.augment): p is one value for all replicas, checkpointed.
             self.augment = AugmentState(hp.augment, cfg.seed, self.global_batch)
         # The step's parts, in one list: augmentation's, then the Section 4 knobs that are on (all off
-        # by default; D's dropout keys are set after augmentation).
-        parts = augment_hooks.step_parts(self.augment, hp, self.strategy).then(stability.step_parts(self))
+        # by default), then the caller's.
+        augment_parts = augment_hooks.step_parts(self.augment, hp, self.strategy)
+        self.stability = stability.StabilityKnobs(hp, self.g, self.d, self.g_opt, self.d_opt, self.strategy)
+        step_parts = augment_parts.then(self.stability.parts).then(parts or StepParts())
+        # With deferred draws, the weights are final after the trace and before the first step runs.
         self.train_step = TrainStep(hp, self.strategy, self.g, self.d, self.g_opt, self.d_opt, self.ema, self.step,
-                                    parts)
-        if self._deferred is not None:
-            self.train_step.before_first_run = self.weights_ready  # after the trace, before the run
-        self.train_step.compile(jit_compile=cfg.jit_compile)
+                                    step_parts, jit_compile=cfg.jit_compile,
+                                    before_first_run=self.weights_ready if self._deferred is not None else None)
 
         # The iterator is made on first use, after `restore`, so it can start at the restored step.
         self._dataset_fn = dataset_fn
@@ -128,6 +130,7 @@ class GANTrainer:
                                             extra=self.augment.checkpoint_objects() if self.augment.enabled else None)
         self.checkpoint = self.run_checkpoint.checkpoint  # what BestFidKeeper saves
         self._singular_values = None
+        self._spectra = None  # (step, σ values) of the last `singular_values` call
         self._sample_grid = None
 
     def weights_ready(self) -> None:
@@ -160,14 +163,19 @@ class GANTrainer:
 
     def train_steps(self, num_steps: int) -> Dict[str, float]:
         """Runs `num_steps` steps (one tf.function call) and returns the last step's metrics."""
+        self._spectra = None
         return self.train_step.run(self.iterator, num_steps)
 
     # ------------------------------------------------------------------ monitoring
     def singular_values(self) -> Dict[str, np.ndarray]:
-        """σ0..σ2 of the raw kernel of every spectrally normalised G and D layer (Appendix F)."""
+        """σ0..σ2 of the raw kernel of every spectrally normalised G and D layer (Appendix F), computed
+        once per step (the σ action and collapse detection both read them)."""
         self.weights_ready()
         self._singular_values = self._singular_values or SingularValues(self.g, self.d)
-        return self._singular_values()
+        step = int(self.step.numpy())
+        if self._spectra is None or self._spectra[0] != step:
+            self._spectra = (step, self._singular_values())
+        return self._spectra[1]
 
     def sample_grid(self) -> np.ndarray:
         """uint8 grid of EMA-G samples under the strategy (monitor.SampleGrid)."""
@@ -186,6 +194,7 @@ class GANTrainer:
             self._deferred.cancel()
             self._deferred = None
         restored = self.run_checkpoint.restore(path)
+        self._spectra = None
         if restored:
             self.g_opt.learning_rate.assign(self.cfg.g_lr)
             self.d_opt.learning_rate.assign(self.cfg.d_lr)
@@ -206,7 +215,6 @@ class GANTrainer:
         summaries = Summaries(f"{self.model_dir}/train" if self.model_dir and self.chief else None)
         self.progress = Progress("train", total=target, start=int(self.step.numpy()), enabled=self.progress.enabled)
         actions = loop_lib.standard_actions(self, summaries, self.progress, best_fid_keeper)
-        actions = with_collapse_actions(self, actions, summaries)  # stability scalars, collapse detection
         report = loop_lib.fit(self, target, actions, self.progress, summaries)
         self.weights_ready()  # (a run already at its target ran no step)
         return report
