@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench_train import digits_images  # noqa: E402  (the real digits in [-1, 1], one loader)
+from bench_train import class_samples, digits_images  # noqa: E402  (one loader of the real digits, one sampler)
 from tf_biggan.data.digits import first_per_class  # noqa: E402
 from tf_biggan.atomic import write_json  # noqa: E402
 
@@ -129,20 +129,6 @@ def load_trainer(args, kind: str):
     return hp, GANTrainer(hp, model_dir=os.path.join(args.out, kind), verbose=False)
 
 
-def samples(hp, trainer):
-    """1,000 EMA-G samples, 100 per class, after standing statistics (fixed latents)."""
-    from tf_biggan.sampling.standing_stats import accumulate_standing_stats
-
-    ev = hp.eval
-    accumulate_standing_stats(trainer.ema_g, num_passes=ev.standing_stats_passes, batch_size=ev.standing_stats_batch,
-                              seed=12345)
-    labels = np.repeat(np.arange(10, dtype=np.int32), 100)
-    z = tf.random.stateless_normal((len(labels), hp.model.dim_z), seed=(2024, 1))
-    images = np.concatenate([trainer.ema_g((z[i:i + 100], labels[i:i + 100]), training=False).numpy()
-                             for i in range(0, len(labels), 100)])
-    return images, labels
-
-
 def nearest_distance(a, b) -> np.ndarray:
     """Per image of a: the pixel-space L2 distance to the nearest image of b, whatever its class."""
     from tf_biggan.evaluation.qualitative import nearest_neighbors
@@ -202,7 +188,7 @@ def evaluate(args, kinds=KINDS, every_checkpoint: bool = False) -> dict:
         for path in (paths if every_checkpoint else paths[-1:]):
             trainer.run_checkpoint.restore(path)
             step = int(trainer.step.numpy())
-            images, labels = samples(hp, trainer)
+            images, labels = class_samples(trainer)  # 1,000: 100 per digit
             rows[step] = {**judge.score(images, labels), **overfitting(trainer, judge, hp.data.max_per_class, images, labels),
                           "p": float(trainer.augment.p.numpy())}
             print(f"[bench] {kind} step {step}: " + " ".join(f"{k}={v:.3f}" for k, v in rows[step].items()), flush=True)

@@ -100,7 +100,9 @@ def random_data(hp):
     return fn
 
 
-def sample_accuracy(trainer, classifier, per_class: int = 100) -> float:
+def class_samples(trainer, per_class: int = 100):
+    """(images, labels): `per_class` EMA-G samples of every class, z ~ N(0, I) from fixed latents, after
+    standing statistics (Appendix C.1); the samples bench_train and bench_augment score."""
     from tf_biggan.sampling.standing_stats import accumulate_standing_stats
 
     ev = trainer.hp.eval
@@ -111,6 +113,11 @@ def sample_accuracy(trainer, classifier, per_class: int = 100) -> float:
     z = tf.random.stateless_normal((len(labels), trainer.hp.model.dim_z), seed=(2024, 1))
     images = np.concatenate([trainer.ema_g((z[i:i + 100], labels[i:i + 100]), training=False).numpy()
                              for i in range(0, len(labels), 100)])
+    return images, labels
+
+
+def sample_accuracy(trainer, classifier, per_class: int = 100) -> float:
+    images, labels = class_samples(trainer, per_class)
     return classifier.accuracy(images, labels), images
 
 

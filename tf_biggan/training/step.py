@@ -20,12 +20,12 @@ one's gradients are summed (a control-dependency barrier, as between D steps), s
 activations are alive at a time. The optimiser, which all-reduces, runs once per update. BatchNorm
 statistics are those of each micro-batch, as in BigGAN-PyTorch (not those of the effective batch).
 
-How a D update runs (`update_ways`, decided once when the step is built; the same values in every
-way, tests/test_training_step.py and tests/test_accumulation.py):
+How a D update runs (`update_ways`, decided once when the step is built; every way computes the
+same update: tests/test_training_step.py, tests/test_accumulation.py):
 
-    D update                          | OneDeviceStrategy, the default   | MirroredStrategy (one device or
-                                      | strategy (`runs_in_caller_graph`)| several), MultiWorkerMirrored-
-                                      |                                  | Strategy, TPUStrategy
+    D update                          | OneDeviceStrategy, the default   | any other: MirroredStrategy (on
+                                      | strategy (`runs_in_caller_graph`)| one device or several), MultiWor-
+                                      |                                  | kerMirroredStrategy, TPUStrategy
     ----------------------------------+----------------------------------+--------------------------------
     no D part, d_accumulations = 1    | SHARED if disc_steps > 1,        | INLINE
                                       | else INLINE                      |
@@ -249,7 +249,7 @@ class StepParts:
                 joined[f.name] = mine if mine is not None else theirs
         return StepParts(**joined)
 
-    def touch_d(self) -> bool:
+    def acts_in_d(self) -> bool:
         """Whether a part acts inside D's passes (module docstring's table: the update is then INLINE)."""
         return bool(self.d_inputs or self.d_penalties) or self.d_extra is not None or self.d_dropout_key is not None
 
@@ -279,7 +279,7 @@ def runs_in_caller_graph(strategy) -> bool:
 def update_ways(cfg, parts: StepParts, caller_graph: bool, jit_compile: bool) -> UpdateWays:
     """The module docstring's table for train config `cfg`, the step's `parts`, whether the strategy
     `runs_in_caller_graph` and train.jit_compile."""
-    plain = caller_graph and not parts.touch_d()
+    plain = caller_graph and not parts.acts_in_d()
     kd, kg = cfg.d_accumulations, cfg.g_accumulations
     # Penalties may read the micro-batch as a Python number: only ortho_reg (always there) calls a trace.
     calls = plain and max(kd, kg) > 1 and not jit_compile and not parts.g_penalties
