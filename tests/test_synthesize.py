@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import evaluation_run
+from tf_biggan.data.shards import shard_bounds
 from tf_biggan.errors import UserError
 from tf_biggan.synthesis import synthesize as synth
 from tf_biggan.sampling.labels import interleaved_labels
@@ -82,12 +83,12 @@ def test_labels_are_stratified_so_every_shard_is_class_balanced():
     assert counts == np.bincount(load_digits_split("train")[1], minlength=10).tolist() and sum(counts) == 1433
     labels = interleaved_labels(counts)
     assert np.bincount(labels).tolist() == counts
-    for start, end in synth.shard_bounds(len(labels), 7):
+    for start, end in shard_bounds(len(labels), 7):
         per_class = np.bincount(labels[start:end], minlength=10)
         expected = np.asarray(counts) * (end - start) / len(labels)
         assert np.all(np.abs(per_class - expected) <= 1.5)
     assert interleaved_labels([2, 2]).tolist() == [0, 1, 0, 1]
-    sizes = [e - s for s, e in synth.shard_bounds(10, 4)]
+    sizes = [e - s for s, e in shard_bounds(10, 4)]
     assert sum(sizes) == 10 and max(sizes) - min(sizes) <= 1
 
 

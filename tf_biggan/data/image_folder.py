@@ -29,12 +29,13 @@ beside DIR (`DIR/../val/<class>/...`, the layout of ImageNet's train/ and val/) 
 split. Shards hold the classes interleaved in proportion (`sampling.labels.interleaved_labels`),
 so any shard, or any few shards read first, show every class.
 
-Crash safety, as `--mode=synthesize`: each shard goes to a hidden temporary name and is renamed
-when complete (`tfrecord.write_shard`), then a hidden `.NAME.done` marker records its record count,
-size and what it skipped; a rerun keeps every shard whose marker matches, removes stale
-temporaries and writes only the missing shards. A hidden plan (`.prepare_data_plan.json`) pins the
-files and settings: a rerun over a changed folder or with other flags is refused rather than mixing
-two imports. `manifest.json` is written last, once every shard is there.
+Crash safety comes from the sharded writer `--mode=synthesize` uses too (`tf_biggan.data.shards`):
+each shard goes to a hidden temporary name and is renamed when complete, then a hidden `.NAME.done`
+marker records its record count, size and (here) what it skipped and the statistics the manifest
+sums; a rerun keeps every shard whose marker matches, removes stale temporaries and writes only the
+missing shards. A hidden plan (`.prepare_data_plan.json`) pins the files and settings: a rerun over
+a changed folder or with other flags is refused rather than mixing two imports. `manifest.json` is
+written last, once every shard is there.
 
 Work is spread over the CPU's cores by a thread pool: PIL's and TF's decoders and encoders release
 Python's lock while they run, and reading is I/O (gs:// round trips). Every file goes through
@@ -56,13 +57,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_biggan import atomic, paths, seeds
+from tf_biggan import atomic, seeds
 from tf_biggan.data import preprocess, tfrecord
+from tf_biggan.data.shards import MANIFEST, Shard, ShardWriter, plan_shards
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif")
-MANIFEST = "manifest.json"
 LABELS = "labels.txt"
 PLAN = ".prepare_data_plan.json"
 VAL_FOLDER = "val"
@@ -291,33 +292,9 @@ class ShardStats:
         self.sum_hw = [a + b for a, b in zip(self.sum_hw, hw)]
 
 
-def _marker_path(output_dir: str, name: str) -> str:
-    return _join(output_dir, f".{name}.done")
-
-
 def _read_file(path: str) -> bytes:
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
-
-
-def _remove_stale_temporaries(output_dir: str, names: Sequence[str]) -> int:
-    owned = {final for name in names for final in (name, f".{name}.done")}
-    removed = 0
-    for entry in tf.io.gfile.listdir(output_dir):
-        entry = entry.rstrip("/")
-        if atomic.temporary_owner(entry) in owned:
-            tf.io.gfile.remove(_join(output_dir, entry))
-            removed += 1
-    return removed
-
-
-@dataclasses.dataclass
-class Job:
-    """One shard to write: its name and its (source file, class id) list."""
-
-    split: str
-    name: str
-    items: List[Tuple[str, int]]
 
 
 def _summary(stats: Sequence[dict], classes: Sequence[str]) -> dict:
@@ -343,16 +320,16 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
                                            jpeg_quality=jpeg_quality)
     found = _collect(image_dir, validation_fraction, seed)
     shards, jobs = _plan_jobs(found.splits, num_shards)
-    fingerprint = hashlib.sha256(json.dumps([[j.name, j.items] for j in jobs]).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(json.dumps([[j.name, _items(found, j)] for j in jobs]).encode()).hexdigest()[:16]
     plan = {"image_dir": image_dir, "validation_source": found.validation_source,
             "validation_fraction": float(validation_fraction), "seed": int(seed),
             "resolution": int(resolution) if resolution else None, "jpeg_quality": int(jpeg_quality),
             "classes": found.classes, "shards": {s: shards[s] for s in shards}, "files_fingerprint": fingerprint}
-    _pin_plan(output_dir, plan)
+    writer = ShardWriter(output_dir, jobs)
+    writer.pin(PLAN, plan, "import", notes={"files_fingerprint": "the folder's files changed since"})
     atomic.write_text(_join(output_dir, LABELS), "".join(f"{c}\n" for c in found.classes))
 
-    removed = _remove_stale_temporaries(output_dir, [j.name for j in jobs])
-    todo = [j for j in jobs if _complete(output_dir, j) is None]
+    todo, removed = writer.resume()
     workers = max(1, int(workers or os.cpu_count() or 1))
     n_train, n_val = len(found.splits["train"]), len(found.splits["validation"])
     source = found.validation_source
@@ -360,13 +337,13 @@ def prepare_data(image_dir: str, output_dir: str, *, validation_fraction: float 
         + (f" (validation from {source})" if source else "")
         + f" from {image_dir} into {shards['train']} train + {shards['validation']} validation shard(s) in "
           f"{output_dir}: {len(jobs) - len(todo)} complete, {len(todo)} to write "
-          f"({sum(len(j.items) for j in todo)} images, {workers} threads)"
+          f"({sum(j.size for j in todo)} images, {workers} threads)"
         + (f"; removed {removed} stale temporary file(s)" if removed else ""))
 
-    writer = _ShardWriter(image_dir, output_dir, found.classes, resolution=resolution, jpeg_quality=jpeg_quality,
-                          on_corrupt=on_corrupt, log=log)
-    written = writer.write(todo, workers)
-    manifest = _finish(output_dir, plan, jobs, found, log)
+    converter = _Converter(image_dir, found.classes, resolution=resolution, jpeg_quality=jpeg_quality,
+                           on_corrupt=on_corrupt, log=log)
+    written = converter.write(writer, found, todo, workers)
+    manifest = _finish(writer, plan, found, log)
     log(f"wrote {len(written)} shard(s) in {time.perf_counter() - t_start:.1f}s; {manifest['skipped_count']} file(s) "
         f"skipped; {_join(output_dir, MANIFEST)}. Train with --hparams_overrides {manifest['hparams_overrides']}")
     return {"written": written, "kept": [j.name for j in jobs if j not in todo], "manifest": manifest,
@@ -436,69 +413,40 @@ def _collect(image_dir: str, validation_fraction: float, seed: int) -> _Found:
     return _Found(classes, splits, ignored, validation_source)
 
 
-def _plan_jobs(splits: Dict[str, List[Tuple[str, int]]], num_shards: Optional[int]) -> Tuple[Dict[str, int], List[Job]]:
-    """({split: shard count}, the shards to write): contiguous runs of each split's interleaved items."""
+def _plan_jobs(splits: Dict[str, List[Tuple[str, int]]], num_shards: Optional[int]) -> Tuple[Dict[str, int], List[Shard]]:
+    """({split: shard count}, the shards to write): contiguous runs of each split's interleaved items
+    (`shards.plan_shards`)."""
     n_train, n_val = len(splits["train"]), len(splits["validation"])
     shards = {"train": shard_count(n_train, num_shards)}
     shards["validation"] = shard_count(n_val, -(-num_shards * n_val // max(n_train, 1)) if num_shards else None)
-    jobs: List[Job] = []
-    for split, items in splits.items():
-        k = shards[split]
-        for i in range(k):
-            name = os.path.basename(tfrecord.shard_path(split, i, k))
-            jobs.append(Job(split, name, items[i * len(items) // k:(i + 1) * len(items) // k]))
-    return shards, jobs
+    return shards, [s for split, items in splits.items() for s in plan_shards(split, len(items), shards[split])]
 
 
-def _pin_plan(output_dir: str, plan: dict) -> None:
-    """Writes the plan into a new directory; refuses a directory that holds a different one."""
-    tf.io.gfile.makedirs(output_dir)
-    plan_path = _join(output_dir, PLAN)
-    existing = paths.read_json_or_none(plan_path)
-    if existing is not None and existing != json.loads(json.dumps(plan)):
-        differs = [k for k in sorted(set(existing) | set(plan))
-                   if existing.get(k) != json.loads(json.dumps(plan.get(k)))]
-        hint = (" (the folder's files changed since)" if differs == ["files_fingerprint"] else "")
-        raise UserError(f"--output_dir={output_dir} holds shards of a different import (differs in: "
-                        f"{', '.join(differs)}{hint}); rerun with the same flags to resume it, or give a new "
-                        f"--output_dir")
-    if existing is None:
-        atomic.write_json(plan_path, plan)
+def _items(found: _Found, shard: Shard) -> List[Tuple[str, int]]:
+    """The (source file, class id) of the images of `shard`."""
+    return found.splits[shard.prefix][shard.start:shard.end]
 
 
-def _complete(output_dir: str, job: Job) -> Optional[dict]:
-    """The shard's marker if it matches the file (records + skipped = items, bytes), else None."""
-    path = _join(output_dir, job.name)
-    marker = paths.read_json_or_none(_marker_path(output_dir, job.name))
-    if marker is None or not tf.io.gfile.exists(path):
-        return None
-    ok = (marker.get("records", -1) + len(marker.get("skipped", [])) == len(job.items)
-          and marker.get("bytes") == tf.io.gfile.stat(path).length)
-    return marker if ok else None
+class _Converter:
+    """Converts the images of shards on a thread pool; each shard and its marker go through the writer."""
 
-
-class _ShardWriter:
-    """Converts the images of shards on a thread pool and writes each shard, then its marker."""
-
-    def __init__(self, image_dir: str, output_dir: str, classes: Sequence[str], *, resolution: Optional[int],
+    def __init__(self, image_dir: str, classes: Sequence[str], *, resolution: Optional[int],
                  jpeg_quality: int, on_corrupt: str, log: Callable[[str], None]):
-        self.image_dir, self.output_dir, self.class_of = image_dir, output_dir, dict(enumerate(classes))
+        self.image_dir, self.class_of = image_dir, dict(enumerate(classes))
         self.resolution, self.jpeg_quality, self.on_corrupt, self.log = resolution, jpeg_quality, on_corrupt, log
         self.done_images, self.todo_images = 0, 0
         self.t0 = self.last_log = time.perf_counter()
 
-    def write(self, todo: Sequence[Job], workers: int) -> List[str]:
-        """Writes the shards `todo`; the names written."""
+    def write(self, writer: ShardWriter, found: _Found, todo: Sequence[Shard], workers: int) -> List[str]:
+        """Writes the shards `todo`, each with its statistics in its marker; the names written."""
         written = []
-        self.done_images, self.todo_images = 0, sum(len(j.items) for j in todo)
+        self.done_images, self.todo_images = 0, sum(j.size for j in todo)
         self.t0 = self.last_log = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             for n_job, job in enumerate(todo):
                 stats = ShardStats()
-                path = _join(self.output_dir, job.name)
-                count = tfrecord.write_shard(path, self._records(job, stats, pool))
-                marker = dict(dataclasses.asdict(stats), records=count, bytes=tf.io.gfile.stat(path).length)
-                atomic.write_json(_marker_path(self.output_dir, job.name), marker)
+                count = writer.write(job, self._records(job.name, _items(found, job), stats, pool),
+                                     marker=lambda stats=stats: dataclasses.asdict(stats))
                 written.append(job.name)
                 elapsed = time.perf_counter() - self.t0
                 self.log(f"{job.name} ({n_job + 1}/{len(todo)}): {count} images"
@@ -516,10 +464,10 @@ class _ShardWriter:
         except tf.errors.OpError as exc:
             return None, f"cannot be read ({exc.message.splitlines()[0][:200]})"
 
-    def _records(self, job: Job, stats: ShardStats, pool):
+    def _records(self, name: str, items: Sequence[Tuple[str, int]], stats: ShardStats, pool):
         """The shard's serialized Examples, in item order; bad files skipped (counted) or fatal."""
         image_dir = self.image_dir
-        for (path, label), (converted, error) in zip(job.items, pool.map(self._convert, job.items)):
+        for (path, label), (converted, error) in zip(items, pool.map(self._convert, items)):
             self.done_images += 1
             rel = path[len(image_dir) + 1:] if path.startswith(image_dir + "/") else path
             if converted is None:
@@ -536,19 +484,17 @@ class _ShardWriter:
             if time.perf_counter() - self.last_log > LOG_EVERY_SECONDS:
                 self.last_log = time.perf_counter()
                 rate = self.done_images / max(self.last_log - self.t0, 1e-9)
-                self.log(f"  {job.name}: {self.done_images}/{self.todo_images} images, {rate:.1f} images/s")
+                self.log(f"  {name}: {self.done_images}/{self.todo_images} images, {rate:.1f} images/s")
 
 
-def _finish(output_dir: str, plan: dict, jobs: Sequence[Job], found: _Found, log: Callable[[str], None]) -> dict:
+def _finish(writer: ShardWriter, plan: dict, found: _Found, log: Callable[[str], None]) -> dict:
     """Writes the manifest once every shard is complete; warns of classes a split lacks."""
-    markers = {j.name: _complete(output_dir, j) for j in jobs}
-    missing = [n for n, m in markers.items() if m is None]
+    classes, output_dir = found.classes, writer.output_dir
+    manifest, missing = writer.finish(lambda markers: _manifest(plan, writer.shards, markers, classes, found.ignored,
+                                                                output_dir))
     if missing:  # only if the files changed under us
         raise UserError(f"shard(s) {', '.join(missing[:3])} of {output_dir} are not complete after writing them; "
                         f"rerun --mode=prepare_data")
-    classes = found.classes
-    manifest = _manifest(plan, jobs, markers, classes, found.ignored, output_dir)
-    atomic.write_json(_join(output_dir, MANIFEST), manifest)
     for split in ("train", "validation"):
         per_class = manifest["splits"].get(split, {}).get("count_per_class", {})
         empty = [c for c in classes if per_class.get(c, 0) == 0]
@@ -558,12 +504,12 @@ def _finish(output_dir: str, plan: dict, jobs: Sequence[Job], found: _Found, log
     return manifest
 
 
-def _manifest(plan: dict, jobs: Sequence[Job], markers: Dict[str, dict], classes: Sequence[str],
+def _manifest(plan: dict, jobs: Sequence[Shard], markers: Dict[str, dict], classes: Sequence[str],
               ignored: Sequence[Tuple[str, str]], output_dir: str) -> dict:
     stats = [markers[j.name] for j in jobs]
     splits = {}
     for split in ("train", "validation"):
-        mine = [markers[j.name] for j in jobs if j.split == split]
+        mine = [markers[j.name] for j in jobs if j.prefix == split]
         if mine:
             splits[split] = dict(_summary(mine, classes), pattern=_join(output_dir, f"{split}-*"),
                                  num_shards=len(mine))

@@ -31,12 +31,13 @@ Layout of the work, chosen so any shard can be regenerated alone and bit-identic
   * the standing statistics come from their own stream (`tf_biggan.sampling.standing_stats`);
   * shard i belongs to worker i % num_workers (TF_CONFIG's chief + workers, or flags).
 
-Crash safety: a shard is written to a hidden temporary name and renamed when complete
-(`tfrecord.write_shard`; every other file through `tf_biggan.atomic`), then a hidden `.NAME.done` marker records its record count and size. A
-rerun skips every shard whose marker matches the file, removes stale temporaries of its own shards
-and writes only the missing ones. SIGTERM / SIGINT abandon the shard in hand between two generator
-batches (its temporary file is removed) and exit 143 / 130 (training/preemption.py). A hidden plan file (`.synthesize_plan.json`) pins what the
-directory holds (source, counts, shards, truncation, seed, JPEG quality, ...): a rerun with
+Crash safety comes from the sharded writer `--mode=prepare_data` uses too (`tf_biggan.data.shards`):
+a shard is written to a hidden temporary name and renamed when complete, then its npz and a hidden
+`.NAME.done` marker (record count and size). A rerun skips every shard whose marker matches the
+file, removes stale temporaries of its own shards and writes only the missing ones. SIGTERM /
+SIGINT abandon the shard in hand between two generator batches (its temporary file is removed) and
+exit 143 / 130 (training/preemption.py). A hidden plan file (`.synthesize_plan.json`) pins what
+the directory holds (source, counts, shards, truncation, seed, JPEG quality, ...): a rerun with
 different settings is refused rather than mixing two syntheses. `manifest.json` is written
 atomically once every shard of every worker is present (by whichever worker finishes last).
 
@@ -56,6 +57,7 @@ import tensorflow as tf
 
 from tf_biggan import atomic, paths, seeds
 from tf_biggan.data import tfrecord
+from tf_biggan.data.shards import MANIFEST, Shard, ShardWriter, plan_shards
 from tf_biggan.errors import UserError
 from tf_biggan.synthesis.generators import CheckpointSource, ModuleSource
 from tf_biggan.images import to_uint8
@@ -64,7 +66,6 @@ from tf_biggan.sampling.labels import interleaved_labels
 from tf_biggan.sampling.latents import check_convention, convention_z, z_bound
 from tf_biggan.training import preemption
 
-MANIFEST = "manifest.json"
 PLAN = ".synthesize_plan.json"
 NPZ_DIR = "npz"
 # Standing-statistics passes draw from (seed, STATS_STREAM + pass): disjoint from the shard streams
@@ -83,11 +84,6 @@ def shard_latents(index: int, size: int, dim_z: int, truncation: float, seed: in
     """Shard `index`'s z [size, dim_z]: one draw from key (synthesize, seed, index) in `convention`
     (`tf_biggan.sampling.latents.convention_z`)."""
     return convention_z((size, dim_z), truncation, seeds.key("synthesize", seed, index), convention)
-
-
-def shard_bounds(total: int, num_shards: int) -> List[Tuple[int, int]]:
-    """[start, end) of each shard: contiguous, sizes differing by at most one."""
-    return [(i * total // num_shards, (i + 1) * total // num_shards) for i in range(num_shards)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -155,26 +151,15 @@ def worker_split(flags=None) -> Tuple[int, int]:
 # Files.
 
 
-def _marker_path(output_dir: str, name: str) -> str:
-    return os.path.join(output_dir, f".{name}.done")
-
-
 def _npz_path(output_dir: str, name: str) -> str:
     return os.path.join(output_dir, NPZ_DIR, f"{name}.npz")
 
 
-def _remove_stale_temporaries(output_dir: str, names: Sequence[str]) -> int:
-    """Deletes leftovers of killed writes of these shards (their shard, npz and marker temporaries)."""
-    removed = 0
-    owned = {final for name in names for final in (name, f"{name}.npz", f".{name}.done")}
-    for directory in (output_dir, os.path.join(output_dir, NPZ_DIR)):
-        if not tf.io.gfile.isdir(directory):
-            continue
-        for entry in tf.io.gfile.listdir(directory):
-            if atomic.temporary_owner(entry.rstrip("/")) in owned:
-                tf.io.gfile.remove(os.path.join(directory, entry.rstrip("/")))
-                removed += 1
-    return removed
+def _writer(output_dir: str, prefix: str, num_shards: int, total: int, also_write_npz: bool) -> ShardWriter:
+    """The synthesis's shards (`tf_biggan.data.shards`); each shard's npz travels with it, and is required
+    for completeness with --also_write_npz."""
+    return ShardWriter(output_dir, plan_shards(prefix, total, num_shards),
+                       companions=lambda name: [f"{NPZ_DIR}/{name}.npz"], companions_required=also_write_npz)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -221,25 +206,24 @@ def synthesize(source, output_dir: str, counts: Sequence[int], *, num_shards: in
     plan = _plan(source, counts, num_shards=num_shards, truncation=truncation, seed=seed, prefix=prefix,
                  jpeg_quality=jpeg_quality, synsets=synsets, synsets_file=synsets_file,
                  latent_convention=latent_convention)
-    _pin_plan(output_dir, plan)
-    layout = _Layout(output_dir, prefix, num_shards, sum(counts), also_write_npz)
-    mine = [i for i in range(num_shards) if i % num_workers == worker_index]
-    removed = _remove_stale_temporaries(output_dir, [layout.names[i] for i in mine])
-    todo = [i for i in mine if not layout.complete(i)]
-    skipped = [layout.names[i] for i in mine if i not in todo]
+    writer = _writer(output_dir, prefix, num_shards, sum(counts), also_write_npz)
+    writer.pin(PLAN, plan, "synthesis", " (e.g. --checkpoint=... of that run)")
+    mine = [s for s in writer.shards if s.index % num_workers == worker_index]
+    todo, removed = writer.resume(mine)
+    skipped = [s.name for s in mine if s not in todo]
     lo, hi = min(counts), max(counts)
     log(f"{plan['num_images']} images ({source.num_classes} classes, {lo if lo == hi else f'{lo}-{hi}'} per class) "
         f"at truncation {truncation:g} ({latent_convention}), seed {seed}, into {num_shards} shards "
         f"{prefix}-*-of-{num_shards:05d} in {output_dir}; worker {worker_index}/{num_workers} owns {len(mine)} "
-        f"shard(s): {len(skipped)} complete, {len(todo)} to write ({layout.images(todo)} images)"
+        f"shard(s): {len(skipped)} complete, {len(todo)} to write ({sum(s.size for s in todo)} images)"
         + (f"; removed {removed} stale temporary file(s)" if removed else ""))
 
     timer, written = Timer(), []
     if todo:
         encoder = _Encoder(source, jpeg_quality, synsets)
-        timer, written = _write_shards(source, layout, todo, counts, encoder, truncation=truncation, seed=seed,
+        timer, written = _write_shards(source, writer, todo, counts, encoder, truncation=truncation, seed=seed,
                                        latent_convention=latent_convention, batch_size=batch_size, log=log)
-    manifest = _finish(layout, plan, f"worker {worker_index}/{num_workers}", log)
+    manifest = _finish(writer, plan, f"worker {worker_index}/{num_workers}", log)
     return {"written": written, "skipped": skipped, "manifest": manifest, "images": timer.images,
             "seconds": time.perf_counter() - timer.start, "generate_seconds": timer.generate,
             "encode_seconds": timer.encode}
@@ -293,41 +277,6 @@ def _plan(source, counts: List[int], *, num_shards: int, truncation: float, seed
     }
 
 
-def _pin_plan(output_dir: str, plan: dict) -> None:
-    """Writes the plan into a new directory; refuses a directory that holds a different one."""
-    from tf_biggan import rerun
-
-    tf.io.gfile.makedirs(output_dir)
-    rerun.pin(os.path.join(output_dir, PLAN), plan, refusal=lambda diffs: UserError(
-        f"--output_dir={output_dir} holds shards of a different synthesis ({rerun.describe(diffs)[:600]}). "
-        f"Rerun with the same flags (e.g. --checkpoint=... of that run) to resume it, or give a new --output_dir"))
-
-
-class _Layout:
-    """The shard files of one synthesis: names, [start, end) of each, and whether one is complete."""
-
-    def __init__(self, output_dir: str, prefix: str, num_shards: int, total: int, also_write_npz: bool):
-        self.output_dir, self.also_write_npz = output_dir, also_write_npz
-        self.names = [os.path.basename(tfrecord.shard_path(prefix, i, num_shards)) for i in range(num_shards)]
-        self.bounds = shard_bounds(total, num_shards)
-
-    def path(self, i: int) -> str:
-        return os.path.join(self.output_dir, self.names[i])
-
-    def images(self, shards: Sequence[int]) -> int:
-        return sum(self.bounds[i][1] - self.bounds[i][0] for i in shards)
-
-    def complete(self, i: int) -> bool:
-        """Shard i's marker matches its file (records and bytes), and its npz exists if asked for."""
-        path = self.path(i)
-        marker = paths.read_json_or_none(_marker_path(self.output_dir, self.names[i]))
-        if marker is None or not tf.io.gfile.exists(path):
-            return False
-        ok = (marker.get("records") == self.bounds[i][1] - self.bounds[i][0]
-              and marker.get("bytes") == tf.io.gfile.stat(path).length)
-        return ok and (not self.also_write_npz or tf.io.gfile.exists(_npz_path(self.output_dir, self.names[i])))
-
-
 class _Encoder:
     """uint8 images + 0-based labels -> serialized ImageNet-layout Examples (JPEG, 1-based label)."""
 
@@ -348,7 +297,7 @@ class _Encoder:
             yield example.SerializeToString(deterministic=True)
 
 
-def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int], encoder: _Encoder, *,
+def _write_shards(source, writer: ShardWriter, todo: Sequence[Shard], counts: List[int], encoder: _Encoder, *,
                   truncation: float, seed: int, latent_convention: str, batch_size: int,
                   log: Callable[[str], None]) -> Tuple[Timer, List[str]]:
     """Prepares the source, then writes shards `todo` (plus markers and npz); (timer, names written)."""
@@ -361,7 +310,7 @@ def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int
         log(f"the module's own BN statistics at truncation {truncation:g} (no standing-statistics pass)")
     all_labels = interleaved_labels(counts)
     timer, written = Timer(), []
-    todo_images = layout.images(todo)
+    todo_images = sum(s.size for s in todo)
 
     def eta() -> str:
         left = todo_images - timer.images
@@ -369,17 +318,16 @@ def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int
 
     last_log = time.perf_counter()
     with preemption.graceful("synthesis"):  # a signal drops the shard in hand (training/preemption.py)
-        for done, i in enumerate(todo):
-            start, end = layout.bounds[i]
-            labels = all_labels[start:end]
-            z = shard_latents(i, end - start, source.dim_z, truncation, seed, latent_convention)
-            kept = [] if layout.also_write_npz else None
+        for done, shard in enumerate(todo):
+            labels = all_labels[shard.start:shard.end]
+            z = shard_latents(shard.index, shard.size, source.dim_z, truncation, seed, latent_convention)
+            kept = [] if writer.companions_required else None
 
-            def examples(i=i, start=start, labels=labels, z=z, kept=kept):
+            def examples(shard=shard, labels=labels, z=z, kept=kept):
                 nonlocal last_log
                 for b in range(0, len(labels), batch_size):
                     if preemption.requested() is not None:  # between two batches: abandon this shard
-                        raise _abandoned(layout.names[i], done, len(todo))
+                        raise _abandoned(shard.name, done, len(todo))
                     t = time.perf_counter()
                     batch_labels = labels[b:b + batch_size]
                     images = to_uint8(source.generate(z[b:b + batch_size], batch_labels.astype(np.int32)))
@@ -387,18 +335,18 @@ def _write_shards(source, layout: _Layout, todo: Sequence[int], counts: List[int
                     t = time.perf_counter()
                     if kept is not None:
                         kept.append(images)
-                    yield from encoder(images, batch_labels, start + b)
+                    yield from encoder(images, batch_labels, shard.start + b)
                     timer.encode += time.perf_counter() - t
                     timer.images += len(batch_labels)
                     if time.perf_counter() - last_log > LOG_EVERY_SECONDS:
                         last_log = time.perf_counter()
-                        log(f"  {layout.names[i]}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
+                        log(f"  {shard.name}: {b + len(batch_labels)}/{len(labels)} images; {timer.rates()}; "
                             f"ETA {eta()}")
 
-            records = _write_shard(layout, i, examples(), kept, labels)
-            written.append(layout.names[i])
+            records = _write_shard(writer, shard, examples(), kept, labels)
+            written.append(shard.name)
             last_log = time.perf_counter()
-            log(f"{layout.names[i]} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; ETA {eta()}")
+            log(f"{shard.name} ({done + 1}/{len(todo)}): {records} images; {timer.rates()}; ETA {eta()}")
     return timer, written
 
 
@@ -411,32 +359,30 @@ def _abandoned(name: str, done: int, todo: int) -> BaseException:
         preemption.exit_code(signum))
 
 
-def _write_shard(layout: _Layout, i: int, serialized, kept: Optional[list], labels) -> int:
-    """Shard i from its serialized Examples, then its npz (if `kept`) and its marker; the record count."""
-    path = layout.path(i)
-    records = tfrecord.write_shard(path, serialized)
-    if kept is not None:
-        atomic.save_npz(_npz_path(layout.output_dir, layout.names[i]), images=np.concatenate(kept),
+def _write_shard(writer: ShardWriter, shard: Shard, serialized, kept: Optional[list], labels) -> int:
+    """The shard from its serialized Examples, then its npz (if `kept`) and its marker; the record count."""
+
+    def npz() -> None:
+        atomic.save_npz(_npz_path(writer.output_dir, shard.name), images=np.concatenate(kept),
                         labels=labels.astype(np.int64))
-    atomic.write_json(_marker_path(layout.output_dir, layout.names[i]),
-                      {"records": records, "bytes": tf.io.gfile.stat(path).length, "npz": bool(kept is not None)})
-    return records
+
+    return writer.write(shard, serialized, marker=lambda: {"npz": kept is not None},
+                        companions=npz if kept is not None else None)
 
 
-def _finish(layout: _Layout, plan: dict, worker: str, log: Callable[[str], None]) -> Optional[dict]:
+def _finish(writer: ShardWriter, plan: dict, worker: str, log: Callable[[str], None]) -> Optional[dict]:
     """The manifest, written if every shard of every worker is complete (else None, and a line saying so)."""
-    missing = [layout.names[i] for i in range(len(layout.names)) if not layout.complete(i)]
+    npz, names = writer.companions_required, [s.name for s in writer.shards]
+    manifest, missing = writer.finish(lambda markers: dict(
+        plan, pattern=f"{plan['shard_prefix']}-*", shards=names,
+        images_per_shard=[s.size for s in writer.shards],
+        npz=[f"{NPZ_DIR}/{n}.npz" for n in names] if npz else None,
+        npz_labels="0-based" if npz else None))
     if missing:
         log(f"{worker} done; waiting for {len(missing)} shard(s) of other workers "
             f"(e.g. {missing[0]}): the last worker to finish writes {MANIFEST}")
         return None
-    npz = layout.also_write_npz
-    manifest = dict(plan, pattern=f"{plan['shard_prefix']}-*", shards=layout.names,
-                    images_per_shard=[end - start for start, end in layout.bounds],
-                    npz=[f"{NPZ_DIR}/{n}.npz" for n in layout.names] if npz else None,
-                    npz_labels="0-based" if npz else None)
-    atomic.write_json(os.path.join(layout.output_dir, MANIFEST), manifest)
-    log(f"all {len(layout.names)} shards complete; wrote {os.path.join(layout.output_dir, MANIFEST)}")
+    log(f"all {len(names)} shards complete; wrote {os.path.join(writer.output_dir, MANIFEST)}")
     return manifest
 
 
