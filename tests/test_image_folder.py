@@ -5,7 +5,8 @@ Checked against independent references: pixel conversions against numpy on PIL's
 RGB JPEGs stored byte for byte, --resolution against `preprocess.crop_and_resize` (the training
 pipeline's Appendix C preprocessing) up to JPEG quantisation, the seeded per-class split against
 its invariants; shards read back through the training pipeline and CAS's label scan; a rerun
-after a lost shard writes only that shard; bad input is a one-line error through the real CLI.
+after a lost shard writes only that shard (the resume itself: tests/test_shards.py), one with other
+flags or files is refused; bad input is a one-line error through the real CLI.
 """
 
 import io
@@ -288,28 +289,19 @@ def test_import_reads_back_in_the_imagenet_layout_and_through_the_training_pipel
     assert source.kind == "real" and source.per_class(3) == [3, 2, 2]
 
 
-def test_rerun_writes_only_missing_shards_and_refuses_a_changed_folder(tmp_path):
+def test_a_rerun_with_other_flags_or_a_changed_folder_is_refused(tmp_path):
+    """What the import's plan pins: its flags and its files (the sharded writer's resume itself is
+    tested in tests/test_shards.py; test_prepare_data_cli resumes a lost shard through this mode)."""
     images = str(tmp_path / "images")
     make_image_folder(images, per_class=(6, 6, 6), corrupt=False)
     out = str(tmp_path / "shards")
     first = prepare_data(images, out, num_shards=3, workers=1, log=lambda m: None)
-    assert len(first["written"]) == 3
-    stamps = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in first["written"]}
-    os.remove(os.path.join(out, "train-00001-of-00003"))  # a lost shard ...
-    with open(os.path.join(out, ".train-00002-of-00003.tmp-dead"), "wb") as f:
-        f.write(b"half")  # ... and the temporary of a killed write
-    lines = []
-    second = prepare_data(images, out, num_shards=3, workers=1, log=lines.append)
-    assert second["written"] == ["train-00001-of-00003"] and "removed 1 stale temporary" in lines[0]
-    for name in ("train-00000-of-00003", "train-00002-of-00003"):
-        assert os.stat(os.path.join(out, name)).st_mtime_ns == stamps[name]
-    assert not any(".tmp-" in n for n in os.listdir(out))
-    third = prepare_data(images, out, num_shards=3, workers=1, log=lambda m: None)
-    assert third["written"] == [] and third["manifest"] == second["manifest"]
-    with pytest.raises(UserError, match="different import .*resolution"):
+    again = prepare_data(images, out, num_shards=3, workers=1, log=lambda m: None)
+    assert again["written"] == [] and again["manifest"] == first["manifest"]  # the same plan: nothing to do
+    with pytest.raises(UserError, match=r"different import \(resolution: None there, 8 now\)"):
         prepare_data(images, out, num_shards=3, resolution=8, log=lambda m: None)
     _save(np.zeros((12, 12, 3), np.uint8), "png", os.path.join(images, "cat", "new"))
-    with pytest.raises(UserError, match="files changed"):
+    with pytest.raises(UserError, match="files_fingerprint: .*; the folder's files changed since"):
         prepare_data(images, out, num_shards=3, log=lambda m: None)
 
 
