@@ -278,7 +278,8 @@ def test_a_class_map_on_a_run_that_was_not_imported_is_refused(tmp_path):
 
     from tf_biggan.training.warm_start import pretrained_start
 
-    trainer = SimpleNamespace(hp=SimpleNamespace(data=SimpleNamespace(class_map="map.txt")))
+    trainer = SimpleNamespace(hp=SimpleNamespace(data=SimpleNamespace(class_map="map.txt"),
+                                                 train=SimpleNamespace(init_from="")))
     with pytest.raises(UserError, match=r"data.class_map=map.txt: .* holds no import: leave data.class_map out"):
         pretrained_start(trainer, str(tmp_path))
 

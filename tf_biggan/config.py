@@ -136,6 +136,12 @@ class TrainConfig:
     ema_decay: float = 0.9999  # decay of the moving average of G's weights sampled from (Appendix C)
     ema_start_step: int = 0  # before this step the average is a copy of G (training/ema.py)
     train_steps: int = 250000  # G updates of the whole run (the target of a resumed run too)
+    # Warm start (seed 003's transfer setting): a run directory (its latest checkpoint; a run made by
+    # --mode=import_hub: its module) or a checkpoint prefix RUN/ckpt-N whose G, EMA-G and D (a module: G
+    # and EMA-G, D fresh) start this run, of the same model.*; the class tables follow data.class_map, BN
+    # statistics are recomputed, optimisers and step start fresh (training/warm_start.py). Read only
+    # before the run's first checkpoint: a resumed run continues from its own. "" = fresh weights.
+    init_from: str = ""
     steps_per_loop: int = 1  # at most this many steps per tf.function call (training/loop.py)
     save_every: int = 1000  # checkpoint every this many steps
     log_every: int = 100  # a progress line and TensorBoard scalars every this many steps
@@ -284,9 +290,15 @@ class DataConfig:
     # Limited data (kind: digits): at most this many training images per class, 0 = all. Seed 003
     # (ADA) studies GANs trained on small subsets; tf_biggan.augment is the remedy it proposes.
     max_per_class: int = 0
-    # Fine-tuning an imported module (--mode=import_hub) on your classes: a file of 'CLASS IMAGENET_INDEX'
-    # lines (CLASS as in prepare_data's labels.txt); class k's embedding row starts from the module's row of
-    # its ImageNet class, unmapped classes at the module rows' mean norm (data/class_map.py). "" = none.
+    # A subset of the classes (kind: digits): only these digits, relabelled 0..K-1 in the order listed
+    # (data.num_classes = K), e.g. [5, 6, 7, 8, 9]; the held-out split is cut alike. [] = all. The
+    # transfer benchmark's source and target (benchmarks/bench_transfer.py).
+    classes: typing.Tuple[int, ...] = ()
+    # A warm start's class embedding (a module imported by --mode=import_hub, or train.init_from): a file of
+    # 'CLASS SOURCE_INDEX' lines (CLASS as in prepare_data's labels.txt, or the class id without one;
+    # SOURCE_INDEX the module's ImageNet class or the source run's class); class k's rows of G's shared
+    # embedding and D's projection start from the source's rows of its class, unmapped classes at the source
+    # rows' mean norm (data/class_map.py, training/warm_start.py). "" = none.
     class_map: str = ""
 
     def validate(self, where: str) -> None:
@@ -295,6 +307,14 @@ class DataConfig:
         _require(self.num_classes >= 1, where, "data.num_classes", f"must be >= 1, got {self.num_classes}")
         _require(self.shuffle_buffer >= 1, where, "data.shuffle_buffer", "must be >= 1")
         _require(self.max_per_class >= 0, where, "data.max_per_class", f"must be >= 0 (0 = all), got {self.max_per_class}")
+        if self.classes:
+            _require(self.kind == "digits", where, "data.classes", "is supported for data.kind=digits only "
+                     "(for TFRecords write shards of the classes you want); leave it out")
+            _require(len(set(self.classes)) == len(self.classes) and min(self.classes) >= 0, where, "data.classes",
+                     f"must be distinct class ids >= 0, got {list(self.classes)}")
+            _require(self.num_classes == len(self.classes), where, "data.num_classes",
+                     f"must be {len(self.classes)}, the number of data.classes {list(self.classes)} (relabelled "
+                     f"0..{len(self.classes) - 1}), got {self.num_classes}")
 
 
 @dataclass

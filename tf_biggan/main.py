@@ -33,6 +33,8 @@ flags.DEFINE_string("hparams_overrides", "", "Comma-separated section.key=value 
                     "e.g. model.ch=64,train.disc_steps=1.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and reports.")
 flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.", lower_bound=1)
+flags.DEFINE_string("init_from", None, "--mode=train: warm start from another run, RUN or RUN/ckpt-N (its G, EMA-G "
+                    "and D; see training/warm_start.py). Overrides train.init_from.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy "
                      "(every mode that builds models).", lower_bound=0)
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
@@ -189,6 +191,8 @@ def _main(argv) -> int:
         overrides = FLAGS.hparams_overrides
         if FLAGS.train_steps is not None:
             overrides = ",".join(x for x in (overrides, f"train.train_steps={FLAGS.train_steps}") if x)
+        if FLAGS.init_from is not None:
+            overrides = ",".join(x for x in (overrides, f"train.init_from={FLAGS.init_from}") if x)
         hp = None
         if FLAGS.mode == "train" and FLAGS.model_dir:
             from tf_biggan.runs import is_imported

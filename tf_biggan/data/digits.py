@@ -10,10 +10,12 @@ every fifth image (positions 0, 5, 10, ...) is held out. That gives
 
 The API, used by the trainer, the metrics and the data pipeline:
 
-    load_digits_split(split, max_per_class=0) -> (images float32 [N, 8, 8] in [0, 1], labels int32 [N])
+    load_digits_split(split, max_per_class=0, classes=()) -> (images float32 [N, 8, 8] in [0, 1], labels int32 [N])
         max_per_class > 0 keeps the first that many of each class (limited-data experiments, e.g.
-        augmentation: seed 003 trains on subsets of a dataset)
-    digits_dataset(split, resolution, max_per_class=0) -> tf.data of {"image": uint8 [R, R, 3], "labels": int64 [1]}
+        augmentation: seed 003 trains on subsets of a dataset); classes (data.classes) keeps only those
+        digits, relabelled 0..K-1 in the order given (transfer from some classes to others)
+    digits_dataset(split, resolution, max_per_class=0, classes=())
+        -> tf.data of {"image": uint8 [R, R, 3], "labels": int64 [1]}
         the images as the GAN sees them: grey replicated to RGB, area-resized to R x R (for R a
         multiple of 8 this is pixel replication), before shuffling / batching (see pipeline.py,
         which maps them to float32 in [-1, 1])
@@ -53,9 +55,10 @@ def _load_all():
     return images, labels, held_out
 
 
-def load_digits_split(split: str, max_per_class: int = 0):
+def load_digits_split(split: str, max_per_class: int = 0, classes=()):
     """(images float32 [N, 8, 8] in [0, 1], labels int32 [N]) of the fixed "train" or "test" split;
-    max_per_class > 0 keeps the first `max_per_class` images of each class (in split order)."""
+    max_per_class > 0 keeps the first `max_per_class` images of each class (in split order); `classes`
+    keeps only those digits (split order), label classes[k] -> k."""
     if split not in SPLITS:
         raise UserError(f"data.split={split!r}: the digits dataset has splits {', '.join(SPLITS)}")
     images, labels, held_out = _load_all()
@@ -64,7 +67,20 @@ def load_digits_split(split: str, max_per_class: int = 0):
     if max_per_class > 0:
         keep = first_per_class(labels, max_per_class)
         images, labels = images[keep], labels[keep]
+    if len(classes):
+        images, labels = _subset(images, labels, classes)
     return images.copy(), labels.copy()
+
+
+def _subset(images: np.ndarray, labels: np.ndarray, classes):
+    """The images of `classes` (data.classes) in split order, digit classes[k] relabelled k."""
+    if any(not 0 <= c < NUM_CLASSES for c in classes):
+        raise UserError(f"data.classes={list(classes)}: the digits are classes 0..{NUM_CLASSES - 1}")
+    relabel = np.full(NUM_CLASSES, -1, np.int32)
+    relabel[list(classes)] = np.arange(len(classes), dtype=np.int32)
+    new = relabel[labels]
+    keep = new >= 0
+    return images[keep], new[keep]
 
 
 def first_per_class(labels: np.ndarray, count: int) -> np.ndarray:
@@ -82,9 +98,9 @@ def _to_uint8_rgb(images: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def digits_dataset(split: str, resolution: int, max_per_class: int = 0) -> tf.data.Dataset:
+def digits_dataset(split: str, resolution: int, max_per_class: int = 0, classes=()) -> tf.data.Dataset:
     """Unbatched tf.data of {"image": uint8 [R, R, 3], "labels": int64 [1]} for one split."""
-    images, labels = load_digits_split(split, max_per_class)
+    images, labels = load_digits_split(split, max_per_class, classes)
     ds = tf.data.Dataset.from_tensor_slices(
         {"image": _to_uint8_rgb(images), "labels": labels.astype(np.int64)[:, None]})
     return ds.map(tf.autograph.experimental.do_not_convert(

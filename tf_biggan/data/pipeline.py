@@ -412,8 +412,8 @@ def examples(data_cfg, resolution: int, input_context: Optional[tf.distribute.In
     """Unbatched, un-shuffled examples {"image": uint8 [R, R, 3], "labels": int64 [k] 0-based, ...}."""
     seed = data_cfg.seed if seed is None else seed
     if data_cfg.kind == "digits":
-        ds = digits.digits_dataset(data_cfg.split, resolution, data_cfg.max_per_class)
-        if data_cfg.num_classes < digits.NUM_CLASSES:
+        ds = digits.digits_dataset(data_cfg.split, resolution, data_cfg.max_per_class, data_cfg.classes)
+        if data_cfg.num_classes < digits.NUM_CLASSES and not data_cfg.classes:  # config.py checks a subset's count
             raise UserError(f"data.num_classes={data_cfg.num_classes} but the digits have "
                             f"{digits.NUM_CLASSES} classes: set data.num_classes=10")
         if input_context is not None and input_context.num_input_pipelines > 1:

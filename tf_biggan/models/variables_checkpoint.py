@@ -16,13 +16,28 @@ def variables_checkpoint(model, keep=None) -> tf.train.Checkpoint:
     restored); naming each variable explicitly checkpoints all of them. `keep(name)`, if given,
     selects the names (e.g. all but the class embedding when fine-tuning to other classes).
     """
+    named = {name: v.value if hasattr(v, "value") else v for name, v in named_variables(model).items()}
+    if keep is not None:
+        named = {name: v for name, v in named.items() if keep(name)}
+    return tf.train.Checkpoint(**named)
+
+
+def named_variables(model) -> dict:
+    """{name: variable} of a Keras model, in model order, each named by its path in the model ("/" -> ".")
+    as `variables_checkpoint` names it in a checkpoint."""
     prefix = model.name + "/"
     named = {}
     for v in model.variables:
         path = v.path[len(prefix):] if v.path.startswith(prefix) else v.path
-        named[path.replace("/", ".")] = v.value if hasattr(v, "value") else v
+        named[path.replace("/", ".")] = v
     if len(named) != len(model.variables):
         raise ValueError(f"{model.name}: variable paths are not unique; cannot checkpoint by name")
-    if keep is not None:
-        named = {name: v for name, v in named.items() if keep(name)}
-    return tf.train.Checkpoint(**named)
+    return named
+
+
+def checkpoint_key(part: str, name: str) -> str:
+    """The key of variable `name` of checkpoint object `part` (e.g. "generator") in a checkpoint file, as
+    tf.train.list_variables / load_checkpoint show it: tf.train.Checkpoint escapes "." in a local name as ".."
+    (and "/" as ".S")."""
+    escaped = name.replace(".", "..").replace("/", ".S")
+    return f"{part}/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"

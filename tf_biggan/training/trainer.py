@@ -244,7 +244,7 @@ def train_from_flags(hp, flags):
     restored = trainer.restore(chosen)
     if restored:
         trainer.progress.log(f"resumed from {restored} at step {int(trainer.step.numpy())}")
-    else:  # a run made by --mode=import_hub: fine-tune the module's generator
+    else:  # no checkpoint of its own: train.init_from's run, or an imported run's module (warm_start.py)
         from tf_biggan.training.warm_start import pretrained_start
 
         pretrained_start(trainer, model_dir, log=trainer.progress.log)
