@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import time
-import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,6 +32,7 @@ import tensorflow as tf  # noqa: E402
 
 from tf_biggan.evaluation import evaluate, sweep  # noqa: E402
 from tf_biggan.errors import UserError  # noqa: E402
+from tf_biggan.requests import SweepRequest  # noqa: E402
 
 
 def copy_run(model_dir: str, dest: str) -> str:
@@ -60,12 +60,11 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="bench_sweep-")
     try:
         copy_run(args.model_dir, work)
-        flags = types.SimpleNamespace(model_dir=work, checkpoint=None, truncation=None, seed=0, inception_path=None,
-                                      hparams=None, hparams_overrides="")
+        request = SweepRequest(work)  # --mode=sweep --model_dir=WORK
         timings = {}
         for phase in ("cold", "warm"):
             t0 = time.time()
-            report = evaluate.run_sweep(None, flags)
+            report = evaluate.run_sweep(None, request)
             timings[phase] = time.time() - t0
             print(f"[bench_sweep] {phase}: {timings[phase]:.1f} s for {len(report['points'])} truncations x "
                   f"{report['num_samples']} samples", flush=True)

@@ -76,7 +76,7 @@ def tiny_module(tiny_run, tmp_path_factory):
     import evaluation_run
 
     path = str(tmp_path_factory.mktemp("tiny_module") / "hub")
-    evaluation_run.mode("export")(None, evaluation_run.flags(tiny_run[0], export_dir=path))
+    evaluation_run.run("export", None, tiny_run[0], export_dir=path)
     return path
 
 

@@ -9,8 +9,6 @@ files) that hold for any weights. Evaluation is cut down to match: 300 samples, 
 statistics passes of 50, a classifier trained for 6 epochs, 3 thresholds.
 """
 
-import types
-
 from tf_biggan.config import load_hparams
 
 STEPS = 60
@@ -26,14 +24,14 @@ def tiny_hp(extra: str = ""):
     return load_hparams(None, ",".join(x for x in (OVERRIDES, extra) if x))
 
 
-def flags(model_dir=None, **values):
-    """The absl flags of tf_biggan.main at their defaults (what a mode sees when the user passes only
-    what is given here), as a namespace a mode's run_* function takes."""
+def request(name: str, model_dir=None, **values):
+    """`--mode=NAME`'s request as main.py builds it from a command line that gives `model_dir` (when
+    not None) and `values` (flag name -> value): every other field at its flag's default."""
     from tf_biggan import main
+    from tf_biggan.requests import from_values
 
-    namespace = {name: main.FLAGS[name].default for name in main.FLAGS}
-    namespace.update(model_dir=model_dir, **values)
-    return types.SimpleNamespace(**namespace)
+    given = dict(values, **({} if model_dir is None else {"model_dir": model_dir}))
+    return from_values(main.REQUESTS[name], given)
 
 
 def mode(name: str):
@@ -43,7 +41,12 @@ def mode(name: str):
     return mode_function(name)
 
 
+def run(name: str, hp, model_dir=None, **values):
+    """`--mode=NAME` in this process, as the CLI runs it with these flags."""
+    return mode(name)(hp, request(name, model_dir, **values))
+
+
 def train(model_dir: str, extra: str = "") -> str:
     """Trains the tiny run into `model_dir` through the train mode; returns model_dir."""
-    mode("train")(tiny_hp(extra), flags(model_dir, mode="train"))
+    run("train", tiny_hp(extra), model_dir)
     return model_dir

@@ -1,26 +1,24 @@
 """--mode=inspect_data: the grid shows real preprocessed images with their class ids; the report counts."""
 
 import json
-import types
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tf_biggan.config import load_hparams
 from tf_biggan.data import digits, inspect
-from tf_biggan.errors import UserError
+from tf_biggan.requests import InspectDataRequest
 
 from test_data_tfrecord import hand_example, jpeg_bytes, write_raw
 
 
-def flags(model_dir, inspect_images=None):
-    return types.SimpleNamespace(model_dir=str(model_dir), hparams=None, inspect_images=inspect_images)
+def request(model_dir, inspect_images=None):
+    return InspectDataRequest(str(model_dir), inspect_images=inspect_images)
 
 
 def test_digits_report_and_grid(tmp_path):
     hp = load_hparams("digits")
-    report = inspect.run_inspect_data(hp, flags(tmp_path))
+    report = inspect.run_inspect_data(hp, request(tmp_path))
     on_disk = json.loads((tmp_path / "inspect_report.json").read_text())
     assert on_disk == report
     _, train_y = digits.load_digits_split("train")
@@ -54,15 +52,13 @@ def test_limit_and_skipped_records_reported(tmp_path):
               + [hand_example(b"GIF89a not a jpeg", 1)])
     hp = load_hparams("digits", f"data.kind=tfrecord,data.pattern={data}/train-*,data.num_classes=4,"
                       "data.on_corrupt=skip,model.resolution=16")
-    report = inspect.run_inspect_data(hp, flags(tmp_path / "run"))
+    report = inspect.run_inspect_data(hp, request(tmp_path / "run"))
     assert report["count_per_class"] == {"0": 3, "1": 3, "2": 3, "3": 2}
     assert report["skipped_records"] == 1 and report["complete_pass"] is True
     assert report["pattern"] == f"{data}/train-*"
-    limited = inspect.run_inspect_data(hp, flags(tmp_path / "run2", inspect_images=5))
+    limited = inspect.run_inspect_data(hp, request(tmp_path / "run2", inspect_images=5))
     assert limited["images_counted"] == 5 and limited["complete_pass"] is False
     assert sum(limited["count_per_class"].values()) == 5
-    with pytest.raises(UserError, match="--model_dir"):
-        inspect.run_inspect_data(hp, flags(""))
 
 
 def test_through_the_app(tmp_path):

@@ -14,9 +14,10 @@ import pytest
 import tensorflow as tf
 
 import evaluation_run
-from evaluation_run import flags
+from evaluation_run import request
 from tf_biggan.errors import UserError
-from tf_biggan.evaluation import best_fid, evaluate, evaluator, real_data, real_stats, sweep
+from tf_biggan.evaluation import best_fid, evaluate, real_data, real_stats, sweep
+from tf_biggan.evaluation import scoring as evaluator
 from tf_biggan.evaluation.extractor import FeatureExtractor
 from tf_biggan.sampling.labels import class_balanced_labels
 from tf_biggan.runs import load_run
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.xdist_group("tiny_run")
 @pytest.fixture(scope="module")
 def swept(tiny_run):
     model_dir, _ = tiny_run
-    return evaluate.run_sweep(None, flags(model_dir))
+    return evaluate.run_sweep(None, request("sweep", model_dir))
 
 
 def test_sweep_report_points_and_table2(tiny_run, swept):
@@ -95,7 +96,7 @@ def test_eval_mode_matches_the_sweep_point(tiny_run, swept):
     """--mode=eval at one threshold reproduces that threshold's sweep point exactly: standing
     statistics, latents and labels are all a function of (checkpoint, seed, truncation)."""
     model_dir, _ = tiny_run
-    report = evaluate.run_eval(None, flags(model_dir, truncation=1.0))
+    report = evaluate.run_eval(None, request("eval", model_dir, truncation=1.0))
     with open(os.path.join(model_dir, evaluate.EVAL_REPORT)) as f:
         on_disk = json.load(f)
     point = next(p for p in swept["points"] if p["truncation"] == 1.0)
@@ -108,8 +109,8 @@ def test_eval_mode_matches_the_sweep_point(tiny_run, swept):
 def test_eval_mode_honours_checkpoint(tiny_run):
     model_dir, _ = tiny_run
     earlier = os.path.join(model_dir, f"ckpt-{evaluation_run.STEPS // 2}")
-    report = evaluate.run_eval(None, flags(model_dir, checkpoint=earlier,
-                                           hparams_overrides="eval.num_samples=100"))
+    report = evaluate.run_eval(None, request("eval", model_dir, checkpoint=earlier,
+                                             hparams_overrides="eval.num_samples=100"))
     assert report["step"] == evaluation_run.STEPS // 2 and report["checkpoint"] == earlier
     assert report["num_samples"] == 100  # an eval.* override applies to the run's own hparams
 
@@ -222,21 +223,19 @@ def test_best_fid_keeper_keeps_only_improvements(tiny_run, tmp_path):
 
 def test_user_errors_name_the_flag_and_the_fix(tiny_run, tmp_path):
     model_dir, hp = tiny_run
-    with pytest.raises(UserError, match="--model_dir is required"):
-        evaluate.run_sweep(None, flags(None))
     with pytest.raises(UserError, match="does not exist; train first"):
-        evaluate.run_eval(None, flags(str(tmp_path / "nowhere")))
+        evaluate.run_eval(None, request("eval", str(tmp_path / "nowhere")))
     untrained = tmp_path / "untrained"
     untrained.mkdir()
     (untrained / "hparams.yaml").write_text(open(os.path.join(model_dir, "hparams.yaml")).read())
     with pytest.raises(UserError, match="no checkpoint yet.*--mode=train"):
-        evaluate.run_sweep(None, flags(str(untrained)))
+        evaluate.run_sweep(None, request("sweep", str(untrained)))
     with pytest.raises(UserError, match=r"--checkpoint=.*ckpt-99 does not exist.*omit --checkpoint"):
-        evaluate.run_eval(None, flags(model_dir, checkpoint=os.path.join(model_dir, "ckpt-99")))
+        evaluate.run_eval(None, request("eval", model_dir, checkpoint=os.path.join(model_dir, "ckpt-99")))
     with pytest.raises(UserError, match=r"(?s)--inception_path=.*does not exist.*tfhub.dev.*InceptionV3"):
-        evaluate.run_eval(None, flags(model_dir, inception_path=str(tmp_path / "inception")))
+        evaluate.run_eval(None, request("eval", model_dir, inception_path=str(tmp_path / "inception")))
     with pytest.raises(UserError, match="--truncation=-1: must be >= 0"):
-        evaluate.run_eval(None, flags(model_dir, truncation=-1.0))
+        evaluate.run_eval(None, request("eval", model_dir, truncation=-1.0))
 
 
 def test_no_validation_data_is_explained(tiny_run):

@@ -169,18 +169,17 @@ def test_export_cli_exports_the_checkpoint_it_is_given(tiny_run, tmp_path):
     from tf_biggan.errors import UserError
 
     with pytest.raises(UserError, match=r"--checkpoint=.*ckpt-7 does not exist"):
-        evaluation_run.mode("export")(None, evaluation_run.flags(model_dir, checkpoint=f"{model_dir}/ckpt-7",
-                                                                 export_dir=str(tmp_path / "x")))
+        evaluation_run.run("export", None, model_dir, checkpoint=f"{model_dir}/ckpt-7", export_dir=str(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
 
 
 def test_export_mode_user_errors(tmp_path):
-    from evaluation_run import flags, mode
+    from evaluation_run import run as run_mode
     from tf_biggan.errors import UserError
 
-    with pytest.raises(UserError, match="--model_dir is required for --mode=export"):
-        mode("export")(None, flags(None))
     run = tmp_path / "run"
+    with pytest.raises(UserError, match="--model_dir=.* does not exist"):
+        run_mode("export", None, str(run))
     run.mkdir()
     with pytest.raises(UserError, match="has no hparams.yaml"):
-        mode("export")(None, flags(str(run)))
+        run_mode("export", None, str(run))

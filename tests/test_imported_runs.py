@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from evaluation_run import flags, mode
+from evaluation_run import request
+from evaluation_run import run as run_mode
 from official_hub_layout import write_official_module
 from tf_biggan.errors import UserError
 from tf_biggan.evaluation.scoring import Evaluator
@@ -223,8 +224,8 @@ def test_an_imported_deep_run_runs_no_standing_statistics_pass(imported, tmp_pat
     rows = _module_rows(module_dir, run)
     assert import_passes == 0 and len(rows) == 2 * 41
     counter, made = _Passes(monkeypatch), _record(monkeypatch)
-    mode("sweep")(None, flags(run, hparams_overrides="eval.truncations=[0.31,1.0]"))
-    report = mode("eval")(None, flags(run))  # no --truncation: the run's eval.truncation, 1.0
+    run_mode("sweep", None, run, hparams_overrides="eval.truncations=[0.31,1.0]")
+    report = run_mode("eval", None, run)  # no --truncation: the run's eval.truncation, 1.0
     assert counter.calls == 0
     assert report["truncation"] == 1.0 and report["bn_statistics"] == "module"
     for t in (0.31, 1.0):
@@ -233,7 +234,7 @@ def test_an_imported_deep_run_runs_no_standing_statistics_pass(imported, tmp_pat
     np.testing.assert_array_equal(made[1].stats[1.0][next(iter(rows))], made[0].stats[1.0][next(iter(rows))])
 
     export = _capture_export(monkeypatch)
-    mode("export")(None, flags(run, export_dir=str(tmp_path / "hub")))
+    run_mode("export", None, run, export_dir=str(tmp_path / "hub"))
     assert counter.calls == 0
     meta = export["metadata"]
     assert meta["truncation_grid"] == [k / 50 for k in range(51)] and meta["latent_convention"] == "hub_notebook"
@@ -246,7 +247,7 @@ def test_an_imported_deep_run_runs_no_standing_statistics_pass(imported, tmp_pat
     # preparing the source runs no pass
     from tf_biggan.synthesis.generators import CheckpointSource
 
-    source = CheckpointSource(run, hp=None, flags=flags(run))
+    source = CheckpointSource(run)
     source.configure([1, 1], 0.31, 0, "hub_notebook")
     source.prepare()
     assert counter.calls == 0
@@ -265,9 +266,9 @@ def _assert_statistics_of_its_own(run, module_dir, monkeypatch, tmp_path, full=F
     own = _own_statistics(run, sorted({t, 1.0}), hp)
     rows = _module_rows(module_dir, run)
     counter, made = _Passes(monkeypatch), _record(monkeypatch)
-    report = mode("eval")(None, flags(run))
+    report = run_mode("eval", None, run)
     assert report["truncation"] == 1.0 and report["bn_statistics"] == "standing"
-    mode("sweep")(None, flags(run, hparams_overrides=f"eval.truncations=[{t}]"))
+    run_mode("sweep", None, run, hparams_overrides=f"eval.truncations=[{t}]")
     got = [(1.0, made[0].stats[1.0]), (t, made[1].stats[t])]
     if full:
         source = CheckpointSource(run)
@@ -275,7 +276,7 @@ def _assert_statistics_of_its_own(run, module_dir, monkeypatch, tmp_path, full=F
         source.prepare()
         got.append((t, get_bn_stats(source.generator)))
         export = _capture_export(monkeypatch)
-        mode("export")(None, flags(run, export_dir=str(tmp_path / "hub"), hparams_overrides=f"eval.export_truncations=[{t}]"))
+        run_mode("export", None, run, export_dir=str(tmp_path / "hub"), hparams_overrides=f"eval.export_truncations=[{t}]")
         meta, tables = export["metadata"], export["tables"]
         assert meta["truncation_grid"] == [t] and f"reads as {t}" in meta["truncation_zero"]
         assert all(table.shape[0] == 1 for table in tables.values())  # no untruncated set under hub_notebook
@@ -337,7 +338,7 @@ def test_a_v2_import_samples_at_truncation_1_with_its_stored_set(imported, tmp_p
     assert standing_stats.apply_standing_stats(g, 1.0, 2, 4, convention="paper_resample") == "standing"
 
     export = _capture_export(monkeypatch)
-    mode("export")(None, flags(run, export_dir=str(tmp_path / "hub")))
+    run_mode("export", None, run, export_dir=str(tmp_path / "hub"))
     assert counter.calls == 3  # and the export's 0.5 only
     meta, tables = export["metadata"], export["tables"]
     assert meta["truncation_grid"] == [0.5, 1.0] and "stored set" in meta["bn_statistics"]
@@ -366,7 +367,7 @@ def test_truncation_zero_under_hub_notebook_is_refused_or_the_runs_default(impor
         hparams_from_dict({"eval": {"truncations": [0.5, 0.0]}}, "test", base=hp).validate()
     for name in ("eval", "interpolate", "neighbors"):
         with pytest.raises(UserError, match="--truncation=0 with eval.latent_convention=hub_notebook"):
-            mode(name)(None, flags(run, truncation=0.0))
+            run_mode(name, None, run, truncation=0.0)
     with pytest.raises(UserError, match="truncation=0"):
         standing_stats.apply_standing_stats(None, 0.0, 1, 1, convention="hub_notebook")
     made = _record(monkeypatch)
@@ -376,12 +377,12 @@ def test_truncation_zero_under_hub_notebook_is_refused_or_the_runs_default(impor
     # synthesize: the run's eval.truncation without --truncation; 0 refused before anything is drawn
     seen = {}
     monkeypatch.setattr(synthesize, "synthesize", lambda source, out, counts, **kw: seen.update(kw))
-    synthesize.run_synthesize(None, flags(run, output_dir=str(tmp_path / "s"), images_per_class=1, num_shards=1))
+    synthesize.run_synthesize(None, request("synthesize", run, output_dir=str(tmp_path / "s"), images_per_class=1, num_shards=1))
     assert seen["truncation"] == 1.0 and seen["latent_convention"] == "hub_notebook"
     monkeypatch.undo()
     with pytest.raises(UserError, match="--truncation must be > 0"):
-        synthesize.run_synthesize(None, flags(run, output_dir=str(tmp_path / "s"), images_per_class=1,
-                                              num_shards=1, truncation=0.0))
+        synthesize.run_synthesize(None, request("synthesize", run, output_dir=str(tmp_path / "s"), images_per_class=1,
+                                                num_shards=1, truncation=0.0))
     assert not os.path.exists(tmp_path / "s")
 
 

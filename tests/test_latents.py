@@ -213,9 +213,8 @@ def test_synthesize_cli_cas_convention_is_biggan_resampling_at_two_tau(tiny_run,
                                    "--also_write_npz"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         else:
-            evaluation_run.mode("synthesize")(None, evaluation_run.flags(
-                tiny_run[0], mode="synthesize", output_dir=out, truncation=t, latent_convention=convention,
-                images_per_class=1, num_shards=1, also_write_npz=True))
+            evaluation_run.run("synthesize", None, tiny_run[0], output_dir=out, truncation=t,
+                               latent_convention=convention, images_per_class=1, num_shards=1, also_write_npz=True)
         with open(os.path.join(out, "manifest.json")) as f:
             manifest = json.load(f)
         assert manifest["latent_convention"] == convention and manifest["truncation"] == t
@@ -233,8 +232,7 @@ def test_synthesize_from_our_module_feeds_it_biggan_threshold_two_tau(tiny_modul
     images = {}
     for convention, t in (("cas_resample", 0.5), ("paper_resample", 1.0)):
         out = str(tmp_path / convention)
-        evaluation_run.mode("synthesize")(None, evaluation_run.flags(
-            None, module=tiny_module, output_dir=out, truncation=t, latent_convention=convention,
-            images_per_class=1, num_shards=1, also_write_npz=True))
+        evaluation_run.run("synthesize", None, module=tiny_module, output_dir=out, truncation=t,
+                           latent_convention=convention, images_per_class=1, num_shards=1, also_write_npz=True)
         images[convention] = np.load(next((tmp_path / convention / "npz").glob("*.npz")))["images"]
     np.testing.assert_array_equal(images["cas_resample"], images["paper_resample"])

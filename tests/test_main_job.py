@@ -79,15 +79,14 @@ def test_main_job_runs_every_stage_and_reports(main_job_run):
 
 
 def test_rerun_skips_every_stage(main_job_run, capsys):
-    """In this process, through the mode's function with the launch's flags (no TensorFlow start: a
+    """In this process, through the mode's function with the launch's request (no TensorFlow start: a
     rerun of a finished job reads its outputs only)."""
     import evaluation_run
     from tf_biggan.config import load_hparams
 
     model_dir, report, _ = main_job_run
     capsys.readouterr()
-    evaluation_run.mode("all")(load_hparams(None, TINY), evaluation_run.flags(
-        model_dir, mode="all", hparams_overrides=TINY, images_per_class=30))
+    evaluation_run.run("all", load_hparams(None, TINY), model_dir, hparams_overrides=TINY, images_per_class=30)
     out = capsys.readouterr().out
     for stage in STAGES:
         assert f"[all] {stage}: complete, skipped" in out
@@ -176,23 +175,27 @@ def test_main_job_needs_eval_data_off_the_embedded_set(tmp_path):
     assert "--cas_hparams" in proc.stderr and "no_such_protocol" in proc.stderr
 
 
-def test_stage_flags_are_every_launch_flag_with_the_stage_on_top():
-    """Each stage gets every flag of the launch (no hand-kept list), the run's model dir, the latest
-    checkpoint and no intervention; a flag the launch lacks reads as None, as an unset one does."""
-    import types
+def test_stage_requests_take_the_jobs_fields_with_the_stage_on_top():
+    """Each stage's request takes the fields it shares by name with the job's request (the launch, the
+    seed, --inception_path, the synthesis settings), the run's model dir, the latest checkpoint and no
+    intervention; every field of a stage's request is the job's or one the job decides, so no flag
+    given to --mode=all is dropped unseen."""
+    import dataclasses
 
-    from absl import flags as absl_flags
+    from tf_biggan.job.stages import JOB_DECIDES, MainJob
+    from tf_biggan.requests import (AllRequest, CasRequest, ExportRequest, Launch, SweepRequest, SynthesizeRequest,
+                                    TrainRequest)
 
-    from tf_biggan.job.stages import MainJob
-
-    launch = types.SimpleNamespace(images_per_class=30, jpeg_quality=80, checkpoint="ckpt-3", intervene="g_lr=1",
-                                   hparams="x.yaml", hparams_overrides="train.g_lr=1")
-    stage = MainJob(None, launch, "run")._stage_flags(output_dir="run/synthetic", truncation=0.5)
-    assert (stage.images_per_class, stage.jpeg_quality, stage.output_dir, stage.truncation) == (30, 80, "run/synthetic", 0.5)
-    assert (stage.model_dir, stage.checkpoint, stage.intervene, stage.hparams, stage.hparams_overrides) == (
-        "run", None, None, None, "")
-    assert stage.num_workers is None and getattr(stage, "seed", 0) is None
-    values = absl_flags.FlagValues()
-    absl_flags.DEFINE_integer("num_shards", 1024, "", flag_values=values)
-    values(["prog"])
-    assert MainJob(None, values, "run")._stage_flags().num_shards == 1024
+    launch = AllRequest(model_dir="elsewhere", images_per_class=30, jpeg_quality=80, seed=3, inception_path="inc",
+                        hparams_overrides="cas.epochs=1", eval_data="e", launch=Launch(cpu_replicas=2))
+    job = MainJob(None, launch, "run")
+    assert job.stage_request(SynthesizeRequest, output_dir="run/synthetic", truncation=0.5, num_shards=4) == \
+        SynthesizeRequest("run/synthetic", model_dir="run", truncation=0.5, num_shards=4, images_per_class=30,
+                          jpeg_quality=80, seed=3)
+    assert job.stage_request(TrainRequest) == TrainRequest("run", inception_path="inc", launch=Launch(cpu_replicas=2))
+    assert job.stage_request(SweepRequest) == SweepRequest("run", seed=3, inception_path="inc")
+    assert job.stage_request(CasRequest, model_dir="run/cas_real", train_data="t", eval_data="e") == CasRequest(
+        "run/cas_real", "t", "e", launch=Launch(cpu_replicas=2))
+    shared = {f.name for f in dataclasses.fields(AllRequest)}
+    for kind in (TrainRequest, SweepRequest, ExportRequest, SynthesizeRequest, CasRequest):
+        assert {f.name for f in dataclasses.fields(kind)} <= shared | set(JOB_DECIDES), kind

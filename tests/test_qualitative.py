@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import evaluation_run
-from evaluation_run import flags
+from evaluation_run import request
 from tf_biggan import images
 from tf_biggan.errors import UserError
 from tf_biggan.evaluation import qualitative, scoring as evaluator
@@ -52,7 +52,7 @@ def test_tile_layout():
 def test_interpolation_grids(run, tmp_path):
     model_dir, hp = run
     out_dir = str(tmp_path)
-    report = qualitative.run_interpolate(None, flags(model_dir, truncation=0.5, output_dir=out_dir))
+    report = qualitative.run_interpolate(None, request("interpolate", model_dir, truncation=0.5, output_dir=out_dir))
     rows, steps = hp.eval.qualitative_rows, hp.eval.interpolation_steps
     for name in (qualitative.INTERPOLATE_ZC_PNG, qualitative.INTERPOLATE_CLASS_PNG):
         assert _png_shape(os.path.join(out_dir, name)) == _grid_shape(rows, steps)
@@ -100,7 +100,7 @@ def test_nearest_neighbours_of_real_images_are_themselves(run):
 def test_neighbors_mode_grids(run, tmp_path):
     model_dir, hp = run
     out_dir = str(tmp_path)
-    report = qualitative.run_neighbors(None, flags(model_dir, output_dir=out_dir))
+    report = qualitative.run_neighbors(None, request("neighbors", model_dir, output_dir=out_dir))
     rows, k = hp.eval.qualitative_rows, hp.eval.neighbors_k
     _, labels = real_images(hp, "train")
     for space, name in (("pixel", qualitative.NEIGHBORS_PIXEL_PNG), ("feature", qualitative.NEIGHBORS_FEATURE_PNG)):
@@ -115,7 +115,7 @@ def test_neighbors_mode_grids(run, tmp_path):
 def test_memorization_shares(run, tmp_path):
     model_dir, hp = run
     out_dir = str(tmp_path)
-    report = qualitative.run_memorization(None, flags(model_dir, output_dir=out_dir))
+    report = qualitative.run_memorization(None, request("memorization", model_dir, output_dir=out_dir))
     for key in ("train_real_share", "heldout_real_share"):
         assert 0.0 <= report[key] <= 1.0
     assert report["train_examples"] == 1433 and report["heldout_examples"] == 364  # the digits' fixed split
@@ -146,13 +146,13 @@ def test_memorization_user_errors(tmp_path):
     model_dir = str(tmp_path / "tfrecord_run")
     save_hparams(hp, os.path.join(model_dir, "hparams.yaml"))
     with pytest.raises(UserError, match=r"held-out images.*eval.validation_pattern=/data/imagenet/validation-\*"):
-        qualitative.run_memorization(None, flags(model_dir))
+        qualitative.run_memorization(None, request("memorization", model_dir))
     digits_dir = str(tmp_path / "digits_run")
     save_hparams(evaluation_run.tiny_hp(), os.path.join(digits_dir, "hparams.yaml"))
     with pytest.raises(UserError, match="no checkpoint yet"):
-        qualitative.run_memorization(None, flags(digits_dir))
+        qualitative.run_memorization(None, request("memorization", digits_dir))
     with pytest.raises(UserError, match=r"--checkpoint=.*does not exist"):
-        qualitative.run_memorization(None, flags(digits_dir, checkpoint=os.path.join(digits_dir, "ckpt-1")))
+        qualitative.run_memorization(None, request("memorization", digits_dir, checkpoint=os.path.join(digits_dir, "ckpt-1")))
 
 
 def test_figure_latents_are_not_the_sweeps_at_any_seed():

@@ -226,7 +226,7 @@ class Fixtures:
         from tf_biggan.config import load_hparams
 
         path = os.path.join(self.base, "default_run")
-        evaluation_run.mode("train")(load_hparams(None, TINY["resume"]), evaluation_run.flags(path, mode="train"))
+        evaluation_run.run("train", load_hparams(None, TINY["resume"]), path)
         return path
 
     @functools.cached_property
@@ -335,8 +335,7 @@ def _image_folder(directory):
 def _prepared(images, out):
     import evaluation_run
 
-    evaluation_run.mode("prepare_data")(None, evaluation_run.flags(image_dir=images, output_dir=out,
-                                                                 validation_fraction=0.2, num_shards=2))
+    evaluation_run.run("prepare_data", None, image_dir=images, output_dir=out, validation_fraction=0.2, num_shards=2)
     return out
 
 

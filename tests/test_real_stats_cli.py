@@ -90,17 +90,15 @@ def test_real_stats_cli_fills_the_evaluation_cache(tmp_path):
             np.testing.assert_allclose(npz["mu"], acts.mean(0), rtol=1e-4, atol=1e-5)
             np.testing.assert_allclose(npz["sigma"], np.cov(acts, rowvar=False), rtol=1e-3, atol=1e-5)
 
-    # A second call reports the cache; without --model_dir (and no eval.stats_cache_dir) it is refused.
+    # A second call reports the cache (without --model_dir the CLI refuses it: tests/test_requests.py).
     import evaluation_run
 
-    again = evaluation_run.mode("real_stats")(hp, evaluation_run.flags(run, hparams_overrides=overrides))
+    again = evaluation_run.run("real_stats", hp, run, hparams_overrides=overrides)
     assert all(s["was_cached"] for s in again["splits"].values())
-    with pytest.raises(UserError, match="needs --model_dir"):
-        evaluation_run.mode("real_stats")(hp, evaluation_run.flags(None))
     with pytest.raises(UserError, match="eval.validation_pattern"):
         bad = load_hparams(None, overrides.replace("eval.validation_pattern", "eval.stats_cache_dir")
                            + ",eval.fid_reference=validation")
-        evaluation_run.mode("real_stats")(bad, evaluation_run.flags(str(tmp_path / "run2")))
+        evaluation_run.run("real_stats", bad, str(tmp_path / "run2"))
 
 
 def _start(args):

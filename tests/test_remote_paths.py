@@ -190,16 +190,19 @@ def test_directory_flag_naming_a_file_is_one_line(tmp_path, args, name):
     assert existing.read_text() == "not a directory"
 
 
-def test_training_on_a_remote_file_as_model_dir_is_a_user_error():
-    """The same check where the run is prepared (the CLI's check covers every mode; this one also
-    covers callers of the train mode that skip main.py), on a remote path."""
-    from tf_biggan.config import load_hparams
+def test_a_remote_file_as_model_dir_is_a_user_error():
+    """The same check (main.py's, the one for every mode) on a remote path, in this process: ram://
+    lives in the process's memory."""
+    from tf_biggan import main
     from tf_biggan.errors import UserError
-    from tf_biggan.training.checkpoints import prepare_model_dir
 
     atomic.write_text("ram://file_as_model_dir/run", "x")
-    with pytest.raises(UserError, match=r"--model_dir=ram://file_as_model_dir/run is a file"):
-        prepare_model_dir(load_hparams(None), "ram://file_as_model_dir/run")
+    main.FLAGS(["tf-biggan", "--mode=train", "--model_dir=ram://file_as_model_dir/run"])
+    try:
+        with pytest.raises(UserError, match=r"--model_dir=ram://file_as_model_dir/run is a file"):
+            main.build_request("train")
+    finally:
+        main.FLAGS.unparse_flags()
 
 
 # ------------------------------------------------------------------------------------------------

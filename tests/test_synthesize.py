@@ -6,7 +6,6 @@ images per class, a handful of shards.
 
 import json
 import os
-import types
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import tensorflow as tf
 import evaluation_run
 from tf_biggan.data.shards import shard_bounds
 from tf_biggan.errors import UserError
+from tf_biggan.requests import SynthesizeRequest
 from tf_biggan.synthesis import synthesize as synth
 from tf_biggan.sampling.labels import interleaved_labels
 
@@ -35,13 +35,9 @@ IMAGENET_FEATURES = {
 }
 
 
-def make_flags(**kw):
-    """The synthesize flags with main.py's defaults."""
-    base = dict(model_dir=None, module=None, output_dir=None, checkpoint=None, truncation=None, seed=0,
-                images_per_class=None, num_shards=1024, shard_prefix="train", jpeg_quality=95,
-                synsets_file=None, also_write_npz=False)
-    base.update(kw)
-    return types.SimpleNamespace(**base)
+def make_request(**kw):
+    """--mode=synthesize's request with these flags, every other at main.py's default."""
+    return SynthesizeRequest(**kw)
 
 
 def read_shard(path):
@@ -113,7 +109,7 @@ def test_shards_read_back_in_the_imagenet_layout(run_dir, tmp_path):
     synsets = tmp_path / "synsets.txt"
     synsets.write_text("".join(f"n{c:08d} digit {c}\n" for c in range(10)))
     out = tmp_path / "out"
-    result = synth.run_synthesize(None, make_flags(
+    result = synth.run_synthesize(None, make_request(
         model_dir=run_dir, output_dir=str(out), images_per_class=3, num_shards=4, truncation=0.5, seed=5,
         jpeg_quality=90, synsets_file=str(synsets), also_write_npz=True))
     names = [f"train-{i:05d}-of-00004" for i in range(4)]
@@ -173,7 +169,7 @@ def test_two_workers_write_the_files_of_one_uninterrupted_run(run_dir, tmp_path,
     test_labels_are_stratified_so_every_shard_is_class_balanced; here 15 per class keep it quick.)"""
     whole, split = tmp_path / "whole", tmp_path / "split"
     settings = dict(model_dir=run_dir, num_shards=6, truncation=0.5, seed=7, images_per_class=15)
-    synth.run_synthesize(None, make_flags(output_dir=str(whole), **settings))
+    synth.run_synthesize(None, make_request(output_dir=str(whole), **settings))
     manifest = json.loads((whole / "manifest.json").read_text())
     assert manifest["count_per_class"] == {str(c): 15 for c in range(10)}
 
@@ -181,12 +177,12 @@ def test_two_workers_write_the_files_of_one_uninterrupted_run(run_dir, tmp_path,
     # the manifest to worker 0 (from flags), the last to finish.
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
                                                 "task": {"type": "worker", "index": 1}}))
-    first = synth.run_synthesize(None, make_flags(output_dir=str(split), **settings))
+    first = synth.run_synthesize(None, make_request(output_dir=str(split), **settings))
     assert first["written"] == ["train-00001-of-00006", "train-00003-of-00006", "train-00005-of-00006"]
     assert first["manifest"] is None and not (split / "manifest.json").exists()
     monkeypatch.delenv("TF_CONFIG")
-    second = synth.run_synthesize(None, make_flags(output_dir=str(split), num_workers=2, worker_index=0,
-                                                   **settings))
+    second = synth.run_synthesize(None, make_request(output_dir=str(split), num_workers=2, worker_index=0,
+                                                     **settings))
     assert len(second["written"]) == 3 and second["manifest"] is not None
     assert tree(split) == tree(whole)
 
@@ -194,8 +190,8 @@ def test_two_workers_write_the_files_of_one_uninterrupted_run(run_dir, tmp_path,
 def test_module_source_gives_the_modules_images(module_dir, tmp_path):
     module = tf.saved_model.load(module_dir)
     out = tmp_path / "from_module"
-    result = synth.run_synthesize(None, make_flags(module=module_dir, output_dir=str(out), images_per_class=2,
-                                                   num_shards=2, truncation=0.75, seed=11, also_write_npz=True))
+    result = synth.run_synthesize(None, make_request(module=module_dir, output_dir=str(out), images_per_class=2,
+                                                     num_shards=2, truncation=0.75, seed=11, also_write_npz=True))
     manifest = result["manifest"]
     assert manifest["source"] == {"kind": "module", "module": os.path.abspath(module_dir),
                                   "step": evaluation_run.STEPS}
@@ -218,38 +214,36 @@ def test_module_source_gives_the_modules_images(module_dir, tmp_path):
                                             truncation=tf.constant(0.75))["z"].numpy())
 
 
+# Which flags are given (exactly one source, --output_dir, --module without --checkpoint): main.py's
+# tables, through the CLI in tests/test_cli.py and tests/test_requests.py.
 @pytest.mark.parametrize("flags, message", [
-    (dict(), "exactly one of --model_dir"),
-    (dict(model_dir="x", module="y"), "exactly one of --model_dir"),
-    (dict(model_dir="x"), "--output_dir"),
     (dict(model_dir="x", output_dir="o", images_per_class=0), "--images_per_class=0"),
     (dict(model_dir="x", output_dir="o", jpeg_quality=101), "--jpeg_quality=101"),
     (dict(model_dir="x", output_dir="o", num_shards=0), "--num_shards=0"),
-    (dict(model_dir="x", output_dir="o", truncation=-1.0), "--truncation=-1.0"),
-    (dict(module="y", output_dir="o", checkpoint="c"), "--checkpoint"),
+    (dict(model_dir="x", output_dir="o", truncation=-1.0), "--truncation=-1: must be >= 0"),
     (dict(module="/no/such/module", output_dir="o"), "--module=/no/such/module"),
     (dict(model_dir="/no/such/run", output_dir="o"), "has no hparams.yaml"),
     (dict(model_dir="x", output_dir="o", num_workers=2, worker_index=2), "--worker_index=2"),
 ])
 def test_bad_flags_are_user_errors(flags, message, tmp_path):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        synth.run_synthesize(None, make_flags(**{k: (str(tmp_path / v) if k == "output_dir" else v)
-                                                 for k, v in flags.items()}))
+        synth.run_synthesize(None, make_request(**{k: (str(tmp_path / v) if k == "output_dir" else v)
+                                                   for k, v in flags.items()}))
 
 
 def test_user_errors_that_need_the_source(module_dir, tmp_path, monkeypatch):
     out = str(tmp_path / "o")
     with pytest.raises(UserError, match="--num_shards=1024"):  # 20 images cannot fill 1024 shards
-        synth.run_synthesize(None, make_flags(module=module_dir, output_dir=out, images_per_class=2))
+        synth.run_synthesize(None, make_request(module=module_dir, output_dir=out, images_per_class=2))
     bad = tmp_path / "synsets.txt"
     bad.write_text("n01440764\nn01443537\n")
     with pytest.raises(UserError, match="--synsets_file=.*2 non-empty lines.*10 classes"):
-        synth.run_synthesize(None, make_flags(module=module_dir, output_dir=out, images_per_class=1,
-                                              num_shards=1, synsets_file=str(bad)))
-    synth.run_synthesize(None, make_flags(module=module_dir, output_dir=out, images_per_class=1, num_shards=2))
+        synth.run_synthesize(None, make_request(module=module_dir, output_dir=out, images_per_class=1,
+                                                num_shards=1, synsets_file=str(bad)))
+    synth.run_synthesize(None, make_request(module=module_dir, output_dir=out, images_per_class=1, num_shards=2))
     with pytest.raises(UserError, match="--output_dir=.*different synthesis.*seed: 0 there, 1 now"):
-        synth.run_synthesize(None, make_flags(module=module_dir, output_dir=out, images_per_class=1, num_shards=2,
-                                              seed=1))
+        synth.run_synthesize(None, make_request(module=module_dir, output_dir=out, images_per_class=1, num_shards=2,
+                                                seed=1))
     with pytest.raises(UserError, match="--images_per_class is required for data.kind=tfrecord"):
         synth.default_counts("tfrecord")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"], "ps": ["p:1"]},

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -22,7 +21,8 @@ from tf_biggan.training.ema import EMA
 from tf_biggan.errors import UserError
 from tf_biggan.layers.spectral_norm import spectral_norm_layers
 from tf_biggan.models import Generator
-from tf_biggan.training.trainer import GANTrainer, NonFiniteLossError, prepare_model_dir, train_from_flags
+from tf_biggan.requests import TrainRequest
+from tf_biggan.training.trainer import GANTrainer, NonFiniteLossError, prepare_model_dir, train_from_request
 
 TINY = ("model.ch=4,train.batch_size=8,train.steps_per_loop=2,train.log_every=2,train.save_every=2,"
         "train.sv_every=2,train.sample_every=100,train.sample_columns=2,eval.standing_stats_passes=2,"
@@ -133,34 +133,34 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     tf.config.experimental.enable_op_determinism()
     try:
         hp = tiny_hp("train.train_steps=4,train.disc_steps=2,train.d_accumulations=2,train.g_accumulations=2")
-        flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None)
-        prepare_model_dir(hp, flags.model_dir)
+        request = TrainRequest(str(tmp_path / "run"))
+        prepare_model_dir(hp, request.model_dir)
         # Uninterrupted: fit to step 2 (saves ckpt-2), then 2 more steps that are never saved:
         # the process "dies" after step 4 with only ckpt-2 on disk.
-        straight = GANTrainer(hp, model_dir=flags.model_dir, verbose=False)
+        straight = GANTrainer(hp, model_dir=request.model_dir, verbose=False)
         assert straight.images_per_step == 16  # images/s counts every G micro-batch
         straight.fit(2)
         straight.train_steps(2)
         straight.sample_grid()  # as fit() does at its end: standing stats for EMA-G's BN
-        assert tf.train.latest_checkpoint(flags.model_dir).endswith("ckpt-2")
-        resumed, report = train_from_flags(hp, flags)  # restores ckpt-2, trains to 4
+        assert tf.train.latest_checkpoint(request.model_dir).endswith("ckpt-2")
+        resumed, report = train_from_request(hp, request)  # restores ckpt-2, trains to 4
         assert int(resumed.step.numpy()) == 4 and report["step"] == 4
         assert_weights_close(all_weights(straight), all_weights(resumed), rtol=0, atol=0)
         _assert_ema_sigma_is_its_own(straight)
-        with open(os.path.join(flags.model_dir, "train_report.json")) as f:
+        with open(os.path.join(request.model_dir, "train_report.json")) as f:
             on_disk = json.load(f)
         assert on_disk["step"] == 4 and on_disk["checkpoint"].endswith("ckpt-4")
         for key in ("images_per_sec", "g_loss", "d_loss"):
             assert np.isfinite(on_disk[key])
-        assert os.path.exists(os.path.join(flags.model_dir, "samples", "step_00000004.png"))
-        with open(os.path.join(flags.model_dir, "train", "scalars.jsonl")) as f:
+        assert os.path.exists(os.path.join(request.model_dir, "samples", "step_00000004.png"))
+        with open(os.path.join(request.model_dir, "train", "scalars.jsonl")) as f:
             tags = {json.loads(line)["tag"] for line in f}
         assert {"losses/d_loss", "losses/g_loss", "d_output/d_real", "lr/g", "perf/images_per_sec"} <= tags
         assert any(t.startswith("sv/G/") and t.endswith("sigma2") for t in tags)
         assert any(t.startswith("sv/D/") and t.endswith("sigma0") for t in tags)
         # Resuming with different hparams is a clear error naming the key.
         with pytest.raises(UserError, match="train.g_lr"):
-            prepare_model_dir(tiny_hp("train.g_lr=1.0e-3"), flags.model_dir)
+            prepare_model_dir(tiny_hp("train.g_lr=1.0e-3"), request.model_dir)
     finally:
         disable = getattr(tf.config.experimental, "disable_op_determinism", None)
         if disable:
@@ -220,13 +220,13 @@ def test_periodic_fid_keeps_the_best_checkpoint_apart(tmp_path):
     """eval.best_fid_every: EMA-G is scored during training and the best checkpoint kept in best_fid/."""
     hp = tiny_hp("train.train_steps=4,train.save_every=4,eval.best_fid_every=2,eval.best_fid_samples=100,"
                  "eval.classifier_epochs=1,eval.classifier_max_examples=300,eval.real_max_examples=300")
-    flags = types.SimpleNamespace(model_dir=str(tmp_path / "run"), cpu_replicas=0, tpu=None, inception_path=None)
-    trainer, report = train_from_flags(hp, flags)
-    with open(os.path.join(flags.model_dir, "best_fid", "best_fid.json")) as f:
+    request = TrainRequest(str(tmp_path / "run"))
+    trainer, report = train_from_request(hp, request)
+    with open(os.path.join(request.model_dir, "best_fid", "best_fid.json")) as f:
         best = json.load(f)
     assert best["step"] in (2, 4) and np.isfinite(best["fid"])
-    assert tf.train.latest_checkpoint(os.path.join(flags.model_dir, "best_fid")).endswith(f"ckpt-{best['step']}")
-    scalars = [json.loads(line) for line in open(os.path.join(flags.model_dir, "train", "scalars.jsonl"))]
+    assert tf.train.latest_checkpoint(os.path.join(request.model_dir, "best_fid")).endswith(f"ckpt-{best['step']}")
+    scalars = [json.loads(line) for line in open(os.path.join(request.model_dir, "train", "scalars.jsonl"))]
     assert {row["step"] for row in scalars if row["tag"] == "eval/fid"} == {2, 4}
 
 

@@ -23,6 +23,7 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 
 import tf_biggan  # noqa: E402
+from tf_biggan import requests  # noqa: E402
 from tf_biggan.host import malloc  # noqa: E402
 from tf_biggan.modes import MODES, mode_function, precheck
 
@@ -36,18 +37,18 @@ flags.DEFINE_integer("train_steps", None, "Overrides train.train_steps.", lower_
 flags.DEFINE_string("init_from", None, "--mode=train: warm start from another run, RUN or RUN/ckpt-N (its G, EMA-G "
                     "and D; see training/warm_start.py). Overrides train.init_from.")
 flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical devices and use MirroredStrategy "
-                     "(every mode that builds models).", lower_bound=0)
+                     "(every mode that builds models).", **requests.flag_bounds("cpu_replicas"))
 flags.DEFINE_string("tpu", None, "Cloud TPU name or grpc:// address: use TPUStrategy.")
 flags.DEFINE_string("intervene", None, "--mode=train: resume --model_dir from --checkpoint (default: the latest) with "
                     "changes, recorded in MODEL_DIR/interventions.json (paper Appendix G.1): comma-separated "
                     "g_lr=, d_lr=, disc_steps=, d_beta1=, freeze=none|g|d, reset_adam=g|d|both.")
 flags.DEFINE_integer("inspect_images", None, "--mode=inspect_data: images to count (0 = the whole split; "
-                     "default 50,000).", lower_bound=0)
+                     "default 50,000).", **requests.flag_bounds("inspect_images"))
 # Evaluation, export and synthesis.
 flags.DEFINE_string("checkpoint", None, "A checkpoint path of the run (default: the latest in --model_dir).")
 flags.DEFINE_float("truncation", None, "Truncation threshold (paper Section 3.1; 0 = untruncated, refused under "
                    "hub_notebook where z would be 0). eval/synthesize/interpolate/neighbors; default: the run's "
-                   "eval.truncation (0; 1.0 for an imported TF-Hub run).", lower_bound=0.0)
+                   "eval.truncation (0; 1.0 for an imported TF-Hub run).", **requests.flag_bounds("truncation"))
 flags.DEFINE_integer("seed", 0, "Seed of the latents (eval, synthesize, qualitative modes); of the "
                      "validation split (prepare_data).")
 flags.DEFINE_string("inception_path", None, "LOCAL Inception (TF-Hub/SavedModel dir or Keras InceptionV3 file) "
@@ -58,23 +59,24 @@ flags.DEFINE_string("output_dir", None, "Where --mode=synthesize / prepare_data 
 flags.DEFINE_string("module", None, "--mode=synthesize from an exported TF-Hub module instead of a checkpoint; "
                     "--mode=import_hub: an official TF-Hub BigGAN module as downloaded and unpacked.")
 flags.DEFINE_integer("images_per_class", None, "Synthetic images per class (default: the real training set's counts).",
-                     lower_bound=1)
+                     **requests.flag_bounds("images_per_class"))
 flags.DEFINE_integer("num_shards", 1024, "Number of TFRecord shards (the ImageNet converter writes 1024).",
-                     lower_bound=1)
-flags.DEFINE_enum("shard_prefix", "train", ["train", "validation"], "Shard names: train-%05d-of-%05d or validation-*.")
-flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of synthetic images.", lower_bound=1, upper_bound=100)
+                     **requests.flag_bounds("num_shards"))
+flags.DEFINE_enum("shard_prefix", "train", requests.CHOICES["shard_prefix"],
+                  "Shard names: train-%05d-of-%05d or validation-*.")
+flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of synthetic images.", **requests.flag_bounds("jpeg_quality"))
 flags.DEFINE_string("synsets_file", None, "Text file of class synsets (one per line, class order) for image/class/synset.")
 flags.DEFINE_integer("num_workers", None, "--mode=synthesize: hosts sharing the shards (default: from TF_CONFIG, else 1).",
-                     lower_bound=1)
+                     **requests.flag_bounds("num_workers"))
 flags.DEFINE_integer("worker_index", None, "--mode=synthesize: this host's index; it writes shards i with i % num_workers == index.",
-                     lower_bound=0)
-flags.DEFINE_enum("latent_convention", None, ["paper_resample", "cas_resample", "hub_notebook"],
+                     **requests.flag_bounds("worker_index"))
+flags.DEFINE_enum("latent_convention", None, requests.CHOICES["latent_convention"],
                   "--mode=synthesize latents: BigGAN's resampling beyond --truncation (Section 3.1), CAS's "
                   "resampling beyond 2 x --truncation (CAS A.1 footnote 5), or the TF-Hub notebook's "
                   "truncation x truncnorm(-2, 2) (tensorflow/hub#214). Default: the run's "
                   "eval.latent_convention (hub_notebook for an imported TF-Hub generator), or the module's.")
 flags.DEFINE_integer("batch_size", None, "--mode=synthesize: images per generator call (default: eval.batch_size).",
-                     lower_bound=1)
+                     **requests.flag_bounds("batch_size"))
 # Classification Accuracy Score (tf_biggan/cas/) and the main job.
 flags.DEFINE_string("cas_hparams", None, "--mode=all: the CAS protocol file (default hparams/cas_digits.yaml); cas.* "
                     "keys of --hparams_overrides apply to it.")
@@ -87,16 +89,17 @@ flags.DEFINE_bool("also_write_npz", False, "Also write the synthetic images and 
 flags.DEFINE_string("image_dir", None, "--mode=prepare_data: a folder of images, one sub-folder per class "
                     "(DIR/<class>/<image>; JPEG, PNG, BMP, GIF). A DIR/../val tree is the validation split.")
 flags.DEFINE_float("validation_fraction", 0.0, "--mode=prepare_data: fraction of each class held out as "
-                   "validation-* shards (seeded by --seed).", lower_bound=0.0, upper_bound=0.99)
+                   "validation-* shards (seeded by --seed).", **requests.flag_bounds("validation_fraction"))
 flags.DEFINE_integer("resolution", None, "--mode=prepare_data: store images already cropped and area-resized "
-                     "to this size, as training does (default: as they are).", lower_bound=1)
-flags.DEFINE_enum("on_corrupt", "skip", ["skip", "fail"], "--mode=prepare_data: an unreadable image is left "
+                     "to this size, as training does (default: as they are).", **requests.flag_bounds("resolution"))
+flags.DEFINE_enum("on_corrupt", "skip", requests.CHOICES["on_corrupt"], "--mode=prepare_data: an unreadable image is left "
                   "out and listed in manifest.json (skip), or stops the import naming it (fail).")
 
 
 _RUN = "the training run's directory"
-# mode -> {flag: why it is needed}: checked once, before any work (modules' run_* trust them).
+# mode -> {flag: why it is needed}: checked once, before any work (the requests' modes trust them).
 REQUIRED = {
+    "summary": {},
     "train": {"model_dir": "where checkpoints, logs and train_report.json go"},
     "inspect_data": {"model_dir": "where the grid and report go"},
     "eval": {"model_dir": _RUN},
@@ -114,6 +117,9 @@ REQUIRED = {
     "cas_sweep": {"model_dir": _RUN},
     "prepare_data": {"image_dir": "the folder of images, one sub-folder per class",
                      "output_dir": "where the TFRecord shards, labels.txt and manifest.json go"},
+    "real_stats": {"model_dir": "the run whose evaluation reads the statistics: they go to its eval_cache (or "
+                                "eval.stats_cache_dir), and the project's classifier to MODEL_DIR/eval_classifier"},
+    "all": {},  # --model_dir defaults to a fresh folder under runs/
 }
 # mode -> groups of flags of which exactly one must be given.
 EXACTLY_ONE = {
@@ -126,12 +132,30 @@ EXCLUSIVE_IN_MODE = {
 }
 
 
+# mode -> the request its function takes, each field from the flag of the same name (requests.from_values).
+REQUESTS = {
+    "summary": requests.SummaryRequest,
+    "train": requests.TrainRequest,
+    "inspect_data": requests.InspectDataRequest,
+    "eval": requests.EvalRequest,
+    "sweep": requests.SweepRequest,
+    "interpolate": requests.InterpolateRequest,
+    "neighbors": requests.NeighborsRequest,
+    "memorization": requests.MemorizationRequest,
+    "export": requests.ExportRequest,
+    "import_hub": requests.ImportHubRequest,
+    "synthesize": requests.SynthesizeRequest,
+    "cas": requests.CasRequest,
+    "cas_sweep": requests.CasSweepRequest,
+    "prepare_data": requests.PrepareDataRequest,
+    "real_stats": requests.RealStatsRequest,
+    "all": requests.AllRequest,
+}
+
+
 # Flags naming a directory a mode writes into or reads a run from: an existing FILE there would end
 # in a deep traceback (FileExistsError, NotADirectoryError) after TensorFlow's start-up.
 DIRECTORY_FLAGS = ("model_dir", "output_dir", "export_dir")
-
-# Modes that run under the launch's tf.distribute strategy (training.strategy.strategy_from_flags).
-STRATEGY_MODES = ("train", "cas", "cas_sweep", "all")
 
 
 def _given(name: str) -> bool:
@@ -163,6 +187,14 @@ def check_flags(mode: str) -> None:
                             + ": pass only one")
 
 
+def build_request(mode: str):
+    """`mode`'s request from the flags, checked once (the tables above, then the request's own values):
+    each field from the flag of the same name that the command line gave, else the field's default."""
+    check_flags(mode)
+    typed = {name: FLAGS[name].value for name in FLAGS if not FLAGS[name].using_default_value}
+    return requests.from_values(REQUESTS[mode], typed)
+
+
 def main(argv) -> int:
     from tf_biggan.training import preemption
 
@@ -181,7 +213,7 @@ def _main(argv) -> int:
     from tf_biggan.errors import UserError
 
     try:
-        check_flags(FLAGS.mode)
+        request = build_request(FLAGS.mode)
         if not FLAGS["verbosity"].present:  # TF's strategy / checkpoint INFO lines drown the progress lines
             logging.set_verbosity(logging.WARNING)
         from tf_biggan.config import load_hparams
@@ -204,13 +236,14 @@ def _main(argv) -> int:
                 hp = fine_tune_hparams(FLAGS.model_dir, FLAGS.hparams, overrides)
         if hp is None:
             hp = load_hparams(FLAGS.hparams, overrides)
-        precheck(FLAGS.mode, hp, FLAGS)
+        precheck(FLAGS.mode, hp, request)
         # First TensorFlow work of the process: splitting the CPU and configuring multi-worker
         # collectives must precede the runtime's initialisation.
-        if FLAGS.mode in STRATEGY_MODES:
-            from tf_biggan.training.strategy import strategy_from_flags
+        launch = requests.launch_of(request)
+        if launch is not None:  # the mode runs under the launch's strategy
+            from tf_biggan.training.strategy import launch_strategy
 
-            strategy_from_flags(FLAGS)  # made once; the mode's own call gets the same strategy
+            launch_strategy(launch)  # made once; the mode's own call gets the same strategy
             from tf_biggan.training import preemption
 
             preemption.reinstall()  # a multi-worker strategy took SIGTERM over (preemption.reinstall)
@@ -221,7 +254,7 @@ def _main(argv) -> int:
         from tf_biggan.host import grappler
 
         grappler.configure()  # every mode optimises graphs alike: see host/grappler.py
-        mode_function(FLAGS.mode)(hp, FLAGS)
+        mode_function(FLAGS.mode)(hp, request)
     except UserError as exc:
         print(f"tf-biggan: error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""The modes of the absl app, each a function `run(hp, flags)` in the module named for its feature.
+"""The modes of the absl app, each a function `run(hp, request)` in the module named for its feature,
+`request` the mode's typed request (tf_biggan/requests.py) that main.py builds from the flags.
 
 A table of its own (not in main.py) so that the main job (`job/stages.py`) and tests can run a mode
 exactly as `tf-biggan --mode=NAME` does without importing main.py, whose flag definitions must run
@@ -10,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-# mode -> (module, function); the function takes (hp, FLAGS). Each module is named for its feature.
+# mode -> (module, function); the function takes (hp, request). Each module is named for its feature.
 MODE_TABLE = {
     "summary": ("tf_biggan.models.summary", "run_summary"),
     "train": ("tf_biggan.training.trainer", "run_train"),
@@ -32,18 +33,18 @@ MODE_TABLE = {
 
 MODES = tuple(MODE_TABLE)
 
-# mode -> (module, function): checks of the flags and hparams a mode needs that import no TensorFlow,
+# mode -> (module, function): checks of the request and hparams a mode needs that import no TensorFlow,
 # run by main.py before TF starts (so a user error fails in about a second).
 PRECHECK_TABLE = {
     "all": ("tf_biggan.job.stages", "check_all"),
 }
 
 
-def precheck(name: str, hp, flags) -> None:
+def precheck(name: str, hp, request) -> None:
     """Runs `name`'s TF-free checks, if it has any (UserError naming the flag)."""
     if name in PRECHECK_TABLE:
         module_name, function_name = PRECHECK_TABLE[name]
-        getattr(importlib.import_module(module_name), function_name)(hp, flags)
+        getattr(importlib.import_module(module_name), function_name)(hp, request)
 
 
 def mode_function(name: str) -> Callable:

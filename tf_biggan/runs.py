@@ -14,9 +14,9 @@ restored from that checkpoint, a generator still holds the module's BN statistic
 where that is decided (`Run.from_module`; `sampling.standing_stats.hold_module_statistics`). Any other
 checkpoint of the run (a fine-tuning step, best_fid/ckpt-N) has statistics of its own.
 
-`run_hparams(model_dir, hp, flags)` is the configuration a mode applies to a run: the run's own
-model / data / train sections, the eval section of `--hparams` when one is named, and `eval.*` keys
-of `--hparams_overrides` on top (e.g. `eval.num_samples=50000`, `eval.export_truncations=[...]`).
+`run_hparams(model_dir, hp, hparams, hparams_overrides)` is the configuration a mode applies to a run:
+the run's own model / data / train sections, the eval section of `--hparams` when one is named, and
+`eval.*` keys of `--hparams_overrides` on top (e.g. `eval.num_samples=50000`, `eval.export_truncations=[...]`).
 """
 
 from __future__ import annotations
@@ -47,13 +47,11 @@ class Run:
     from_module: bool = False  # `checkpoint` is the import's: the generators hold the module's statistics
 
 
-def require_model_dir(model_dir: Optional[str], mode: str) -> str:
-    """`--model_dir`, checked to be an existing directory; a UserError naming the flag otherwise."""
+def require_model_dir(model_dir: str) -> str:
+    """`--model_dir` (given: main.py's REQUIRED table), checked to be an existing directory; a UserError
+    naming the flag otherwise."""
     import tensorflow as tf
 
-    if not model_dir:
-        raise UserError(f"--model_dir is required for --mode={mode}: pass the training run's directory "
-                        "(it holds hparams.yaml and the checkpoints)")
     if not tf.io.gfile.isdir(model_dir):
         raise UserError(f"--model_dir={model_dir} does not exist; train first with --mode=train "
                         f"--model_dir={model_dir}")
@@ -73,30 +71,29 @@ def saved_hparams(model_dir: str):
     return load_hparams(path)
 
 
-def run_hparams(model_dir: str, hp=None, flags=None):
+def run_hparams(model_dir: str, hp=None, hparams: Optional[str] = None, hparams_overrides: str = ""):
     """The hparams a mode applies to a run: the run's own (model, data, train), with the eval section
-    of --hparams when one is named (`hp`), and the eval.* keys of --hparams_overrides on top."""
+    of `hp` when --hparams named a file (`hparams`), and the eval.* keys of --hparams_overrides on top."""
     from tf_biggan.config import hparams_from_dict, parse_overrides
 
     run = saved_hparams(model_dir)
-    if hp is not None and getattr(flags, "hparams", None):
+    if hp is not None and hparams:
         run = dataclasses.replace(run, eval=hp.eval)
-    overrides = parse_overrides(getattr(flags, "hparams_overrides", "") or "")
+    overrides = parse_overrides(hparams_overrides or "")
     if overrides.get("eval"):
         run = hparams_from_dict({"eval": overrides["eval"]}, "--hparams_overrides", base=run)
     return run.validate()
 
 
-def run_truncation(hp, flags=None) -> float:
-    """The truncation a mode samples a run at: --truncation, else the run's eval.truncation (0 =
+def run_truncation(hp, truncation: Optional[float] = None) -> float:
+    """The truncation a mode samples a run at: `truncation` (--truncation), else the run's eval.truncation (0 =
     untruncated; an imported run's is 1.0). A one-line UserError naming the flag or key where it is no
     truncation of eval.latent_convention (`latents.check_truncation`: hub_notebook's t = 0 is z = 0)."""
     from tf_biggan.sampling.latents import check_truncation
 
-    given = getattr(flags, "truncation", None)
-    if given is None:
+    if truncation is None:
         return check_truncation(hp.eval.truncation, hp.eval.latent_convention, "eval.truncation")
-    return check_truncation(given, hp.eval.latent_convention, "--truncation")
+    return check_truncation(truncation, hp.eval.latent_convention, "--truncation")
 
 
 def is_imported(model_dir: str) -> bool:

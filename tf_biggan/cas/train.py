@@ -42,6 +42,7 @@ from tf_biggan.config import save_hparams
 from tf_biggan.errors import UserError
 from tf_biggan.models.classifiers import build_classifier, decayed_variables
 from tf_biggan.progress import Progress
+from tf_biggan.requests import CasRequest
 from tf_biggan.host import grappler
 from tf_biggan.training import loop, preemption
 from tf_biggan.training import strategy as strategy_lib
@@ -296,7 +297,8 @@ def run_cas(hp, model_dir: str, train_data: str, eval_data: str,
     return report
 
 
-def run_cas_mode(hp, flags) -> Dict:
+def run_cas_mode(hp, request: CasRequest) -> Dict:
     """`--mode=cas`: --train_data, --eval_data, --model_dir (required: main.py's REQUIRED table
     checks them) and --tpu / --cpu_replicas."""
-    return run_cas(hp, flags.model_dir, flags.train_data, flags.eval_data, strategy_lib.strategy_from_flags(flags))
+    return run_cas(hp, request.model_dir, request.train_data, request.eval_data,
+                   strategy_lib.launch_strategy(request.launch))

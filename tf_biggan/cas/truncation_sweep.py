@@ -27,7 +27,6 @@ import dataclasses
 import io
 import math
 import os
-import types
 from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
@@ -38,6 +37,7 @@ from tf_biggan.errors import UserError
 from tf_biggan.evaluation.scoring import truncation_label
 from tf_biggan.images import pyplot, write_figure
 from tf_biggan.progress import Progress
+from tf_biggan.requests import CasSweepRequest, SweepRequest
 from tf_biggan.sampling.latents import z_bound
 from tf_biggan.training import strategy as strategy_lib
 
@@ -72,10 +72,9 @@ def _gan_sweep(run_dir: str, truncations, inception_path: Optional[str], log) ->
     missing = [t for t in truncations if round(float(t), 6) not in have]
     if missing:
         log(f"{path} lacks truncation(s) {', '.join(label(t) for t in missing)}: running --mode=sweep")
-        flags = types.SimpleNamespace(
-            model_dir=run_dir, hparams=None, checkpoint=None, inception_path=inception_path, seed=0,
-            hparams_overrides="eval.truncations=[" + ",".join(f"{float(t)!r}" for t in truncations) + "]")
-        evaluate.run_sweep(None, flags)
+        evaluate.run_sweep(None, SweepRequest(
+            run_dir, inception_path=inception_path,
+            hparams_overrides="eval.truncations=[" + ",".join(f"{float(t)!r}" for t in truncations) + "]"))
         have = points()
     return have
 
@@ -209,8 +208,7 @@ def run_cas_sweep(hp, run_dir: str, eval_data: Optional[str] = None, real_train_
     return result
 
 
-def run_cas_sweep_mode(hp, flags) -> Dict:
+def run_cas_sweep_mode(hp, request: CasSweepRequest) -> Dict:
     """`--mode=cas_sweep --model_dir=RUN [--eval_data=...] [--train_data=REAL]`."""
-    return run_cas_sweep(hp, getattr(flags, "model_dir", None), getattr(flags, "eval_data", None),
-                         getattr(flags, "train_data", None), strategy_lib.strategy_from_flags(flags),
-                         getattr(flags, "inception_path", None))
+    return run_cas_sweep(hp, request.model_dir, request.eval_data, request.train_data,
+                         strategy_lib.launch_strategy(request.launch), request.inception_path)

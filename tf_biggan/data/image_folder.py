@@ -62,6 +62,7 @@ from tf_biggan.data import preprocess, tfrecord
 from tf_biggan.data.shards import MANIFEST, Shard, ShardWriter, plan_shards
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
+from tf_biggan.requests import PrepareDataRequest
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".gif")
 LABELS = "labels.txt"
@@ -540,17 +541,10 @@ def _manifest(plan: dict, jobs: Sequence[Shard], markers: Dict[str, dict], class
         hparams_overrides=",".join(overrides))
 
 
-def run_prepare_data(hp, flags) -> dict:
-    """`--mode=prepare_data --image_dir=DIR --output_dir=OUT` (main.py has checked both are given)."""
+def run_prepare_data(hp, request: PrepareDataRequest) -> dict:
+    """`--mode=prepare_data --image_dir=DIR --output_dir=OUT` (main.py has checked both are given;
+    `request.num_shards` is None unless --num_shards was typed: its default, 1024, is synthesize's)."""
     del hp  # the import depends on the flags only; the shards then train under any configuration
-    num_shards = getattr(flags, "num_shards", None)
-    try:  # absl's FlagValues: --num_shards counts only when typed (its default, 1024, is synthesize's)
-        explicit = bool(flags["num_shards"].present)
-    except (TypeError, KeyError, AttributeError):
-        explicit = num_shards is not None
-    return prepare_data(
-        flags.image_dir, flags.output_dir,
-        validation_fraction=float(getattr(flags, "validation_fraction", 0.0) or 0.0),
-        resolution=getattr(flags, "resolution", None), on_corrupt=getattr(flags, "on_corrupt", "skip") or "skip",
-        seed=int(getattr(flags, "seed", 0) or 0), jpeg_quality=int(getattr(flags, "jpeg_quality", 95) or 95),
-        num_shards=int(num_shards) if explicit and num_shards else None)
+    return prepare_data(request.image_dir, request.output_dir, validation_fraction=request.validation_fraction,
+                        resolution=request.resolution, on_corrupt=request.on_corrupt, seed=request.seed,
+                        jpeg_quality=request.jpeg_quality, num_shards=request.num_shards)

@@ -27,6 +27,7 @@ import numpy as np
 from tf_biggan import atomic
 from tf_biggan.errors import UserError
 from tf_biggan.images import to_uint8
+from tf_biggan.requests import InspectDataRequest
 
 GRID_IMAGES = 64
 DEFAULT_INSPECT_IMAGES = 50000
@@ -62,17 +63,14 @@ def _source_description(data) -> dict:
     return {"split": data.split}
 
 
-def run_inspect_data(hp, flags) -> dict:
+def run_inspect_data(hp, request: InspectDataRequest) -> dict:
     """Writes the grid and the report for `hp.data` at `hp.model.resolution`; returns the report."""
     import tensorflow as tf
 
     from tf_biggan.data import pipeline
 
-    model_dir = getattr(flags, "model_dir", None)
-    if not model_dir:
-        raise UserError("--mode=inspect_data needs --model_dir=DIR (where the grid and report go)")
-    limit = getattr(flags, "inspect_images", None)
-    limit = DEFAULT_INSPECT_IMAGES if limit is None else int(limit)
+    model_dir = request.model_dir
+    limit = DEFAULT_INSPECT_IMAGES if request.inspect_images is None else request.inspect_images
     tf.io.gfile.makedirs(model_dir)  # gfile: MODEL_DIR may be gs://
     data, res = hp.data, hp.model.resolution
 

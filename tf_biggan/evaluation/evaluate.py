@@ -19,6 +19,7 @@ import os
 from tf_biggan import atomic
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
+from tf_biggan.requests import EvalRequest, SweepRequest
 from tf_biggan.evaluation.scoring import Evaluator, truncation_label
 from tf_biggan.evaluation.sweep import SWEEP_CSV, SWEEP_PLOT, SWEEP_REPORT, sweep_report
 from tf_biggan.runs import load_run, require_model_dir, run_hparams, run_truncation
@@ -29,31 +30,19 @@ from tf_biggan.runs import load_run, require_model_dir, run_hparams, run_truncat
 EVAL_REPORT = "eval_report.json"
 
 
-def _flag(flags, name, default=None):
-    value = getattr(flags, name, None)
-    return default if value is None else value
+def _hparams(hp, request):
+    """The hparams the mode applies to --model_dir, before any network is built."""
+    return run_hparams(require_model_dir(request.model_dir), hp, request.hparams, request.hparams_overrides)
 
 
-def _hparams(hp, flags, mode: str):
-    """(--model_dir, the hparams the mode applies to it), before any network is built."""
-    model_dir = require_model_dir(_flag(flags, "model_dir"), mode)
-    return model_dir, run_hparams(model_dir, hp, flags)
-
-
-def _loaded(hp, flags, mode: str):
-    model_dir, hp = _hparams(hp, flags, mode)
-    return load_run(model_dir, _flag(flags, "checkpoint"), hp=hp)
-
-
-def run_eval(hp, flags) -> dict:
+def run_eval(hp, request: EvalRequest) -> dict:
     """`--mode=eval`: FID, IS, KID and class accuracy of the EMA-G at one truncation (--truncation,
     default the run's eval.truncation) -> MODEL_DIR/eval_report.json. Section 4 / Table 2 metrics,
     Appendix C.1 standing statistics at that truncation (or an imported module's own, `apply_standing_stats`)."""
-    model_dir, hp = _hparams(hp, flags, "eval")
-    truncation = run_truncation(hp, flags)  # refused before the run is loaded where it is no truncation
-    run = load_run(model_dir, _flag(flags, "checkpoint"), hp=hp)
-    evaluator = Evaluator.for_run(run.hp, run.model_dir, _flag(flags, "inception_path"),
-                                  seed=int(_flag(flags, "seed", 0)))
+    hp = _hparams(hp, request)
+    truncation = run_truncation(hp, request.truncation)  # refused before the run is loaded where it is no truncation
+    run = load_run(request.model_dir, request.checkpoint, hp=hp)
+    evaluator = Evaluator.for_run(run.hp, run.model_dir, request.inception_path, seed=request.seed)
     point = evaluator.evaluate(run.ema_generator, truncation)
     report = dict(point, step=run.step, checkpoint=run.checkpoint, extractor=evaluator.extractor.name,
                   real=evaluator.real_summary(), seed=evaluator.seed,
@@ -67,16 +56,16 @@ def run_eval(hp, flags) -> dict:
     return report
 
 
-def run_sweep(hp, flags) -> dict:
+def run_sweep(hp, request: SweepRequest) -> dict:
     """`--mode=sweep`: every threshold of eval.truncations (0 = untruncated) -> per-truncation FID, IS,
     KID, class accuracy; Table 2's best_fid / valid_is / max_is; sweep_report.json, .csv and the
     IS-vs-FID plot in MODEL_DIR."""
-    run = _loaded(hp, flags, "sweep")
+    run = load_run(request.model_dir, request.checkpoint, hp=_hparams(hp, request))
     if not run.hp.eval.truncations:
         raise UserError("eval.truncations is empty: give the thresholds to sweep, e.g. "
                         "--hparams_overrides 'eval.truncations=[0.5,1.0,0]'")
-    evaluator = Evaluator.for_run(run.hp, run.model_dir, _flag(flags, "inception_path"),
-                                  seed=int(_flag(flags, "seed", 0)), log=Progress("sweep").log)
+    evaluator = Evaluator.for_run(run.hp, run.model_dir, request.inception_path, seed=request.seed,
+                                  log=Progress("sweep").log)
     report = sweep_report(evaluator, run.ema_generator, run.hp.eval.truncations, run.step, run.checkpoint,
                           run.model_dir)
     for name in ("best_fid", "valid_is", "max_is"):

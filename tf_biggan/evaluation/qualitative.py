@@ -34,6 +34,7 @@ import tensorflow as tf
 from tf_biggan import atomic, seeds
 from tf_biggan.errors import UserError
 from tf_biggan.progress import Progress
+from tf_biggan.requests import InterpolateRequest, MemorizationRequest, NeighborsRequest
 from tf_biggan.evaluation.scoring import eval_latents, inference_fn
 from tf_biggan.evaluation.features import feature_extractor
 from tf_biggan.evaluation.real_data import no_validation_message, real_batches, real_data_config, real_dataset_id
@@ -219,48 +220,45 @@ def _plot_memorization(train_logits, heldout_logits, shares: dict, path: str, ti
 # Modes.
 
 
-def _output_dir(flags, model_dir: str) -> str:
+def _output_dir(request, model_dir: str) -> str:
     # --output_dir exists for --mode=synthesize; reusing it lets figures go elsewhere than the run.
-    return getattr(flags, "output_dir", None) or model_dir
+    return request.output_dir or model_dir
 
 
-def _flag(flags, name, default=None):
-    value = getattr(flags, name, None)
-    return default if value is None else value
-
-
-def _run(hp, flags, mode: str, check=None, **networks):
+def _run(hp, request, check=None, **networks):
     """The run of --model_dir at --checkpoint, with the networks a mode needs; `check(hp)` runs on the
     run's hparams before any network is built."""
-    model_dir = require_model_dir(_flag(flags, "model_dir"), mode)
-    hp = run_hparams(model_dir, hp, flags)
-    if mode == "memorization" and real_data_config(hp, "validation") is None:
-        raise UserError("--mode=memorization compares training with held-out images, and " + no_validation_message(hp))
+    hp = run_hparams(require_model_dir(request.model_dir), hp, request.hparams, request.hparams_overrides)
     if check is not None:
         check(hp)
-    return load_run(model_dir, _flag(flags, "checkpoint"), hp=hp, **networks)
+    return load_run(request.model_dir, request.checkpoint, hp=hp, **networks)
 
 
-def _generator_at(hp, flags, mode: str):
+def _generator_at(hp, request):
     """(run, truncation, seed): EMA-G with standing statistics at --truncation (default the run's
     eval.truncation; refused under hub_notebook at 0, `runs.run_truncation`), Appendix C.1."""
-    seed = int(_flag(flags, "seed", 0))
-    run = _run(hp, flags, mode, check=lambda run_hp: run_truncation(run_hp, flags))
-    truncation = run_truncation(run.hp, flags)
+    run = _run(hp, request, check=lambda run_hp: run_truncation(run_hp, request.truncation))
+    truncation = run_truncation(run.hp, request.truncation)
     ev = run.hp.eval
-    apply_standing_stats(run.ema_generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch, seed,
-                         convention=ev.latent_convention)
-    return run, truncation, seed
+    apply_standing_stats(run.ema_generator, truncation, ev.standing_stats_passes, ev.standing_stats_batch,
+                         request.seed, convention=ev.latent_convention)
+    return run, truncation, request.seed
 
 
-def run_interpolate(hp, flags) -> dict:
+def _check_heldout(hp) -> None:
+    """Section 4.2's test needs held-out images: refused before any network is built without them."""
+    if real_data_config(hp, "validation") is None:
+        raise UserError("--mode=memorization compares training with held-out images, and " + no_validation_message(hp))
+
+
+def run_interpolate(hp, request: InterpolateRequest) -> dict:
     """`--mode=interpolate`: Figures 8 and 9 -> interpolate_zc.png, interpolate_class.png and
     interpolate_report.json (eval.qualitative_rows rows of eval.interpolation_steps images)."""
-    run, truncation, seed = _generator_at(hp, flags, "interpolate")
+    run, truncation, seed = _generator_at(hp, request)
     generator, step, ckpt, hp, model_dir = run.ema_generator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
     out = interpolations(generator, ev.qualitative_rows, ev.interpolation_steps, truncation, seed)
-    out_dir = _output_dir(flags, model_dir)
+    out_dir = _output_dir(request, model_dir)
     files = {}
     for key, name in (("zc", INTERPOLATE_ZC_PNG), ("class", INTERPOLATE_CLASS_PNG)):
         grid = tile(out[key])
@@ -277,20 +275,20 @@ def run_interpolate(hp, flags) -> dict:
     return report
 
 
-def run_neighbors(hp, flags) -> dict:
+def run_neighbors(hp, request: NeighborsRequest) -> dict:
     """`--mode=neighbors`: Figures 10-14 -> neighbors_pixel.png, neighbors_feature.png and
     neighbors_report.json. Each row: a sample, then its eval.neighbors_k nearest real training images
     of its class (at most eval.real_max_examples real images are searched)."""
-    run, truncation, seed = _generator_at(hp, flags, "neighbors")
+    run, truncation, seed = _generator_at(hp, request)
     generator, step, ckpt, hp, model_dir = run.ema_generator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
-    extractor = feature_extractor(hp, model_dir, _flag(flags, "inception_path"),
+    extractor = feature_extractor(hp, model_dir, request.inception_path,
                                   log=Progress("neighbors").log)
     samples, classes = _neighbor_queries(generator, ev.qualitative_rows, truncation, seed)
     spaces = {"pixel": (None, NEIGHBORS_PIXEL_PNG, "Figure 12: nearest neighbours in pixel space"),
               "feature": (lambda x: extractor.activations(x, ev.batch_size), NEIGHBORS_FEATURE_PNG,
                           f"Figures 10-11, 13-14: nearest neighbours in {extractor.name} pool-feature space")}
-    out_dir = _output_dir(flags, model_dir)
+    out_dir = _output_dir(request, model_dir)
     report = {"step": step, "checkpoint": ckpt, "truncation": truncation, "seed": seed, "k": ev.neighbors_k,
               "classes": classes.tolist(), "extractor": extractor.name,
               "layout": "row i: generated sample (column 0), then its k nearest real training images of the same class"}
@@ -306,18 +304,18 @@ def run_neighbors(hp, flags) -> dict:
     return report
 
 
-def run_memorization(hp, flags) -> dict:
+def run_memorization(hp, request: MemorizationRequest) -> dict:
     """`--mode=memorization` (Section 4.2): shares of real training and held-out images the run's D
     calls real -> memorization_report.json and memorization.png (at most
     eval.memorization_max_examples images per split; 0 = all)."""
-    run = _run(hp, flags, "memorization", ema_generator=False, discriminator=True)
+    run = _run(hp, request, check=_check_heldout, ema_generator=False, discriminator=True)
     d, step, ckpt, hp, model_dir = run.discriminator, run.step, run.checkpoint, run.hp, run.model_dir
     ev = hp.eval
     logits = {which: discriminator_outputs(d, real_batches(hp, which, ev.batch_size,
                                                                        ev.memorization_max_examples))
               for which in ("train", "validation")}
     shares = memorization_shares(logits["train"], logits["validation"])
-    out_dir = _output_dir(flags, model_dir)
+    out_dir = _output_dir(request, model_dir)
     _plot_memorization(logits["train"], logits["validation"], shares, os.path.join(out_dir, MEMORIZATION_PNG),
                        f"D's outputs on real images, step {step} (Section 4.2)")
     report = dict(shares, step=step, checkpoint=ckpt, file=MEMORIZATION_PNG,

@@ -31,6 +31,7 @@ import numpy as np
 from tf_biggan import atomic, paths
 from tf_biggan.evaluation import metrics
 from tf_biggan.evaluation.real_data import real_batches, real_data_config, real_dataset_id
+from tf_biggan.requests import RealStatsRequest
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def fid_npz_name(which: str, extractor_name: str) -> str:
     return f"fid_stats_{which}_{re.sub(r'[^A-Za-z0-9._-]+', '_', extractor_name)}.npz"
 
 
-def run_real_stats(hp, flags) -> dict:
+def run_real_stats(hp, request: RealStatsRequest) -> dict:
     """`--mode=real_stats`: the run's real-data statistics computed once, before training or
     evaluation need them, into the cache Evaluator.for_run reads (eval.stats_cache_dir, else
     MODEL_DIR/eval_cache), plus `fid_stats_<split>_<extractor>.npz` (mu, sigma) and real_stats.json
@@ -176,25 +177,18 @@ def run_real_stats(hp, flags) -> dict:
     from tf_biggan.progress import Progress
     from tf_biggan.runs import HPARAMS_FILE, run_hparams
 
-    model_dir = getattr(flags, "model_dir", None) or None
-    inception_path = getattr(flags, "inception_path", None) or None
-    if model_dir and tf.io.gfile.exists(os.path.join(model_dir, HPARAMS_FILE)):
-        hp = run_hparams(model_dir, hp, flags)  # an existing run: its data and resolution, as eval reads them
-    cache_dir = hp.eval.stats_cache_dir or (os.path.join(model_dir, STATS_CACHE_DIR) if model_dir else None)
-    if not cache_dir:
-        raise UserError("--mode=real_stats needs --model_dir (the statistics go to MODEL_DIR/eval_cache, where "
-                        "eval, sweep and the best-FID keeper look) or eval.stats_cache_dir")
-    if not inception_path and not model_dir:
-        raise UserError("--mode=real_stats without --inception_path uses the project's classifier, which is trained "
-                        "on the real data and kept in MODEL_DIR/eval_classifier: pass --model_dir, or --inception_path")
+    model_dir = request.model_dir
+    if tf.io.gfile.exists(os.path.join(model_dir, HPARAMS_FILE)):  # an existing run: its data and resolution,
+        hp = run_hparams(model_dir, hp, request.hparams, request.hparams_overrides)  # as eval reads them
+    cache_dir = hp.eval.stats_cache_dir or os.path.join(model_dir, STATS_CACHE_DIR)
     progress = Progress("real_stats", unit="img")
     which_list = [hp.eval.fid_reference]
     if hp.eval.fid_reference == "validation" and real_data_config(hp, "validation") is None:
         raise UserError("eval.fid_reference=validation: " + no_validation_message(hp))
     if hp.eval.fid_reference == "train" and real_data_config(hp, "validation") is not None:
         which_list.append("validation")
-    extractor = feature_extractor(hp, model_dir, inception_path, progress.log)
-    output_dir = getattr(flags, "output_dir", None) or cache_dir
+    extractor = feature_extractor(hp, model_dir, request.inception_path, progress.log)
+    output_dir = request.output_dir or cache_dir
     report = {"extractor": extractor.name, "cache_dir": cache_dir, "resolution": hp.model.resolution,
               "real_max_examples": hp.eval.real_max_examples, "splits": {}}
     for which in which_list:

@@ -209,17 +209,18 @@ def export_generator(generator, export_dir: str, truncations: Sequence[float], n
     return export_dir
 
 
-def run_export(hp, flags) -> str:
+def run_export(hp, request) -> str:
     """`--mode=export --model_dir=RUN [--checkpoint=CKPT] [--export_dir=DIR]`: the EMA generator of
     `--checkpoint` (default: the run's latest; e.g. RUN/best_fid/ckpt-N), with standing statistics
     for eval.export_truncations (the run's value, or --hparams / --hparams_overrides eval.*), or an
-    imported run's module statistics while it has not trained (`export_statistics`)."""
+    imported run's module statistics while it has not trained (`export_statistics`). `request`: a
+    `requests.ExportRequest`."""
     from tf_biggan.runs import load_run, require_model_dir, run_hparams
 
-    model_dir = require_model_dir(getattr(flags, "model_dir", None), "export")
-    hp = run_hparams(model_dir, hp, flags)
-    run = load_run(model_dir, getattr(flags, "checkpoint", None), hp=hp)
-    export_dir = getattr(flags, "export_dir", None) or os.path.join(model_dir, "export")
+    model_dir = require_model_dir(request.model_dir)
+    hp = run_hparams(model_dir, hp, request.hparams, request.hparams_overrides)
+    run = load_run(model_dir, request.checkpoint, hp=hp)
+    export_dir = request.export_dir or os.path.join(model_dir, "export")
     metadata = {"hparams": hp.to_dict(), "step": run.step, "checkpoint": paths.absolute(run.checkpoint),
                 "source": paths.absolute(model_dir)}
     path = export_generator(run.ema_generator, export_dir, hp.eval.export_truncations, hp.eval.standing_stats_passes,

@@ -452,6 +452,7 @@ def fine_tune_hparams(model_dir: str, recipe: Optional[str], overrides: str):
     return hp
 
 
-def run_import_hub(hp, flags) -> dict:
-    """`--mode=import_hub --module=DIR --model_dir=RUN [--hparams_overrides data.*/train.*/eval.*]`."""
-    return import_hub(flags.module, flags.model_dir, getattr(flags, "hparams_overrides", "") or "")
+def run_import_hub(hp, request) -> dict:
+    """`--mode=import_hub --module=DIR --model_dir=RUN [--hparams_overrides data.*/train.*/eval.*]`
+    (`request`: a `requests.ImportHubRequest`)."""
+    return import_hub(request.module, request.model_dir, request.hparams_overrides)

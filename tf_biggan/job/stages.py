@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import os
 import time
-import types
 from typing import Callable, Dict, List, Optional
 
 from tf_biggan import paths
 from tf_biggan.errors import UserError
 from tf_biggan.job.report import REPORT_JSON, print_summary, write_report
 from tf_biggan.progress import Progress
+from tf_biggan.requests import (AllRequest, CasRequest, ExportRequest, SweepRequest, SynthesizeRequest, TrainRequest,
+                                from_values, shared_values)
 
 
 
@@ -42,6 +43,13 @@ def _read_json(path: str) -> Optional[dict]:
 
 
 _log = Progress("all").log  # `[all] message` lines (progress.py: the one way to print progress)
+
+# Fields of the stages' requests that the job decides rather than takes from its own request
+# (`MainJob.stage_request`): set per stage (the run, paths, the sweep's truncation, the shard count),
+# or left at their defaults (the latest checkpoint, no intervention or module, train-* shards, the
+# resolved hparams). tests/test_main_job.py checks that every other field is AllRequest's.
+JOB_DECIDES = ("model_dir", "output_dir", "export_dir", "truncation", "num_shards", "train_data", "eval_data",
+               "checkpoint", "intervene", "module", "shard_prefix", "hparams", "hparams_overrides")
 
 
 class Stage:
@@ -71,9 +79,9 @@ class Stage:
 class MainJob:
     """The stages of `--mode=all` over one model dir (module docstring)."""
 
-    def __init__(self, hp, flags, model_dir: str):
+    def __init__(self, hp, request: AllRequest, model_dir: str):
         self.hp = hp
-        self.flags = flags
+        self.request = request
         self.model_dir = model_dir
         self.export_dir = os.path.join(model_dir, "export")
         self.synthetic_dir = os.path.join(model_dir, "synthetic")
@@ -81,15 +89,16 @@ class MainJob:
         self.cas_synthetic_dir = os.path.join(model_dir, "cas_synthetic")
         self.timings: Dict[str, dict] = {}
 
-    # ------------------------------------------------------------------ flags for each stage
-    def _stage_flags(self, **overrides):
-        """Every flag of the launch (main.py defines them; each mode reads what it needs) with this
-        stage's settings on top: the run's model dir and hparams (already resolved), the latest
-        checkpoint, no intervention."""
-        values = _launch_flags(self.flags)
-        values.update(model_dir=self.model_dir, checkpoint=None, intervene=None, hparams=None, hparams_overrides="")
-        values.update(overrides)
-        return _StageFlags(**values)
+    # ------------------------------------------------------------------ each stage's request
+    def stage_request(self, kind: type, **settings):
+        """A stage's request of type `kind`: the fields it shares by name with the job's request (the
+        launch, the seed, --inception_path, the synthesis settings), the run's model dir, and this
+        stage's settings on top; the rest at their defaults: the latest checkpoint, no intervention,
+        no --hparams (the job's hparams arrive resolved)."""
+        values = shared_values(self.request)
+        values.update(model_dir=self.model_dir, hparams_overrides="")
+        values.update(settings)
+        return from_values(kind, values)
 
     # ------------------------------------------------------------------ completion checks
     def trained_step(self) -> Optional[int]:
@@ -132,20 +141,20 @@ class MainJob:
         return bool(report) and "top1" in report and not report.get("error")
 
     # ------------------------------------------------------------------ stage bodies
-    def _mode(self, name: str, hp=None, **overrides):
-        """Runs `--mode=name` exactly as the absl app would (main.py's table), with this stage's flags."""
+    def _mode(self, name: str, kind: type, hp=None, **settings):
+        """Runs `--mode=name` exactly as the absl app would (modes.py's table), with this stage's request."""
         from tf_biggan.modes import mode_function
 
-        return mode_function(name)(hp or self.hp, self._stage_flags(**overrides))
+        return mode_function(name)(hp or self.hp, self.stage_request(kind, **settings))
 
     def _train(self):
-        return self._mode("train")
+        return self._mode("train", TrainRequest)
 
     def _sweep(self):
-        return self._mode("sweep")
+        return self._mode("sweep", SweepRequest)
 
     def _export(self):
-        return self._mode("export", export_dir=self.export_dir)
+        return self._mode("export", ExportRequest, export_dir=self.export_dir)
 
     def _synthesize(self):
         truncation = self.truncation()
@@ -157,19 +166,20 @@ class MainJob:
             tf.io.gfile.rmtree(self.synthetic_dir)
         # The ImageNet converter writes 1024 shards; a small embedded set needs a few.
         num_shards = 4 if self.hp.data.kind == "digits" else 1024
-        return self._mode("synthesize", output_dir=self.synthetic_dir, truncation=truncation, num_shards=num_shards)
+        return self._mode("synthesize", SynthesizeRequest, output_dir=self.synthetic_dir, truncation=truncation,
+                          num_shards=num_shards)
 
     def _cas(self, directory: str, train_data: str):
-        return self._mode("cas", hp=self.cas_hparams(), model_dir=directory, train_data=train_data,
+        return self._mode("cas", CasRequest, hp=self.cas_hparams(), model_dir=directory, train_data=train_data,
                           eval_data=self.cas_eval_data())
 
     def cas_hparams(self):
         """The CAS protocol (--cas_hparams, default cas_digits) with the cas.* keys of --hparams_overrides."""
         from tf_biggan.config import load_hparams, parse_overrides
 
-        overrides = parse_overrides(getattr(self.flags, "hparams_overrides", "") or "")
+        overrides = parse_overrides(self.request.hparams_overrides)
         cas_overrides = ",".join(f"cas.{k}={_yaml_scalar(v)}" for k, v in (overrides.get("cas") or {}).items())
-        path = getattr(self.flags, "cas_hparams", None) or "cas_digits"
+        path = self.request.cas_hparams or "cas_digits"
         try:
             return load_hparams(path, cas_overrides)
         except UserError as exc:
@@ -185,18 +195,16 @@ class MainJob:
         self.cas_real_data()
 
     def cas_eval_data(self) -> str:
-        value = getattr(self.flags, "eval_data", None)
-        if value:
-            return value
+        if self.request.eval_data:
+            return self.request.eval_data
         if self.hp.data.kind == "digits":
             return "digits:test"
         raise UserError("--mode=all on data.kind != digits needs --eval_data (the REAL held-out images CAS is "
                         "measured on, e.g. gs://BUCKET/imagenet/validation-*)")
 
     def cas_real_data(self) -> str:
-        value = getattr(self.flags, "train_data", None)
-        if value:
-            return value
+        if self.request.train_data:
+            return self.request.train_data
         if self.hp.data.kind == "digits":
             return "digits:train"
         if self.hp.data.kind == "tfrecord":
@@ -287,22 +295,6 @@ class MainJob:
         }
 
 
-class _StageFlags(types.SimpleNamespace):
-    """A stage's flags; one the launch did not define reads as None, as an unset flag does."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return None
-
-
-def _launch_flags(flags) -> dict:
-    """name -> value of every flag: absl's FlagValues (the CLI), or a namespace (tests, callers)."""
-    if hasattr(flags, "flag_values_dict"):
-        return flags.flag_values_dict()
-    return dict(vars(flags))
-
-
 def _yaml_scalar(value) -> str:
     import yaml
 
@@ -320,14 +312,14 @@ def default_model_dir() -> str:
     return os.path.join("runs", time.strftime("all-%Y%m%d-%H%M%S"))
 
 
-def check_all(hp, flags) -> None:
+def check_all(hp, request: AllRequest) -> None:
     """What `--mode=all`'s later stages need (CAS protocol, its data), checked before TensorFlow
     starts: a wrong --cas_hparams fails in a second, not after TF's start-up (main.py)."""
-    MainJob(hp, flags, getattr(flags, "model_dir", None) or "").check()
+    MainJob(hp, request, request.model_dir or "").check()
 
 
-def run_all(hp, flags) -> dict:
+def run_all(hp, request: AllRequest) -> dict:
     """`--mode=all`: the main job on --model_dir (default: a fresh folder under runs/)."""
-    model_dir = getattr(flags, "model_dir", None) or default_model_dir()
+    model_dir = request.model_dir or default_model_dir()
     _log(f"model dir {model_dir} (rerun with --model_dir={model_dir} to resume after an interruption)")
-    return MainJob(hp, flags, model_dir).run()
+    return MainJob(hp, request, model_dir).run()

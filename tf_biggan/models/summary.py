@@ -56,7 +56,9 @@ def summarize(hp):
     return text, report
 
 
-def run_summary(hp, flags=None) -> None:
+def run_summary(hp, request=None) -> None:
+    """`--mode=summary`: the table and a JSON line of the counts (`request`: a `requests.SummaryRequest`,
+    which asks for nothing more)."""
     text, report = summarize(hp)
     print(text)
     print(json.dumps(report))

@@ -53,10 +53,11 @@ class CheckpointSource(GeneratorSource):
     lazily, so a rerun that finds every shard complete costs a checkpoint restore only.
     """
 
-    def __init__(self, model_dir: str, checkpoint: Optional[str] = None, hp=None, flags=None):
+    def __init__(self, model_dir: str, checkpoint: Optional[str] = None, hp=None, hparams: Optional[str] = None,
+                 hparams_overrides: str = ""):
         from tf_biggan.runs import load_run, run_hparams
 
-        hp = run_hparams(model_dir, hp, flags)
+        hp = run_hparams(model_dir, hp, hparams, hparams_overrides)  # the run's, with --hparams' eval.* on top
         run = load_run(model_dir, checkpoint, hp=hp)
         self.hp = hp
         super().__init__(run.ema_generator, {"kind": "checkpoint", "model_dir": paths.absolute(model_dir),

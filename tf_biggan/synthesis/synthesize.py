@@ -29,7 +29,7 @@ Layout of the work, chosen so any shard can be regenerated alone and bit-identic
     (`tf_biggan.seeds`), so they depend neither on the batch size nor on which host writes the
     shard; shard 0's z is what an exported module's `sample_latents(n, seed, truncation)` returns;
   * the standing statistics come from their own stream (`tf_biggan.sampling.standing_stats`);
-  * shard i belongs to worker i % num_workers (TF_CONFIG's chief + workers, or flags).
+  * shard i belongs to worker i % num_workers (TF_CONFIG's chief + workers, or --num_workers / --worker_index).
 
 Crash safety comes from the sharded writer `--mode=prepare_data` uses too (`tf_biggan.data.shards`):
 a shard is written to a hidden temporary name and renamed when complete, then its npz and a hidden
@@ -62,6 +62,7 @@ from tf_biggan.errors import UserError
 from tf_biggan.synthesis.generators import CheckpointSource, ModuleSource
 from tf_biggan.images import to_uint8
 from tf_biggan.progress import Progress, format_seconds
+from tf_biggan.requests import SynthesizeRequest
 from tf_biggan.sampling.labels import interleaved_labels
 from tf_biggan.sampling.latents import check_convention, convention_z, z_bound
 from tf_biggan.training import preemption
@@ -129,19 +130,15 @@ def read_synsets(path: str, num_classes: int) -> Tuple[List[str], List[str]]:
     return synsets, texts
 
 
-def worker_split(flags=None) -> Tuple[int, int]:
-    """(this worker's index, number of workers): flags `worker_index`/`num_workers`, else TF_CONFIG.
+def worker_split(num_workers: Optional[int] = None, worker_index: Optional[int] = None) -> Tuple[int, int]:
+    """(this worker's index, number of workers): --worker_index / --num_workers (checked by
+    `requests.SynthesizeRequest`), else TF_CONFIG.
 
     TF_CONFIG counts the chief (if any) as worker 0 and `worker` tasks after it; other task types
     (ps, evaluator) write nothing.
     """
-    num = getattr(flags, "num_workers", None) if flags is not None else None
-    index = getattr(flags, "worker_index", None) if flags is not None else None
-    if num:
-        index = int(index or 0)
-        if not 0 <= index < int(num):
-            raise UserError(f"--worker_index={index} must be in [0, --num_workers={num})")
-        return index, int(num)
+    if num_workers:
+        return int(worker_index or 0), int(num_workers)
     from tf_biggan.training.strategy import worker_position  # the one TF_CONFIG reader
 
     return worker_position("synthesize")
@@ -386,40 +383,17 @@ def _finish(writer: ShardWriter, plan: dict, worker: str, log: Callable[[str], N
     return manifest
 
 
-def run_synthesize(hp, flags) -> dict:
+def run_synthesize(hp, request: SynthesizeRequest) -> dict:
     """`--mode=synthesize`: from `--model_dir` (EMA-G of the run at --checkpoint, the run's hparams
     with eval.* of --hparams / --hparams_overrides on top) or `--module` (its own metadata); without
-    --truncation, at the run's (the export's) eval.truncation."""
-    model_dir, module = getattr(flags, "model_dir", None), getattr(flags, "module", None)
-    output_dir = getattr(flags, "output_dir", None)
-    if bool(model_dir) == bool(module):
-        raise UserError("--mode=synthesize needs exactly one of --model_dir (a training run: its EMA generator) "
-                        "or --module (a module written by --mode=export)")
-    if not output_dir:
-        raise UserError("--mode=synthesize needs --output_dir (where the TFRecord shards and manifest.json go)")
-    if module and getattr(flags, "checkpoint", None):
-        raise UserError("--checkpoint selects a checkpoint of --model_dir; it does not apply with --module")
-    truncation = getattr(flags, "truncation", None)
-    truncation = 0.0 if truncation is None else float(truncation)
-    if truncation < 0:
-        raise UserError(f"--truncation={truncation}: must be >= 0 (0 = untruncated N(0, I))")
-    per_class = getattr(flags, "images_per_class", None)
-    if per_class is not None and per_class < 1:
-        raise UserError(f"--images_per_class={per_class}: must be >= 1 (omit it for the real training set's counts)")
-    quality = int(getattr(flags, "jpeg_quality", 95))
-    if not 1 <= quality <= 100:
-        raise UserError(f"--jpeg_quality={quality}: must be in 1..100")
-    num_shards = int(getattr(flags, "num_shards", 1024))
-    if num_shards < 1:
-        raise UserError(f"--num_shards={num_shards}: must be >= 1")
-    given = getattr(flags, "latent_convention", None)
-    if given:
-        check_convention(given, "--latent_convention")
-    worker_index, num_workers = worker_split(flags)
-
-    default_truncation = getattr(flags, "truncation", None) is None  # then the run's / export's eval.truncation
-    if module:
-        source = ModuleSource(module, truncation)
+    --truncation, at the run's (the export's) eval.truncation. main.py's tables and the request have
+    checked the flags (exactly one source, --output_dir, the bounds)."""
+    worker_index, num_workers = worker_split(request.num_workers, request.worker_index)
+    given = request.latent_convention
+    default_truncation = request.truncation is None  # then the run's / export's eval.truncation
+    truncation = 0.0 if default_truncation else float(request.truncation)
+    if request.module:
+        source = ModuleSource(request.module, truncation)
         if default_truncation:
             truncation = source.truncation = float(((source.metadata.get("hparams") or {}).get("eval") or {})
                                                    .get("truncation", 0.0))
@@ -430,22 +404,21 @@ def run_synthesize(hp, flags) -> dict:
         data = ((source.metadata.get("hparams") or {}).get("data") or {})
         kind, split = data.get("kind", "unknown (a module without our metadata)"), data.get("split", "train")
     else:
-        source = CheckpointSource(model_dir, getattr(flags, "checkpoint", None), hp, flags)
+        source = CheckpointSource(request.model_dir, request.checkpoint, hp, request.hparams, request.hparams_overrides)
         truncation = source.hp.eval.truncation if default_truncation else truncation
         convention = given or source.hp.eval.latent_convention
         kind, split = source.hp.data.kind, source.hp.data.split
-    if per_class is not None:
-        counts = [int(per_class)] * source.num_classes
+    if request.images_per_class is not None:
+        counts = [request.images_per_class] * source.num_classes
     else:
         counts = default_counts(kind, split)
         if len(counts) != source.num_classes:
             raise UserError(f"the real training set has {len(counts)} classes but the generator {source.num_classes}; "
                             f"pass --images_per_class")
-    synsets_file = getattr(flags, "synsets_file", None)
+    synsets_file = request.synsets_file
     synsets = read_synsets(synsets_file, source.num_classes) if synsets_file else None
-    return synthesize(source, output_dir, counts, num_shards=num_shards, truncation=truncation,
-                      seed=int(getattr(flags, "seed", 0) or 0), prefix=getattr(flags, "shard_prefix", "train"),
-                      jpeg_quality=quality, synsets=synsets, synsets_file=synsets_file,
-                      also_write_npz=bool(getattr(flags, "also_write_npz", False)),
+    return synthesize(source, request.output_dir, counts, num_shards=request.num_shards, truncation=truncation,
+                      seed=request.seed, prefix=request.shard_prefix, jpeg_quality=request.jpeg_quality,
+                      synsets=synsets, synsets_file=synsets_file, also_write_npz=request.also_write_npz,
                       worker_index=worker_index, num_workers=num_workers, latent_convention=convention,
-                      batch_size=getattr(flags, "batch_size", None))
+                      batch_size=request.batch_size)

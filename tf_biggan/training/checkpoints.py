@@ -128,9 +128,7 @@ def check_imported_hparams(hp, path: str) -> None:
 
 def prepare_model_dir(hp, model_dir: str, chief: bool = True) -> None:
     """A fresh model_dir gets hparams.yaml; an existing run must have the same hparams (UserError)."""
-    path = os.path.join(model_dir, HPARAMS_FILE)
-    if paths.existing_file(model_dir):
-        raise UserError(f"--model_dir={model_dir} is a file, not a directory: pass a new or an existing run's directory")
+    path = os.path.join(model_dir, HPARAMS_FILE)  # (a FILE at model_dir: refused by main.py's DIRECTORY_FLAGS)
     if tf.io.gfile.exists(path):  # gfile: MODEL_DIR may be gs://
         if imported_and_untrained(model_dir):
             check_imported_hparams(hp, path)  # fine-tuning sets data, train and eval freely

@@ -1,4 +1,4 @@
-"""The tf.distribute strategy a run uses, chosen from flags (paper Section 3: "trained on 128 to 512
+"""The tf.distribute strategy a run uses, chosen by its launch (paper Section 3: "trained on 128 to 512
 cores of a Google TPU v3 Pod", with G's BatchNorm statistics computed across all devices).
 
 Order of precedence:
@@ -9,7 +9,8 @@ Order of precedence:
   local GPUs            MirroredStrategy over them (one GPU: OneDeviceStrategy)
   otherwise             the default strategy (one device)
 
-Why a function of flags and not a config key: the same hparams file must train on a TPU pod and on a
+Why a function of the launch (`requests.Launch`: --tpu, --cpu_replicas; TF_CONFIG from the
+environment) and not a config key: the same hparams file must train on a TPU pod and on a
 laptop; where it runs is a property of the launch, not of the experiment.
 """
 
@@ -120,18 +121,19 @@ def make_strategy(tpu: Optional[str] = None, cpu_replicas: int = 0) -> tf.distri
 _LAUNCH_STRATEGIES = {}
 
 
-def strategy_from_flags(flags) -> tf.distribute.Strategy:
-    """The launch's strategy, made once per process and launch (--tpu, --cpu_replicas, TF_CONFIG).
+def launch_strategy(launch) -> tf.distribute.Strategy:
+    """The strategy of `launch` (a `requests.Launch`: --tpu, --cpu_replicas) and TF_CONFIG, made once
+    per process and launch.
 
     main() makes it before anything else touches TensorFlow: MultiWorkerMirroredStrategy must
     configure collective ops, and --cpu_replicas split the CPU, before the runtime initialises
     (which any module-level tf.constant in an imported module does)."""
-    launch = (getattr(flags, "tpu", None), int(getattr(flags, "cpu_replicas", 0) or 0), os.environ.get("TF_CONFIG"))
-    if not any(launch):  # local devices only: nothing to set up before the runtime starts
+    key = (launch.tpu, int(launch.cpu_replicas), os.environ.get("TF_CONFIG"))
+    if not any(key):  # local devices only: nothing to set up before the runtime starts
         return make_strategy(None, 0)
-    if launch not in _LAUNCH_STRATEGIES:
-        _LAUNCH_STRATEGIES[launch] = make_strategy(launch[0], launch[1])
-    return _LAUNCH_STRATEGIES[launch]
+    if key not in _LAUNCH_STRATEGIES:
+        _LAUNCH_STRATEGIES[key] = make_strategy(launch.tpu, int(launch.cpu_replicas))
+    return _LAUNCH_STRATEGIES[key]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -27,6 +27,7 @@ from tf_biggan.errors import UserError
 from tf_biggan.layers.orthogonal_init import DeferredKernels, deferred_kernels, placeholder_kernels
 from tf_biggan.models import Discriminator, Generator
 from tf_biggan.progress import Progress
+from tf_biggan.requests import TrainRequest
 from tf_biggan.training import intervene, stability
 from tf_biggan.training import loop as loop_lib
 from tf_biggan.training import strategy as strategy_lib
@@ -220,25 +221,21 @@ class GANTrainer:
         return report
 
 
-def run_train(hp, flags) -> dict:
-    """`--mode=train`: strategy from flags, resume if model_dir has a checkpoint, train, report."""
-    return train_from_flags(hp, flags)[1]
+def run_train(hp, request: TrainRequest) -> dict:
+    """`--mode=train`: the launch's strategy, resume if model_dir has a checkpoint, train, report."""
+    return train_from_request(hp, request)[1]
 
 
-def train_from_flags(hp, flags):
+def train_from_request(hp, request: TrainRequest):
     """(trainer, report) of `--mode=train` (run_train without dropping the trainer). main.py has
     checked that --model_dir is given."""
-    model_dir = flags.model_dir
-    strategy = strategy_lib.strategy_from_flags(flags)
+    model_dir = request.model_dir
+    strategy = strategy_lib.launch_strategy(request.launch)
     hp = intervene.replay(hp, model_dir)  # the run's recorded interventions (Appendix G.1)
     prepare_model_dir(hp, model_dir, strategy_lib.is_chief(strategy))
     chosen, actions = None, {}
-    if getattr(flags, "checkpoint", None) and not getattr(flags, "intervene", None):
-        raise UserError("--mode=train --checkpoint=... resumes from an older checkpoint only as an intervention: "
-                        "add --intervene=... (e.g. --intervene=g_lr=2.5e-5); without --checkpoint the run resumes "
-                        "from its latest checkpoint")
-    if getattr(flags, "intervene", None):
-        hp, chosen, actions = intervene.begin(hp, model_dir, flags.intervene, getattr(flags, "checkpoint", None),
+    if request.intervene:  # (a --checkpoint without one: refused by TrainRequest)
+        hp, chosen, actions = intervene.begin(hp, model_dir, request.intervene, request.checkpoint,
                                               chief=strategy_lib.is_chief(strategy))
     trainer = GANTrainer(hp, strategy, model_dir, defer_init=True)
     restored = trainer.restore(chosen)
@@ -252,7 +249,7 @@ def train_from_flags(hp, flags):
         if actions.get("reset_adam") in (net, "both"):
             intervene.reset_adam(getattr(trainer, f"{net}_opt"))
     if chosen:
-        trainer.progress.log(f"intervention {flags.intervene} from {chosen} (recorded in {intervene.HISTORY})")
+        trainer.progress.log(f"intervention {request.intervene} from {chosen} (recorded in {intervene.HISTORY})")
     keeper = None
     if hp.eval.best_fid_every:
         if strategy_lib.is_multi_worker(strategy):
@@ -260,12 +257,12 @@ def train_from_flags(hp, flags):
                             "and run --mode=sweep on the saved checkpoints")
         from tf_biggan.evaluation.best_fid import BestFidKeeper
 
-        keeper = BestFidKeeper(hp, model_dir, inception_path=flags.inception_path, log=trainer.progress.log)
+        keeper = BestFidKeeper(hp, model_dir, inception_path=request.inception_path, log=trainer.progress.log)
     from tf_biggan.data.pipeline import data_errors
 
     with data_errors():
         return trainer, trainer.fit(best_fid_keeper=keeper)
 
 
-__all__ = ["GANTrainer", "run_train", "train_from_flags", "NonFiniteLossError", "check_resume_hparams",
+__all__ = ["GANTrainer", "run_train", "train_from_request", "NonFiniteLossError", "check_resume_hparams",
            "prepare_model_dir", "default_dataset_fn"]
