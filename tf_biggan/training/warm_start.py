@@ -26,7 +26,7 @@ What is not copied, and why:
 - optimiser moments, the step and augmentation's p start fresh: Adam's moments describe the source's
   loss surface, and the step is the new run's input position and RNG state.
 
-A run resumes from its own checkpoints: `trainer.train_from_flags` restores first and reads the source
+A run resumes from its own checkpoints: `trainer.train_from_request` restores first and reads the source
 only when --model_dir has no checkpoint, so the source may move or go once the run has saved. The
 run's hparams.yaml records train.init_from as given; MODEL_DIR/warm_start.json the checkpoint it
 resolved to.
