@@ -1,4 +1,4 @@
-"""The fast orthogonal initialiser (issue 14, start-up) gives Keras' Orthogonal values for the same seed:
+"""The fast orthogonal initialiser gives Keras' Orthogonal values for the same seed:
 the same Haar-distributed Q (R's diagonal positive), for tall, wide, square and conv kernels, and the
 same G when a model is built under keras.utils.set_random_seed."""
 

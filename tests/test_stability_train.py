@@ -81,6 +81,38 @@ def test_the_step_draws_train_latents():
     np.testing.assert_array_equal(y.numpy(), y_default.numpy())
 
 
+def test_each_replica_draws_its_own_dropout_masks():
+    """stability.d_dropout: the step hands D each replica's own key (step.TrainStep.d_call with the
+    d_dropout_key part), not one stored on D, which replicas interleaving at D's spectral-norm
+    updates overwrote (every replica drew the last replica's masks). Same images on both replicas:
+    their outputs differ, and agree once the key ignores the replica id."""
+    import types
+
+    from conftest import mirrored_strategy
+    from tf_biggan.models import Discriminator
+    from tf_biggan.training.stability import dropout_keys
+    from tf_biggan.training.step import TrainStep
+
+    hp = load_hparams(None, "model.ch=4")
+    strategy = mirrored_strategy(2)
+    with strategy.scope():
+        d = Discriminator(hp.model, 10, dropout=0.5)
+        d.build_for_input()
+    x = tf.random.stateless_uniform((2, 16, 16, 3), (4, 2), -1, 1)
+    y = tf.constant([1, 7])
+    per_replica = dropout_keys(seed=3, disc_steps=1)
+
+    def outputs(key_fn):
+        step = types.SimpleNamespace(d=d, d_dropout_key=key_fn)
+        run = tf.function(lambda: strategy.run(lambda: TrainStep.d_call(step, x, y, tf.constant(5, tf.int64), 0, {})))
+        return [v.numpy() for v in strategy.experimental_local_results(run())]
+
+    own = outputs(per_replica)
+    assert not np.allclose(own[0], own[1])
+    shared = outputs(lambda step, substep: tf.random.experimental.stateless_fold_in((3, 5), 0))
+    np.testing.assert_array_equal(shared[0], shared[1])
+
+
 @pytest.mark.slow  # two trainers traced with every knob on: ~65 s of CPU
 def test_knobs_in_the_step_two_replicas_equal_one_device():
     """R1, σ0 regulariser + clamp, embedding decay, global and per-parameter clipping and a training

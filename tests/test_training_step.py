@@ -52,9 +52,9 @@ def test_hooks_see_every_d_input_and_penalties_are_logged(hooked):
 
 
 def test_d_steps_share_one_trace_and_give_the_same_weights(hooked):
-    """One device, no D hook: the disc_steps D steps call ONE traced function (issue 14, start-up);
+    """One device, no D part: the disc_steps D steps call ONE traced function (SHARED in step.py);
     a step gives the weights and Adam moments of the unrolled step bit for bit. The unrolled step is
-    the hooked trainer's (its d_inputs hook forces one trace per D step): its probes add constants
+    the hooked trainer's (its d_inputs part forces one trace per D step): its probes add constants
     to the losses and exact zeros to the gradients, so its weights are the plain step's."""
     hp = load_hparams(None, TINY)
     unrolled = hooked[0]
