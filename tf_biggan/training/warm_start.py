@@ -108,9 +108,6 @@ def resolve_source(init_from: str, model_dir: Optional[str]) -> Optional[Source]
     else:
         raise UserError(f"train.init_from={init_from} is neither a run directory nor a checkpoint prefix (no "
                         f"{init_from}.index): pass a training run's --model_dir or one of its ckpt-N prefixes")
-    if model_dir and os.path.normpath(os.path.dirname(path)) == os.path.normpath(model_dir) and not imported:
-        raise UserError(f"train.init_from={init_from} is this run's own checkpoint: a run resumes from its own "
-                        "checkpoints by itself; leave train.init_from out, or give a new --model_dir")
     shapes = {key: tuple(shape) for key, shape in tf.train.list_variables(path)}
     step_key = "step/.ATTRIBUTES/VARIABLE_VALUE"
     step = int(tf.train.load_variable(path, step_key)) if step_key in shapes else None
