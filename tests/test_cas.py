@@ -213,6 +213,33 @@ def test_resnet50_builds_with_protocol_batch_norm():
     assert model.output_shape == (None, 10) and model.count_params() > 23_000_000
 
 
+def test_cas_sweep_runs_the_gan_sweep_as_the_cli_would_for_its_missing_thresholds(tmp_path, monkeypatch):
+    """A GAN sweep that lacks thresholds is run as `--mode=sweep --model_dir=RUN --inception_path=...
+    --hparams_overrides=eval.truncations=[...]` would run it: the same request, then its points read back."""
+    import json
+
+    import evaluation_run
+    from tf_biggan.cas import truncation_sweep as sweep
+    from tf_biggan.evaluation import evaluate
+
+    run = str(tmp_path / "run")
+    os.makedirs(run)
+    asked = []
+
+    def fake_sweep(hp, request):
+        asked.append(request)
+        points = [{"truncation": 0.5, "fid": 3.0}, {"truncation": 0.0, "fid": 4.0}]
+        with open(os.path.join(run, evaluate.SWEEP_REPORT), "w") as f:
+            json.dump({"points": points}, f)
+
+    monkeypatch.setattr(evaluate, "run_sweep", fake_sweep)
+    have = sweep._gan_sweep(run, [0.5, 0.0], "inception", log=lambda m: None)
+    assert asked == [evaluation_run.request("sweep", run, inception_path="inception",
+                                            hparams_overrides="eval.truncations=[0.5,0.0]")]
+    assert have == {0.5: {"truncation": 0.5, "fid": 3.0}, 0.0: {"truncation": 0.0, "fid": 4.0}}
+    assert sweep._gan_sweep(run, [0.5], None, log=lambda m: None) == have and len(asked) == 1  # all there
+
+
 def test_cas_sweep_joins_fid_is_and_writes_table_csv_plots(tmp_path, monkeypatch):
     """The sweep's bookkeeping with its stages stubbed (each is tested on its own): which classifiers it
     trains on which data, the join with the GAN sweep, the real + k table, the CSV and both plots."""

@@ -1,8 +1,9 @@
 """The absl app: `tf-biggan --mode=... --hparams=hparams/X.yaml [--hparams_overrides k=v,...]`.
 
-Each mode lives in the module named for it; this file only parses flags, loads the validated
-hyper-parameters and dispatches. A `UserError` (bad flag, missing file, bad YAML key) is printed
-as one line naming the flag or file, with exit status 2, not as a traceback.
+Each mode lives in the module named for it; this file only parses flags, builds the mode's typed
+request from them (tf_biggan/requests.py, checked once here), loads the validated hyper-parameters
+and dispatches. A `UserError` (bad flag, missing file, bad YAML key) is printed as one line naming
+the flag or file, with exit status 2, not as a traceback.
 
 Exit status: 0 done; 2 a user error (one line naming the flag or file); 143 stopped by SIGTERM,
 130 stopped by SIGINT (Ctrl-C), 128 + the signal's number as a shell reports for a killed process:
@@ -168,7 +169,7 @@ def check_flags(mode: str) -> None:
     from tf_biggan import paths
     from tf_biggan.errors import UserError
 
-    for name, why in REQUIRED.get(mode, {}).items():
+    for name, why in REQUIRED[mode].items():
         if not _given(name):
             raise UserError(f"--mode={mode} needs --{name} ({why})")
     for name in DIRECTORY_FLAGS:
