@@ -4,8 +4,9 @@ One iteration = train.disc_steps D steps + 1 G step + the EMA update (paper Sect
 in-memory images so the input pipeline is not measured. Each configuration runs in a FRESH
 subprocess (honest start-up and peak resident memory), which prints per stage: seconds and peak
 RSS (VmHWM, reset between stages through /proc/self/clear_refs):
-  import, build (G, D, EMA-G, Adam slots: orthogonal init), trace (first call: tracing, graph
-  optimisation, the first iteration), iterations (median seconds, images/s), sigma monitoring
+  import, build (G, D, EMA-G, Adam slots: orthogonal init), the first call by part (trace, graph
+  optimisation, the wait for the deferred orthogonal draws, the first iteration; the peer has only
+  its first iteration), iterations (median seconds, images/s), sigma monitoring
   (sigma_0..2 of every G and D kernel, Appendix F), and with --stage_profile one D step, one G step
   and one EMA update as separate functions (their own traces are excluded from their peaks).
 FLOPs per iteration come from TF's per-op statistics of the G and D forward graphs with backward =
@@ -133,8 +134,7 @@ def ours_worker(args) -> dict:
     # is the models without their draws and the draws' remainder lands in the first iteration's stage.
     trainer = GANTrainer(hp, dataset_fn=random_data(hp), verbose=False, defer_init=True)
     stages.mark("build")
-    trainer.train_steps(1)
-    stages.mark("trace_and_first_iteration")
+    first_iteration(trainer, stages)
     start_to_first = time.time() - T0
     times = []
     for _ in range(args.iters if hp.model.resolution > 32 else 10 * args.iters):  # the default: ms each
@@ -163,6 +163,23 @@ def ours_worker(args) -> dict:
                      "dtype": hp.model.dtype, "ch": hp.model.ch, "resolution": hp.model.resolution}
     del tf
     return out
+
+
+def first_iteration(trainer, stages) -> None:
+    """The first iteration as `train_steps(1)` runs it, by part: trace (the Python of the step, into a
+    graph), graph optimisation (Grappler and the executor's instantiation, by a call of 0 steps, as
+    TrainStep.run does it), the wait for the deferred orthogonal draws, the first iteration itself."""
+    import tensorflow as tf
+
+    loop, iterator, none = trainer.train_step.compile(), trainer.iterator, tf.constant(0, tf.int64)
+    loop.get_concrete_function(iterator, none)
+    stages.mark("trace")
+    loop(iterator, none)
+    stages.mark("graph_optimisation")
+    trainer.weights_ready()
+    stages.mark("orthogonal_draws_wait")
+    trainer.train_steps(1)
+    stages.mark("first_iteration")
 
 
 def profile_steps(trainer, stages) -> None:
@@ -202,20 +219,24 @@ def profile_steps(trainer, stages) -> None:
 
 
 # ---------------------------------------------------------------------------------------- peer
-def peer_worker(args) -> dict:
-    """BigGAN-PyTorch's iteration at BigGAN-128 ch 96, batch 8, 2 D steps (run under --peer_python)."""
+def peer_imports(peer_dir: str):
+    """BigGAN-PyTorch's modules (BigGAN, train_fns, utils), its unused imports stubbed."""
     from import_stubs import stub_packages
 
     stub_packages(("torchvision", "PIL", "h5py", "tqdm"))  # its dataset and image-saving imports
-    sys.path.insert(0, os.path.abspath(args.peer_dir))
-    import torch
-
+    sys.path.insert(0, os.path.abspath(peer_dir))
     import BigGAN
     import train_fns
     import utils
 
-    stages = Stages()
-    stages.mark("import")
+    return BigGAN, train_fns, utils
+
+
+def peer_iteration(peer_dir: str, modules=None):
+    """(iteration(), G, D): BigGAN-PyTorch's iteration at BigGAN-128 ch 96, batch 8, 2 D steps."""
+    import torch
+
+    BigGAN, train_fns, utils = modules or peer_imports(peer_dir)
     config = vars(utils.prepare_parser().parse_args([]))
     # scripts/launch_BigGAN_bs256x8.sh (BigGAN-128, ch 96), at our batch, epsilons and D steps.
     config.update(G_ch=96, D_ch=96, G_attn="64", D_attn="64", G_shared=True, hier=True, dim_z=120, shared_dim=128,
@@ -232,13 +253,23 @@ def peer_worker(args) -> dict:
     train = train_fns.GAN_training_function(g, d, gd, z_, y_, ema, {"itr": 0}, config)
     x = torch.rand(16, 3, 128, 128) * 2 - 1
     y = torch.randint(0, 1000, (16,))
-    stages.mark("build")
 
     def iteration():
         g.train()
         d.train()
         train(x, y)
+    return iteration, g, d
 
+
+def peer_worker(args) -> dict:
+    """BigGAN-PyTorch's iteration at BigGAN-128 ch 96, batch 8, 2 D steps (run under --peer_python)."""
+    modules = peer_imports(args.peer_dir)
+    import torch
+
+    stages = Stages()
+    stages.mark("import")
+    iteration, g, d = peer_iteration(args.peer_dir, modules)
+    stages.mark("build")
     iteration()
     stages.mark("trace_and_first_iteration")
     start_to_first = time.time() - T0
@@ -257,8 +288,10 @@ def peer_worker(args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- driver
-def run_worker(kind: str, args, python: str) -> dict:
-    cmd = [python, os.path.abspath(__file__), f"--_worker={kind}", f"--config={args.config_now}",
+def run_worker(kind: str, args, python: str, script: str = __file__) -> dict:
+    """Runs one measurement in a fresh process; `script`: this benchmark in another checkout (its "ours"
+    worker measures that checkout: --baseline_repo)."""
+    cmd = [python, os.path.abspath(script), f"--_worker={kind}", f"--config={args.config_now}",
            f"--iters={args.iters}", f"--overrides={args.overrides}"]
     if kind == "peer":
         cmd.append(f"--peer_dir={args.peer_dir}")
@@ -294,6 +327,11 @@ def show(kind: str, r: dict) -> None:
           f"load {r['load_average'][0]:.1f}\n    {stages}", flush=True)
 
 
+def ratio(before: list, after: list, key: str) -> float:
+    """median of `key` over `before` / its median over `after`."""
+    return statistics.median(r[key] for r in before) / statistics.median(r[key] for r in after)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="both", choices=["biggan_128", "default", "both"])
@@ -307,6 +345,8 @@ def main() -> int:
     parser.add_argument("--peer_python", default=sys.executable, help="a python that imports torch")
     parser.add_argument("--peer_malloc", default="system",
                         help="the peer's malloc, as TF_BIGGAN_MALLOC spells it (ours: TF_BIGGAN_MALLOC, default system)")
+    parser.add_argument("--baseline_repo", default="",
+                        help="another tf_biggan checkout (e.g. `git worktree add`): its iteration joins the rounds")
     parser.add_argument("--json", default="", help="also write all results here")
     parser.add_argument("--_worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,11 +360,16 @@ def main() -> int:
     for config in (["biggan_128", "default"] if args.config == "both" else [args.config]):
         args.config_now = config
         with_peer = bool(args.peer_dir) and config == "biggan_128"
-        ours, peer = [], []
-        for _ in range(args.rounds if with_peer else 1):
+        ours, peer, base = [], [], []
+        for _ in range(args.rounds if with_peer or args.baseline_repo else 1):
             ours.append(run_worker("ours", args, sys.executable))
             show(f"ours {config}", ours[-1])
             results["runs"].append({"kind": "ours", "config": config, **ours[-1]})
+            if args.baseline_repo:
+                script = os.path.join(args.baseline_repo, "benchmarks", os.path.basename(__file__))
+                base.append(run_worker("ours", args, sys.executable, script))
+                show(f"baseline {config}", base[-1])
+                results["runs"].append({"kind": "baseline", "config": config, **base[-1]})
             if with_peer:
                 peer.append(run_worker("peer", args, args.peer_python))
                 show("BigGAN-PyTorch", peer[-1])
@@ -339,6 +384,11 @@ def main() -> int:
             print(f"[bench] ours vs BigGAN-PyTorch (medians of {len(ours)} alternating rounds): iteration "
                   f"{ratios['iteration_speedup']:.2f}x faster, peak memory {ratios['peak_memory_ratio']:.2f}x, "
                   f"start to first iteration {ratios['start_to_first_ratio']:.2f}x", flush=True)
+        if base:
+            print(f"[bench] ours vs {args.baseline_repo} (medians of {len(base)} rounds): iteration "
+                  f"{ratio(base, ours, 'seconds_per_iteration'):.2f}x faster, start to first iteration "
+                  f"{ratio(base, ours, 'start_to_first_iteration'):.2f}x faster, peak memory "
+                  f"{1 / ratio(base, ours, 'peak_gb'):.2f}x", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
