@@ -54,7 +54,8 @@ ELEMENTWISE = {"Mul", "Add", "AddV2", "AddN", "Sub", "RealDiv", "Relu", "ReluGra
                "RsqrtGrad", "Maximum", "Minimum", "Sum", "Mean", "Neg", "Select", "SelectV2", "BiasAdd", "BiasAddGrad",
                "Exp", "Log", "Tanh", "TanhGrad", "Greater", "GreaterEqual", "Less", "LessEqual", "Equal",
                "SquaredDifference", "Reciprocal", "Abs", "Sign", "Relu6", "Softplus", "Sigmoid", "DivNoNan",
-               "AssignAddVariableOp", "AssignSubVariableOp", "Pow", "Prod", "Max", "Min", "FloorMod", "LeakyRelu"}
+               "AssignAddVariableOp", "AssignSubVariableOp", "Pow", "Prod", "Max", "Min", "FloorMod", "LeakyRelu",
+               "AvgPool", "AvgPoolGrad"}
 LAYER = re.compile(r"^(conv\d*|conv_sc|linear|embed|theta|phi|g|o|bn\d*|out_bn|attention\d+)(_\d+)?$")
 
 
@@ -103,8 +104,9 @@ def xplane_op_seconds(logdir: str) -> dict:
             if not line.name.startswith("tf_Compute"):  # the executor's op executions (name:type)
                 continue
             for event in line.events:
-                name, _, op_type = names[event.metadata_id].rpartition(":")
-                if name:
+                full = names[event.metadata_id]
+                name, _, op_type = full.rpartition(":")
+                if name and "::" not in full:  # not the executor's own regions (ExecutorState::Process)
                     key = (name, op_type)
                     seconds[key] = seconds.get(key, 0.0) + event.duration_ps * 1e-12
     return seconds
