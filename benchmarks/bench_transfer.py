@@ -111,7 +111,9 @@ class Judge:
         from tf_biggan.evaluation.metrics import classification_accuracy, frechet_distance, inception_score
 
         acts, logits = self.classifier.activations_and_logits(images)
-        return {"fid": frechet_distance(acts, self.real_acts), "is": inception_score(logits, splits=5)[0],
+        mixed = np.random.default_rng(0).permutation(len(logits))  # the samples come class by class: every
+        # split of the Inception Score must see all classes, else its p(y) is one class and IS is 1
+        return {"fid": frechet_distance(acts, self.real_acts), "is": inception_score(logits[mixed], splits=5)[0],
                 "accuracy": classification_accuracy(logits, labels + TARGET_CLASSES[0])}
 
     def cas(self, images, labels) -> float:
@@ -158,6 +160,28 @@ def evaluate_run(judge: Judge, model_dir: str, eval_steps, cas_steps) -> dict:
         if step in cas_steps:
             rows[step]["cas"] = judge.cas(images, labels)
     return rows
+
+
+def rescore_is(args, judge: Judge) -> None:
+    """IS of every result at its last step again (results written before the split fix above: their IS
+    saw one class per split); the other steps' IS are dropped."""
+    folder = os.path.join(args.out, "results")
+    for name in sorted(os.listdir(folder)):
+        if not (name.startswith("k") and name.endswith(".json")):
+            continue
+        path = os.path.join(folder, name)
+        with open(path) as f:
+            result = json.load(f)
+        if result.get("is_rescored"):
+            continue
+        model_dir = os.path.join(args.out, "runs", f"k{result['k']}", result["arm"], f"s{result['seed']}")
+        last = max(result["scores"], key=int)
+        images, labels = samples(model_dir, os.path.join(model_dir, f"ckpt-{last}"))
+        for step, row in result["scores"].items():
+            row.pop("is", None)
+        result["scores"][last]["is"] = judge.score(images, labels)["is"]
+        result["is_rescored"] = f"step {last} only"
+        write_json(path, result)
 
 
 def write_json(path: str, value) -> None:
@@ -245,10 +269,16 @@ def curve(runs, source: dict, metric: str = "fid"):
 
 
 def steps_to(steps, values, target: float):
-    """The first step whose seed-mean FID is at or below `target` (None: not within the run)."""
+    """(the first scored step whose seed-mean FID is at or below `target`, the step where the seed-mean
+    crosses it, log FID interpolated linearly from the scored step before); (None, None) if never."""
     mean = values.mean(axis=0)
-    hits = [s for s, v in zip(steps, mean) if v <= target]
-    return hits[0] if hits else None
+    for i, (step, value) in enumerate(zip(steps, mean)):
+        if value <= target:
+            if i == 0:
+                return step, float(step)
+            t = np.log(mean[i - 1] / target) / np.log(mean[i - 1] / value)
+            return step, float(steps[i - 1] + t * (step - steps[i - 1]))
+    return None, None
 
 
 def _cell(values) -> str:
@@ -264,8 +294,8 @@ def table(results, source, refs) -> str:
     ks = sorted({k for k, _ in results})
     steps = sorted({int(s) for runs in results.values() for r in runs for s in r["scores"]})
     cas_steps = sorted({int(s) for runs in results.values() for r in runs for s, v in r["scores"].items() if "cas" in v})
-    head = (["k", "arm", "seeds"] + [f"FID @{s}" for s in steps] + ["IS", "class acc.", *[f"CAS @{s}" for s in cas_steps],
-            "steps to scratch's final FID", "train CPU-s"])
+    head = (["k", "arm", "seeds"] + [f"FID @{s}" for s in steps] + [f"IS @{steps[-1]}", f"class acc. @{steps[-1]}",
+            *[f"CAS @{s}" for s in cas_steps], "steps to scratch's final FID", "augment p at the end (max)", "train CPU-s"])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for k in ks:
         scratch = results.get((k, "scratch"))
@@ -276,18 +306,24 @@ def table(results, source, refs) -> str:
                 continue
             s_all, fid = curve(runs, source)
             last = str(steps[-1])
-            reached = steps_to(s_all, fid, target) if target is not None else None
+            reached, crossing = steps_to(s_all, fid, target) if target is not None else (None, None)
             row = [str(k), arm, str(len(runs))]
             row += [_cell(np.array([r["scores"][str(s)]["fid"] for r in runs if str(s) in r["scores"]])) for s in steps]
-            row += [_cell(np.array([r["scores"][last][m] for r in runs])) for m in ("is", "accuracy")]
+            row += [_cell(np.array([r["scores"][last]["is"] for r in runs])),
+                    _cell(100 * np.array([r["scores"][last]["accuracy"] for r in runs])) + "%"]
             row += [_cell(100 * np.array([r["scores"][str(s)]["cas"] for r in runs])) + "%" for s in cas_steps]
-            row += ["not within the run" if reached is None else str(reached),
+            ps = [r["augment_p_last"] for r in runs if r.get("augment_p_last")]
+            row += ["not within the run" if reached is None else f"{reached} (≈{crossing:.0f})",
+                    " ".join(f"{p['last']:.2f} ({p['max']:.2f})" for p in ps) or "-",
                     _cpu([r["train"].get("cpu_s") for r in runs])]
             lines.append("| " + " | ".join(row) + " |")
     notes = []
+    notes.append("Steps to scratch's final FID: the first scored step at or below the seed-mean FID scratch ends "
+                 "with (≈: where the seed-mean curve crosses it, log FID interpolated between scored steps). "
+                 "augment p: ADA's p per seed (DiffAugment: its fixed cutout probability).")
     if source:
         notes.append(f"Source alone (step 0 of the warm arms: its G asked for classes 5-9 draws 0-4): FID "
-                     f"{source['step0_as_target']['fid']:.2f}, class acc. {source['step0_as_target']['accuracy']:.2f}, "
+                     f"{source['step0_as_target']['fid']:.2f}, class acc. {100 * source['step0_as_target']['accuracy']:.1f}%, "
                      f"CAS {100 * source['cas_step0']:.1f}%.")
     if refs:
         cas = ", ".join(f"k = {key[len('cas_real_k'):]}: {100 * v:.1f}%" for key, v in refs.items() if key.startswith("cas_real_k"))
@@ -313,6 +349,9 @@ def plot(results, source, path: str) -> None:
             steps, fid = curve(runs, source)
             line, = ax.plot(steps, fid.mean(axis=0), marker="o", ms=3, label=f"{arm} ({len(runs)} seeds)")
             ax.fill_between(steps, fid.min(axis=0), fid.max(axis=0), color=line.get_color(), alpha=0.15)
+            if arm == "scratch":
+                ax.axhline(fid.mean(axis=0)[-1], color=line.get_color(), ls="--", lw=0.8,
+                           label="scratch's final FID")
         ax.set_yscale("log")
         ax.set_title(f"digits 5-9, k = {k} images per class")
         ax.set_xlabel("training steps (batch 32)")
@@ -320,7 +359,7 @@ def plot(results, source, path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -338,6 +377,7 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--smoke", action="store_true", help="a tiny version: 1 seed, k=10, few steps")
     parser.add_argument("--report_only", action="store_true", help="rewrite transfer.md and the plot from results/")
+    parser.add_argument("--rescore_is", action="store_true", help="recompute IS at the last step of every result")
     parser.add_argument("--source_steps", type=int, default=1500)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--save_every", type=int, default=50)
@@ -357,6 +397,10 @@ def main() -> int:
     ks, seeds = [int(k) for k in args.ks.split(",")], [int(s) for s in args.seeds.split(",")]
     os.makedirs(os.path.join(args.out, "results"), exist_ok=True)
     if args.report_only:
+        write_report(args.out)
+        return 0
+    if args.rescore_is:
+        rescore_is(args, Judge(args.out))
         write_report(args.out)
         return 0
     judge = Judge(args.out)
