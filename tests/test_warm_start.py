@@ -236,3 +236,13 @@ def test_a_killed_warm_start_resumes_from_its_own_checkpoint(warm_run, tmp_path)
     for key in a.get_variable_to_shape_map():
         if key.startswith(("generator/", "discriminator/", "ema_generator/")):
             np.testing.assert_allclose(a.get_tensor(key), b.get_tensor(key), rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_the_digits_recipe_warm_starts_a_digits_run():
+    """hparams/finetune_digits.yaml (bench_transfer's best arm) keeps digits.yaml's architecture, so a run of
+    the embedded default is a source it can start from, and it trains without augmentation."""
+    from tf_biggan.config import load_hparams
+
+    recipe = load_hparams("finetune_digits", "data.classes=[5,6,7,8,9],data.num_classes=5,data.max_per_class=10")
+    assert recipe.model == load_hparams("digits").model
+    assert (recipe.augment.kind, recipe.train.train_steps, recipe.eval.fid_reference) == ("none", 500, "validation")
