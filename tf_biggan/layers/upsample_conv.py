@@ -42,7 +42,7 @@ def upsample_conv2d(x, kernel, dtype=None, bias=None):
 
     The phase kernels are summed in the kernel's dtype (float32 under mixed precision) and then cast
     to `dtype` (default x's). Phase (a, b) is a 2x2 VALID conv of x padded by (1 - a, a) rows and
-    (1 - b, b) columns; depth_to_space interleaves the phases.
+    (1 - b, b) columns (the padding is part of the conv op); depth_to_space interleaves the phases.
     The bias is added to each phase, where Grappler fuses it into the conv op (one pass fewer over the
     4x larger output).
     """
@@ -51,10 +51,8 @@ def upsample_conv2d(x, kernel, dtype=None, bias=None):
     dtype = dtype or x.dtype
     outputs = []
     for a, b, k in phase_kernels(kernel):
-        # The padding as its own op, not the conv's: TF's oneDNN rewrite leaves the gradients of a conv
-        # with explicit padding on Eigen's slower kernels (benchmarks/profile_step.py).
         pad = [[0, 0], [1 - a, a], [1 - b, b], [0, 0]]
-        y = tf.nn.conv2d(tf.pad(x, pad), tf.cast(k, dtype), strides=1, padding="VALID")
+        y = tf.nn.conv2d(x, tf.cast(k, dtype), strides=1, padding=pad)
         outputs.append(y if bias is None else tf.nn.bias_add(y, tf.cast(bias, dtype)))
     # depth_to_space reads channel block (2 * a + b) as phase (a, b): the order built above.
     return tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
