@@ -145,6 +145,21 @@ def ours_flops(trainer) -> dict:
     return {k: ts.disc_steps * d[k] + g[k] for k in KINDS}
 
 
+def _scope_ortho_reg(tf) -> None:
+    """Puts the step's orthogonal regulariser under one name scope, here only: the profile finds its ops by
+    it. The package has no such scope because op names reach the optimised graph's order, and a scope
+    there moved the main job's 3,000-step trajectory (same maths, other rounding)."""
+    from tf_biggan.training import step as step_lib
+
+    plain = step_lib.ortho_reg
+
+    def scoped(kernels, beta):
+        with tf.name_scope("ortho_reg"):
+            return plain(kernels, beta)
+
+    step_lib.ortho_reg = scoped
+
+
 def ours_worker(args) -> dict:
     sys.path[:0] = [REPO, HERE]
     import tf_biggan
@@ -157,6 +172,7 @@ def ours_worker(args) -> dict:
     from tf_biggan.config import load_hparams
     from tf_biggan.training.trainer import GANTrainer
 
+    _scope_ortho_reg(tf)
     hp = load_hparams(*CONFIGS["biggan_128"])
     trainer = GANTrainer(hp, dataset_fn=random_data(hp), verbose=False)
     trainer.train_steps(1)  # trace, graph optimisation, first iteration

@@ -39,7 +39,6 @@ def ortho_reg(kernels, beta: float) -> tf.Tensor:
     total = tf.constant(0.0, tf.float32)
     if beta == 0:
         return total
-    with tf.name_scope("ortho_reg"):  # its ops are one kind in a profile (benchmarks/profile_step.py)
-        for kernel in kernels:
-            total += off_diagonal_gram_sq(kernel_matrix(kernel))
-        return beta * total
+    for kernel in kernels:
+        total += off_diagonal_gram_sq(kernel_matrix(kernel))
+    return beta * total
