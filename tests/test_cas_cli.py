@@ -42,6 +42,8 @@ def _command(model_dir, synthetic):
             f"--train_data=digits:train,{synthetic}/train-*", "--eval_data=digits:test"]
 
 
+@pytest.mark.slow  # a CAS run killed and restarted through the CLI (~30 s); the loop's kill-and-resume is tested
+# fast for the GAN (test_train.py), which runs under the same run_loop and checkpoint manager
 def test_cas_cli_resumes_after_kill_and_reports(tmp_path):
     synthetic = str(tmp_path / "synthetic")
     _write_synthetic(synthetic)

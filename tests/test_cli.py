@@ -27,6 +27,8 @@ def cli(*args, timeout=900, **extra_env):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # three training processes through the CLI (~40 s): collapse detection is tested on traces
+# (test_stability.py), the intervention in-process (test_stability_train.py), the flags in test_requests.py
 def test_two_cpu_replicas_collapse_stop_then_intervene_resumes(tmp_path):
     """A user's run, through the real CLI (paper Appendix G.1's workflow): a detected collapse stops the
     run (exit 2) and keeps the checkpoint before it; --checkpoint + --intervene resume from that

@@ -230,6 +230,8 @@ def test_periodic_fid_keeps_the_best_checkpoint_apart(tmp_path):
     assert {row["step"] for row in scalars if row["tag"] == "eval/fid"} == {2, 4}
 
 
+@pytest.mark.slow  # two replicas traced in bfloat16 (~22 s); bfloat16's numerics are checked fast in
+# test_models.py / test_spectral_norm.py, the same path with accumulation in test_accumulation.py (slow)
 def test_bfloat16_mixed_precision_trains_on_two_replicas():
     """The TPU path's dtype (model.dtype: mixed_bfloat16) trains under a strategy: float32 variables,
     finite losses, and the step moves the weights."""
