@@ -148,8 +148,6 @@ def test_update_applies_the_mean_of_the_micro_batch_gradients():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
 
 
-@pytest.mark.slow  # two trainers traced with ADA and accumulation (~48 s); each factor is tested fast: two replicas
-# equal one device (test_train.py), the micro-batch mean (above), ADA's pipelines under two replicas (test_augment.py)
 def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
     """2 replicas x 2 micro-batches == one device x 2 on the same global micro-batches, with ADA
     augmenting every micro-batch (its own draws; p set to 0.5) and counting all their reals. The
