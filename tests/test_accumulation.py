@@ -152,7 +152,12 @@ def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
     """2 replicas x 2 micro-batches == one device x 2 on the same global micro-batches, with ADA
     augmenting every micro-batch (its own draws; p set to 0.5) and counting all their reals. The
     blit transforms only: random per image like the others, and a third of the default pipeline's
-    trace (the pipelines themselves under two replicas: tests/test_augment.py)."""
+    trace (the pipelines themselves under two replicas: tests/test_augment.py).
+
+    This is also the GAN step's two-replica check: global-batch loss scaling, cross-replica BN and
+    sliced global latents. Under MirroredStrategy every D update runs INLINE (training/step.py's
+    table), with or without accumulation and augmentation, so this one configuration covers the
+    plain step's path on two replicas too."""
     hp = tiny_hp("train.disc_steps=1,train.d_accumulations=2,train.g_accumulations=2,augment.kind=ada,"
                  "augment.pipeline=blit,augment.interval=100")
     runs = []
@@ -161,6 +166,7 @@ def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
         trainer.augment.p.assign(0.5)
         ts = trainer.train_step
         ts.d_opt, ts.g_opt = Recorder(ts.d_opt), Recorder(ts.g_opt)
+        before = {v.path: v.numpy() for v in trainer.g.weights + trainer.d.weights}
         metrics = trainer.train_steps(1)
         replicas = strategy.num_replicas_in_sync
         # The replica function is traced once per replica: one apply per update and replica.
@@ -168,13 +174,21 @@ def test_two_replicas_equal_one_device_with_one_all_reduce_per_update():
         assert ts._micro_fns is None  # ADA's hooks read the micro-batch (and merge_call): unrolled
         assert float(trainer.augment.count.numpy()) == 8 * 1 * 2  # batch x D steps x micro-batches
         assert abs(float(trainer.augment.sign_sum.numpy())) <= 16
+        # The step changed G and D (the comparison below is not vacuous).
+        for model in (trainer.g, trainer.d):
+            assert any(not np.allclose(before[v.path], v.numpy()) for v in model.trainable_weights), model.name
         weights = [v.numpy() for v in trainer.g.weights + trainer.d.weights + trainer.ema_g.weights]
-        runs.append((weights, metrics))
-    (w1, m1), (w2, m2) = runs
+        # The sample grid runs under the strategy: standing statistics pooled over the replicas and
+        # each replica's share of the fixed latents give the one-device grid.
+        runs.append((weights, metrics, trainer.sample_grid()))
+    (w1, m1, grid1), (w2, m2, grid2) = runs
     for a, b in zip(w1, w2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     for k in m1:
         assert m1[k] == pytest.approx(m2[k], rel=1e-4, abs=1e-5), k
+    assert grid1.shape == grid2.shape and grid1.dtype == np.uint8
+    assert np.abs(grid1.astype(int) - grid2.astype(int)).max() <= 1
+    assert grid1.std() > 5  # not a blank picture
 
 
 def cli(*args, timeout=600, wait=True):

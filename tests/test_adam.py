@@ -1,6 +1,6 @@
 """The fused Adam (training/adam.py) against Keras' Adam and a numpy Adam: the same updates, the same
 slots. Under 2 replicas (the per-replica handles inside strategy.extended.update) it runs in
-tests/test_train.py::test_mirrored_step_equals_single_device."""
+tests/test_accumulation.py::test_two_replicas_equal_one_device_with_one_all_reduce_per_update."""
 
 import keras
 import numpy as np
