@@ -156,6 +156,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two TF processes joined by gRPC collectives (~33 s of CI): the step runs INLINE under
+# MultiWorkerMirroredStrategy as under MirroredStrategy (training/step.py), checked fast on two replicas by
+# tests/test_accumulation.py; the workers' checkpoint directories: tests/test_rerun.py
 def test_multi_worker_two_processes(tmp_path):
     """2 local processes with TF_CONFIG -> MultiWorkerMirroredStrategy completes steps."""
     ports = [_free_port(), _free_port()]
