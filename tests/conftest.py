@@ -84,7 +84,8 @@ def tiny_module(tiny_run, tmp_path_factory):
 # (one unit each, minutes long) and the long single tests, so that the last units to be handed out are
 # short and both workers finish together. Whole modules move, so module fixtures are still built once.
 LONG_MODULES_FIRST = (
-    "test_evaluate.py", "test_export.py", "test_synthesize.py", "test_qualitative.py",  # group tiny_run
+    "test_evaluate.py", "test_export.py", "test_synthesize.py", "test_qualitative.py", "test_latents.py",
+    "test_warm_start.py",  # group tiny_run
     "test_main_job.py", "test_train.py", "test_cli.py", "test_xla.py", "test_cas_cli.py",
     "test_augment_train.py", "test_ortho_reg.py", "test_models.py", "test_training_step.py",
 )

@@ -26,6 +26,9 @@ from tf_biggan.models.variables_checkpoint import checkpoint_key, named_variable
 from tf_biggan.training.trainer import GANTrainer
 from tf_biggan.training.warm_start import BN_STATISTICS, Source, check_architecture, pretrained_start
 
+# The source is the session's tiny_run: on the worker that trained it (conftest.py), not a second copy.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETS = (("generator", "g"), ("ema_generator", "ema_g"), ("discriminator", "d"))
 
